@@ -1,0 +1,56 @@
+"""nightlab: run machine-learning experiments unattended.
+
+The public face: `Lab` (the Python API, imported lazily so `import nightlab` inside a trial
+stays cheap) and the trial-side helpers `params()` and `log()`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nightlab.api import Lab
+
+__all__ = ["Lab", "params", "log"]
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Lab":
+        from nightlab.api import Lab
+
+        return Lab
+    raise AttributeError(name)
+
+
+def params(**defaults: Any) -> dict[str, Any]:
+    """This trial's parameters: `defaults` updated by the JSON file named by NIGHTLAB_PARAMS.
+
+    Outside nightlab (NIGHTLAB_PARAMS unset) the defaults are returned as given, so the same
+    script runs by hand. A NIGHTLAB_PARAMS that names a missing file is an error.
+    """
+    path = os.environ.get("NIGHTLAB_PARAMS")
+    if not path:
+        return dict(defaults)
+    with open(path) as fh:
+        return {**defaults, **json.load(fh)}
+
+
+def log(step: int | None = None, **metrics: float) -> None:
+    """Report metrics, e.g. `nightlab.log(val_acc=0.93, step=3)`.
+
+    Under nightlab they are appended as one JSON line to NIGHTLAB_METRICS; run by hand they
+    are printed as `name=value` lines (which nightlab would also read).
+    """
+    values = {k: float(v) for k, v in metrics.items()}
+    path = os.environ.get("NIGHTLAB_METRICS")
+    if not path:
+        prefix = "" if step is None else f"step={step} "
+        print(prefix + " ".join(f"{k}={v}" for k, v in values.items()), flush=True)
+        return
+    line = json.dumps({"ts": time.time(), "step": step, "metrics": values}) + "\n"
+    with open(path, "a") as fh:
+        fh.write(line)

@@ -1,0 +1,107 @@
+"""`nightlab adopt TRIAL`: a trial's code and parameters become one commit on the user's
+branch. The only command that writes to the user's working tree, and only when asked."""
+
+from __future__ import annotations
+
+import subprocess
+from typing import TYPE_CHECKING, Any
+
+from nightlab.config import CONFIG_NAME
+from nightlab.store import Store, Trial
+from nightlab.trials.workspace import Workspace
+
+if TYPE_CHECKING:
+    from nightlab.api import Lab
+
+
+def adopt(lab: Lab, trial_id: int) -> dict[str, Any]:
+    from nightlab.api import LabError
+
+    if not lab.db.is_file():
+        raise LabError(f"{lab.path} has no trials yet; run the lab first")
+    cfg = lab.config
+    store = Store(lab.db)
+    try:
+        with store.tx() as s:
+            row = s.get(Trial, trial_id)
+            base = Store.get_meta(s, "base_commit")
+        if row is None:
+            raise LabError(f"no trial {trial_id} in {lab.path} (see `nightlab leaderboard`)")
+        if row.status != "succeeded":
+            raise LabError(f"trial {trial_id} {row.status} ({row.reason}); adopt a succeeded one")
+        ws = Workspace(lab.path, lab.state, cfg.lab.name)
+        branch = ws.user_branch()
+        if branch is None:
+            raise LabError("your checkout is on a detached HEAD; switch to a branch first")
+        changed = [
+            p
+            for p in (
+                ws.git("diff", "--name-only", "--relative", base, row.commit) or ""
+            ).splitlines()
+            if p
+        ]
+        params_changed = {
+            k: v for k, v in row.params.items() if k in cfg.search and cfg.search[k].default != v
+        }
+        touched = changed + ([CONFIG_NAME] if params_changed else [])
+        if not touched:
+            raise LabError(f"trial {trial_id} has the same code and parameters as your lab")
+        dirty = ws.user_dirty(touched)
+        if dirty:
+            raise LabError(
+                f"uncommitted changes in {', '.join(dirty)}: commit or stash them, then adopt again"
+            )
+        for rel in changed:
+            path = lab.path / rel
+            if path.exists() and path.read_text() != ws.read(base, rel):
+                raise LabError(
+                    f"{rel} changed on your branch since the night started; merge by hand: "
+                    f"git diff {base[:12]} refs/nightlab/trials/{trial_id} -- {rel}"
+                )
+        for rel in changed:
+            (lab.path / rel).parent.mkdir(parents=True, exist_ok=True)
+            (lab.path / rel).write_text(ws.read(row.commit, rel))
+        if params_changed:
+            _set_defaults(lab, params_changed)
+        objective = f"{cfg.objective.metric}={row.objective:.6g}"
+        message = f"nightlab: adopt trial {trial_id} of {cfg.lab.name} ({objective})"
+        subprocess.run(
+            ["git", "add", "--", *touched], cwd=lab.path, check=True, capture_output=True
+        )
+        subprocess.run(
+            ["git", "commit", "-q", "-m", message, "--", *touched],
+            cwd=lab.path,
+            check=True,
+            capture_output=True,
+        )
+        sha = ws.git("rev-parse", "HEAD")
+        with store.tx() as s:
+            Store.event(
+                s,
+                "adopted",
+                trial_id=trial_id,
+                branch=branch,
+                commit=sha,
+                files=changed,
+                params=params_changed,
+            )
+        return {
+            "trial": trial_id,
+            "branch": branch,
+            "commit": sha,
+            "files": changed,
+            "params": params_changed,
+        }
+    finally:
+        store.close()
+
+
+def _set_defaults(lab: Lab, params: dict[str, Any]) -> None:
+    """Rewrite `[search.X] default` in nightlab.toml, keeping the user's comments."""
+    import tomlkit
+
+    path = lab.path / CONFIG_NAME
+    doc = tomlkit.parse(path.read_text())
+    for name, value in params.items():
+        doc["search"][name]["default"] = value
+    path.write_text(tomlkit.dumps(doc))

@@ -1,0 +1,44 @@
+"""Agent backends: what fills the worker role and turns context into a decision."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+from nightlab.agents.decision import Decision
+from nightlab.config import Config
+
+
+class Worker(Protocol):
+    name: str
+
+    def decide(self, context: dict[str, Any]) -> Decision: ...
+    def observe(self, trial: Any) -> None: ...
+    def resume(self, finished: list[Any], decided: int) -> None: ...
+
+
+class AgentError(Exception):
+    """The configured agent backend cannot be used; the message says why and what to do."""
+
+
+def make_worker(spec: str, cfg: Config, lab: Path) -> Worker:
+    """Build the worker named by `spec` ("search" or "replay:FILE")."""
+    if spec == "search":
+        from nightlab.agents.search import SearchWorker
+
+        try:
+            return SearchWorker(cfg, seed=cfg.trial.seed)
+        except ValueError as exc:
+            raise AgentError(str(exc)) from None
+    if spec.startswith("replay:"):
+        from nightlab.agents.replay import ReplayError, ReplayWorker
+
+        path = Path(spec.removeprefix("replay:"))
+        try:
+            return ReplayWorker(path if path.is_absolute() else lab / path, spec)
+        except ReplayError as exc:
+            raise AgentError(str(exc)) from None
+    raise AgentError(
+        f'unknown worker {spec!r}: use "search" (Optuna) or "replay:FILE" '
+        "(LLM and command: backends arrive in a later release)"
+    )

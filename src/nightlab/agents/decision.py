@@ -1,0 +1,46 @@
+"""The decision: what a worker answers each cycle. Every backend produces this model and
+every decision passes the same gate before anything runs."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Action = Literal["run", "wait", "analyze", "research", "report", "stop"]
+Dimension = Literal[
+    "augmentation",
+    "preprocessing",
+    "data_sampling",
+    "loss",
+    "model_arch",
+    "optimization",
+    "evaluation",
+]
+
+
+class Edit(BaseModel):
+    """Replace the single occurrence of `search` in `file` by `replace` (`search` empty: the
+    file's whole new content)."""
+
+    model_config = ConfigDict(extra="forbid")
+    file: str
+    search: str
+    replace: str
+
+
+class Decision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Action
+    rationale: str = Field(description="Why this, now, given the evidence.")
+    hypothesis: str = Field("", description="What should happen to the objective and why.")
+    dimension: Dimension | None = None
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Overrides on top of the best trial's parameters."
+    )
+    edits: list[Edit] = Field(default_factory=list)
+    todo_new: list[str] = Field(default_factory=list, max_length=2)
+    notes_update: str | None = None
+    data_exploration_update: str | None = None
+    resolve_todo_ids: list[int] = Field(default_factory=list)

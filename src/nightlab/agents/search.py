@@ -1,0 +1,97 @@
+"""The `search` worker: Optuna's TPE over the `[search]` knobs.
+
+The study lives in memory and is rebuilt from the store's finished trials when a lab
+resumes, so the store stays the single record of what was tried."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nightlab.agents.decision import Decision
+from nightlab.config import Config, Knob
+
+
+def _distribution(knob: Knob) -> Any:
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+
+    if knob.kind == "categorical":
+        return CategoricalDistribution(knob.choices)
+    if knob.kind == "int":
+        return IntDistribution(int(knob.low), int(knob.high), log=knob.log)
+    return FloatDistribution(knob.low, knob.high, log=knob.log)
+
+
+class SearchWorker:
+    name = "search"
+
+    def __init__(self, cfg: Config, seed: int = 0) -> None:
+        import optuna
+
+        if not cfg.search:
+            raise ValueError(
+                'worker "search" needs at least one [search.NAME] knob in nightlab.toml'
+            )
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.cfg = cfg
+        self.seed = seed
+        self.space = {name: _distribution(k) for name, k in cfg.search.items()}
+        self.study = self._new_study(seed)
+        self.pending: list[Any] = []
+
+    def _new_study(self, seed: int) -> Any:
+        import optuna
+
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, constant_liar=True)
+        return optuna.create_study(direction=self.cfg.objective.direction, sampler=sampler)
+
+    def resume(self, finished: list[Any], decided: int) -> None:
+        """Replay the lab's finished trials into a fresh study (seeded past earlier draws)."""
+        self.study = self._new_study(self.seed + decided)
+        for trial in finished:
+            self.observe(trial)
+
+    def decide(self, context: dict[str, Any]) -> Decision:
+        trial = self.study.ask(self.space)
+        self.pending.append(trial)
+        shown = ", ".join(f"{k}={_fmt(v)}" for k, v in trial.params.items())
+        return Decision(
+            action="run",
+            rationale=f"TPE proposal #{trial.number} over {len(self.space)} knobs: {shown}",
+            hypothesis="these settings beat the current best beyond the noise",
+            dimension="optimization",
+            params=dict(trial.params),
+        )
+
+    def observe(self, trial: Any) -> None:
+        """Tell the study how a trial ended (any trial of the lab informs the search)."""
+        import optuna
+        from optuna.trial import TrialState
+
+        params = {k: v for k, v in trial.params.items() if k in self.space}
+        ok = trial.status == "succeeded" and trial.objective is not None
+        for asked in self.pending:
+            if asked.params == params:
+                self.pending.remove(asked)
+                if ok:
+                    self.study.tell(asked, trial.objective)
+                else:
+                    self.study.tell(asked, state=TrialState.FAIL)
+                return
+        if set(params) != set(self.space) or self.cfg.param_violations(params):
+            return  # not a point of this space (the space changed since)
+        self.study.add_trial(
+            optuna.trial.create_trial(
+                params=params,
+                distributions=self.space,
+                value=trial.objective if ok else None,
+                state=TrialState.COMPLETE if ok else TrialState.FAIL,
+            )
+        )
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)

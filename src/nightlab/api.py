@@ -1,0 +1,188 @@
+"""`Lab`: the Python API that every front end (the CLI, later the dashboard) calls.
+
+Read-only views (`status`, `leaderboard`, `storyline`) stay light: they need neither
+SQLAlchemy nor pydantic, so `nightlab status --json` answers fast on a big lab.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from nightlab.store import read
+
+STATE_DIR = ".nightlab"
+
+
+class LabError(Exception):
+    """A request the lab cannot honour as asked; the message says what to do."""
+
+
+class Lab:
+    def __init__(self, path: str | Path = ".") -> None:
+        self.path = Path(path).resolve()
+        self.state = self.path / STATE_DIR
+        self.db = self.state / "state.db"
+
+    def __repr__(self) -> str:
+        return f"Lab({str(self.path)!r})"
+
+    @property
+    def config(self) -> Any:
+        from nightlab.config import load_config
+
+        return load_config(self.path)
+
+    @property
+    def name(self) -> str:
+        try:
+            return tomllib.loads((self.path / "nightlab.toml").read_text())["lab"]["name"]
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            return self.path.name
+
+    # ------------------------------------------------------------------ running
+    def run(
+        self,
+        *,
+        worker: str | None = None,
+        max_trials: int | None = None,
+        hours: float | None = None,
+        slots: int | None = None,
+        report: Callable[[str], None] = print,
+    ) -> dict[str, Any]:
+        """Run the loop in this process until a stop condition; returns the final status."""
+        from nightlab.loop import Loop
+
+        loop = Loop(
+            self.path,
+            self.config,
+            worker=worker,
+            max_trials=max_trials,
+            hours=hours,
+            slots=slots,
+            report=report,
+        )
+        return loop.run()
+
+    def start(self, *, wait_s: float = 60.0, **options: Any) -> int:
+        """Run the loop in the background (its output in .nightlab/loop.log); returns its PID."""
+        _ = self.config  # fail here, in the caller's terminal, on a bad nightlab.toml
+        current = self.status()
+        if current["state"] == "running":
+            raise LabError(
+                f"{self.name} is already running (PID {current['pid']}); `nightlab stop` it first"
+            )
+        args = [sys.executable, "-m", "nightlab", "run", str(self.path)]
+        for key, value in options.items():
+            if value is not None:
+                args += [f"--{key.replace('_', '-')}", str(value)]
+        self.state.mkdir(parents=True, exist_ok=True)
+        log = self.state / "loop.log"
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                args,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env={**os.environ, "NIGHTLAB_PLAIN": "1"},
+            )
+        deadline = time.time() + wait_s
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                tail = log.read_text(errors="replace").splitlines()[-15:]
+                raise LabError("the background loop exited at once:\n" + "\n".join(tail))
+            if self.db.is_file():
+                st = self.status()
+                if st["state"] == "running" and st["pid"] == proc.pid:
+                    return proc.pid
+            time.sleep(0.1)
+        raise LabError(
+            f"the background loop (PID {proc.pid}) did not report within {wait_s:g}s; see {log}"
+        )
+
+    def stop(self, *, now: bool = False, wait: bool = False, timeout: float = 3600) -> dict:
+        """Ask the running loop to stop after its running trials (`now`: kill them too)."""
+        current = self.status()
+        if current["state"] != "running":
+            raise LabError(f"{self.name} is not running (state: {current['state']})")
+        from sqlalchemy import update
+
+        from nightlab.store import Run, Store
+
+        store = Store(self.db)
+        try:
+            with store.tx() as s:
+                s.execute(update(Run).where(Run.id == current["run"]).values(stop_requested=True))
+                Store.event(s, "stop_requested", run_id=current["run"], now=now, by=os.getpid())
+        finally:
+            store.close()
+        if now:
+            try:
+                os.kill(current["pid"], signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        if wait:
+            deadline = time.time() + timeout
+            while self.status()["state"] == "running":
+                if time.time() > deadline:
+                    raise LabError(f"still running after {timeout:g}s")
+                time.sleep(0.2)
+        return self.status()
+
+    # ------------------------------------------------------------------ views
+    def status(self) -> dict[str, Any]:
+        """State, heartbeat, counts and best trial (the `status --json` object)."""
+        if not self.db.is_file():
+            return {
+                "lab": self.name,
+                "state": "new",
+                "pid": None,
+                "run": None,
+                "heartbeat_age_s": None,
+                "cycles": 0,
+                "trials": {
+                    "total": 0,
+                    "succeeded": 0,
+                    "failed": 0,
+                    "running": 0,
+                    "kept": 0,
+                    "by_status": {},
+                },
+                "baseline": None,
+                "best": None,
+                "last_story": None,
+            }
+        return read.status(self.db, self.name)
+
+    def _direction(self) -> str:
+        try:
+            return tomllib.loads((self.path / "nightlab.toml").read_text())["objective"][
+                "direction"
+            ]
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            return self.config.objective.direction  # raises the full config error
+
+    def leaderboard(self, top: int | None = 10) -> list[dict[str, Any]]:
+        """Succeeded trials, best first (`top=None`: all of them)."""
+        if not self.db.is_file():
+            return []
+        return read.leaderboard(self.db, self._direction(), top)
+
+    def storyline(self, last: int | None = None) -> list[str]:
+        return read.storyline(self.db, last) if self.db.is_file() else []
+
+    # ------------------------------------------------------------------ adopt
+    def adopt(self, trial: int) -> dict[str, Any]:
+        """Bring trial `trial`'s code (and parameters, as the new defaults) onto the user's
+        branch as one commit. Refuses to overwrite uncommitted or diverged user changes."""
+        from nightlab.adopt import adopt
+
+        return adopt(self, trial)

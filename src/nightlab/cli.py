@@ -1,0 +1,230 @@
+"""The `nightlab` command: a Typer app over `nightlab.api.Lab`.
+
+Heavy modules (SQLAlchemy, MLflow, torch, Rich tables) are imported inside the commands
+that need them, so `nightlab --help` and `nightlab status --json` start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(
+    name="nightlab",
+    help="Run machine-learning experiments unattended: trials, a ratchet, a record.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+LabArg = Annotated[Path, typer.Argument(help="The lab folder (holds nightlab.toml).")]
+HERE = Path(".")
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    plain = bool(os.environ.get("NIGHTLAB_PLAIN"))
+    return Console(
+        stderr=stderr,
+        force_terminal=False if plain else None,
+        no_color=plain or None,
+        highlight=False,
+    )
+
+
+def _fail(message: str, code: int = 2) -> None:
+    _console(stderr=True).print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _lab(path: Path) -> Any:
+    from nightlab.api import Lab
+
+    return Lab(path)
+
+
+def _guard(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Turn the errors a user can fix into one clear line instead of a traceback."""
+    from nightlab.agents import AgentError
+    from nightlab.api import LabError
+    from nightlab.config import ConfigError
+    from nightlab.lock import LabBusy
+    from nightlab.trials.workspace import WorkspaceError
+
+    try:
+        return fn(*args, **kwargs)
+    except (ConfigError, LabError, LabBusy, AgentError, WorkspaceError, FileNotFoundError) as e:
+        _fail(str(e))
+    except Exception as exc:
+        from nightlab.loop import NightError
+
+        if isinstance(exc, NightError):
+            _fail(str(exc), code=1)
+        raise
+
+
+@app.command()
+def init(
+    path: LabArg,
+    template: Annotated[str, typer.Option(help="digits | minimal")] = "minimal",
+) -> None:
+    """Create a lab folder from a template (a git repo, train.py, IDEA.md, nightlab.toml)."""
+    from nightlab.templates import create
+
+    created = _guard(create, path, template)
+    _console().print(
+        f"created lab [bold]{created}[/] ({template}); next: [bold]nightlab run {path}[/]"
+    )
+
+
+@app.command()
+def run(
+    lab: LabArg = HERE,
+    worker: Annotated[str | None, typer.Option(help='"search" or "replay:FILE".')] = None,
+    max_trials: Annotated[int | None, typer.Option(min=1)] = None,
+    hours: Annotated[float | None, typer.Option(min=0.0)] = None,
+    slots: Annotated[int | None, typer.Option(min=1)] = None,
+) -> None:
+    """Run the loop in the foreground until a stop condition (Ctrl-C stops gracefully)."""
+    console = _console()
+
+    from rich.text import Text
+
+    def report(line: str) -> None:
+        stamp = Text(time.strftime("%H:%M:%S "), style="dim")
+        console.print(stamp + Text(line), highlight=False, soft_wrap=True)
+
+    final = _guard(
+        _lab(lab).run, worker=worker, max_trials=max_trials, hours=hours, slots=slots, report=report
+    )
+    _print_leaderboard(_lab(lab), 10)
+    _print_summary(final)
+
+
+@app.command()
+def start(
+    lab: LabArg = HERE,
+    worker: Annotated[str | None, typer.Option()] = None,
+    max_trials: Annotated[int | None, typer.Option(min=1)] = None,
+    hours: Annotated[float | None, typer.Option(min=0.0)] = None,
+    slots: Annotated[int | None, typer.Option(min=1)] = None,
+) -> None:
+    """Run the loop in the background; its output goes to .nightlab/loop.log."""
+    target = _lab(lab)
+    pid = _guard(target.start, worker=worker, max_trials=max_trials, hours=hours, slots=slots)
+    _console().print(
+        f"started {target.name} in the background (PID {pid}); "
+        f"follow it with [bold]nightlab watch {lab}[/]"
+    )
+
+
+@app.command()
+def stop(
+    lab: LabArg = HERE,
+    now: Annotated[bool, typer.Option(help="Kill running trials instead of waiting.")] = False,
+    wait: Annotated[bool, typer.Option(help="Return once the loop has stopped.")] = False,
+) -> None:
+    """Stop the loop gracefully: no new trials, running ones finish (or --now: killed)."""
+    final = _guard(_lab(lab).stop, now=now, wait=wait)
+    _console().print(f"stop requested; state: {final['state']}")
+
+
+@app.command()
+def status(
+    lab: LabArg = HERE,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+) -> None:
+    """Is it alive, how far is it, what is the best so far."""
+    st = _guard(_lab(lab).status)
+    if as_json:
+        sys.stdout.write(json.dumps(st) + "\n")
+        return
+    _print_summary(st)
+
+
+@app.command()
+def leaderboard(
+    lab: LabArg = HERE,
+    top: Annotated[int, typer.Option(min=1)] = 10,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The ranked table of succeeded trials."""
+    target = _lab(lab)
+    if as_json:
+        sys.stdout.write(json.dumps(_guard(target.leaderboard, top)) + "\n")
+        return
+    _print_leaderboard(target, top)
+
+
+@app.command()
+def watch(
+    lab: LabArg = HERE,
+    interval: Annotated[float, typer.Option(min=0.2)] = 2.0,
+    once: Annotated[bool, typer.Option(help="Print one refresh and exit.")] = False,
+) -> None:
+    """Live status, leaderboard and storyline (Ctrl-C to leave; the loop keeps running)."""
+    from nightlab.views import render
+
+    target = _lab(lab)
+    console = _console()
+    if once or not console.is_terminal:
+        while True:
+            console.print(render(target))
+            if once or target.status()["state"] != "running":
+                return
+            time.sleep(interval)
+    from rich.live import Live
+
+    with Live(render(target), console=console, refresh_per_second=4, screen=False) as live:
+        try:
+            while True:
+                time.sleep(interval)
+                live.update(render(target))
+        except KeyboardInterrupt:
+            pass
+
+
+@app.command()
+def adopt(
+    trial: Annotated[int, typer.Argument(help="Trial id (see `nightlab leaderboard`).")],
+    lab: LabArg = HERE,
+) -> None:
+    """Bring a trial's code and parameters onto your branch as one commit."""
+    done = _guard(_lab(lab).adopt, trial)
+    files = ", ".join(done["files"]) or "no code"
+    params = ", ".join(f"{k}={v}" for k, v in done["params"].items()) or "no parameters"
+    _console().print(
+        f"adopted trial {trial} onto {done['branch']} ({done['commit'][:10]}): {files}; {params}"
+    )
+
+
+def _print_summary(st: dict[str, Any]) -> None:
+    from nightlab.views import summary
+
+    _console().print(summary(st))
+
+
+def _print_leaderboard(target: Any, top: int) -> None:
+    from nightlab.views import leaderboard_table
+
+    rows = _guard(target.leaderboard, top)
+    console = _console()
+    console.print(leaderboard_table(rows, target.name))
+    mlflow_db = target.state / "mlflow.db"
+    if rows and mlflow_db.is_file():
+        console.print(
+            f"MLflow UI: mlflow ui --backend-store-uri sqlite:///{mlflow_db} "
+            "--host 127.0.0.1  (then open http://127.0.0.1:5000)",
+            soft_wrap=True,
+        )
+
+
+def main() -> None:
+    app()

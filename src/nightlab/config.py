@@ -1,0 +1,279 @@
+"""nightlab.toml → validated pydantic models.
+
+Every key is declared here; an unknown, mistyped or missing key fails at load with a
+message naming the key, the file and the fix. The `[search]` knobs are the clamps that
+every worker's parameters are checked against.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+CONFIG_NAME = "nightlab.toml"
+
+
+class ConfigError(Exception):
+    """A lab's configuration is missing or wrong; the message says what to change."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LabSection(_Section):
+    name: str = Field(min_length=1, description="Display name of the lab; MLflow experiment name.")
+    brief: str = Field("IDEA.md", description="The brief the agents read (relative to the lab).")
+
+
+class ObjectiveSection(_Section):
+    metric: str = Field(min_length=1, description="Metric the trial reports, e.g. val_acc.")
+    direction: Literal["maximize", "minimize"]
+    target: float | None = Field(None, description="Stop the night once the best reaches this.")
+    reduce: Literal["last", "best"] = Field(
+        "last", description="How a trial's metric history becomes its objective."
+    )
+
+
+class TrialSection(_Section):
+    command: str = Field(min_length=1, description="Shell command run in the trial's worktree.")
+    budget_seconds: float = Field(3600, gt=0, description="Wall-clock limit; killed beyond it.")
+    hang_seconds: float | None = Field(
+        None, gt=0, description="Kill a trial that prints nothing for this long (off if unset)."
+    )
+    editable: list[str] = Field(
+        default_factory=list, description="Files (globs) agents may edit, relative to the lab."
+    )
+    params: Literal["json", "hydra", "env"] = Field(
+        "json", description="How parameters reach the code."
+    )
+    share: list[str] = Field(
+        default_factory=list,
+        description="Lab paths (e.g. untracked data folders) linked into every trial worktree.",
+    )
+    seed: int = Field(0, description="NIGHTLAB_SEED of every trial but the baseline repeats.")
+
+
+class RatchetSection(_Section):
+    baseline_repeats: int = Field(3, ge=1, le=20, description="Baseline runs over seeds.")
+    min_delta: float = Field(0.0, ge=0, description="Smallest improvement ever kept.")
+    sigma_multiplier: float = Field(2.0, ge=0, description="Keep only beyond this many σ.")
+
+
+class Knob(_Section):
+    """One searchable parameter; its range is a clamp for every worker."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    type: Literal["float", "int", "categorical"] | None = None
+    choices: list[Any] | None = None
+    default: Any = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Knob:
+        if self.default is None:
+            raise ValueError("needs a `default` (the value the baseline trial uses)")
+        if self.choices is not None:
+            if self.low is not None or self.high is not None or self.log:
+                raise ValueError("give either `choices` or `low`/`high`, not both")
+            if not self.choices:
+                raise ValueError("`choices` is empty")
+            if self.default not in self.choices:
+                raise ValueError(f"default {self.default!r} is not one of {self.choices}")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("needs `low` and `high` (or `choices`)")
+        if not self.low < self.high:
+            raise ValueError(f"`low` ({self.low}) must be below `high` ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError("`log = true` needs `low` > 0")
+        if self.type == "categorical":
+            raise ValueError('type = "categorical" needs `choices`')
+        if self.violation(self.default):
+            raise ValueError(f"default: {self.violation(self.default)}")
+        return self
+
+    @property
+    def kind(self) -> str:
+        if self.choices is not None:
+            return "categorical"
+        if self.type:
+            return self.type
+        ints = all(isinstance(v, int) and not isinstance(v, bool) for v in (self.low, self.high))
+        return "int" if ints else "float"
+
+    def violation(self, value: Any) -> str | None:
+        """Why `value` breaks this knob's clamp, or None when it is allowed."""
+        if self.kind == "categorical":
+            return None if value in (self.choices or []) else f"{value!r} not in {self.choices}"
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"{value!r} is not a number"
+        if self.kind == "int" and not float(value).is_integer():
+            return f"{value!r} is not an integer"
+        if not math.isfinite(value) or not (self.low <= value <= self.high):
+            return f"{value!r} outside [{self.low:g}, {self.high:g}]"
+        return None
+
+
+class BudgetSection(_Section):
+    hours: float | None = Field(None, gt=0, description="Stop the run after this many hours.")
+    max_trials: int | None = Field(None, ge=1, description="Stop once the lab holds this many.")
+
+
+class AgentsSection(_Section):
+    worker: str = Field("search", description='"search" or "replay:FILE".')
+
+
+class ExecutorSection(_Section):
+    kind: Literal["local"] = "local"
+    slots: int = Field(1, ge=1, le=256, description="Trials run in parallel.")
+
+
+class TrackingSection(_Section):
+    enabled: bool = True
+    mlflow_uri: str | None = Field(None, description="Default: sqlite in .nightlab/mlflow.db.")
+    experiment: str | None = Field(None, description="Default: the lab's name.")
+
+
+class Config(_Section):
+    lab: LabSection
+    objective: ObjectiveSection
+    trial: TrialSection
+    ratchet: RatchetSection = RatchetSection()
+    search: dict[str, Knob] = Field(default_factory=dict)
+    budget: BudgetSection = BudgetSection()
+    agents: AgentsSection = AgentsSection()
+    executor: ExecutorSection = ExecutorSection()
+    tracking: TrackingSection = TrackingSection()
+
+    def defaults(self) -> dict[str, Any]:
+        return {name: knob.default for name, knob in self.search.items()}
+
+    def better(self, a: float, b: float) -> bool:
+        """True when objective `a` is better than `b` in this lab's direction."""
+        return a > b if self.objective.direction == "maximize" else a < b
+
+    def param_violations(self, params: dict[str, Any]) -> list[str]:
+        out = []
+        for name, value in params.items():
+            knob = self.search.get(name)
+            if knob is None:
+                out.append(f"unknown parameter {name!r} (declare it under [search.{name}])")
+            elif reason := knob.violation(value):
+                out.append(f"{name}: {reason}")
+        return out
+
+
+def load_config(lab_dir: Path) -> Config:
+    """Read and validate `lab_dir/nightlab.toml`; raise ConfigError with the fix."""
+    path = Path(lab_dir) / CONFIG_NAME
+    if not path.is_file():
+        raise ConfigError(
+            f"no {CONFIG_NAME} in {Path(lab_dir).resolve()}: create a lab with "
+            f"`nightlab init {lab_dir}` or point to the folder that holds one"
+        )
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}); fix the syntax at that line") from exc
+    try:
+        cfg = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, path, raw)) from None
+    _check_files(cfg, Path(lab_dir), path)
+    return cfg
+
+
+def _check_files(cfg: Config, lab: Path, path: Path) -> None:
+    brief = lab / cfg.lab.brief
+    if not brief.is_file():
+        raise ConfigError(
+            f"{path}: [lab] brief = {cfg.lab.brief!r} but {brief} does not exist; "
+            "write the brief there or change the key"
+        )
+    for pattern in cfg.trial.editable:
+        if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
+            raise ConfigError(
+                f"{path}: [trial] editable entry {pattern!r} leaves the lab; "
+                "use paths relative to the lab folder"
+            )
+        if not any(ch in pattern for ch in "*?[") and not (lab / pattern).is_file():
+            raise ConfigError(
+                f"{path}: [trial] editable file {pattern!r} does not exist in {lab}; "
+                "create it or remove it from the list"
+            )
+    for entry in cfg.trial.share:
+        if not (lab / entry).exists():
+            raise ConfigError(
+                f"{path}: [trial] share entry {entry!r} does not exist in {lab}; "
+                "create it or remove it from the list"
+            )
+
+
+def _fields_of(model: type[BaseModel]) -> list[str]:
+    return list(model.model_fields)
+
+
+def _explain(exc: ValidationError, path: Path, raw: dict[str, Any]) -> str:
+    lines = [f"{path} has {exc.error_count()} problem(s):"]
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        key = _key_name(loc)
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            model = _model_at(loc[:-1])
+            known = _fields_of(model) if model else []
+            hint = difflib.get_close_matches(loc[-1], known, n=1)
+            fix = f"did you mean {hint[0]!r}?" if hint else f"known keys: {', '.join(known)}"
+            lines.append(f"  - unknown key {key}: {fix} (remove or rename it)")
+        elif kind == "missing":
+            lines.append(f"  - missing required key {key}: add it to {path.name}")
+        else:
+            got = _value_at(raw, err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"  - {key}: {msg} (got {got!r}); change it in {path.name}")
+    return "\n".join(lines)
+
+
+def _key_name(loc: list[str]) -> str:
+    if not loc:
+        return "(top level)"
+    if len(loc) == 1:
+        return f"[{loc[0]}]"
+    if loc[0] == "search" and len(loc) >= 2:
+        return f"[search.{loc[1]}]" + (f" {'.'.join(loc[2:])}" if len(loc) > 2 else "")
+    return f"[{loc[0]}] {'.'.join(loc[1:])}"
+
+
+def _model_at(loc: list[str]) -> type[BaseModel] | None:
+    model: type[BaseModel] = Config
+    i = 0
+    while i < len(loc):
+        if model is Config and loc[i] == "search":
+            if i + 1 < len(loc):
+                model, i = Knob, i + 2
+                continue
+            return None
+        field = model.model_fields.get(loc[i])
+        ann = field.annotation if field else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return None
+        model, i = ann, i + 1
+    return model
+
+
+def _value_at(raw: Any, loc: tuple[Any, ...]) -> Any:
+    for part in loc:
+        if isinstance(raw, dict) and part in raw:
+            raw = raw[part]
+        elif isinstance(raw, list) and isinstance(part, int) and part < len(raw):
+            raw = raw[part]
+        else:
+            return None
+    return raw

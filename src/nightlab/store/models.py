@@ -1,0 +1,122 @@
+"""The tables of `.nightlab/state.db` (schema changes go through Alembic migrations).
+
+Times are UNIX seconds (floats): heartbeats and budgets are arithmetic on them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Run(Base):
+    """One invocation of the loop (`nightlab run` / `start`)."""
+
+    __tablename__ = "runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    lab: Mapped[str] = mapped_column(String)
+    pid: Mapped[int] = mapped_column(Integer)
+    host: Mapped[str] = mapped_column(String)
+    state: Mapped[str] = mapped_column(String)  # running|stopped|finished|crashed
+    started_at: Mapped[float] = mapped_column(Float)
+    heartbeat_at: Mapped[float] = mapped_column(Float)
+    ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    deadline_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    stop_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    end_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Cycle(Base):
+    """One turn of the loop; `summary` is its storyline line."""
+
+    __tablename__ = "cycles"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    trace_id: Mapped[str] = mapped_column(String, unique=True)
+    started_at: Mapped[float] = mapped_column(Float)
+    ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    action: Mapped[str | None] = mapped_column(String, nullable=True)
+    summary: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Decision(Base):
+    """A worker's answer for a cycle, as received, with the gate's verdict."""
+
+    __tablename__ = "decisions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cycle_id: Mapped[int] = mapped_column(ForeignKey("cycles.id"), unique=True)
+    worker: Mapped[str] = mapped_column(String)
+    action: Mapped[str] = mapped_column(String)
+    accepted: Mapped[bool] = mapped_column(Boolean)
+    reasons: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Trial(Base):
+    """One run of one code version with one parameter set; its folder is `.nightlab/trials/<id>`."""
+
+    __tablename__ = "trials"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    cycle_id: Mapped[int] = mapped_column(ForeignKey("cycles.id"))
+    decision_id: Mapped[int] = mapped_column(ForeignKey("decisions.id"))
+    kind: Mapped[str] = mapped_column(String)  # baseline|trial
+    status: Mapped[str] = mapped_column(String)  # running|succeeded|failed|timeout|killed
+    verdict: Mapped[str | None] = mapped_column(String, nullable=True)  # baseline|kept|discarded
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    seed: Mapped[int] = mapped_column(Integer)
+    slot: Mapped[int] = mapped_column(Integer)
+    commit: Mapped[str] = mapped_column(String)
+    base_commit: Mapped[str] = mapped_column(String)
+    base_trial_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    hypothesis: Mapped[str] = mapped_column(Text, default="")
+    dimension: Mapped[str | None] = mapped_column(String, nullable=True)
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    pid_started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    started_at: Mapped[float] = mapped_column(Float)
+    ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    judged_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    wall_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    peak_rss_mb: Mapped[float | None] = mapped_column(Float, nullable=True)
+    objective: Mapped[float | None] = mapped_column(Float, nullable=True)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    log_tail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    mlflow_run_id: Mapped[str | None] = mapped_column(String, nullable=True)
+
+    __table_args__ = (
+        Index("ix_trials_status", "status"),
+        Index("ix_trials_verdict", "verdict", "judged_at"),
+        Index("ix_trials_objective", "objective"),
+    )
+
+
+class Event(Base):
+    """Append-only record of everything that happened, tagged with its cycle."""
+
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ts: Mapped[float] = mapped_column(Float)
+    run_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cycle_trace_id: Mapped[str | None] = mapped_column(String, nullable=True)
+    trial_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    kind: Mapped[str] = mapped_column(String)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (Index("ix_events_trial", "trial_id"), Index("ix_events_kind", "kind"))
+
+
+class Meta(Base):
+    """Small named facts of the lab (e.g. the base snapshot commit)."""
+
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String, primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON, nullable=True)

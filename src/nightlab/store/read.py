@@ -1,0 +1,161 @@
+"""Read-only views of the state database through the standard library's sqlite3.
+
+`nightlab status --json` must answer in well under 150 ms on a lab with 10,000 trials;
+importing SQLAlchemy alone costs ~0.45 s on a small machine, so views read the schema that
+the SQLAlchemy models and Alembic migrations own with plain SQL. Writes never happen here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import sqlite3
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+STALE_AFTER_S = 30.0  # a heartbeat older than this, from a dead process, means a crash
+FAILED = ("failed", "timeout", "killed")
+
+
+def connect(db: Path) -> sqlite3.Connection:
+    """Open `db` read-only (raises FileNotFoundError naming it when the lab never ran)."""
+    if not Path(db).is_file():
+        raise FileNotFoundError(f"{db} does not exist: this lab has not run yet (`nightlab run`)")
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def baseline(conn: sqlite3.Connection) -> dict[str, Any] | None:
+    """Mean and spread of the succeeded baseline repeats, or None before the first."""
+    rows = conn.execute(
+        "SELECT id, objective, params, [commit] FROM trials "
+        "WHERE kind='baseline' AND status='succeeded' ORDER BY id"
+    ).fetchall()
+    if not rows:
+        return None
+    values = [r["objective"] for r in rows]
+    return {
+        "trial": rows[0]["id"],
+        "trials": [r["id"] for r in rows],
+        "objective": statistics.fmean(values),
+        "sigma": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "n": len(values),
+        "params": json.loads(rows[0]["params"]),
+        "commit": rows[0]["commit"],
+    }
+
+
+def best(conn: sqlite3.Connection) -> dict[str, Any] | None:
+    """The current base: the last kept trial (each one beat its predecessor), else baseline."""
+    row = conn.execute(
+        "SELECT id, objective, params, [commit] FROM trials WHERE verdict='kept' "
+        "ORDER BY judged_at DESC, id DESC LIMIT 1"
+    ).fetchone()
+    if row is not None:
+        return {
+            "trial": row["id"],
+            "objective": row["objective"],
+            "params": json.loads(row["params"]),
+            "commit": row["commit"],
+        }
+    base = baseline(conn)
+    if base is None:
+        return None
+    return {k: base[k] for k in ("trial", "objective", "params", "commit")}
+
+
+def _pid_alive(pid: int | None, host: str) -> bool:
+    if not pid or host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run_state(run: sqlite3.Row | None, now: float) -> str:
+    if run is None:
+        return "new"
+    if run["state"] != "running":
+        return run["state"]
+    fresh = now - run["heartbeat_at"] < STALE_AFTER_S
+    return "running" if fresh or _pid_alive(run["pid"], run["host"]) else "crashed"
+
+
+def status(db: Path, lab_name: str) -> dict[str, Any]:
+    now = time.time()
+    with connect(db) as conn:
+        run = conn.execute("SELECT * FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+        counts = dict(conn.execute("SELECT status, COUNT(*) FROM trials GROUP BY status"))
+        kept = conn.execute("SELECT COUNT(*) FROM trials WHERE verdict='kept'").fetchone()[0]
+        cycles = conn.execute("SELECT COUNT(*) FROM cycles").fetchone()[0]
+        last = conn.execute(
+            "SELECT summary FROM cycles WHERE summary IS NOT NULL ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        base = baseline(conn)
+        top = best(conn)
+    state = run_state(run, now)
+    return {
+        "lab": lab_name,
+        "state": state,
+        "pid": run["pid"] if run else None,
+        "run": run["id"] if run else None,
+        "heartbeat_age_s": round(now - run["heartbeat_at"], 3) if run else None,
+        "started_at": run["started_at"] if run else None,
+        "ended_at": run["ended_at"] if run else None,
+        "end_reason": run["end_reason"] if run else None,
+        "stop_requested": bool(run["stop_requested"]) if run else False,
+        "cycles": cycles,
+        "trials": {
+            "total": sum(counts.values()),
+            "succeeded": counts.get("succeeded", 0),
+            "failed": sum(counts.get(s, 0) for s in FAILED),
+            "running": counts.get("running", 0),
+            "kept": kept,
+            "by_status": counts,
+        },
+        "baseline": None
+        if base is None
+        else {k: base[k] for k in ("trials", "objective", "sigma", "n")},
+        "best": top,
+        "last_story": last["summary"] if last else None,
+    }
+
+
+def leaderboard(db: Path, direction: str, top: int | None = 10) -> list[dict[str, Any]]:
+    """Succeeded trials, best objective first, with what was tried."""
+    order = "DESC" if direction == "maximize" else "ASC"
+    limit = "" if top is None else f" LIMIT {int(top)}"
+    with connect(db) as conn:
+        rows = conn.execute(
+            "SELECT id, kind, verdict, objective, params, seed, dimension, hypothesis, wall_s, "
+            "[commit], base_commit, mlflow_run_id FROM trials WHERE status='succeeded' "
+            f"AND objective IS NOT NULL ORDER BY objective {order}, id{limit}"
+        ).fetchall()
+    out = []
+    for rank, r in enumerate(rows, 1):
+        item = dict(r)
+        item["rank"] = rank
+        item["trial"] = item.pop("id")
+        item["params"] = json.loads(item["params"])
+        if item["objective"] is not None and not math.isfinite(item["objective"]):
+            item["objective"] = None
+        out.append(item)
+    return out
+
+
+def storyline(db: Path, last: int | None = None) -> list[str]:
+    with connect(db) as conn:
+        rows = conn.execute(
+            "SELECT summary FROM cycles WHERE summary IS NOT NULL ORDER BY id DESC"
+            + ("" if last is None else f" LIMIT {int(last)}")
+        ).fetchall()
+    return [r[0] for r in reversed(rows)]

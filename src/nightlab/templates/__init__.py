@@ -1,0 +1,32 @@
+"""Lab templates for `nightlab init`: `minimal` (pure Python) and `digits` (PyTorch)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+HERE = Path(__file__).parent
+SKIP = shutil.ignore_patterns(".nightlab", "__pycache__", "*.pyc")
+
+
+def names() -> list[str]:
+    return sorted(p.name for p in HERE.iterdir() if (p / "nightlab.toml").is_file())
+
+
+def create(dest: Path, template: str) -> Path:
+    """Copy `template` into the new folder `dest` and make it a git repository."""
+    from nightlab.api import LabError
+
+    source = HERE / template
+    if not (source / "nightlab.toml").is_file():
+        raise LabError(f"unknown template {template!r}; choose one of {', '.join(names())}")
+    dest = Path(dest)
+    if dest.exists() and any(dest.iterdir()):
+        raise LabError(f"{dest} exists and is not empty; choose a new folder")
+    shutil.copytree(source, dest, ignore=SKIP, dirs_exist_ok=True)
+    gitignore = dest / ".gitignore"
+    if not gitignore.exists():
+        gitignore.write_text(".nightlab/\n__pycache__/\n")
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    return dest.resolve()

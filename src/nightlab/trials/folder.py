@@ -1,0 +1,52 @@
+"""The canonical trial folder `.nightlab/trials/<id>/`: params.json, stdout.log,
+stderr.log, metrics.jsonl, result.json, diff.patch, env.json and artifacts/."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write atomically: a reader (or a crash) never sees half a file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str, allow_nan=True))
+    tmp.replace(path)
+
+
+@cache
+def _packages() -> dict[str, str]:
+    return {d.metadata["Name"]: d.version for d in metadata.distributions() if d.metadata["Name"]}
+
+
+def prepare(trial_dir: Path, params: dict[str, Any], diff: str, commit: str) -> None:
+    (trial_dir / "artifacts").mkdir(parents=True, exist_ok=True)
+    write_json(trial_dir / "params.json", params)
+    (trial_dir / "diff.patch").write_text(diff)
+    write_json(
+        trial_dir / "env.json",
+        {
+            "python": sys.version.split()[0],
+            "executable": sys.executable,
+            "platform": platform.platform(),
+            "git_sha": commit,
+            "packages": _packages(),
+        },
+    )
+
+
+def finish(trial_dir: Path, result: dict[str, Any], history: list[dict[str, Any]]) -> None:
+    """result.json, and metrics.jsonl rewritten as the whole history (printed and logged)."""
+    write_json(trial_dir / "result.json", result)
+    lines = [
+        json.dumps({"step": p["step"], "metrics": {p["name"]: p["value"]}, "source": p["source"]})
+        for p in history
+    ]
+    tmp = trial_dir / "metrics.jsonl.tmp"
+    tmp.write_text("".join(line + "\n" for line in lines))
+    tmp.replace(trial_dir / "metrics.jsonl")

@@ -1,0 +1,168 @@
+"""nightlab's own git history inside the lab's repository.
+
+The user's working tree, index and branch are never touched: snapshots and trial commits
+are built with a private index file (git plumbing), trials run in worktrees under
+`.nightlab/worktrees/`, and results live on refs that only nightlab writes:
+`refs/nightlab/base` (the snapshot a night started from), `refs/nightlab/trials/<id>` (every
+trial's code) and the branch `nightlab/<lab>/best` (the best code so far).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+MAX_UNTRACKED_MB = 50
+
+
+class WorkspaceError(Exception):
+    """Git refused or the lab's files are not in a state nightlab can snapshot."""
+
+
+class Workspace:
+    def __init__(self, lab: Path, state: Path, lab_name: str) -> None:
+        self.lab = Path(lab).resolve()
+        self.state = Path(state)
+        self.branch = "nightlab/" + re.sub(r"[^A-Za-z0-9._-]+", "-", lab_name).strip("-.")
+        top = self.git("rev-parse", "--show-toplevel", check=False)
+        if top is None:
+            self.git("init", "-q")
+            top = str(self.lab)
+        self.top = Path(top)
+        self.prefix = self.git("rev-parse", "--show-prefix") or ""
+        self._exclude_state_dir()
+
+    # git ------------------------------------------------------------------------------
+    def git(
+        self,
+        *args: str,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+        input: bytes | None = None,
+        check: bool = True,
+    ) -> str | None:
+        proc = subprocess.run(
+            ["git", *args],
+            cwd=cwd or self.lab,
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0", **(env or {})},
+            input=input,
+            capture_output=True,
+        )
+        if proc.returncode != 0:
+            if not check:
+                return None
+            err = proc.stderr.decode(errors="replace").strip()
+            raise WorkspaceError(f"git {' '.join(args[:3])} failed in {cwd or self.lab}: {err}")
+        return proc.stdout.decode(errors="replace").strip()
+
+    def _exclude_state_dir(self) -> None:
+        common = Path(self.git("rev-parse", "--git-common-dir"))
+        common = common if common.is_absolute() else self.lab / common
+        exclude = common / "info" / "exclude"
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        text = exclude.read_text() if exclude.is_file() else ""
+        if ".nightlab/" not in text.splitlines():
+            exclude.write_text(
+                text + ("" if text.endswith("\n") or not text else "\n") + ".nightlab/\n"
+            )
+
+    def _index_env(self, name: str) -> dict[str, str]:
+        index = self.state / f"index.{name}"
+        index.unlink(missing_ok=True)
+        return {"GIT_INDEX_FILE": str(index)}
+
+    def _commit(self, tree: str, parent: str | None, message: str) -> str:
+        args = ["commit-tree", tree, "-m", message] + (["-p", parent] if parent else [])
+        ident = {
+            "GIT_AUTHOR_NAME": "nightlab",
+            "GIT_AUTHOR_EMAIL": "nightlab@localhost",
+            "GIT_COMMITTER_NAME": "nightlab",
+            "GIT_COMMITTER_EMAIL": "nightlab@localhost",
+        }
+        return self.git(*args, env=ident)
+
+    # snapshots and commits ---------------------------------------------------------------
+    def snapshot(self) -> str:
+        """Commit the lab's working tree as it is now (tracked and untracked, not ignored)."""
+        self._refuse_big_untracked()
+        env = self._index_env("snapshot")
+        head = self.git("rev-parse", "--verify", "-q", "HEAD", check=False)
+        if head:
+            self.git("read-tree", head, env=env)
+        self.git("add", "-A", "--", ".", env=env)
+        tree = self.git("write-tree", env=env)
+        sha = self._commit(tree, head, "nightlab: snapshot of the lab's working tree")
+        self.git("update-ref", "refs/nightlab/base", sha)
+        return sha
+
+    def _refuse_big_untracked(self) -> None:
+        out = self.git("ls-files", "--others", "--exclude-standard", "-z", "--", ".")
+        for rel in filter(None, (out or "").split("\0")):
+            path = self.lab / rel
+            size = path.stat().st_size / 1e6 if path.is_file() else 0
+            if size > MAX_UNTRACKED_MB:
+                raise WorkspaceError(
+                    f"{path} ({size:.0f} MB) is untracked and not ignored, so every snapshot "
+                    "would copy it into git: add it to .gitignore and, if trials need it, "
+                    "list its folder under [trial] share in nightlab.toml"
+                )
+
+    def read(self, commit: str, path: str) -> str:
+        """Content of lab-relative `path` at `commit` (WorkspaceError if absent)."""
+        return self.git("show", f"{commit}:{self.prefix}{path}")
+
+    def exists(self, commit: str, path: str) -> bool:
+        return self.git("cat-file", "-e", f"{commit}:{self.prefix}{path}", check=False) is not None
+
+    def commit_files(self, base: str, files: dict[str, str], message: str) -> str:
+        """A new commit on top of `base` with lab-relative `files` replaced; nothing on disk."""
+        env = self._index_env("trial")
+        self.git("read-tree", base, env=env)
+        for rel, text in files.items():
+            blob = self.git("hash-object", "-w", "--stdin", input=text.encode())
+            self.git(
+                "update-index", "--add", "--cacheinfo", f"100644,{blob},{self.prefix}{rel}", env=env
+            )
+        tree = self.git("write-tree", env=env)
+        return self._commit(tree, base, message)
+
+    def diff(self, a: str, b: str) -> str:
+        if a == b:
+            return ""
+        return self.git("diff", a, b, "--", f":(top){self.prefix}" if self.prefix else ".") + "\n"
+
+    def set_ref(self, ref: str, sha: str) -> None:
+        self.git("update-ref", ref, sha)
+
+    def keep_trial(self, trial_id: int, sha: str) -> None:
+        self.set_ref(f"refs/nightlab/trials/{trial_id}", sha)
+
+    def set_best(self, sha: str) -> None:
+        self.set_ref(f"refs/heads/{self.branch}", sha)
+
+    # worktrees -----------------------------------------------------------------------------
+    def checkout(self, slot: int, sha: str, share: list[str]) -> Path:
+        """A clean worktree for `slot` at `sha`; returns the lab folder inside it."""
+        tree = self.state / "worktrees" / f"slot-{slot}"
+        if not (tree / ".git").exists():
+            self.git("worktree", "prune")
+            self.git("worktree", "add", "--detach", "--force", str(tree), sha)
+        else:
+            self.git("checkout", "--detach", "--force", "-q", sha, cwd=tree)
+            self.git("clean", "-ffdxq", cwd=tree)
+        workdir = tree / self.prefix
+        for entry in share:
+            link = workdir / entry
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not link.exists() and not link.is_symlink():
+                link.symlink_to(self.lab / entry)
+        return workdir
+
+    def user_branch(self) -> str | None:
+        return self.git("symbolic-ref", "--short", "-q", "HEAD", check=False)
+
+    def user_dirty(self, paths: list[str]) -> list[str]:
+        out = self.git("status", "--porcelain", "--", *paths) or ""
+        return [line[3:] for line in out.splitlines()]
