@@ -7,7 +7,7 @@ import subprocess
 from typing import TYPE_CHECKING, Any
 
 from nightlab.config import CONFIG_NAME
-from nightlab.store import Store, Trial
+from nightlab.store.db import Store, Trial
 from nightlab.trials.workspace import Workspace
 
 if TYPE_CHECKING:

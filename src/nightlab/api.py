@@ -115,7 +115,7 @@ class Lab:
             raise LabError(f"{self.name} is not running (state: {current['state']})")
         from sqlalchemy import update
 
-        from nightlab.store import Run, Store
+        from nightlab.store.db import Run, Store
 
         store = Store(self.db)
         try:

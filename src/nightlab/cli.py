@@ -40,7 +40,9 @@ def _console(stderr: bool = False) -> Any:
 
 
 def _fail(message: str, code: int = 2) -> None:
-    _console(stderr=True).print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    from rich.markup import escape
+
+    _console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -52,22 +54,15 @@ def _lab(path: Path) -> Any:
 
 def _guard(fn: Any, *args: Any, **kwargs: Any) -> Any:
     """Turn the errors a user can fix into one clear line instead of a traceback."""
-    from nightlab.agents import AgentError
-    from nightlab.api import LabError
-    from nightlab.config import ConfigError
-    from nightlab.lock import LabBusy
-    from nightlab.trials.workspace import WorkspaceError
-
     try:
         return fn(*args, **kwargs)
-    except (ConfigError, LabError, LabBusy, AgentError, WorkspaceError, FileNotFoundError) as e:
-        _fail(str(e))
     except Exception as exc:
-        from nightlab.loop import NightError
+        from nightlab.errors import USER_ERRORS
 
-        if isinstance(exc, NightError):
-            _fail(str(exc), code=1)
-        raise
+        code = USER_ERRORS.get(type(exc).__name__)
+        if code is None:
+            raise
+        _fail(str(exc), code)
 
 
 @app.command()
@@ -224,7 +219,3 @@ def _print_leaderboard(target: Any, top: int) -> None:
             "--host 127.0.0.1  (then open http://127.0.0.1:5000)",
             soft_wrap=True,
         )
-
-
-def main() -> None:
-    app()

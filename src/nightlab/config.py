@@ -68,8 +68,8 @@ class RatchetSection(_Section):
 class Knob(_Section):
     """One searchable parameter; its range is a clamp for every worker."""
 
-    low: float | None = None
-    high: float | None = None
+    low: int | float | None = None  # int first: `low = 4` keeps the knob integer
+    high: int | float | None = None
     log: bool = False
     type: Literal["float", "int", "categorical"] | None = None
     choices: list[Any] | None = None

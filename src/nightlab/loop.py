@@ -27,16 +27,16 @@ from nightlab.agents.decision import Decision
 from nightlab.agents.gate import GateResult, check
 from nightlab.config import Config
 from nightlab.lock import LabLock
-from nightlab.store import Cycle, Store, Trial, read
-from nightlab.store import Decision as DecisionRow
-from nightlab.store import Run as RunRow
+from nightlab.store import read
+from nightlab.store.db import Cycle, Store, Trial
+from nightlab.store.db import Decision as DecisionRow
+from nightlab.store.db import Run as RunRow
 from nightlab.trials import folder, local
 from nightlab.trials.workspace import Workspace
 
 HEARTBEAT_S = 2.0
 POLL_S = 0.01
 MAX_IDLE_CYCLES = 20
-INTERRUPTED = "interrupted"
 
 
 class NightError(Exception):
@@ -86,7 +86,7 @@ class Loop:
                 state = self._main()
             except NightError as exc:
                 for trial, _ in self.running.values():
-                    trial.kill("killed", f"{INTERRUPTED}: {exc}")
+                    trial.kill("killed", f"{local.INTERRUPTED}: {exc}")
                 for slot in list(self.running):
                     self._wait_and_record(slot)
                 self._end("stopped", str(exc))
@@ -203,7 +203,7 @@ class Loop:
                 self._poll(slot)
             if self.stop_now:
                 for trial, _ in self.running.values():
-                    trial.kill("killed", f"{INTERRUPTED}: stopped by the user")
+                    trial.kill("killed", f"{local.INTERRUPTED}: stopped by the user")
                 self.stop_reason = self.stop_reason or "stopped now by the user"
             if self._graceful.is_set() and self.stop_reason is None:
                 self.stop_reason = "stop requested"
@@ -255,7 +255,7 @@ class Loop:
             r
             for st, r in rows
             if st in ("failed", "timeout")
-            or (st == "killed" and not (r or "").startswith(INTERRUPTED))
+            or (st == "killed" and not (r or "").startswith(local.INTERRUPTED))
         ]
         if fatal:
             raise NightError(
@@ -580,7 +580,7 @@ class Loop:
                 self.report(f"trial {row.id} still running (pid {pid}): watching it again")
                 continue
             if live is not None:
-                live.kill("killed", f"{INTERRUPTED}: no slot for it after a restart")
+                live.kill("killed", f"{local.INTERRUPTED}: no slot for it after a restart")
             gone = local.RunningTrial(spec, pid or 0, row.started_at, own=False)
             outcome = gone.poll() if pid else None
             if outcome is None or outcome.exit_code is None:
@@ -592,7 +592,7 @@ class Loop:
                     objective=None,
                     metrics={},
                     log_tail=local.log_tail(trial_dir),
-                    reason=f"{INTERRUPTED}: the loop died while this trial ran",
+                    reason=f"{local.INTERRUPTED}: the loop died while this trial ran",
                 )
             self._record(row.id, trace, outcome)
 

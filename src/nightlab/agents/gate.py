@@ -24,6 +24,8 @@ class GateResult:
 
 def editable(path: str, patterns: list[str]) -> bool:
     p = PurePosixPath(path)
+    if p.as_posix() != path:  # "./x", "x/", "a//b": one spelling per file, or git refuses
+        return False
     if p.is_absolute() or ".." in p.parts or "\\" in path or not path.strip():
         return False
     return any(fnmatch.fnmatchcase(str(p), pat) for pat in patterns)

@@ -5,6 +5,7 @@ resumes, so the store stays the single record of what was tried."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from nightlab.agents.decision import Decision
@@ -21,7 +22,7 @@ def _distribution(knob: Knob) -> Any:
     if knob.kind == "categorical":
         return CategoricalDistribution(knob.choices)
     if knob.kind == "int":
-        return IntDistribution(int(knob.low), int(knob.high), log=knob.log)
+        return IntDistribution(math.ceil(knob.low), math.floor(knob.high), log=knob.log)
     return FloatDistribution(knob.low, knob.high, log=knob.log)
 
 
@@ -51,6 +52,7 @@ class SearchWorker:
     def resume(self, finished: list[Any], decided: int) -> None:
         """Replay the lab's finished trials into a fresh study (seeded past earlier draws)."""
         self.study = self._new_study(self.seed + decided)
+        self.pending = []
         for trial in finished:
             self.observe(trial)
 

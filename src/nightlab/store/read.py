@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-STALE_AFTER_S = 30.0  # a heartbeat older than this, from a dead process, means a crash
+STALE_AFTER_S = 30.0  # a heartbeat older than this: the loop is gone or wedged
 FAILED = ("failed", "timeout", "killed")
 
 
@@ -25,7 +25,8 @@ def connect(db: Path) -> sqlite3.Connection:
     """Open `db` read-only (raises FileNotFoundError naming it when the lab never ran)."""
     if not Path(db).is_file():
         raise FileNotFoundError(f"{db} does not exist: this lab has not run yet (`nightlab run`)")
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    # as_uri() percent-encodes '#', '?' and '%' that a lab's path may contain
+    conn = sqlite3.connect(Path(db).resolve().as_uri() + "?mode=ro", uri=True, timeout=30)
     conn.row_factory = sqlite3.Row
     return conn
 
@@ -69,8 +70,8 @@ def best(conn: sqlite3.Connection) -> dict[str, Any] | None:
     return {k: base[k] for k in ("trial", "objective", "params", "commit")}
 
 
-def _pid_alive(pid: int | None, host: str) -> bool:
-    if not pid or host != socket.gethostname():
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
         return False
     try:
         os.kill(pid, 0)
@@ -87,7 +88,9 @@ def run_state(run: sqlite3.Row | None, now: float) -> str:
     if run["state"] != "running":
         return run["state"]
     fresh = now - run["heartbeat_at"] < STALE_AFTER_S
-    return "running" if fresh or _pid_alive(run["pid"], run["host"]) else "crashed"
+    if run["host"] == socket.gethostname():
+        return "running" if fresh and _pid_alive(run["pid"]) else "crashed"
+    return "running" if fresh else "crashed"  # another machine: the heartbeat must tell
 
 
 def status(db: Path, lab_name: str) -> dict[str, Any]:

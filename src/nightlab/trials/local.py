@@ -15,6 +15,7 @@ import psutil
 from nightlab.trials.metrics import MetricReader
 
 KILL_GRACE_S = 3.0
+INTERRUPTED = "interrupted"  # reasons of trials cut short by nightlab's own fate, not theirs
 RSS_SAMPLE_S = 0.5
 TAIL_LINES = 40
 
@@ -141,7 +142,8 @@ class RunningTrial:
         if self._kill:
             status, reason = self._kill
         elif exit_code is None:
-            status, reason = "killed", "the process ended while nightlab was not watching"
+            status = "killed"
+            reason = f"{INTERRUPTED}: it ended while no loop watched it, leaving no exit status"
         elif exit_code != 0:
             status, reason = "failed", f"exit status {exit_code}"
         elif objective is None:

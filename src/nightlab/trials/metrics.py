@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 _NUMBER = r"[-+]?(?:nan|inf(?:inity)?|\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)"
-_PAIR = re.compile(rf"(?<![\w.\-/])([A-Za-z_][\w.\-/]*)\s*[=:]\s*({_NUMBER})(?![\w.])", re.I)
+_PAIR = re.compile(rf"(?<![\w.\-/])([A-Za-z_][\w.\-/]*)\s*[=:]\s*({_NUMBER})(?![\w:]|\.\w)", re.I)
 
 
 def parse_line(line: str) -> dict[str, float]:

@@ -24,8 +24,9 @@ class WorkspaceError(Exception):
 class Workspace:
     def __init__(self, lab: Path, state: Path, lab_name: str) -> None:
         self.lab = Path(lab).resolve()
-        self.state = Path(state)
-        self.branch = "nightlab/" + re.sub(r"[^A-Za-z0-9._-]+", "-", lab_name).strip("-.")
+        self.state = Path(state).resolve()
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "-", lab_name).strip("-.") or "lab"
+        self.branch = f"nightlab/{safe}/best"
         top = self.git("rev-parse", "--show-toplevel", check=False)
         if top is None:
             self.git("init", "-q")
@@ -42,6 +43,7 @@ class Workspace:
         env: dict[str, str] | None = None,
         input: bytes | None = None,
         check: bool = True,
+        strip: bool = True,
     ) -> str | None:
         proc = subprocess.run(
             ["git", *args],
@@ -55,7 +57,8 @@ class Workspace:
                 return None
             err = proc.stderr.decode(errors="replace").strip()
             raise WorkspaceError(f"git {' '.join(args[:3])} failed in {cwd or self.lab}: {err}")
-        return proc.stdout.decode(errors="replace").strip()
+        out = proc.stdout.decode(errors="replace")
+        return out.strip() if strip else out
 
     def _exclude_state_dir(self) -> None:
         common = Path(self.git("rev-parse", "--git-common-dir"))
@@ -111,7 +114,7 @@ class Workspace:
 
     def read(self, commit: str, path: str) -> str:
         """Content of lab-relative `path` at `commit` (WorkspaceError if absent)."""
-        return self.git("show", f"{commit}:{self.prefix}{path}")
+        return self.git("show", f"{commit}:{self.prefix}{path}", strip=False)
 
     def exists(self, commit: str, path: str) -> bool:
         return self.git("cat-file", "-e", f"{commit}:{self.prefix}{path}", check=False) is not None
@@ -131,7 +134,8 @@ class Workspace:
     def diff(self, a: str, b: str) -> str:
         if a == b:
             return ""
-        return self.git("diff", a, b, "--", f":(top){self.prefix}" if self.prefix else ".") + "\n"
+        spec = f":(top){self.prefix}" if self.prefix else "."
+        return self.git("diff", a, b, "--", spec, strip=False)
 
     def set_ref(self, ref: str, sha: str) -> None:
         self.git("update-ref", ref, sha)

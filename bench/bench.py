@@ -1,0 +1,250 @@
+"""nightlab performance benchmarks: loop overhead, `status --json` on a big lab, `--help`.
+
+Run as `.venv/bin/python bench/bench.py [--quick]`. Everything happens in temporary
+folders; one table (benchmark, measured, target, verdict) is printed at the end.
+
+1. Loop overhead per trial: a trial that sleeps 0.1 s is run N times directly, then
+   N + 3 times by the loop (3 baseline repeats); the overhead is the start-to-start interval
+   of consecutive trials (from the store) minus the direct median. Tracking on and off.
+2. `nightlab status --json` and `leaderboard --json` on a store holding 10,000 trials.
+3. `nightlab --help` start-up time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import itertools
+import json
+import os
+import platform
+import random
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import closing
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+NIGHTLAB = str(BIN / "nightlab")
+SKIP = 3 + 2  # baseline repeats, then trials that share the loop's start-up (imports, MLflow)
+TRAIN = 'import time\ntime.sleep(0.1)\nprint("score=1.0")\n'
+TOML = """[lab]
+name = "bench"
+brief = "IDEA.md"
+
+[objective]
+metric = "score"
+direction = "maximize"
+
+[trial]
+command = "python train.py"
+budget_seconds = 60
+editable = ["train.py"]
+
+[search.x]
+low = 0.0
+high = 1.0
+default = 0.5
+
+[agents]
+worker = "search"
+
+[tracking]
+enabled = {tracking}
+"""
+
+Row = tuple[str, str, str, str]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def verdict(value: float, limit: float) -> str:
+    return "PASS" if value <= limit else "FAIL"
+
+
+def timed(fn: Callable[[], object], reps: int, warmup: int = 1) -> list[float]:
+    """Wall times of `reps` calls of `fn`, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def make_lab(root: Path, name: str) -> Path:
+    """A fresh lab from `nightlab init` (it creates the git repository)."""
+    lab = root / name
+    subprocess.run([NIGHTLAB, "init", str(lab)], check=True, capture_output=True)
+    return lab
+
+
+# ---------------------------------------------------------------------- 1. loop overhead
+def loop_overhead(root: Path, n: int, tracking: bool) -> tuple[list[float], float, float]:
+    """(per-trial overheads after SKIP, direct median, in-loop wall_s median) in seconds."""
+    from nightlab import Lab
+
+    lab = make_lab(root, f"loop-{'on' if tracking else 'off'}")
+    (lab / "train.py").write_text(TRAIN)
+    (lab / "nightlab.toml").write_text(TOML.format(tracking=str(tracking).lower()))
+
+    def direct() -> None:
+        subprocess.run([sys.executable, "train.py"], cwd=lab, check=True, capture_output=True)
+
+    direct_median = statistics.median(timed(direct, n))
+    Lab(lab).run(max_trials=n + 3, report=lambda line: None)
+    with closing(sqlite3.connect(lab / ".nightlab" / "state.db")) as conn:
+        rows = conn.execute("SELECT status, started_at, wall_s FROM trials ORDER BY id").fetchall()
+    if len(rows) != n + 3 or any(status != "succeeded" for status, _, _ in rows):
+        raise SystemExit(f"loop benchmark: expected {n + 3} succeeded trials, got {rows}")
+    starts = [r[1] for r in rows[SKIP:]]
+    overheads = [b - a - direct_median for a, b in itertools.pairwise(starts)]
+    wall_median = statistics.median(r[2] for r in rows[SKIP:])
+    return overheads, direct_median, wall_median
+
+
+# ---------------------------------------------------------------------- 2. big store
+def fill_store(db: Path, trials: int = 10_000) -> None:
+    """A store with the real schema: 1 run, `trials` cycles/decisions/trials, 3 events each."""
+    from sqlalchemy import insert
+
+    from nightlab.store.db import Cycle, Decision, Event, Run, Store, Trial
+
+    rng = random.Random(0)
+    t0 = time.time() - trials * 60.0
+    store = Store(db)
+    store.migrate()
+    cycles, decisions, rows, events = [], [], [], []
+    best = 0.0
+    for i in range(1, trials + 1):
+        start, wall = t0 + i * 60.0, rng.uniform(20, 50)
+        trace = f"{i:012x}"
+        baseline = i <= 3
+        failed = not baseline and rng.random() < 0.08
+        status = rng.choice(["failed", "timeout"]) if failed else "succeeded"
+        objective = -abs(rng.gauss(0, 1)) if status == "succeeded" else None
+        verdict = "baseline" if baseline else "discarded"
+        if objective is not None and not baseline and rng.random() < 0.01:
+            best += 0.01
+            objective, verdict = best, "kept"
+        params = {"x": rng.uniform(-3, 3), "y": rng.uniform(-3, 3)}
+        line = f"[{trace}] trial {i} ({'baseline' if baseline else 'trial'}) {status} → {verdict}"
+        cycles.append(
+            {"id": i, "run_id": 1, "trace_id": trace, "started_at": start,
+             "ended_at": start + wall, "action": "run", "summary": line}
+        )  # fmt: skip
+        decisions.append(
+            {"id": i, "cycle_id": i, "worker": "baseline" if baseline else "search",
+             "action": "run", "accepted": True, "reasons": [],
+             "body": {"action": "run", "rationale": "TPE proposal", "params": params}}
+        )  # fmt: skip
+        rows.append(
+            {"id": i, "run_id": 1, "cycle_id": i, "decision_id": i,
+             "kind": "baseline" if baseline else "trial", "status": status, "verdict": verdict,
+             "params": params, "seed": i if baseline else 0, "slot": 0, "commit": f"{i:040x}",
+             "base_commit": "0" * 40, "base_trial_id": None if baseline else 1,
+             "hypothesis": "these settings beat the current best", "dimension": "optimization",
+             "pid": 1000 + i, "pid_started_at": start, "started_at": start,
+             "ended_at": start + wall, "judged_at": start + wall, "wall_s": wall,
+             "exit_code": 0 if status == "succeeded" else 1, "peak_rss_mb": 50.0,
+             "objective": objective, "reason": None if status == "succeeded" else "exit 1",
+             "metrics": {} if objective is None else {"score": objective},
+             "log_tail": None, "mlflow_run_id": f"{i:032x}"}
+        )  # fmt: skip
+        for k, kind in enumerate(("trial_created", "trial_started", "trial_finished")):
+            events.append(
+                {"ts": start + k * wall / 2, "run_id": 1, "cycle_trace_id": trace,
+                 "trial_id": i, "kind": kind, "data": {"status": status, "params": params}}
+            )  # fmt: skip
+    run = {"id": 1, "lab": "minimal", "pid": 1, "host": "bench", "state": "finished",
+           "started_at": t0, "heartbeat_at": t0 + trials * 60.0, "ended_at": t0 + trials * 60.0,
+           "deadline_at": None, "stop_requested": False, "end_reason": "max_trials reached",
+           "options": {"worker": "search"}}  # fmt: skip
+    with store.engine.begin() as conn:
+        conn.execute(insert(Run), [run])
+        for model, data in ((Cycle, cycles), (Decision, decisions), (Trial, rows), (Event, events)):
+            conn.execute(insert(model), data)
+    store.close()
+
+
+def cli_rows(root: Path, reps: int) -> list[Row]:
+    lab = make_lab(root, "big")
+    t0 = time.perf_counter()
+    fill_store(lab / ".nightlab" / "state.db")
+    print(f"  filled the 10,000-trial store in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+
+    def cli(*args: str) -> Callable[[], str]:
+        cmd = [NIGHTLAB, *args]
+        return lambda: subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+
+    status = cli("status", str(lab), "--json")
+    st = json.loads(status())
+    if st["trials"]["total"] != 10_000:
+        raise SystemExit(f"status --json: trials.total = {st['trials']['total']}, not 10000")
+    board = cli("leaderboard", str(lab), "--json", "--top", "10")
+    if len(json.loads(board())) != 10:
+        raise SystemExit("leaderboard --json --top 10 did not return 10 rows")
+    s, b = timed(status, reps), timed(board, reps)
+    return [
+        ("status --json, 10k trials (median, min)",
+         f"{ms(statistics.median(s))} (min {ms(min(s))})", "≤ 150 ms",
+         verdict(statistics.median(s), 0.150)),
+        ("leaderboard --json --top 10, 10k trials",
+         f"{ms(statistics.median(b))} (min {ms(min(b))})", "—", "—"),
+    ]  # fmt: skip
+
+
+# ---------------------------------------------------------------------- main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="N = 15 loop trials, not 40")
+    args = parser.parse_args()
+    n, reps = (15 if args.quick else 40), 10
+    print(f"date     {dt.datetime.now().isoformat(timespec='seconds')}")
+    print(f"machine  {platform.platform()}, {os.cpu_count()} CPUs")
+    print(f"python   {platform.python_version()} ({sys.executable})")
+    print(f"loop     N = {n} trials (+3 baseline), first {SKIP} skipped", flush=True)
+
+    table: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="nightlab-bench-") as tmp:
+        root = Path(tmp)
+        for tracking in (True, False):
+            label = "MLflow on" if tracking else "MLflow off"
+            print(f"  loop overhead, {label} …", file=sys.stderr, flush=True)
+            over, direct, wall = loop_overhead(root, n, tracking)
+            med = statistics.median(over)
+            p90 = statistics.quantiles(over, n=10)[-1]
+            table.append(
+                (f"loop overhead / trial ({label})", f"{ms(med)} (p90 {ms(p90)})", "≤ 20 ms",
+                 verdict(med, 0.020))
+            )  # fmt: skip
+            table.append(
+                (f"  cross-check: in-loop wall_s vs direct ({label})",
+                 f"{ms(wall)} vs {ms(direct)} ({(wall - direct) * 1000:+.1f} ms)", "—", "—")
+            )  # fmt: skip
+        print("  status / leaderboard on 10,000 trials …", file=sys.stderr, flush=True)
+        table += cli_rows(root, reps)
+        helps = timed(lambda: subprocess.run([NIGHTLAB, "--help"], capture_output=True), reps)
+        table.append(("nightlab --help (median)", ms(statistics.median(helps)), "≤ 0.5 s",
+                      verdict(statistics.median(helps), 0.5)))  # fmt: skip
+
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Table("benchmark", "measured", "target", "verdict", title="nightlab benchmarks")
+    for row in table:
+        out.add_row(*row)
+    Console(width=120).print(out)
+
+
+if __name__ == "__main__":
+    main()

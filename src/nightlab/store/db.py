@@ -1,0 +1,98 @@
+"""Writers (the loop, `stop`, `adopt`) go through :class:`Store`; every state change is one
+transaction (`with store.tx() as s: ...`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event, select
+from sqlalchemy.orm import Session
+
+from nightlab.store.models import Cycle, Decision, Event, Meta, Run, Trial
+
+__all__ = ["Store", "Run", "Cycle", "Decision", "Trial", "Event", "Meta", "HEAD_REVISION"]
+
+HEAD_REVISION = "0001"  # the newest file in migrations/versions; a test keeps them in step
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    # WAL keeps readers (status, watch) from blocking the loop; NORMAL is durable against
+    # a killed process, which is the crash nightlab must survive.
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+class Store:
+    """Transactional access to one lab's state database."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.engine = create_engine(
+            f"sqlite:///{self.path}", connect_args={"timeout": 30, "check_same_thread": False}
+        )
+        event.listen(self.engine, "connect", _sqlite_pragmas)
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision (creates it on a new file)."""
+        from alembic import command
+        from alembic.config import Config as AlembicConfig
+
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    @contextmanager
+    def tx(self) -> Iterator[Session]:
+        """One transaction: committed on exit, rolled back on any exception."""
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # small helpers used inside transactions -------------------------------------------
+    @staticmethod
+    def event(
+        s: Session,
+        kind: str,
+        /,
+        *,
+        run_id: int | None = None,
+        trace_id: str | None = None,
+        trial_id: int | None = None,
+        **data: Any,
+    ) -> None:
+        s.add(
+            Event(
+                ts=time.time(),
+                run_id=run_id,
+                cycle_trace_id=trace_id,
+                trial_id=trial_id,
+                kind=kind,
+                data=data,
+            )
+        )
+
+    @staticmethod
+    def get_meta(s: Session, key: str, default: Any = None) -> Any:
+        row = s.get(Meta, key)
+        return default if row is None else row.value
+
+    @staticmethod
+    def set_meta(s: Session, key: str, value: Any) -> None:
+        s.merge(Meta(key=key, value=value))
+
+    def trials(self, *where: Any) -> list[Trial]:
+        with self.tx() as s:
+            return list(s.scalars(select(Trial).where(*where).order_by(Trial.id)))
