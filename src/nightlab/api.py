@@ -140,26 +140,6 @@ class Lab:
     # ------------------------------------------------------------------ views
     def status(self) -> dict[str, Any]:
         """State, heartbeat, counts and best trial (the `status --json` object)."""
-        if not self.db.is_file():
-            return {
-                "lab": self.name,
-                "state": "new",
-                "pid": None,
-                "run": None,
-                "heartbeat_age_s": None,
-                "cycles": 0,
-                "trials": {
-                    "total": 0,
-                    "succeeded": 0,
-                    "failed": 0,
-                    "running": 0,
-                    "kept": 0,
-                    "by_status": {},
-                },
-                "baseline": None,
-                "best": None,
-                "last_story": None,
-            }
         return read.status(self.db, self.name)
 
     def _direction(self) -> str:

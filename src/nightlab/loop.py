@@ -33,9 +33,11 @@ from nightlab.store.db import Decision as DecisionRow
 from nightlab.store.db import Run as RunRow
 from nightlab.trials import folder, local
 from nightlab.trials.workspace import Workspace
+from nightlab.trials.worktrees import WorktreePool
 
 HEARTBEAT_S = 2.0
 POLL_S = 0.01
+CHECK_S = 0.1  # budget, hang and divergence checks of running trials
 MAX_IDLE_CYCLES = 20
 
 
@@ -63,7 +65,8 @@ class Loop:
         self.hours = hours if hours is not None else cfg.budget.hours
         self.slots = slots or cfg.executor.slots
         self.report = report
-        self.running: dict[int, tuple[local.RunningTrial, str]] = {}  # slot → trial, trace
+        # slot → (trial, its cycle's trace id, its worktree)
+        self.running: dict[int, tuple[local.RunningTrial, str, str]] = {}
         self.stop_reason: str | None = None
         self.stop_now = False
         self.tracking: Any = None
@@ -85,7 +88,7 @@ class Loop:
             try:
                 state = self._main()
             except NightError as exc:
-                for trial, _ in self.running.values():
+                for trial, *_ in self.running.values():
                     trial.kill("killed", f"{local.INTERRUPTED}: {exc}")
                 for slot in list(self.running):
                     self._wait_and_record(slot)
@@ -139,6 +142,8 @@ class Loop:
             self.base_commit = base
             Store.event(s, "run_started", run_id=run.id, pid=os.getpid(), **run.options)
         self._reconcile()
+        busy = {tree for *_, tree in self.running.values()}
+        self.trees = WorktreePool(self.ws, self.cfg.trial.share, busy)
         with read.connect(self.store.path) as conn:
             best = read.best(conn)
         self.ws.set_best(best["commit"] if best else self.base_commit)
@@ -151,7 +156,7 @@ class Loop:
         self._render_storyline()
         self._heartbeat = threading.Thread(target=self._beat, daemon=True, name="heartbeat")
         self._heartbeat.start()
-        self.tracking = self._start_tracking(finished)
+        self.tracking = self._start_tracking()
         self.report(
             f"run {self.run_id} started on {self.lab} (worker {self.worker.name}, "
             f"{self.slots} slot(s), pid {os.getpid()})"
@@ -159,8 +164,18 @@ class Loop:
 
     def _end(self, state: str, reason: str) -> dict[str, Any]:
         self._done.set()
-        left = self.tracking.close() if getattr(self, "tracking", None) else 0
+        if getattr(self, "trees", None):
+            self.trees.close()
+        if self.tracking:
+            self.tracking.close()
         with self.store.tx() as s:
+            left = 0
+            if self.tracking:
+                left = s.scalar(
+                    select(func.count(Trial.id)).where(
+                        Trial.mlflow_run_id.is_(None), Trial.status != "running"
+                    )
+                )
             run = s.get(RunRow, self.run_id)
             if run.state == "running":
                 run.state, run.ended_at, run.end_reason = state, time.time(), reason
@@ -168,6 +183,11 @@ class Loop:
                 s, "run_ended", run_id=self.run_id, state=state, reason=reason, mlflow_backlog=left
             )
         self.report(f"run {self.run_id} {state}: {reason}")
+        if left:
+            self.report(
+                f"MLflow: {left} trial(s) not logged yet (see .nightlab/tracking.log); "
+                "they are logged at the next start"
+            )
         return read.status(self.store.path, self.cfg.lab.name)
 
     def _install_signals(self) -> tuple[Any, Any]:
@@ -202,7 +222,7 @@ class Loop:
             for slot in list(self.running):
                 self._poll(slot)
             if self.stop_now:
-                for trial, _ in self.running.values():
+                for trial, *_ in self.running.values():
                     trial.kill("killed", f"{local.INTERRUPTED}: stopped by the user")
                 self.stop_reason = self.stop_reason or "stopped now by the user"
             if self._graceful.is_set() and self.stop_reason is None:
@@ -224,7 +244,10 @@ class Loop:
                         break
                 if idle >= MAX_IDLE_CYCLES and not self.running:
                     self.stop_reason = f"the worker made no runnable decision in {idle} cycles"
-            time.sleep(POLL_S)
+            if self.running:  # wakes the moment a trial ends; else checks limits each CHECK_S
+                local.wait_any([t for t, *_ in self.running.values()], CHECK_S)
+            else:
+                time.sleep(min(max(self._next_ask - time.time(), POLL_S), CHECK_S))
 
     def _wait_and_record(self, slot: int) -> None:
         while slot in self.running:
@@ -309,7 +332,7 @@ class Loop:
             "best": None
             if best is None
             else {"objective": best[0], "trial": best[1], "params": best[3]},
-            "in_flight": [t.spec.trial_id for t, _ in self.running.values()],
+            "in_flight": [t.spec.trial_id for t, *_ in self.running.values()],
             "deadline": self.deadline,
         }
 
@@ -423,7 +446,8 @@ class Loop:
             )
         if commit != base_commit:
             self.ws.keep_trial(trial_id, commit)
-        spec = self._spec(trial_id, params, seed, slot, commit)
+        tree, workdir = self.trees.acquire(commit)
+        spec = self._spec(trial_id, params, seed, workdir)
         folder.prepare(spec.trial_dir, params, self.ws.diff(self.base_commit, commit), commit)
         running = local.start(spec)
         with self.store.tx() as s:
@@ -432,7 +456,8 @@ class Loop:
                 .where(Trial.id == trial_id)
                 .values(
                     pid=running.pid,
-                    pid_started_at=local.process_started_at(running.pid),
+                    worktree=tree,
+                    pid_started_at=running.started_at,  # within ms of the pid's create time
                     started_at=running.started_at,
                 )
             )
@@ -445,19 +470,12 @@ class Loop:
                 pid=running.pid,
                 slot=slot,
             )
-        self.running[slot] = (running, trace)
+        self.running[slot] = (running, trace, tree)
         shown = " ".join(f"{k}={_fmt(v)}" for k, v in decision.params.items())
         self.report(f"trial {trial_id} ({kind}) started on slot {slot}: {shown}")
 
-    def _spec(
-        self, trial_id: int, params: dict, seed: int, slot: int, commit: str, checkout: bool = True
-    ) -> local.TrialSpec:
+    def _spec(self, trial_id: int, params: dict, seed: int, workdir: Path) -> local.TrialSpec:
         trial_dir = self.state / "trials" / str(trial_id)
-        workdir = (
-            self.ws.checkout(slot, commit, self.cfg.trial.share)
-            if checkout
-            else self.state / "worktrees" / f"slot-{slot}" / self.ws.prefix
-        )
         env = dict(os.environ)
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         env.update(
@@ -490,11 +508,14 @@ class Loop:
 
     # ------------------------------------------------------------------ recording
     def _poll(self, slot: int) -> None:
-        trial, trace = self.running[slot]
+        trial, trace, tree = self.running[slot]
         outcome = trial.poll()
         if outcome is not None:
             del self.running[slot]
             self._record(trial.spec.trial_id, trace, outcome)
+            if tree:  # unknown for a trial re-attached from a loop that died
+                best = self._best()
+                self.trees.release(tree, best[2] if best else self.base_commit)
 
     def _record(self, trial_id: int, trace: str, out: local.Outcome) -> None:
         now = time.time()
@@ -543,17 +564,13 @@ class Loop:
                 improvement=verdict.improvement if verdict else None,
                 threshold=verdict.threshold if verdict else None,
             )
-            snapshot = _trial_dict(row, trace)
-        folder.finish(
-            Path(self.state / "trials" / str(trial_id)), {**snapshot, "history": None}, out.history
-        )
+            snapshot = row.record(trace)
+        folder.finish(self.state / "trials" / str(trial_id), snapshot, out.history)
         if label == "kept":
             self.ws.set_best(snapshot["commit"])
         self.worker.observe(row)
         if self.tracking:
-            self.tracking.submit(
-                {**snapshot, "history": out.history}, self.state / "trials" / str(trial_id)
-            )
+            self.tracking.submit(trial_id)
         self._story(line)
         self.report(line)
 
@@ -562,7 +579,7 @@ class Loop:
         for row in self.store.trials(Trial.status == "running"):
             trial_dir = self.state / "trials" / str(row.id)
             pid = row.pid or _read_pid(trial_dir)
-            spec = self._spec(row.id, row.params, row.seed, row.slot, row.commit, checkout=False)
+            spec = self._spec(row.id, row.params, row.seed, self.state)  # already started
             live = local.attach(spec, pid, row.pid_started_at, row.started_at) if pid else None
             with self.store.tx() as s:
                 trace = s.get(Cycle, row.cycle_id).trace_id
@@ -576,7 +593,7 @@ class Loop:
                     alive=live is not None,
                 )
             if live is not None and row.slot < self.slots and row.slot not in self.running:
-                self.running[row.slot] = (live, trace)
+                self.running[row.slot] = (live, trace, row.worktree or "")
                 self.report(f"trial {row.id} still running (pid {pid}): watching it again")
                 continue
             if live is not None:
@@ -597,38 +614,18 @@ class Loop:
             self._record(row.id, trace, outcome)
 
     # ------------------------------------------------------------------ side files
-    def _start_tracking(self, finished: list[Trial]) -> Any:
+    def _start_tracking(self) -> Any:
         if not self.cfg.tracking.enabled:
             return None
-        from nightlab.tracking import Tracker, TrackingThread, default_uri
+        from nightlab.tracking import TrackingProcess, default_uri
 
-        uri = self.cfg.tracking.mlflow_uri or default_uri(self.state)
-        tracker = Tracker(
-            uri, self.cfg.tracking.experiment or self.cfg.lab.name, self.state / "mlartifacts"
+        return TrackingProcess(
+            self.store.path,
+            self.cfg.tracking.mlflow_uri or default_uri(self.state),
+            self.cfg.tracking.experiment or self.cfg.lab.name,
+            self.state / "mlartifacts",
+            self.state / "tracking.log",
         )
-
-        def logged(trial_id: int, run_id: str) -> None:
-            with self.store.tx() as s:
-                s.execute(update(Trial).where(Trial.id == trial_id).values(mlflow_run_id=run_id))
-
-        def failed(trial_id: int, error: str) -> None:
-            with self.store.tx() as s:
-                Store.event(s, "tracking_error", run_id=self.run_id, trial_id=trial_id, error=error)
-            self.report(f"MLflow: trial {trial_id} not logged yet ({error}); retried next start")
-
-        thread = TrackingThread(tracker, logged, failed)
-        with self.store.tx() as s:
-            traces = dict(s.execute(select(Cycle.id, Cycle.trace_id)).all())
-        for row in finished:
-            if row.mlflow_run_id is None:
-                thread.submit(
-                    {
-                        **_trial_dict(row, traces.get(row.cycle_id, "")),
-                        "history": _history(self.state / "trials" / str(row.id)),
-                    },
-                    self.state / "trials" / str(row.id),
-                )
-        return thread
 
     def _story(self, line: str) -> None:
         path = self.state / "artifacts" / "storyline.md"
@@ -643,52 +640,6 @@ class Loop:
         path.write_text(
             f"# Storyline of {self.cfg.lab.name}\n\n" + "".join(f"- {line}\n" for line in lines)
         )
-
-
-def _trial_dict(row: Trial, trace: str) -> dict[str, Any]:
-    keys = (
-        "id",
-        "kind",
-        "status",
-        "verdict",
-        "params",
-        "seed",
-        "commit",
-        "base_commit",
-        "objective",
-        "metrics",
-        "started_at",
-        "ended_at",
-        "wall_s",
-        "exit_code",
-        "peak_rss_mb",
-        "reason",
-        "hypothesis",
-        "dimension",
-        "base_trial_id",
-    )
-    return {**{k: getattr(row, k) for k in keys}, "trace_id": trace}
-
-
-def _history(trial_dir: Path) -> list[dict[str, Any]]:
-    import json
-
-    points = []
-    try:
-        for line in (trial_dir / "metrics.jsonl").read_text().splitlines():
-            rec = json.loads(line)
-            for name, value in rec["metrics"].items():
-                points.append(
-                    {
-                        "name": name,
-                        "value": value,
-                        "step": rec.get("step") or 0,
-                        "source": rec.get("source", "log"),
-                    }
-                )
-    except (FileNotFoundError, ValueError, KeyError):
-        pass
-    return points
 
 
 def _read_pid(trial_dir: Path) -> int | None:

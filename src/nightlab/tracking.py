@@ -1,19 +1,22 @@
 """MLflow: one run per trial (params, metric history, tags, artifacts).
 
-The store is the record; MLflow is a mirror written from a background thread so a slow or
-unreachable tracking server never holds up the loop. A trial whose run is not yet in
-MLflow (`mlflow_run_id` empty) is logged again when the loop next starts.
+The store is the record; MLflow is a mirror written by a separate process
+(`python -m nightlab.tracking`) so that neither a slow or unreachable server nor MLflow's
+own CPU and import time hold up the loop. That process logs every finished trial whose
+`mlflow_run_id` is still empty, so a gap (a crash, a server down) is caught up later.
 """
 
 from __future__ import annotations
 
+import json
 import math
-import queue
-import threading
+import os
+import select
+import subprocess
+import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 ARTIFACTS = ("params.json", "result.json", "diff.patch", "env.json", "stdout.log", "stderr.log")
 STATUS = {"succeeded": "FINISHED", "failed": "FAILED", "timeout": "KILLED", "killed": "KILLED"}
@@ -104,35 +107,110 @@ class Tracker:
         return run_id
 
 
-class TrackingThread:
-    """Drains a queue of finished trials into MLflow; failures are reported, not raised."""
+class TrackingProcess:
+    """The loop's handle on the tracking process: wake it per trial, drain it at the end."""
 
-    def __init__(
-        self,
-        tracker: Tracker,
-        on_logged: Callable[[int, str], None],
-        on_error: Callable[[int, str], None],
-    ) -> None:
-        self.tracker = tracker
-        self.on_logged = on_logged
-        self.on_error = on_error
-        self.queue: queue.Queue[tuple[dict[str, Any], Path] | None] = queue.Queue()
-        self.thread = threading.Thread(target=self._run, name="nightlab-mlflow", daemon=True)
-        self.thread.start()
+    def __init__(self, db: Path, uri: str, experiment: str, artifact_dir: Path, log: Path):
+        opts = {"db": str(db), "uri": uri, "experiment": experiment, "artifacts": str(artifact_dir)}
+        # A remote server that is down should fail a call in seconds, not minutes of retries.
+        env = {
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+            **os.environ,
+        }
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "nightlab.tracking", json.dumps(opts)],
+                stdin=subprocess.PIPE,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        self.log = log
 
-    def submit(self, trial: dict[str, Any], trial_dir: Path) -> None:
-        self.queue.put((trial, trial_dir))
+    def submit(self, trial_id: int) -> None:
+        """A trial finished: log it now rather than at the next scan."""
+        try:
+            self.proc.stdin.write(f"{trial_id}\n".encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass  # the process is gone; its trials are logged by the next one
 
-    def _run(self) -> None:
-        while (item := self.queue.get()) is not None:
-            trial, trial_dir = item
+    def close(self, timeout: float = 120.0) -> bool:
+        """Let it log what is left (up to `timeout`); False if it had to be stopped."""
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout)
+            return self.proc.returncode == 0
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return False
+
+
+def serve(db: Path, tracker: Tracker, wake: IO[bytes], scan_s: float = 5.0) -> None:
+    """Log unlogged finished trials until `wake` closes; retry failures with backoff."""
+    from sqlalchemy import select as sql_select
+    from sqlalchemy import update
+
+    from nightlab.store.db import Cycle, Store, Trial
+    from nightlab.trials.folder import read_history
+
+    store = Store(db)
+    retry_at: dict[int, tuple[float, float]] = {}  # trial → (next attempt, backoff)
+    open_ = True
+    while True:
+        if open_:
+            ready, _, _ = select.select([wake], [], [], scan_s)
+            if ready and not os.read(wake.fileno(), 65536):
+                open_ = False  # the loop has ended: one last pass, then exit
+        with store.tx() as s:
+            rows = s.execute(
+                sql_select(Trial, Cycle.trace_id)
+                .join(Cycle, Cycle.id == Trial.cycle_id)
+                .where(Trial.mlflow_run_id.is_(None), Trial.status != "running")
+                .order_by(Trial.id)
+            ).all()
+        now = time.time()
+        for row, trace in rows:
+            if retry_at.get(row.id, (0.0, 0.0))[0] > now and open_:
+                continue
+            trial_dir = db.parent / "trials" / str(row.id)
+            record = {**row.record(trace), "history": read_history(trial_dir)}
             try:
-                self.on_logged(trial["id"], self.tracker.log_trial(trial, trial_dir))
-            except Exception as exc:  # an unreachable server must not end the night
-                self.on_error(trial["id"], f"{type(exc).__name__}: {exc}")
+                run_id = tracker.log_trial(record, trial_dir)
+            except Exception as exc:  # a server down must not lose the trial: retry later
+                wait = min(retry_at.get(row.id, (0.0, 2.5))[1] * 2, 300.0)
+                retry_at[row.id] = (now + wait, wait)
+                with store.tx() as s:
+                    Store.event(
+                        s,
+                        "tracking_error",
+                        trial_id=row.id,
+                        retry_in_s=wait,
+                        error=f"{type(exc).__name__}: {exc}"[:2000],
+                    )
+                if not open_:
+                    continue
+                break  # the server is likely down for all of them
+            with store.tx() as s:
+                s.execute(update(Trial).where(Trial.id == row.id).values(mlflow_run_id=run_id))
+            retry_at.pop(row.id, None)
+        if not open_:
+            return
 
-    def close(self, timeout: float = 120.0) -> int:
-        """Finish what is queued (up to `timeout`); returns how many were left behind."""
-        self.queue.put(None)
-        self.thread.join(timeout)
-        return self.queue.qsize() if self.thread.is_alive() else 0
+
+def main() -> None:
+    """Entry of the tracking process; its one argument is the JSON that TrackingProcess
+    writes (this is plumbing between nightlab's own processes, not a user command)."""
+    opts = json.loads(sys.argv[1])
+    tracker = Tracker(opts["uri"], opts["experiment"], Path(opts["artifacts"]))
+    serve(Path(opts["db"]), tracker, sys.stdin.buffer)
+
+
+if __name__ == "__main__":
+    main()

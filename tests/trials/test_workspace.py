@@ -212,7 +212,7 @@ def test_checkout_gives_a_clean_worktree_with_shared_links(lab):
     new = ws.commit_files(base, {"train.py": "lr = 0.3\n"}, "m")
     before = user_state(lab)
 
-    work = ws.checkout(0, base, ["data"])
+    work = ws.checkout("t0", base, ["data"])
     assert (work / "train.py").read_text() == "lr = 0.2\n"
     assert (work / "notes.txt").read_text() == "untracked\n"
     assert (work / "data").is_symlink()
@@ -224,7 +224,7 @@ def test_checkout_gives_a_clean_worktree_with_shared_links(lab):
     (work / "out").mkdir()
     (work / "out" / "model.pt").write_text("w")
 
-    again = ws.checkout(0, new, ["data"])
+    again = ws.checkout("t0", new, ["data"])
     assert again == work
     assert git(work, "rev-parse", "HEAD").strip() == new
     assert (work / "train.py").read_text() == "lr = 0.3\n"
@@ -240,8 +240,8 @@ def test_slots_get_separate_worktrees(lab):
     ws = make_ws(lab)
     base = ws.snapshot()
     new = ws.commit_files(base, {"train.py": "lr = 0.3\n"}, "m")
-    a = ws.checkout(0, base, [])
-    b = ws.checkout(1, new, [])
+    a = ws.checkout("t0", base, [])
+    b = ws.checkout("t1", new, [])
     assert a != b
     assert (a / "train.py").read_text() == "lr = 0.2\n"
     assert (b / "train.py").read_text() == "lr = 0.3\n"
@@ -260,7 +260,7 @@ def test_lab_without_a_repository_gets_one(tmp_path):
     sha = ws.snapshot()
     assert files_at(lab, sha) == {"train.py"}
     assert git(lab, "rev-list", "--count", sha).strip() == "1"
-    work = ws.checkout(0, sha, [])
+    work = ws.checkout("t0", sha, [])
     assert (work / "train.py").read_text() == "x = 1\n"
 
 
@@ -293,7 +293,7 @@ def test_lab_in_a_subfolder_of_a_bigger_repository(tmp_path):
     patch = ws.diff(base, new)
     assert "labs/a/train.py" in patch and "+lr = 0.3" in patch
 
-    work = ws.checkout(0, new, [])
+    work = ws.checkout("t0", new, [])
     assert work.parts[-2:] == ("labs", "a")
     assert (work / "train.py").read_text() == "lr = 0.3\n"
     assert user_state(repo) == before

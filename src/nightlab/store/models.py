@@ -73,6 +73,7 @@ class Trial(Base):
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
     seed: Mapped[int] = mapped_column(Integer)
     slot: Mapped[int] = mapped_column(Integer)
+    worktree: Mapped[str | None] = mapped_column(String, nullable=True)
     commit: Mapped[str] = mapped_column(String)
     base_commit: Mapped[str] = mapped_column(String)
     base_trial_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -91,6 +92,31 @@ class Trial(Base):
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     log_tail: Mapped[str | None] = mapped_column(Text, nullable=True)
     mlflow_run_id: Mapped[str | None] = mapped_column(String, nullable=True)
+
+    def record(self, trace_id: str) -> dict[str, Any]:
+        """The trial as plain data (result.json, MLflow tags), with its cycle's trace id."""
+        keys = (
+            "id",
+            "kind",
+            "status",
+            "verdict",
+            "params",
+            "seed",
+            "commit",
+            "base_commit",
+            "objective",
+            "metrics",
+            "started_at",
+            "ended_at",
+            "wall_s",
+            "exit_code",
+            "peak_rss_mb",
+            "reason",
+            "hypothesis",
+            "dimension",
+            "base_trial_id",
+        )
+        return {**{k: getattr(self, k) for k in keys}, "trace_id": trace_id}
 
     __table_args__ = (
         Index("ix_trials_status", "status"),

@@ -94,6 +94,36 @@ def run_state(run: sqlite3.Row | None, now: float) -> str:
 
 
 def status(db: Path, lab_name: str) -> dict[str, Any]:
+    """The `status --json` object; state "new" until the first run has created the schema."""
+    try:
+        return _status(db, lab_name)
+    except FileNotFoundError:
+        pass
+    except sqlite3.OperationalError as exc:
+        if "no such table" not in str(exc):
+            raise
+    return {
+        "lab": lab_name,
+        "state": "new",
+        "pid": None,
+        "run": None,
+        "heartbeat_age_s": None,
+        "cycles": 0,
+        "trials": {
+            "total": 0,
+            "succeeded": 0,
+            "failed": 0,
+            "running": 0,
+            "kept": 0,
+            "by_status": {},
+        },
+        "baseline": None,
+        "best": None,
+        "last_story": None,
+    }
+
+
+def _status(db: Path, lab_name: str) -> dict[str, Any]:
     now = time.time()
     with connect(db) as conn:
         run = conn.execute("SELECT * FROM runs ORDER BY id DESC LIMIT 1").fetchone()

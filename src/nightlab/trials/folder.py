@@ -50,3 +50,19 @@ def finish(trial_dir: Path, result: dict[str, Any], history: list[dict[str, Any]
     tmp = trial_dir / "metrics.jsonl.tmp"
     tmp.write_text("".join(line + "\n" for line in lines))
     tmp.replace(trial_dir / "metrics.jsonl")
+
+
+def read_history(trial_dir: Path) -> list[dict[str, Any]]:
+    """The metric history as `finish` wrote it (empty when the trial never finished)."""
+    points = []
+    try:
+        for line in (trial_dir / "metrics.jsonl").read_text().splitlines():
+            rec = json.loads(line)
+            for name, value in rec["metrics"].items():
+                step = rec.get("step") or 0
+                points.append(
+                    {"name": name, "value": value, "step": step, "source": rec.get("source", "log")}
+                )
+    except (FileNotFoundError, ValueError, KeyError, AttributeError):
+        pass
+    return points

@@ -4,6 +4,7 @@ for budget, silence (hang) and a diverging objective, and killed as a whole tree
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import time
@@ -67,6 +68,7 @@ class RunningTrial:
         self.started_at = started_at
         self.own = own  # our child (reaped with wait4) or an orphan from a dead loop
         self.reader = MetricReader(spec.trial_dir, spec.metric)
+        self.pidfd = _pidfd(pid)  # readable the moment the process ends (see wait_any)
         self.last_output = time.time()
         self.peak_rss_kb = 0
         self._next_rss = 0.0
@@ -134,6 +136,9 @@ class RunningTrial:
             kill_tree(self.pid)
 
     def _finish(self, code: int | str, now: float) -> Outcome:
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
         kill_tree(self.pid, grace=0)  # reap what the trial left behind in its group
         self.reader.read(final=True)
         spec = self.spec
@@ -189,6 +194,22 @@ def start(spec: TrialSpec) -> RunningTrial:
     return RunningTrial(spec, proc.pid, time.time(), own=True)
 
 
+def wait_any(trials: list[RunningTrial], timeout: float) -> None:
+    """Sleep until one of `trials` ends or `timeout` passes, whichever comes first."""
+    fds = [t.pidfd for t in trials if t.pidfd is not None]
+    if fds and len(fds) == len(trials):
+        select.select(fds, [], [], timeout)
+    else:
+        time.sleep(min(timeout, 0.01))  # no pidfd (old kernel, vanished pid): poll
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (OSError, AttributeError):
+        return None
+
+
 def attach(spec: TrialSpec, pid: int, pid_started_at: float | None, started_at: float):
     """Re-attach to a trial a dead loop left running; None when it is gone or not ours."""
     try:
@@ -198,13 +219,6 @@ def attach(spec: TrialSpec, pid: int, pid_started_at: float | None, started_at: 
     except psutil.NoSuchProcess:
         return None
     return RunningTrial(spec, pid, started_at, own=False)
-
-
-def process_started_at(pid: int) -> float | None:
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        return None
 
 
 def _tree(pid: int) -> list[psutil.Process]:

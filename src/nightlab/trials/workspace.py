@@ -147,9 +147,9 @@ class Workspace:
         self.set_ref(f"refs/heads/{self.branch}", sha)
 
     # worktrees -----------------------------------------------------------------------------
-    def checkout(self, slot: int, sha: str, share: list[str]) -> Path:
-        """A clean worktree for `slot` at `sha`; returns the lab folder inside it."""
-        tree = self.state / "worktrees" / f"slot-{slot}"
+    def checkout(self, name: str, sha: str, share: list[str]) -> Path:
+        """The clean worktree `name` at `sha`; returns the lab folder inside it."""
+        tree = self.state / "worktrees" / name
         if not (tree / ".git").exists():
             self.git("worktree", "prune")
             self.git("worktree", "add", "--detach", "--force", str(tree), sha)

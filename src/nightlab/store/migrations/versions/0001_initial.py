@@ -62,6 +62,7 @@ def upgrade() -> None:
         sa.Column("params", sa.JSON, nullable=False),
         sa.Column("seed", sa.Integer, nullable=False),
         sa.Column("slot", sa.Integer, nullable=False),
+        sa.Column("worktree", sa.String, nullable=True),
         sa.Column("commit", sa.String, nullable=False),
         sa.Column("base_commit", sa.String, nullable=False),
         sa.Column("base_trial_id", sa.Integer, nullable=True),

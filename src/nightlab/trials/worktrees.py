@@ -1,0 +1,58 @@
+"""Clean git worktrees for trials, prepared ahead of time.
+
+A tree freed by a finished trial is reset (checkout + clean) in a background thread at the
+commit the next trial will most likely use, so starting a trial usually costs no git call.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from nightlab.trials.workspace import Workspace
+
+
+class WorktreePool:
+    def __init__(self, ws: Workspace, share: list[str], busy: set[str] | None = None) -> None:
+        self.ws = ws
+        self.share = share
+        self.busy: set[str] = set(busy or ())
+        self.free: dict[str, tuple[str, Future[Path]]] = {}  # name → (target sha, prep)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nightlab-worktree")
+
+    def _prepare(self, name: str, sha: str) -> Future[Path]:
+        return self._pool.submit(self.ws.checkout, name, sha, self.share)
+
+    def acquire(self, sha: str) -> tuple[str, Path]:
+        """A clean tree at `sha` for a trial to run in: (its name, the lab folder in it)."""
+        name = next((n for n, (target, _) in self.free.items() if target == sha), None)
+        if name is None and self.free:
+            name = next(iter(self.free))
+        if name is None:
+            name = self._new_name()
+            workdir = self.ws.checkout(name, sha, self.share)
+        else:
+            target, prep = self.free.pop(name)
+            try:
+                workdir = prep.result()
+            except Exception:
+                target = None  # the background reset failed: do it here, errors and all
+            if target != sha:
+                workdir = self.ws.checkout(name, sha, self.share)
+        self.busy.add(name)
+        if not self.free:  # keep one spare ready for the next trial
+            spare = self._new_name()
+            self.free[spare] = (sha, self._prepare(spare, sha))
+        return name, workdir
+
+    def release(self, name: str, next_sha: str) -> None:
+        """The trial in `name` ended: reset the tree to `next_sha` in the background."""
+        self.busy.discard(name)
+        self.free[name] = (next_sha, self._prepare(name, next_sha))
+
+    def _new_name(self) -> str:
+        taken = self.busy | set(self.free)
+        return next(f"t{i}" for i in range(len(taken) + 1) if f"t{i}" not in taken)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
