@@ -73,6 +73,9 @@ class Loop:
         self._graceful = threading.Event()  # stop after the running trials
         self._done = threading.Event()  # the run is over: the heartbeat ends
         self._next_ask = 0.0
+        self._baseline_done = False
+        self._planned: Decision | Exception | None = None  # decided while all slots were busy
+        self._view: dict[str, Any] = {}  # best and σ from the store, until the next record
 
     # ------------------------------------------------------------------ lifecycle
     def run(self) -> dict[str, Any]:
@@ -135,6 +138,7 @@ class Loop:
             s.add(run)
             s.flush()
             self.run_id, self.deadline = run.id, deadline
+            self._trials_total = s.scalar(select(func.count(Trial.id)))
             base = Store.get_meta(s, "base_commit")
             if base is None:
                 base = self.ws.snapshot()
@@ -244,6 +248,8 @@ class Loop:
                         break
                 if idle >= MAX_IDLE_CYCLES and not self.running:
                     self.stop_reason = f"the worker made no runnable decision in {idle} cycles"
+            if len(self.running) >= self.slots and not self.stop_reason:
+                self._plan()
             if self.running:  # wakes the moment a trial ends; else checks limits each CHECK_S
                 local.wait_any([t for t, *_ in self.running.values()], CHECK_S)
             else:
@@ -257,9 +263,7 @@ class Loop:
     def _limit_reached(self) -> str | None:
         if self.deadline and time.time() >= self.deadline:
             return "time budget reached"
-        with self.store.tx() as s:
-            total = s.scalar(select(func.count(Trial.id)))
-        if self.max_trials is not None and total >= self.max_trials:
+        if self.max_trials is not None and self._trials_total >= self.max_trials:
             return f"max_trials={self.max_trials} reached"
         target = self.cfg.objective.target
         if target is not None and self._best() and not self.cfg.better(target, self._best()[0]):
@@ -268,6 +272,8 @@ class Loop:
 
     def _next(self) -> bool | None:
         """Start one trial on a free slot: True started, False idle cycle, None wait."""
+        if self._baseline_done:
+            return self._cycle()
         with self.store.tx() as s:
             rows = s.execute(
                 select(Trial.status, Trial.reason).where(Trial.kind == "baseline")
@@ -290,6 +296,7 @@ class Loop:
             return True
         if done < self.cfg.ratchet.baseline_repeats:
             return None  # the noise estimate is not ready yet
+        self._baseline_done = True
         return self._cycle()
 
     # ------------------------------------------------------------------ cycles
@@ -303,15 +310,26 @@ class Loop:
         )
         self._start(decision, "baseline", GateResult(True), seed=self.cfg.trial.seed + index)
 
-    def _cycle(self) -> bool:
-        best = self._best()
-        context = self._context(best)
+    def _decide(self) -> Decision | Exception:
         try:
-            decision = self.worker.decide(context)
-        except Exception as exc:
-            decision = Decision(action="wait", rationale=f"worker error: {exc}"[:2000])
-            self._record_idle(decision, ["worker raised " + type(exc).__name__])
+            return self.worker.decide(self._context(self._best()))
+        except Exception as exc:  # a worker failure is a wait cycle, never a dead night
+            return exc
+
+    def _plan(self) -> None:
+        """While every slot is busy, get the next decision now so that a freed slot starts
+        at once; it is gated against the base of the moment it runs."""
+        budget_left = self.max_trials is None or self._trials_total < self.max_trials
+        if self._planned is None and self._baseline_done and budget_left:
+            self._planned = self._decide()
+
+    def _cycle(self) -> bool:
+        decision, self._planned = self._planned or self._decide(), None
+        if isinstance(decision, Exception):
+            wait = Decision(action="wait", rationale=f"worker error: {decision}"[:2000])
+            self._record_idle(wait, ["worker raised " + type(decision).__name__])
             return False
+        best = self._best()
         base_commit = best[2] if best else self.base_commit
         gate = check(
             decision,
@@ -337,14 +355,19 @@ class Loop:
         }
 
     def _best(self) -> tuple[float, int, str, dict] | None:
-        with read.connect(self.store.path) as conn:
-            b = read.best(conn)
-        return None if b is None else (b["objective"], b["trial"], b["commit"], b["params"])
+        """(objective, trial, commit, params) of the current base; cached until a record."""
+        if not self._view:
+            with read.connect(self.store.path) as conn:
+                b, base = read.best(conn), read.baseline(conn)
+            self._view["best"] = (
+                None if b is None else (b["objective"], b["trial"], b["commit"], b["params"])
+            )
+            self._view["sigma"] = base["sigma"] if base else 0.0
+        return self._view["best"]
 
     def _sigma(self) -> float:
-        with read.connect(self.store.path) as conn:
-            base = read.baseline(conn)
-        return base["sigma"] if base else 0.0
+        self._best()
+        return self._view["sigma"]
 
     def _record_idle(self, decision: Decision, reasons: list[str]) -> None:
         trace = uuid.uuid4().hex[:12]
@@ -444,6 +467,7 @@ class Loop:
                 params=params,
                 commit=commit,
             )
+        self._trials_total += 1
         if commit != base_commit:
             self.ws.keep_trial(trial_id, commit)
         tree, workdir = self.trees.acquire(commit)
@@ -565,6 +589,7 @@ class Loop:
                 threshold=verdict.threshold if verdict else None,
             )
             snapshot = row.record(trace)
+        self._view.clear()  # a recorded trial may have moved the best or the noise
         folder.finish(self.state / "trials" / str(trial_id), snapshot, out.history)
         if label == "kept":
             self.ws.set_best(snapshot["commit"])

@@ -208,6 +208,7 @@ def main() -> None:
     """Entry of the tracking process; its one argument is the JSON that TrackingProcess
     writes (this is plumbing between nightlab's own processes, not a user command)."""
     opts = json.loads(sys.argv[1])
+    os.nice(10)  # the mirror yields the CPU to the trials and the loop
     tracker = Tracker(opts["uri"], opts["experiment"], Path(opts["artifacts"]))
     serve(Path(opts["db"]), tracker, sys.stdin.buffer)
 

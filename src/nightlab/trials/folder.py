@@ -20,24 +20,23 @@ def write_json(path: Path, data: Any) -> None:
 
 
 @cache
-def _packages() -> dict[str, str]:
-    return {d.metadata["Name"]: d.version for d in metadata.distributions() if d.metadata["Name"]}
+def _environment() -> dict[str, Any]:
+    """What a trial ran with (nightlab's interpreter, which trials find first on PATH)."""
+    return {
+        "python": sys.version.split()[0],
+        "executable": sys.executable,
+        "platform": platform.platform(),
+        "packages": {
+            d.metadata["Name"]: d.version for d in metadata.distributions() if d.metadata["Name"]
+        },
+    }
 
 
 def prepare(trial_dir: Path, params: dict[str, Any], diff: str, commit: str) -> None:
     (trial_dir / "artifacts").mkdir(parents=True, exist_ok=True)
     write_json(trial_dir / "params.json", params)
     (trial_dir / "diff.patch").write_text(diff)
-    write_json(
-        trial_dir / "env.json",
-        {
-            "python": sys.version.split()[0],
-            "executable": sys.executable,
-            "platform": platform.platform(),
-            "git_sha": commit,
-            "packages": _packages(),
-        },
-    )
+    write_json(trial_dir / "env.json", {**_environment(), "git_sha": commit})
 
 
 def finish(trial_dir: Path, result: dict[str, Any], history: list[dict[str, Any]]) -> None:
