@@ -110,6 +110,13 @@ class Loop:
             lock.release()
 
     def _begin(self) -> None:
+        with self.store.tx() as s:
+            base = Store.get_meta(s, "base_commit")
+            if base is None:  # a new night starts from the lab's working tree as it is now
+                base = self.ws.snapshot()
+                Store.set_meta(s, "base_commit", base)
+                Store.event(s, "snapshot", commit=base)
+        self.base_commit = base
         now = time.time()
         with self.store.tx() as s:
             last = s.scalars(select(RunRow).order_by(RunRow.id.desc()).limit(1)).first()
@@ -139,11 +146,6 @@ class Loop:
             s.flush()
             self.run_id, self.deadline = run.id, deadline
             self._trials_total = s.scalar(select(func.count(Trial.id)))
-            base = Store.get_meta(s, "base_commit")
-            if base is None:
-                base = self.ws.snapshot()
-                Store.set_meta(s, "base_commit", base)
-            self.base_commit = base
             Store.event(s, "run_started", run_id=run.id, pid=os.getpid(), **run.options)
         self._reconcile()
         busy = {tree for *_, tree in self.running.values()}
@@ -181,7 +183,7 @@ class Loop:
                     )
                 )
             run = s.get(RunRow, self.run_id)
-            if run.state == "running":
+            if run is not None and run.state == "running":
                 run.state, run.ended_at, run.end_reason = state, time.time(), reason
             Store.event(
                 s, "run_ended", run_id=self.run_id, state=state, reason=reason, mlflow_backlog=left

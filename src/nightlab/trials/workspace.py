@@ -28,6 +28,8 @@ class Workspace:
         safe = re.sub(r"[^A-Za-z0-9._-]+", "-", lab_name).strip("-.") or "lab"
         self.branch = f"nightlab/{safe}/best"
         top = self.git("rev-parse", "--show-toplevel", check=False)
+        if top is not None and self.git("check-ignore", "-q", ".", check=False) is not None:
+            top = None  # the lab sits in a folder its enclosing repo ignores: not its code
         if top is None:
             self.git("init", "-q")
             top = str(self.lab)
