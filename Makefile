@@ -27,6 +27,7 @@ install: $(VENV)/.installed
 demo: install
 	rm -rf .demo && mkdir -p .demo && cp -r examples/digits .demo/digits
 	$(BIN)/nightlab run .demo/digits
+	@echo "Browse the runs in MLflow's UI: make mlflow-ui  (http://127.0.0.1:5000)"
 
 test: install
 	$(BIN)/ruff check src tests bench

@@ -56,7 +56,7 @@ def adopt(lab: Lab, trial_id: int) -> dict[str, Any]:
             if path.exists() and path.read_text() != ws.read(base, rel):
                 raise LabError(
                     f"{rel} changed on your branch since the night started; merge by hand: "
-                    f"git diff {base[:12]} refs/nightlab/trials/{trial_id} -- {rel}"
+                    f"git diff {base[:12]} {ws.refs}/trials/{trial_id} -- {rel}"
                 )
         for rel in changed:
             (lab.path / rel).parent.mkdir(parents=True, exist_ok=True)

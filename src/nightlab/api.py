@@ -56,8 +56,12 @@ class Lab:
         hours: float | None = None,
         slots: int | None = None,
         report: Callable[[str], None] = print,
+        progress: Callable[[int, int | None], None] | None = None,
     ) -> dict[str, Any]:
-        """Run the loop in this process until a stop condition; returns the final status."""
+        """Run the loop in this process until a stop condition; returns the final status.
+
+        `report` receives one human line per event; `progress(ended, max_trials)` is called
+        after every recorded trial."""
         from nightlab.loop import Loop
 
         loop = Loop(
@@ -68,6 +72,7 @@ class Lab:
             hours=hours,
             slots=slots,
             report=report,
+            progress=progress,
         )
         return loop.run()
 
@@ -158,6 +163,32 @@ class Lab:
 
     def storyline(self, last: int | None = None) -> list[str]:
         return read.storyline(self.db, last) if self.db.is_file() else []
+
+    def reset(self, *, keep_tracking: bool = False) -> list[str]:
+        """Start the lab afresh: remove `.nightlab/` and nightlab's git refs (the code and
+        your branches are untouched). `keep_tracking` keeps the MLflow store. Returns what
+        was removed."""
+        import shutil
+
+        current = self.status()
+        if current["state"] == "running":
+            raise LabError(f"{self.name} is running (PID {current['pid']}); stop it first")
+        removed: list[str] = []
+        keep = {"mlflow.db", "mlartifacts"} if keep_tracking else set()
+        if self.state.is_dir():
+            for entry in self.state.iterdir():
+                if entry.name in keep:
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+                removed.append(f"{STATE_DIR}/{entry.name}")
+        if self.state.parent.joinpath("nightlab.toml").is_file():
+            from nightlab.trials.workspace import Workspace
+
+            removed += Workspace(self.path, self.state, self.name).drop_refs()
+        return removed
 
     # ------------------------------------------------------------------ adopt
     def adopt(self, trial: int) -> dict[str, Any]:

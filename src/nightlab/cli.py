@@ -31,7 +31,9 @@ def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
     plain = bool(os.environ.get("NIGHTLAB_PLAIN"))
+    wide = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "140"))
     return Console(
+        width=wide,
         stderr=stderr,
         force_terminal=False if plain else None,
         no_color=plain or None,
@@ -88,17 +90,38 @@ def run(
     slots: Annotated[int | None, typer.Option(min=1)] = None,
 ) -> None:
     """Run the loop in the foreground until a stop condition (Ctrl-C stops gracefully)."""
-    console = _console()
-
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.text import Text
+
+    console = _console()
+    bar = Progress(
+        TextColumn("trials"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+    task = bar.add_task("trials", total=max_trials)
 
     def report(line: str) -> None:
         stamp = Text(time.strftime("%H:%M:%S "), style="dim")
         console.print(stamp + Text(line), highlight=False, soft_wrap=True)
 
-    final = _guard(
-        _lab(lab).run, worker=worker, max_trials=max_trials, hours=hours, slots=slots, report=report
-    )
+    def progress(ended: int, total: int | None) -> None:
+        bar.update(task, completed=ended, total=total)
+
+    with bar:
+        final = _guard(
+            _lab(lab).run,
+            worker=worker,
+            max_trials=max_trials,
+            hours=hours,
+            slots=slots,
+            report=report,
+            progress=progress,
+        )
     _print_leaderboard(_lab(lab), 10)
     _print_summary(final)
 
@@ -200,6 +223,23 @@ def adopt(
     )
 
 
+@app.command()
+def reset(
+    lab: LabArg = HERE,
+    keep_tracking: Annotated[bool, typer.Option(help="Keep the MLflow store.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Start the lab afresh: delete .nightlab/ and nightlab's git refs; code untouched."""
+    target = _lab(lab)
+    if not yes and not typer.confirm(f"Delete all nightlab state of {target.path}?"):
+        raise typer.Exit(1)
+    removed = _guard(target.reset, keep_tracking=keep_tracking)
+    _console().print(
+        f"reset {target.name}: removed {len(removed)} item(s)"
+        + (" (MLflow store kept)" if keep_tracking else "")
+    )
+
+
 def _print_summary(st: dict[str, Any]) -> None:
     from nightlab.views import summary
 
@@ -215,7 +255,8 @@ def _print_leaderboard(target: Any, top: int) -> None:
     mlflow_db = target.state / "mlflow.db"
     if rows and mlflow_db.is_file():
         console.print(
-            f"MLflow UI: mlflow ui --backend-store-uri sqlite:///{mlflow_db} "
-            "--host 127.0.0.1  (then open http://127.0.0.1:5000)",
+            f"MLflow: every trial is a run in sqlite:///{mlflow_db}; to browse them: "
+            f"pip install mlflow && mlflow ui --backend-store-uri sqlite:///{mlflow_db} "
+            "--host 127.0.0.1, then open http://127.0.0.1:5000",
             soft_wrap=True,
         )

@@ -56,6 +56,7 @@ class Loop:
         hours: float | None = None,
         slots: int | None = None,
         report: Callable[[str], None] = print,
+        progress: Callable[[int, int | None], None] | None = None,
     ) -> None:
         self.lab = Path(lab).resolve()
         self.cfg = cfg
@@ -65,6 +66,7 @@ class Loop:
         self.hours = hours if hours is not None else cfg.budget.hours
         self.slots = slots or cfg.executor.slots
         self.report = report
+        self.progress = progress  # (trials ended, max_trials) after each recorded trial
         # slot → (trial, its cycle's trace id, its worktree)
         self.running: dict[int, tuple[local.RunningTrial, str, str]] = {}
         self.stop_reason: str | None = None
@@ -600,6 +602,8 @@ class Loop:
             self.tracking.submit(trial_id)
         self._story(line)
         self.report(line)
+        if self.progress:
+            self.progress(self._trials_total - len(self.running), self.max_trials)
 
     def _reconcile(self) -> None:
         """Trials a dead loop left `running`: watch the live ones, settle the rest."""

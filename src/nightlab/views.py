@@ -24,6 +24,10 @@ def _num(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
+def _short(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
 def summary(st: dict[str, Any]) -> Text:
     t = st["trials"]
     text = Text()
@@ -43,7 +47,11 @@ def summary(st: dict[str, Any]) -> Text:
             f"\nbaseline {_num(base['objective'])} ± {_num(base['sigma'])} over {base['n']} seed(s)"
         )
     best = st.get("best")
-    if best:
+    if best and base and best["trial"] in base["trials"]:
+        text.append(
+            "\nbest: the baseline — no trial has beaten it by more than the noise", style="bold"
+        )
+    elif best:
         params = " ".join(f"{k}={_num(v)}" for k, v in best["params"].items())
         text.append(
             f"\nbest: trial {best['trial']} objective {_num(best['objective'])}  {params}",
@@ -56,10 +64,10 @@ def summary(st: dict[str, Any]) -> Text:
 
 def leaderboard_table(rows: list[dict[str, Any]], lab: str) -> Table:
     table = Table(title=f"leaderboard — {lab}", title_justify="left")
-    for col in ("rank", "trial", "objective", "verdict", "kind", "params", "code", "wall s"):
-        table.add_column(col, overflow="fold")
+    for col in ("rank", "trial", "objective", "verdict", "code", "wall s", "params"):
+        table.add_column(col, no_wrap=col != "params")
     for r in rows:
-        params = " ".join(f"{k}={_num(v)}" for k, v in r["params"].items())
+        params = " ".join(f"{k}={_short(v)}" for k, v in r["params"].items())
         code = "changed" if r["commit"] != r["base_commit"] else "base"
         style = "green" if r["verdict"] == "kept" else None
         table.add_row(
@@ -67,10 +75,9 @@ def leaderboard_table(rows: list[dict[str, Any]], lab: str) -> Table:
             str(r["trial"]),
             _num(r["objective"]),
             r["verdict"] or "",
-            r["kind"],
-            params,
             code,
             _num(r["wall_s"]),
+            params,
             style=style,
         )
     return table

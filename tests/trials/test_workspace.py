@@ -89,7 +89,7 @@ def test_snapshot_commits_the_working_tree_without_touching_the_users_checkout(l
     assert show(lab, sha, "notes.txt") == "untracked\n"
     assert files_at(lab, sha) == {".gitignore", "IDEA.md", "train.py", "notes.txt"}
     assert git(lab, "rev-parse", f"{sha}^").strip() == head
-    assert git(lab, "rev-parse", "refs/nightlab/base").strip() == sha
+    assert git(lab, "rev-parse", f"{ws.refs}/base").strip() == sha
     assert user_state(lab) == before
     assert git(lab, "diff", "--cached") == ""
     assert (lab / "train.py").read_text() == "lr = 0.2\n"
@@ -141,7 +141,7 @@ def test_big_untracked_file_is_refused_by_name(lab):
         ws.snapshot()
     assert "weights.bin" in str(info.value)
     assert ".gitignore" in str(info.value)
-    assert git(lab, "rev-parse", "--verify", "-q", "refs/nightlab/base", check=False) == ""
+    assert git(lab, "rev-parse", "--verify", "-q", f"{ws.refs}/base", check=False) == ""
 
     with open(lab / ".gitignore", "a") as fh:
         fh.write("*.bin\n")
@@ -197,7 +197,7 @@ def test_refs_for_trials_and_best_branch(lab):
     new = ws.commit_files(base, {"train.py": "lr = 0.3\n"}, "m")
     ws.keep_trial(7, new)
     ws.set_best(new)
-    assert git(lab, "rev-parse", "refs/nightlab/trials/7").strip() == new
+    assert git(lab, "rev-parse", f"{ws.refs}/trials/7").strip() == new
     assert ws.branch.startswith("nightlab/digits-v2")  # the lab's name, made a valid ref
     assert git(lab, "rev-parse", f"refs/heads/{ws.branch}").strip() == new
     assert ws.user_branch() == "main"

@@ -3,7 +3,7 @@
 The user's working tree, index and branch are never touched: snapshots and trial commits
 are built with a private index file (git plumbing), trials run in worktrees under
 `.nightlab/worktrees/`, and results live on refs that only nightlab writes:
-`refs/nightlab/base` (the snapshot a night started from), `refs/nightlab/trials/<id>` (every
+`refs/nightlab/<lab>/base` (the snapshot a night started from), `.../trials/<id>` (every
 trial's code) and the branch `nightlab/<lab>/best` (the best code so far).
 """
 
@@ -27,6 +27,7 @@ class Workspace:
         self.state = Path(state).resolve()
         safe = re.sub(r"[^A-Za-z0-9._-]+", "-", lab_name).strip("-.") or "lab"
         self.branch = f"nightlab/{safe}/best"
+        self.refs = f"refs/nightlab/{safe}"  # base, trials/<id>: one namespace per lab
         top = self.git("rev-parse", "--show-toplevel", check=False)
         if top is not None and self.git("check-ignore", "-q", ".", check=False) is not None:
             top = None  # the lab sits in a folder its enclosing repo ignores: not its code
@@ -99,7 +100,7 @@ class Workspace:
         self.git("add", "-A", "--", ".", env=env)
         tree = self.git("write-tree", env=env)
         sha = self._commit(tree, head, "nightlab: snapshot of the lab's working tree")
-        self.git("update-ref", "refs/nightlab/base", sha)
+        self.git("update-ref", f"{self.refs}/base", sha)
         return sha
 
     def _refuse_big_untracked(self) -> None:
@@ -143,7 +144,7 @@ class Workspace:
         self.git("update-ref", ref, sha)
 
     def keep_trial(self, trial_id: int, sha: str) -> None:
-        self.set_ref(f"refs/nightlab/trials/{trial_id}", sha)
+        self.set_ref(f"{self.refs}/trials/{trial_id}", sha)
 
     def set_best(self, sha: str) -> None:
         self.set_ref(f"refs/heads/{self.branch}", sha)
@@ -172,3 +173,16 @@ class Workspace:
     def user_dirty(self, paths: list[str]) -> list[str]:
         out = self.git("status", "--porcelain", "--", *paths) or ""
         return [line[3:] for line in out.splitlines()]
+
+    def drop_refs(self) -> list[str]:
+        """Delete this lab's refs and best branch (`nightlab reset`); returns their names."""
+        out = (
+            self.git(
+                "for-each-ref", "--format=%(refname)", f"{self.refs}/", f"refs/heads/{self.branch}"
+            )
+            or ""
+        )
+        for ref in out.split():
+            self.git("update-ref", "-d", ref)
+        self.git("worktree", "prune")
+        return out.split()

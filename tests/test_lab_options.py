@@ -1,0 +1,102 @@
+"""Options a user sets on a lab: parallel slots, hydra parameters, reset, nested labs."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import cli, status
+
+from nightlab import Lab
+
+pytestmark = pytest.mark.slow
+
+
+def trials(lab: Path) -> list[sqlite3.Row]:
+    conn = sqlite3.connect(lab / ".nightlab" / "state.db")
+    conn.row_factory = sqlite3.Row
+    try:
+        return conn.execute("SELECT * FROM trials ORDER BY id").fetchall()
+    finally:
+        conn.close()
+
+
+def test_two_slots_run_trials_in_parallel_in_separate_worktrees(make_lab, monkeypatch):
+    monkeypatch.setenv("TEST_TRIAL_SLEEP", "0.6")
+    lab = make_lab(max_trials=7)
+    final = Lab(lab).run(slots=2, report=lambda line: None)
+    assert final["trials"]["succeeded"] == 7
+    rows = trials(lab)
+    overlaps = sum(
+        1
+        for a, b in zip(rows, rows[1:], strict=False)
+        if b["started_at"] < a["ended_at"]  # b started while a still ran
+    )
+    assert overlaps >= 3
+    assert {r["slot"] for r in rows} == {0, 1}
+    live = [(r["worktree"], r["started_at"], r["ended_at"]) for r in rows]
+    for tree, start, end in live:  # two trials running at once never share a worktree
+        assert not any(t == tree and s < end and start < e for t, s, e in live if s != start)
+
+
+def test_hydra_parameters_arrive_as_overrides(make_lab):
+    lab = make_lab(max_trials=3, trial_extra='params = "hydra"')
+    (lab / "train.py").write_text(
+        "import sys\n"
+        "args = dict(a.split('=', 1) for a in sys.argv[1:])\n"
+        "print('score=' + str(1.0 + float(args['boost'])))\n"
+    )
+    Lab(lab).run(report=lambda line: None)
+    rows = trials(lab)
+    assert [r["status"] for r in rows] == ["succeeded"] * 3
+    assert rows[0]["objective"] == pytest.approx(1.0)
+
+
+def test_reset_starts_afresh_and_keeps_the_code(make_lab):
+    lab = make_lab(max_trials=4, tracking=True)
+    Lab(lab).run(report=lambda line: None)
+    refs = subprocess.run(["git", "for-each-ref", "--format=%(refname)"], cwd=lab,
+                          capture_output=True, text=True).stdout
+    assert "refs/nightlab/tiny/base" in refs and "refs/heads/nightlab/tiny/best" in refs
+    code = (lab / "train.py").read_text()
+    removed = cli("reset", str(lab), "--yes", "--keep-tracking").stdout
+    assert "MLflow store kept" in removed
+    assert (lab / ".nightlab" / "mlflow.db").is_file()
+    assert not (lab / ".nightlab" / "state.db").exists()
+    refs = subprocess.run(["git", "for-each-ref", "--format=%(refname)"], cwd=lab,
+                          capture_output=True, text=True).stdout
+    assert "nightlab" not in refs
+    assert (lab / "train.py").read_text() == code
+    assert status(lab)["state"] == "new"
+    Lab(lab).run(max_trials=3, report=lambda line: None)
+    assert status(lab)["trials"]["total"] == 3
+
+
+def test_a_lab_inside_an_ignored_folder_gets_its_own_repo(tmp_path, make_lab):
+    outer = tmp_path / "project"
+    outer.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=outer, check=True)
+    (outer / ".gitignore").write_text("scratch/\n")
+    lab = make_lab(max_trials=3)
+    target = outer / "scratch" / "lab"
+    target.parent.mkdir()
+    for name in ("train.py", "IDEA.md", "nightlab.toml"):
+        target.joinpath(name).parent.mkdir(parents=True, exist_ok=True)
+        target.joinpath(name).write_text((lab / name).read_text())
+    Lab(target).run(report=lambda line: None)
+    assert (target / ".git").is_dir()
+    assert status(target)["trials"]["succeeded"] == 3
+    outer_status = subprocess.run(["git", "status", "--porcelain"], cwd=outer,
+                                  capture_output=True, text=True).stdout
+    assert outer_status.strip() == "?? .gitignore"
+
+
+def test_progress_callback_counts_trials(make_lab):
+    lab = make_lab(max_trials=4)
+    seen: list[tuple[int, int | None]] = []
+    Lab(lab).run(report=lambda line: None, progress=lambda n, total: seen.append((n, total)))
+    assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert json.loads(json.dumps(status(lab)))["trials"]["total"] == 4
