@@ -1,8 +1,8 @@
 """The loop: cycles of context → decide → gate → act → record, until a stop condition.
 
-One process owns a lab at a time (a lock). Every state change is one transaction in the
-store; a heartbeat thread keeps `runs.heartbeat_at` fresh while trials run; MLflow is fed
-from a background thread. A loop that died is reconciled on the next start: trials it left
+One process owns a lab at a time (a lock). The journal writes every state change as one
+transaction; a heartbeat thread keeps the run's heartbeat fresh while trials run; MLflow is
+fed by a separate process. A loop that died is reconciled by the next one: trials it left
 running are watched to their end (or recorded as killed) and the night carries on.
 """
 
@@ -10,28 +10,24 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from sqlalchemy import func, select, update
 
 from nightlab import ratchet
 from nightlab.agents import Worker, make_worker
 from nightlab.agents.decision import Decision
 from nightlab.agents.gate import GateResult, check
 from nightlab.config import Config
+from nightlab.journal import Journal
 from nightlab.lock import LabLock
 from nightlab.store import read
-from nightlab.store.db import Cycle, Store, Trial
-from nightlab.store.db import Decision as DecisionRow
-from nightlab.store.db import Run as RunRow
-from nightlab.trials import folder, local
+from nightlab.store.db import Store, Trial
+from nightlab.trials import folder, local, spec
 from nightlab.trials.workspace import Workspace
 from nightlab.trials.worktrees import WorktreePool
 
@@ -40,9 +36,21 @@ POLL_S = 0.01
 CHECK_S = 0.1  # budget, hang and divergence checks of running trials
 MAX_IDLE_CYCLES = 20
 
+Best = tuple[float, int, str, dict]  # objective, trial, commit, params of the current base
+
 
 class NightError(Exception):
     """The night cannot go on (e.g. the baseline fails); the message says why."""
+
+
+@dataclass
+class Active:
+    """A trial occupying a slot."""
+
+    trial: local.RunningTrial
+    trace: str  # its cycle's trace id
+    kind: str  # baseline|trial
+    tree: str  # its worktree; "" when re-attached from a loop that died
 
 
 class Loop:
@@ -67,11 +75,11 @@ class Loop:
         self.slots = slots or cfg.executor.slots
         self.report = report
         self.progress = progress  # (trials ended, max_trials) after each recorded trial
-        # slot → (trial, its cycle's trace id, its worktree)
-        self.running: dict[int, tuple[local.RunningTrial, str, str]] = {}
+        self.running: dict[int, Active] = {}  # by slot
         self.stop_reason: str | None = None
         self.stop_now = False
         self.tracking: Any = None
+        self.trees: WorktreePool | None = None
         self._graceful = threading.Event()  # stop after the running trials
         self._done = threading.Event()  # the run is over: the heartbeat ends
         self._next_ask = 0.0
@@ -84,19 +92,20 @@ class Loop:
         lock = LabLock(self.state)
         lock.acquire()
         self.store = Store(self.state / "state.db")
+        self.journal = Journal(self.store, self.state, self.cfg.lab.name, self.cfg.objective.metric)
         try:
             self.store.migrate()
             self.ws = Workspace(self.lab, self.state, self.cfg.lab.name)
             self.worker: Worker = make_worker(self.worker_spec, self.cfg, self.lab)
             self._begin()
-            previous = self._install_signals()
+            previous = (
+                signal.signal(signal.SIGTERM, self._signal),
+                signal.signal(signal.SIGINT, self._signal),
+            )
             try:
                 state = self._main()
             except NightError as exc:
-                for trial, *_ in self.running.values():
-                    trial.kill("killed", f"{local.INTERRUPTED}: {exc}")
-                for slot in list(self.running):
-                    self._wait_and_record(slot)
+                self._kill_all(f"{local.INTERRUPTED}: {exc}")
                 self._end("stopped", str(exc))
                 raise
             finally:
@@ -104,7 +113,7 @@ class Loop:
                 signal.signal(signal.SIGINT, previous[1])
             return self._end(state, self.stop_reason or "")
         except BaseException as exc:
-            if hasattr(self, "run_id"):
+            if self.journal.run_id is not None:
                 self._end("crashed", f"{type(exc).__name__}: {exc}")
             raise
         finally:
@@ -119,51 +128,24 @@ class Loop:
                 Store.set_meta(s, "base_commit", base)
                 Store.event(s, "snapshot", commit=base)
         self.base_commit = base
-        now = time.time()
-        with self.store.tx() as s:
-            last = s.scalars(select(RunRow).order_by(RunRow.id.desc()).limit(1)).first()
-            for run in s.scalars(select(RunRow).where(RunRow.state == "running")):
-                run.state, run.ended_at = "crashed", run.heartbeat_at
-                run.end_reason = "the loop process died without a clean stop"
-            deadline = now + self.hours * 3600 if self.hours else None
-            if deadline is None and last and last.state in ("running", "crashed"):
-                deadline = last.deadline_at  # a resumed night keeps its end time
-            run = RunRow(
-                lab=self.cfg.lab.name,
-                pid=os.getpid(),
-                host=socket.gethostname(),
-                state="running",
-                started_at=now,
-                heartbeat_at=now,
-                deadline_at=deadline,
-                stop_requested=False,
-                options={
-                    "worker": self.worker_spec,
-                    "max_trials": self.max_trials,
-                    "slots": self.slots,
-                    "hours": self.hours,
-                },
-            )
-            s.add(run)
-            s.flush()
-            self.run_id, self.deadline = run.id, deadline
-            self._trials_total = s.scalar(select(func.count(Trial.id)))
-            Store.event(s, "run_started", run_id=run.id, pid=os.getpid(), **run.options)
+        options = {
+            "worker": self.worker_spec,
+            "max_trials": self.max_trials,
+            "slots": self.slots,
+            "hours": self.hours,
+        }
+        self.run_id, self.deadline = self.journal.open_run(self.hours, options)
+        self._trials_total = self.journal.trial_count()
         self._reconcile()
-        busy = {tree for *_, tree in self.running.values()}
-        self.trees = WorktreePool(self.ws, self.cfg.trial.share, busy)
-        with read.connect(self.store.path) as conn:
-            best = read.best(conn)
-        self.ws.set_best(best["commit"] if best else self.base_commit)
+        self.trees = WorktreePool(
+            self.ws, self.cfg.trial.share, busy={a.tree for a in self.running.values() if a.tree}
+        )
+        best = self._best()
+        self.ws.set_best(best[2] if best else self.base_commit)
         finished = self.store.trials(Trial.status != "running")
-        with self.store.tx() as s:
-            decided = s.scalar(
-                select(func.count(DecisionRow.id)).where(DecisionRow.worker == self.worker.name)
-            )
-        self.worker.resume(finished, decided or 0)
-        self._render_storyline()
-        self._heartbeat = threading.Thread(target=self._beat, daemon=True, name="heartbeat")
-        self._heartbeat.start()
+        self.worker.resume(finished, self.journal.decisions_by(self.worker.name))
+        self.journal.render_storyline()
+        threading.Thread(target=self._beat, daemon=True, name="nightlab-heartbeat").start()
         self.tracking = self._start_tracking()
         self.report(
             f"run {self.run_id} started on {self.lab} (worker {self.worker.name}, "
@@ -172,24 +154,11 @@ class Loop:
 
     def _end(self, state: str, reason: str) -> dict[str, Any]:
         self._done.set()
-        if getattr(self, "trees", None):
+        if self.trees:
             self.trees.close()
         if self.tracking:
             self.tracking.close()
-        with self.store.tx() as s:
-            left = 0
-            if self.tracking:
-                left = s.scalar(
-                    select(func.count(Trial.id)).where(
-                        Trial.mlflow_run_id.is_(None), Trial.status != "running"
-                    )
-                )
-            run = s.get(RunRow, self.run_id)
-            if run is not None and run.state == "running":
-                run.state, run.ended_at, run.end_reason = state, time.time(), reason
-            Store.event(
-                s, "run_ended", run_id=self.run_id, state=state, reason=reason, mlflow_backlog=left
-            )
+        left = self.journal.close_run(state, reason, mlflow=self.tracking is not None)
         self.report(f"run {self.run_id} {state}: {reason}")
         if left:
             self.report(
@@ -198,30 +167,34 @@ class Loop:
             )
         return read.status(self.store.path, self.cfg.lab.name)
 
-    def _install_signals(self) -> tuple[Any, Any]:
-        def term(signum: int, _frame: Any) -> None:
-            if signum == signal.SIGINT and not self._graceful.is_set():
-                self._graceful.set()
-                self.report("stopping after the running trial(s); Ctrl-C again to kill them")
-            else:
-                self.stop_now = True
-
-        return signal.signal(signal.SIGTERM, term), signal.signal(signal.SIGINT, term)
+    def _signal(self, signum: int, _frame: Any) -> None:
+        if signum == signal.SIGINT and not self._graceful.is_set():
+            self._graceful.set()
+            self.report("stopping after the running trial(s); Ctrl-C again to kill them")
+        else:
+            self.stop_now = True
 
     def _beat(self) -> None:
         while not self._done.is_set():
             try:
-                with self.store.tx() as s:
-                    s.execute(
-                        update(RunRow)
-                        .where(RunRow.id == self.run_id)
-                        .values(heartbeat_at=time.time())
-                    )
-                    if s.scalar(select(RunRow.stop_requested).where(RunRow.id == self.run_id)):
-                        self._graceful.set()
+                if self.journal.beat():
+                    self._graceful.set()
             except Exception as exc:  # keep beating; the main thread reports store failures
                 print(f"nightlab: heartbeat failed: {exc}", file=sys.stderr)
             self._done.wait(HEARTBEAT_S)
+
+    def _start_tracking(self) -> Any:
+        if not self.cfg.tracking.enabled:
+            return None
+        from nightlab.tracking import TrackingProcess, default_uri
+
+        return TrackingProcess(
+            self.store.path,
+            self.cfg.tracking.mlflow_uri or default_uri(self.state),
+            self.cfg.tracking.experiment or self.cfg.lab.name,
+            self.state / "mlartifacts",
+            self.state / "tracking.log",
+        )
 
     # ------------------------------------------------------------------ main loop
     def _main(self) -> str:
@@ -230,8 +203,7 @@ class Loop:
             for slot in list(self.running):
                 self._poll(slot)
             if self.stop_now:
-                for trial, *_ in self.running.values():
-                    trial.kill("killed", f"{local.INTERRUPTED}: stopped by the user")
+                self._kill_all(f"{local.INTERRUPTED}: stopped by the user", wait=False)
                 self.stop_reason = self.stop_reason or "stopped now by the user"
             if self._graceful.is_set() and self.stop_reason is None:
                 self.stop_reason = "stop requested"
@@ -244,24 +216,27 @@ class Loop:
             elif free and time.time() >= self._next_ask:
                 while len(self.running) < self.slots and not self.stop_reason:
                     started = self._next()
-                    if started is None:
-                        break
-                    idle = 0 if started else idle + 1
                     if not started:
-                        self._next_ask = time.time() + 1.0  # ask again later, not in a spin
+                        if started is False:
+                            idle += 1
+                            self._next_ask = time.time() + 1.0  # ask again later, no spin
                         break
+                    idle = 0
                 if idle >= MAX_IDLE_CYCLES and not self.running:
                     self.stop_reason = f"the worker made no runnable decision in {idle} cycles"
             if len(self.running) >= self.slots and not self.stop_reason:
                 self._plan()
             if self.running:  # wakes the moment a trial ends; else checks limits each CHECK_S
-                local.wait_any([t for t, *_ in self.running.values()], CHECK_S)
+                local.wait_any([a.trial for a in self.running.values()], CHECK_S)
             else:
                 time.sleep(min(max(self._next_ask - time.time(), POLL_S), CHECK_S))
 
-    def _wait_and_record(self, slot: int) -> None:
-        while slot in self.running:
-            self._poll(slot)
+    def _kill_all(self, reason: str, wait: bool = True) -> None:
+        for active in self.running.values():
+            active.trial.kill("killed", reason)
+        while wait and self.running:
+            for slot in list(self.running):
+                self._poll(slot)
             time.sleep(POLL_S)
 
     def _limit_reached(self) -> str | None:
@@ -269,8 +244,8 @@ class Loop:
             return "time budget reached"
         if self.max_trials is not None and self._trials_total >= self.max_trials:
             return f"max_trials={self.max_trials} reached"
-        target = self.cfg.objective.target
-        if target is not None and self._best() and not self.cfg.better(target, self._best()[0]):
+        target, best = self.cfg.objective.target, self._best()
+        if target is not None and best and not self.cfg.better(target, best[0]):
             return f"target {target:g} reached"
         return None
 
@@ -278,10 +253,7 @@ class Loop:
         """Start one trial on a free slot: True started, False idle cycle, None wait."""
         if self._baseline_done:
             return self._cycle()
-        with self.store.tx() as s:
-            rows = s.execute(
-                select(Trial.status, Trial.reason).where(Trial.kind == "baseline")
-            ).all()
+        rows = self.journal.baseline_states()
         done = sum(1 for st, _ in rows if st == "succeeded")
         live = sum(1 for st, _ in rows if st == "running")
         fatal = [
@@ -295,28 +267,35 @@ class Loop:
                 f"the baseline trial failed ({fatal[0]}); fix the trial command "
                 "or code so that it runs with the default parameters, then rerun"
             )
-        if done + live < self.cfg.ratchet.baseline_repeats:
-            self._start_baseline(len(rows))
+        repeats = self.cfg.ratchet.baseline_repeats
+        if done + live < repeats:
+            seed = self.cfg.trial.seed + len(rows)
+            decision = Decision(
+                action="run",
+                rationale=f"baseline repeat {len(rows) + 1}: defaults, unmodified code, "
+                f"seed {seed} (measures the noise)",
+                hypothesis="the defaults as they are",
+                params=self.cfg.defaults(),
+            )
+            self._start(decision, "baseline", GateResult(True), seed=seed)
             return True
-        if done < self.cfg.ratchet.baseline_repeats:
+        if done < repeats:
             return None  # the noise estimate is not ready yet
         self._baseline_done = True
         return self._cycle()
 
     # ------------------------------------------------------------------ cycles
-    def _start_baseline(self, index: int) -> None:
-        decision = Decision(
-            action="run",
-            rationale=f"baseline repeat {index + 1}: defaults, unmodified code, seed "
-            f"{self.cfg.trial.seed + index} (measures the noise)",
-            hypothesis="the defaults as they are",
-            params=self.cfg.defaults(),
-        )
-        self._start(decision, "baseline", GateResult(True), seed=self.cfg.trial.seed + index)
-
     def _decide(self) -> Decision | Exception:
+        context = {
+            "objective": self.cfg.objective.model_dump(),
+            "best": None
+            if (b := self._best()) is None
+            else {"objective": b[0], "trial": b[1], "params": b[3]},
+            "in_flight": [a.trial.spec.trial_id for a in self.running.values()],
+            "deadline": self.deadline,
+        }
         try:
-            return self.worker.decide(self._context(self._best()))
+            return self.worker.decide(context)
         except Exception as exc:  # a worker failure is a wait cycle, never a dead night
             return exc
 
@@ -331,35 +310,23 @@ class Loop:
         decision, self._planned = self._planned or self._decide(), None
         if isinstance(decision, Exception):
             wait = Decision(action="wait", rationale=f"worker error: {decision}"[:2000])
-            self._record_idle(wait, ["worker raised " + type(decision).__name__])
+            self.journal.idle(self.worker.name, wait, ["worker raised " + type(decision).__name__])
             return False
         best = self._best()
-        base_commit = best[2] if best else self.base_commit
+        base = best[2] if best else self.base_commit
         gate = check(
-            decision,
-            self.cfg,
-            lambda p: self.ws.read(base_commit, p) if self.ws.exists(base_commit, p) else None,
+            decision, self.cfg, lambda p: self.ws.read(base, p) if self.ws.exists(base, p) else None
         )
         if not gate.accepted or decision.action != "run":
-            self._record_idle(decision, gate.reasons)
+            self.journal.idle(self.worker.name, decision, gate.reasons)
             if decision.action == "stop" and gate.accepted:
                 self.stop_reason = f"the worker stopped the night: {decision.rationale}"
             return False
         self._start(decision, "trial", gate, seed=self.cfg.trial.seed)
         return True
 
-    def _context(self, best: tuple[float, int, str, dict] | None) -> dict[str, Any]:
-        return {
-            "objective": self.cfg.objective.model_dump(),
-            "best": None
-            if best is None
-            else {"objective": best[0], "trial": best[1], "params": best[3]},
-            "in_flight": [t.spec.trial_id for t, *_ in self.running.values()],
-            "deadline": self.deadline,
-        }
-
-    def _best(self) -> tuple[float, int, str, dict] | None:
-        """(objective, trial, commit, params) of the current base; cached until a record."""
+    def _best(self) -> Best | None:
+        """The current base; read once per recorded trial (the store is the truth)."""
         if not self._view:
             with read.connect(self.store.path) as conn:
                 b, base = read.best(conn), read.baseline(conn)
@@ -369,238 +336,72 @@ class Loop:
             self._view["sigma"] = base["sigma"] if base else 0.0
         return self._view["best"]
 
-    def _sigma(self) -> float:
-        self._best()
-        return self._view["sigma"]
-
-    def _record_idle(self, decision: Decision, reasons: list[str]) -> None:
-        trace = uuid.uuid4().hex[:12]
-        action = decision.action if not reasons else "wait"
-        line = f"[{trace}] {action}: {decision.rationale[:160]}" + (
-            f" — gate rejected: {'; '.join(reasons)}" if reasons else ""
-        )
-        with self.store.tx() as s:
-            cycle = Cycle(
-                run_id=self.run_id,
-                trace_id=trace,
-                started_at=time.time(),
-                ended_at=time.time(),
-                action=action,
-                summary=line,
-            )
-            s.add(cycle)
-            s.flush()
-            s.add(
-                DecisionRow(
-                    cycle_id=cycle.id,
-                    worker=self.worker.name,
-                    action=decision.action,
-                    accepted=not reasons,
-                    reasons=reasons,
-                    body=decision.model_dump(),
-                )
-            )
-            Store.event(
-                s,
-                "gate_rejected" if reasons else "decision",
-                run_id=self.run_id,
-                trace_id=trace,
-                action=decision.action,
-                reasons=reasons,
-            )
-        self._story(line)
-
+    # ------------------------------------------------------------------ act
     def _start(self, decision: Decision, kind: str, gate: GateResult, seed: int) -> None:
-        trace = uuid.uuid4().hex[:12]
-        best = self._best()
-        base_commit = best[2] if best and kind != "baseline" else self.base_commit
-        params = {
-            **(best[3] if best and kind != "baseline" else self.cfg.defaults()),
-            **decision.params,
-        }
-        commit = base_commit
+        best = None if kind == "baseline" else self._best()
+        base = best[2] if best else self.base_commit
+        params = {**(best[3] if best else self.cfg.defaults()), **decision.params}
+        commit = base
         if gate.files:
-            commit = self.ws.commit_files(
-                base_commit,
-                gate.files,
-                f"nightlab: {decision.hypothesis or decision.rationale}"[:200],
-            )
+            message = f"nightlab: {decision.hypothesis or decision.rationale}"[:200]
+            commit = self.ws.commit_files(base, gate.files, message)
         slot = min(set(range(self.slots)) - set(self.running))
-        now = time.time()
-        with self.store.tx() as s:
-            cycle = Cycle(run_id=self.run_id, trace_id=trace, started_at=now, action="run")
-            s.add(cycle)
-            s.flush()
-            row = DecisionRow(
-                cycle_id=cycle.id,
-                worker="baseline" if kind == "baseline" else self.worker.name,
-                action="run",
-                accepted=True,
-                reasons=[],
-                body=decision.model_dump(),
-            )
-            s.add(row)
-            s.flush()
-            trial = Trial(
-                run_id=self.run_id,
-                cycle_id=cycle.id,
-                decision_id=row.id,
-                kind=kind,
-                status="running",
-                params=params,
-                seed=seed,
-                slot=slot,
-                commit=commit,
-                base_commit=base_commit,
-                base_trial_id=best[1] if best else None,
-                hypothesis=decision.hypothesis,
-                dimension=decision.dimension,
-                started_at=now,
-                metrics={},
-            )
-            s.add(trial)
-            s.flush()
-            trial_id = trial.id
-            Store.event(
-                s,
-                "trial_created",
-                run_id=self.run_id,
-                trace_id=trace,
-                trial_id=trial_id,
-                kind=kind,
-                params=params,
-                commit=commit,
-            )
+        worker = "baseline" if kind == "baseline" else self.worker.name
+        trial_id, trace = self.journal.open_trial(
+            worker,
+            decision,
+            kind=kind,
+            params=params,
+            seed=seed,
+            slot=slot,
+            commit=commit,
+            base_commit=base,
+            base_trial_id=best[1] if best else None,
+        )
         self._trials_total += 1
-        if commit != base_commit:
+        if commit != base:
             self.ws.keep_trial(trial_id, commit)
         tree, workdir = self.trees.acquire(commit)
-        spec = self._spec(trial_id, params, seed, workdir)
-        folder.prepare(spec.trial_dir, params, self.ws.diff(self.base_commit, commit), commit)
-        running = local.start(spec)
-        with self.store.tx() as s:
-            s.execute(
-                update(Trial)
-                .where(Trial.id == trial_id)
-                .values(
-                    pid=running.pid,
-                    worktree=tree,
-                    pid_started_at=running.started_at,  # within ms of the pid's create time
-                    started_at=running.started_at,
-                )
-            )
-            Store.event(
-                s,
-                "trial_started",
-                run_id=self.run_id,
-                trace_id=trace,
-                trial_id=trial_id,
-                pid=running.pid,
-                slot=slot,
-            )
-        self.running[slot] = (running, trace, tree)
+        trial_dir = self.state / "trials" / str(trial_id)
+        folder.prepare(trial_dir, params, self.ws.diff(self.base_commit, commit), commit)
+        running = local.start(
+            spec.build(self.cfg, self.lab, trial_dir, trial_id, params, seed, workdir)
+        )
+        self.journal.started(trial_id, trace, running.pid, running.started_at, slot, tree)
+        self.running[slot] = Active(running, trace, kind, tree)
         shown = " ".join(f"{k}={_fmt(v)}" for k, v in decision.params.items())
         self.report(f"trial {trial_id} ({kind}) started on slot {slot}: {shown}")
 
-    def _spec(self, trial_id: int, params: dict, seed: int, workdir: Path) -> local.TrialSpec:
-        trial_dir = self.state / "trials" / str(trial_id)
-        env = dict(os.environ)
-        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-        env.update(
-            PYTHONUNBUFFERED="1",
-            NIGHTLAB_TRIAL_ID=str(trial_id),
-            NIGHTLAB_PARAMS=str(trial_dir / "params.json"),
-            NIGHTLAB_METRICS=str(trial_dir / "metrics.jsonl"),
-            NIGHTLAB_SEED=str(seed),
-            NIGHTLAB_LAB_DIR=str(self.lab),
-        )
-        command = self.cfg.trial.command
-        if self.cfg.trial.params == "hydra":
-            import shlex
-
-            command += "".join(f" {shlex.quote(f'{k}={v}')}" for k, v in params.items())
-        elif self.cfg.trial.params == "env":
-            env.update({f"NIGHTLAB_PARAM_{k.upper()}": str(v) for k, v in params.items()})
-        return local.TrialSpec(
-            trial_id=trial_id,
-            command=command,
-            workdir=workdir,
-            trial_dir=trial_dir,
-            env=env,
-            budget_s=self.cfg.trial.budget_seconds,
-            hang_s=self.cfg.trial.hang_seconds,
-            metric=self.cfg.objective.metric,
-            reduce=self.cfg.objective.reduce,
-            maximize=self.cfg.objective.direction == "maximize",
-        )
-
-    # ------------------------------------------------------------------ recording
     def _poll(self, slot: int) -> None:
-        trial, trace, tree = self.running[slot]
-        outcome = trial.poll()
-        if outcome is not None:
-            del self.running[slot]
-            self._record(trial.spec.trial_id, trace, outcome)
-            if tree:  # unknown for a trial re-attached from a loop that died
-                best = self._best()
-                self.trees.release(tree, best[2] if best else self.base_commit)
-
-    def _record(self, trial_id: int, trace: str, out: local.Outcome) -> None:
-        now = time.time()
-        with self.store.tx() as s:
-            row = s.get(Trial, trial_id)
+        active = self.running[slot]
+        outcome = active.trial.poll()
+        if outcome is None:
+            return
+        del self.running[slot]
+        self._record(active.trial.spec.trial_id, active.trace, active.kind, outcome)
+        if active.tree:
             best = self._best()
-            verdict: ratchet.Verdict | None = None
-            if row.kind == "baseline":
-                label = "baseline"
-            elif out.status == "succeeded" and best is not None:
-                verdict = ratchet.judge(self.cfg, out.objective, best[0], self._sigma())
-                label = verdict.verdict
-            else:
-                label = "discarded"
-            row.status, row.verdict, row.ended_at, row.judged_at = out.status, label, now, now
-            row.wall_s, row.exit_code, row.peak_rss_mb = out.wall_s, out.exit_code, out.peak_rss_mb
-            row.objective, row.metrics = out.objective, out.metrics
-            row.reason, row.log_tail = out.reason, out.log_tail
-            obj = "—" if out.objective is None else f"{out.objective:.4g}"
-            line = (
-                f"[{trace}] trial {trial_id} ({row.kind}) {out.status} "
-                f"{self.cfg.objective.metric}={obj} → {verdict.describe() if verdict else label}"
-                + (f" [{out.reason}]" if out.reason else "")
-            )
-            cycle = s.get(Cycle, row.cycle_id)
-            cycle.ended_at, cycle.summary = now, line
-            Store.event(
-                s,
-                "trial_finished",
-                run_id=self.run_id,
-                trace_id=trace,
-                trial_id=trial_id,
-                status=out.status,
-                objective=out.objective,
-                reason=out.reason,
-                wall_s=out.wall_s,
-                peak_rss_mb=out.peak_rss_mb,
-            )
-            Store.event(
-                s,
-                "ratchet",
-                run_id=self.run_id,
-                trace_id=trace,
-                trial_id=trial_id,
-                verdict=label,
-                improvement=verdict.improvement if verdict else None,
-                threshold=verdict.threshold if verdict else None,
-            )
-            snapshot = row.record(trace)
+            self.trees.release(active.tree, best[2] if best else self.base_commit)
+
+    # ------------------------------------------------------------------ record
+    def _record(self, trial_id: int, trace: str, kind: str, out: local.Outcome) -> None:
+        best = self._best()
+        verdict: ratchet.Verdict | None = None
+        if kind == "baseline":
+            label = "baseline"
+        elif out.status == "succeeded" and best is not None:
+            verdict = ratchet.judge(self.cfg, out.objective, best[0], self._view["sigma"])
+            label = verdict.verdict
+        else:
+            label = "discarded"
+        row, line = self.journal.close_trial(trial_id, trace, out, label, verdict)
         self._view.clear()  # a recorded trial may have moved the best or the noise
-        folder.finish(self.state / "trials" / str(trial_id), snapshot, out.history)
+        folder.finish(self.state / "trials" / str(trial_id), row.record(trace), out.history)
         if label == "kept":
-            self.ws.set_best(snapshot["commit"])
+            self.ws.set_best(row.commit)
         self.worker.observe(row)
         if self.tracking:
             self.tracking.submit(trial_id)
-        self._story(line)
         self.report(line)
         if self.progress:
             self.progress(self._trials_total - len(self.running), self.max_trials)
@@ -610,67 +411,32 @@ class Loop:
         for row in self.store.trials(Trial.status == "running"):
             trial_dir = self.state / "trials" / str(row.id)
             pid = row.pid or _read_pid(trial_dir)
-            spec = self._spec(row.id, row.params, row.seed, self.state)  # already started
-            live = local.attach(spec, pid, row.pid_started_at, row.started_at) if pid else None
-            with self.store.tx() as s:
-                trace = s.get(Cycle, row.cycle_id).trace_id
-                Store.event(
-                    s,
-                    "reconciled",
-                    run_id=self.run_id,
-                    trace_id=trace,
-                    trial_id=row.id,
-                    pid=pid,
-                    alive=live is not None,
-                )
+            watch = spec.build(
+                self.cfg, self.lab, trial_dir, row.id, row.params, row.seed, self.lab
+            )  # only watched: it was started long ago
+            live = local.attach(watch, pid, row.pid_started_at, row.started_at) if pid else None
+            trace = self.journal.reconciled(row, pid, alive=live is not None)
             if live is not None and row.slot < self.slots and row.slot not in self.running:
-                self.running[row.slot] = (live, trace, row.worktree or "")
+                self.running[row.slot] = Active(live, trace, row.kind, row.worktree or "")
                 self.report(f"trial {row.id} still running (pid {pid}): watching it again")
                 continue
             if live is not None:
                 live.kill("killed", f"{local.INTERRUPTED}: no slot for it after a restart")
-            gone = local.RunningTrial(spec, pid or 0, row.started_at, own=False)
-            outcome = gone.poll() if pid else None
+            outcome = (
+                local.RunningTrial(watch, pid, row.started_at, own=False).poll() if pid else None
+            )
             if outcome is None or outcome.exit_code is None:
                 outcome = local.Outcome(
                     status="killed",
                     exit_code=None,
-                    wall_s=round(time.time() - row.started_at, 3),
-                    peak_rss_mb=None,
                     objective=None,
                     metrics={},
+                    wall_s=round(time.time() - row.started_at, 3),
+                    peak_rss_mb=None,
                     log_tail=local.log_tail(trial_dir),
                     reason=f"{local.INTERRUPTED}: the loop died while this trial ran",
                 )
-            self._record(row.id, trace, outcome)
-
-    # ------------------------------------------------------------------ side files
-    def _start_tracking(self) -> Any:
-        if not self.cfg.tracking.enabled:
-            return None
-        from nightlab.tracking import TrackingProcess, default_uri
-
-        return TrackingProcess(
-            self.store.path,
-            self.cfg.tracking.mlflow_uri or default_uri(self.state),
-            self.cfg.tracking.experiment or self.cfg.lab.name,
-            self.state / "mlartifacts",
-            self.state / "tracking.log",
-        )
-
-    def _story(self, line: str) -> None:
-        path = self.state / "artifacts" / "storyline.md"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a") as fh:
-            fh.write(f"- {line}\n")
-
-    def _render_storyline(self) -> None:
-        path = self.state / "artifacts" / "storyline.md"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lines = read.storyline(self.store.path)
-        path.write_text(
-            f"# Storyline of {self.cfg.lab.name}\n\n" + "".join(f"- {line}\n" for line in lines)
-        )
+            self._record(row.id, trace, row.kind, outcome)
 
 
 def _read_pid(trial_dir: Path) -> int | None:

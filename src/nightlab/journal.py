@@ -1,0 +1,280 @@
+"""The journal: every cycle of the loop written to the store, one transaction per state
+change, with its storyline line mirrored to `.nightlab/artifacts/storyline.md`.
+
+It records what the loop decided and observed; it never starts processes or asks workers.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select, update
+
+from nightlab.agents.decision import Decision
+from nightlab.ratchet import Verdict
+from nightlab.store import read
+from nightlab.store.db import Cycle, Run, Store, Trial
+from nightlab.store.db import Decision as DecisionRow
+from nightlab.trials.local import Outcome
+
+
+def new_trace() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+class Journal:
+    def __init__(self, store: Store, state: Path, lab: str, metric: str) -> None:
+        self.store = store
+        self.run_id: int | None = None
+        self.lab = lab
+        self.metric = metric
+        self.storyline = state / "artifacts" / "storyline.md"
+        self.storyline.parent.mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------ runs
+    def open_run(self, hours: float | None, options: dict[str, Any]) -> tuple[int, float | None]:
+        """Mark runs a dead loop left `running` as crashed and open this one:
+        (run id, deadline). Without `hours`, a resumed night keeps its end time."""
+        now = time.time()
+        with self.store.tx() as s:
+            last = s.scalars(select(Run).order_by(Run.id.desc()).limit(1)).first()
+            for run in s.scalars(select(Run).where(Run.state == "running")):
+                run.state, run.ended_at = "crashed", run.heartbeat_at
+                run.end_reason = "the loop process died without a clean stop"
+            deadline = now + hours * 3600 if hours else None
+            if deadline is None and last and last.state == "crashed":
+                deadline = last.deadline_at
+            run = Run(
+                lab=self.lab,
+                pid=os.getpid(),
+                host=socket.gethostname(),
+                state="running",
+                started_at=now,
+                heartbeat_at=now,
+                deadline_at=deadline,
+                stop_requested=False,
+                options=options,
+            )
+            s.add(run)
+            s.flush()
+            Store.event(s, "run_started", run_id=run.id, pid=os.getpid(), **options)
+            self.run_id = run.id
+        return run.id, deadline
+
+    def beat(self) -> bool:
+        """Refresh the heartbeat; True when a stop has been requested (`nightlab stop`)."""
+        with self.store.tx() as s:
+            s.execute(update(Run).where(Run.id == self.run_id).values(heartbeat_at=time.time()))
+            return bool(s.scalar(select(Run.stop_requested).where(Run.id == self.run_id)))
+
+    def close_run(self, state: str, reason: str, mlflow: bool) -> int:
+        """End this run; returns how many finished trials MLflow still lacks."""
+        with self.store.tx() as s:
+            left = 0
+            if mlflow:
+                left = s.scalar(
+                    select(func.count(Trial.id)).where(
+                        Trial.mlflow_run_id.is_(None), Trial.status != "running"
+                    )
+                )
+            run = s.get(Run, self.run_id)
+            if run is not None and run.state == "running":
+                run.state, run.ended_at, run.end_reason = state, time.time(), reason
+            Store.event(
+                s, "run_ended", run_id=self.run_id, state=state, reason=reason, mlflow_backlog=left
+            )
+        return left
+
+    def trial_count(self) -> int:
+        with self.store.tx() as s:
+            return s.scalar(select(func.count(Trial.id)))
+
+    def decisions_by(self, worker: str) -> int:
+        with self.store.tx() as s:
+            return (
+                s.scalar(select(func.count(DecisionRow.id)).where(DecisionRow.worker == worker))
+                or 0
+            )
+
+    def baseline_states(self) -> list[tuple[str, str | None]]:
+        with self.store.tx() as s:
+            return [
+                tuple(r)
+                for r in s.execute(
+                    select(Trial.status, Trial.reason).where(Trial.kind == "baseline")
+                )
+            ]
+
+    # ------------------------------------------------------------------ cycles
+
+    def _cycle(self, s: Any, trace: str, action: str, now: float, **extra: Any) -> Cycle:
+        cycle = Cycle(run_id=self.run_id, trace_id=trace, started_at=now, action=action, **extra)
+        s.add(cycle)
+        s.flush()
+        return cycle
+
+    def idle(self, worker: str, decision: Decision, reasons: list[str]) -> str:
+        """A cycle that ran nothing: a wait, stop or other action, or a gate rejection."""
+        trace = new_trace()
+        action = "wait" if reasons else decision.action
+        line = f"[{trace}] {action}: {decision.rationale[:160]}" + (
+            f" — gate rejected: {'; '.join(reasons)}" if reasons else ""
+        )
+        now = time.time()
+        with self.store.tx() as s:
+            cycle = self._cycle(s, trace, action, now, ended_at=now, summary=line)
+            s.add(
+                DecisionRow(
+                    cycle_id=cycle.id,
+                    worker=worker,
+                    action=decision.action,
+                    accepted=not reasons,
+                    reasons=reasons,
+                    body=decision.model_dump(),
+                )
+            )
+            self._event(
+                s,
+                "gate_rejected" if reasons else "decision",
+                trace_id=trace,
+                action=decision.action,
+                reasons=reasons,
+            )
+        self.story(line)
+        return line
+
+    def open_trial(self, worker: str, decision: Decision, **trial: Any) -> tuple[int, str]:
+        """Cycle, decision and trial rows for a trial about to start: (trial id, trace)."""
+        trace = new_trace()
+        now = time.time()
+        with self.store.tx() as s:
+            cycle = self._cycle(s, trace, "run", now)
+            row = DecisionRow(
+                cycle_id=cycle.id,
+                worker=worker,
+                action="run",
+                accepted=True,
+                reasons=[],
+                body=decision.model_dump(),
+            )
+            s.add(row)
+            s.flush()
+            t = Trial(
+                run_id=self.run_id,
+                cycle_id=cycle.id,
+                decision_id=row.id,
+                status="running",
+                hypothesis=decision.hypothesis,
+                dimension=decision.dimension,
+                started_at=now,
+                metrics={},
+                **trial,
+            )
+            s.add(t)
+            s.flush()
+            self._event(
+                s,
+                "trial_created",
+                trace_id=trace,
+                trial_id=t.id,
+                kind=t.kind,
+                params=t.params,
+                commit=t.commit,
+            )
+            return t.id, trace
+
+    def started(self, trial_id: int, trace: str, pid: int, at: float, slot: int, tree: str) -> None:
+        with self.store.tx() as s:
+            s.execute(
+                update(Trial)
+                .where(Trial.id == trial_id)
+                .values(
+                    pid=pid,
+                    worktree=tree,
+                    started_at=at,
+                    pid_started_at=at,  # within ms of the pid's create time; compared within 1 s
+                )
+            )
+            self._event(
+                s,
+                "trial_started",
+                trace_id=trace,
+                trial_id=trial_id,
+                pid=pid,
+                slot=slot,
+            )
+
+    def close_trial(
+        self, trial_id: int, trace: str, out: Outcome, label: str, verdict: Verdict | None
+    ) -> tuple[Trial, str]:
+        """The trial's outcome and ratchet verdict, its cycle closed with its storyline."""
+        now = time.time()
+        with self.store.tx() as s:
+            row = s.get(Trial, trial_id)
+            row.status, row.verdict, row.ended_at, row.judged_at = out.status, label, now, now
+            row.wall_s, row.exit_code, row.peak_rss_mb = out.wall_s, out.exit_code, out.peak_rss_mb
+            row.objective, row.metrics = out.objective, out.metrics
+            row.reason, row.log_tail = out.reason, out.log_tail
+            obj = "—" if out.objective is None else f"{out.objective:.4g}"
+            line = (
+                f"[{trace}] trial {trial_id} ({row.kind}) {out.status} {self.metric}={obj} "
+                f"→ {verdict.describe() if verdict else label}"
+                + (f" [{out.reason}]" if out.reason else "")
+            )
+            cycle = s.get(Cycle, row.cycle_id)
+            cycle.ended_at, cycle.summary = now, line
+            self._event(
+                s,
+                "trial_finished",
+                trace_id=trace,
+                trial_id=trial_id,
+                status=out.status,
+                objective=out.objective,
+                reason=out.reason,
+                wall_s=out.wall_s,
+                peak_rss_mb=out.peak_rss_mb,
+            )
+            self._event(
+                s,
+                "ratchet",
+                trace_id=trace,
+                trial_id=trial_id,
+                verdict=label,
+                improvement=verdict.improvement if verdict else None,
+                threshold=verdict.threshold if verdict else None,
+            )
+        self.story(line)
+        return row, line
+
+    def reconciled(self, row: Trial, pid: int | None, alive: bool) -> str:
+        """Note a trial found `running` by a new loop; returns its cycle's trace id."""
+        with self.store.tx() as s:
+            trace = s.get(Cycle, row.cycle_id).trace_id
+            self._event(
+                s,
+                "reconciled",
+                trace_id=trace,
+                trial_id=row.id,
+                pid=pid,
+                alive=alive,
+            )
+        return trace
+
+    def _event(self, s: Any, kind: str, /, **data: Any) -> None:
+        Store.event(s, kind, run_id=self.run_id, **data)
+
+    def story(self, line: str) -> None:
+        with self.storyline.open("a") as fh:
+            fh.write(f"- {line}\n")
+
+    def render_storyline(self) -> None:
+        """Rewrite the storyline file from the store (it may lag after a crash)."""
+        lines = read.storyline(self.store.path)
+        self.storyline.write_text(
+            f"# Storyline of {self.lab}\n\n" + "".join(f"- {line}\n" for line in lines)
+        )
