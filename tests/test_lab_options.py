@@ -8,9 +8,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import cli, status
 
 from nightlab import Lab
+
+from conftest import cli, status
 
 pytestmark = pytest.mark.slow
 
@@ -58,16 +59,18 @@ def test_hydra_parameters_arrive_as_overrides(make_lab):
 def test_reset_starts_afresh_and_keeps_the_code(make_lab):
     lab = make_lab(max_trials=4, tracking=True)
     Lab(lab).run(report=lambda line: None)
-    refs = subprocess.run(["git", "for-each-ref", "--format=%(refname)"], cwd=lab,
-                          capture_output=True, text=True).stdout
+    refs = subprocess.run(
+        ["git", "for-each-ref", "--format=%(refname)"], cwd=lab, capture_output=True, text=True
+    ).stdout
     assert "refs/nightlab/tiny/base" in refs and "refs/heads/nightlab/tiny/best" in refs
     code = (lab / "train.py").read_text()
     removed = cli("reset", str(lab), "--yes", "--keep-tracking").stdout
     assert "MLflow store kept" in removed
     assert (lab / ".nightlab" / "mlflow.db").is_file()
     assert not (lab / ".nightlab" / "state.db").exists()
-    refs = subprocess.run(["git", "for-each-ref", "--format=%(refname)"], cwd=lab,
-                          capture_output=True, text=True).stdout
+    refs = subprocess.run(
+        ["git", "for-each-ref", "--format=%(refname)"], cwd=lab, capture_output=True, text=True
+    ).stdout
     assert "nightlab" not in refs
     assert (lab / "train.py").read_text() == code
     assert status(lab)["state"] == "new"
@@ -89,8 +92,9 @@ def test_a_lab_inside_an_ignored_folder_gets_its_own_repo(tmp_path, make_lab):
     Lab(target).run(report=lambda line: None)
     assert (target / ".git").is_dir()
     assert status(target)["trials"]["succeeded"] == 3
-    outer_status = subprocess.run(["git", "status", "--porcelain"], cwd=outer,
-                                  capture_output=True, text=True).stdout
+    outer_status = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=outer, capture_output=True, text=True
+    ).stdout
     assert outer_status.strip() == "?? .gitignore"
 
 

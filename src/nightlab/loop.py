@@ -79,6 +79,7 @@ class Loop:
         self.stop_reason: str | None = None
         self.stop_now = False
         self.tracking: Any = None
+        self._tracking_gone = False
         self.trees: WorktreePool | None = None
         self._graceful = threading.Event()  # stop after the running trials
         self._done = threading.Event()  # the run is over: the heartbeat ends
@@ -402,6 +403,12 @@ class Loop:
         self.worker.observe(row)
         if self.tracking:
             self.tracking.submit(trial_id)
+            if not self.tracking.alive() and not self._tracking_gone:
+                self._tracking_gone = True
+                self.report(
+                    "MLflow: the tracking process has exited (see .nightlab/"
+                    "tracking.log); trials stay in the store and are logged next start"
+                )
         self.report(line)
         if self.progress:
             self.progress(self._trials_total - len(self.running), self.max_trials)

@@ -129,6 +129,9 @@ class TrackingProcess:
             )
         self.log = log
 
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
     def submit(self, trial_id: int) -> None:
         """A trial finished: log it now rather than at the next scan."""
         try:
@@ -194,9 +197,7 @@ def serve(db: Path, tracker: Tracker, wake: IO[bytes], scan_s: float = 5.0) -> N
                         retry_in_s=wait,
                         error=f"{type(exc).__name__}: {exc}"[:2000],
                     )
-                if not open_:
-                    continue
-                break  # the server is likely down for all of them
+                break  # the server is likely down for all of them: wait, then retry
             with store.tx() as s:
                 s.execute(update(Trial).where(Trial.id == row.id).values(mlflow_run_id=run_id))
             retry_at.pop(row.id, None)
