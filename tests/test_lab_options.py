@@ -104,3 +104,15 @@ def test_progress_callback_counts_trials(make_lab):
     Lab(lab).run(report=lambda line: None, progress=lambda n, total: seen.append((n, total)))
     assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
     assert json.loads(json.dumps(status(lab)))["trials"]["total"] == 4
+
+
+def test_a_rerun_says_why_it_does_nothing_and_that_new_code_needs_a_new_night(make_lab):
+    lab = make_lab(max_trials=3)
+    Lab(lab).run(report=lambda line: None)
+    (lab / "train.py").write_text((lab / "train.py").read_text() + "\n# tweaked\n")
+    lines: list[str] = []
+    final = Lab(lab).run(report=lines.append)
+    assert final["trials"]["total"] == 3
+    text = "\n".join(lines)
+    assert "nothing to do: max_trials=3 reached" in text and "--max-trials 13" in text
+    assert "your changes since then are not used" in text and "nightlab reset" in text

@@ -124,10 +124,17 @@ class Loop:
     def _begin(self) -> None:
         with self.store.tx() as s:
             base = Store.get_meta(s, "base_commit")
-            if base is None:  # a new night starts from the lab's working tree as it is now
+            resumed = base is not None
+            if not resumed:  # a new night starts from the lab's working tree as it is now
                 base = self.ws.snapshot()
                 Store.set_meta(s, "base_commit", base)
                 Store.event(s, "snapshot", commit=base)
+        if resumed and self.ws.changed_since(base):
+            self.report(
+                "note: this night continues from the code as it was when it began; your "
+                "changes since then are not used (`nightlab reset` starts a new night "
+                "from them)"
+            )
         self.base_commit = base
         options = {
             "worker": self.worker_spec,
@@ -148,6 +155,11 @@ class Loop:
         self.journal.render_storyline()
         threading.Thread(target=self._beat, daemon=True, name="nightlab-heartbeat").start()
         self.tracking = self._start_tracking()
+        if (limit := self._limit_reached()) and not self.running:
+            self.report(
+                f"nothing to do: {limit} (raise it, e.g. --max-trials "
+                f"{self._trials_total + 10}, or `nightlab reset` for a new night)"
+            )
         self.report(
             f"run {self.run_id} started on {self.lab} (worker {self.worker.name}, "
             f"{self.slots} slot(s), pid {os.getpid()})"
@@ -265,8 +277,9 @@ class Loop:
         ]
         if fatal:
             raise NightError(
-                f"the baseline trial failed ({fatal[0]}); fix the trial command "
-                "or code so that it runs with the default parameters, then rerun"
+                f"the baseline trial failed ({fatal[0]}); see its log in .nightlab/trials/, "
+                "make the command run with the default parameters, then start a new night: "
+                f"nightlab reset {self.lab} && nightlab run {self.lab}"
             )
         repeats = self.cfg.ratchet.baseline_repeats
         if done + live < repeats:

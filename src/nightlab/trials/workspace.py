@@ -90,15 +90,23 @@ class Workspace:
         return self.git(*args, env=ident)
 
     # snapshots and commits ---------------------------------------------------------------
-    def snapshot(self) -> str:
-        """Commit the lab's working tree as it is now (tracked and untracked, not ignored)."""
+    def _working_tree(self) -> tuple[str, str | None]:
+        """(tree, HEAD) of the lab's working tree as it is now, written to no branch."""
         self._refuse_big_untracked()
         env = self._index_env("snapshot")
         head = self.git("rev-parse", "--verify", "-q", "HEAD", check=False)
         if head:
             self.git("read-tree", head, env=env)
         self.git("add", "-A", "--", ".", env=env)
-        tree = self.git("write-tree", env=env)
+        return self.git("write-tree", env=env), head
+
+    def changed_since(self, commit: str) -> bool:
+        """Whether the lab's working tree differs from the snapshot `commit`."""
+        return self._working_tree()[0] != self.git("rev-parse", f"{commit}^{{tree}}")
+
+    def snapshot(self) -> str:
+        """Commit the lab's working tree as it is now (tracked and untracked, not ignored)."""
+        tree, head = self._working_tree()
         sha = self._commit(tree, head, "nightlab: snapshot of the lab's working tree")
         self.git("update-ref", f"{self.refs}/base", sha)
         return sha
