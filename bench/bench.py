@@ -12,7 +12,6 @@ folders; one table (benchmark, measured, target, verdict) is printed at the end.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import itertools
 import json
@@ -205,10 +204,10 @@ def cli_rows(root: Path, reps: int) -> list[Row]:
 
 # ---------------------------------------------------------------------- main
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="N = 15 loop trials, not 40")
-    args = parser.parse_args()
-    n, reps = (15 if args.quick else 40), 10
+    unknown = [a for a in sys.argv[1:] if a != "--quick"]
+    if unknown:
+        raise SystemExit(f"usage: bench.py [--quick]   (unknown: {' '.join(unknown)})")
+    n, reps = (15 if "--quick" in sys.argv else 40), 10
     print(f"date     {dt.datetime.now().isoformat(timespec='seconds')}")
     print(f"machine  {platform.platform()}, {os.cpu_count()} CPUs")
     print(f"python   {platform.python_version()} ({sys.executable})")
