@@ -116,3 +116,30 @@ def test_a_rerun_says_why_it_does_nothing_and_that_new_code_needs_a_new_night(ma
     text = "\n".join(lines)
     assert "nothing to do: max_trials=3 reached" in text and "--max-trials 13" in text
     assert "your changes since then are not used" in text and "nightlab reset" in text
+
+
+def test_the_night_stops_at_the_objective_target(make_lab):
+    decisions = [
+        {"action": "run", "rationale": "a planted improvement of +0.5", "params": {"boost": 0.5}},
+        {
+            "action": "run",
+            "rationale": "never reached: the target stops the night first",
+            "params": {"boost": 1.0},
+        },
+    ]
+    lab = make_lab(decisions=decisions, max_trials=20)
+    toml = lab / "nightlab.toml"
+    toml.write_text(
+        toml.read_text().replace('direction = "maximize"', 'direction = "maximize"\ntarget = 1.4')
+    )
+    final = Lab(lab).run(report=lambda line: None)
+    assert final["end_reason"] == "target 1.4 reached"
+    assert final["trials"]["total"] == 4 and final["best"]["objective"] == pytest.approx(1.49)
+
+
+def test_the_night_stops_at_its_time_budget(make_lab, monkeypatch):
+    monkeypatch.setenv("TEST_TRIAL_SLEEP", "0.4")
+    lab = make_lab(max_trials=500)
+    final = Lab(lab).run(hours=2 / 3600, report=lambda line: None)
+    assert final["end_reason"] == "time budget reached"
+    assert 3 <= final["trials"]["total"] < 12
