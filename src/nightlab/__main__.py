@@ -15,8 +15,16 @@ def main() -> None:
             import json
 
             from nightlab.api import Lab
+            from nightlab.errors import USER_ERRORS
 
-            sys.stdout.write(json.dumps(Lab(rest[0] if rest else ".").status()) + "\n")
+            try:
+                st = Lab(rest[0] if rest else ".").status()
+            except Exception as exc:
+                if type(exc).__name__ not in USER_ERRORS:
+                    raise
+                sys.stderr.write(f"error: {exc}\n")
+                raise SystemExit(USER_ERRORS[type(exc).__name__]) from None
+            sys.stdout.write(json.dumps(st) + "\n")
             return
     from nightlab.cli import app
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -42,10 +43,21 @@ class Lab:
 
     @property
     def name(self) -> str:
+        return self._quick("lab", "name")
+
+    def _quick(self, section: str, key: str) -> Any:
+        """One value of nightlab.toml without validating it all (views stay fast); a
+        missing file is an error, a missing or broken key gets the full explanation."""
+        path = self.path / "nightlab.toml"
+        if not path.is_file():
+            raise LabError(
+                f"no nightlab.toml in {self.path}: not a lab (create one with "
+                f"`nightlab init {self.path}`, or point to the folder that holds one)"
+            )
         try:
-            return tomllib.loads((self.path / "nightlab.toml").read_text())["lab"]["name"]
-        except (OSError, KeyError, tomllib.TOMLDecodeError):
-            return self.path.name
+            return tomllib.loads(path.read_text())[section][key]
+        except (KeyError, TypeError, tomllib.TOMLDecodeError):
+            return getattr(getattr(self.config, section), key)  # raises the ConfigError
 
     # ------------------------------------------------------------------ running
     def run(
@@ -63,6 +75,9 @@ class Lab:
         `report` receives one human line per event; `progress(ended, max_trials)` is called
         after every recorded trial."""
         from nightlab.loop import Loop
+
+        if hours is not None and hours <= 0:
+            raise LabError(f"hours must be more than 0 (got {hours}); leave it out for no limit")
 
         loop = Loop(
             self.path,
@@ -130,6 +145,11 @@ class Lab:
         finally:
             store.close()
         if now:
+            if current["host"] != socket.gethostname():
+                raise LabError(
+                    f"the loop runs on {current['host']}: `stop --now` works only "
+                    "there; a graceful stop has been requested"
+                )
             try:
                 os.kill(current["pid"], signal.SIGTERM)
             except ProcessLookupError:
@@ -148,18 +168,12 @@ class Lab:
         return read.status(self.db, self.name)
 
     def _direction(self) -> str:
-        try:
-            return tomllib.loads((self.path / "nightlab.toml").read_text())["objective"][
-                "direction"
-            ]
-        except (OSError, KeyError, tomllib.TOMLDecodeError):
-            return self.config.objective.direction  # raises the full config error
+        return self._quick("objective", "direction")
 
     def leaderboard(self, top: int | None = 10) -> list[dict[str, Any]]:
         """Succeeded trials, best first (`top=None`: all of them)."""
-        if not self.db.is_file():
-            return []
-        return read.leaderboard(self.db, self._direction(), top)
+        direction = self._direction()
+        return read.leaderboard(self.db, direction, top) if self.db.is_file() else []
 
     def storyline(self, last: int | None = None) -> list[str]:
         return read.storyline(self.db, last) if self.db.is_file() else []

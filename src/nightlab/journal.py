@@ -20,7 +20,7 @@ from nightlab.ratchet import Verdict
 from nightlab.store import read
 from nightlab.store.db import Cycle, Run, Store, Trial
 from nightlab.store.db import Decision as DecisionRow
-from nightlab.trials.local import Outcome
+from nightlab.trials.local import Outcome, RunningTrial
 
 
 def new_trace() -> str:
@@ -37,18 +37,24 @@ class Journal:
         self.storyline.parent.mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------------ runs
-    def open_run(self, hours: float | None, options: dict[str, Any]) -> tuple[int, float | None]:
-        """Mark runs a dead loop left `running` as crashed and open this one:
-        (run id, deadline). Without `hours`, a resumed night keeps its end time."""
+    def open_run(
+        self, hours: float | None, config_hours: float | None, options: dict[str, Any]
+    ) -> tuple[int, float | None]:
+        """Mark runs a dead loop left `running` as crashed and open this one: (run id,
+        deadline). `hours` given for this run wins; else a night resumed after a crash keeps
+        its end time; else `config_hours` ([budget] hours) counts from now."""
         now = time.time()
         with self.store.tx() as s:
             last = s.scalars(select(Run).order_by(Run.id.desc()).limit(1)).first()
             for run in s.scalars(select(Run).where(Run.state == "running")):
                 run.state, run.ended_at = "crashed", run.heartbeat_at
                 run.end_reason = "the loop process died without a clean stop"
-            deadline = now + hours * 3600 if hours else None
-            if deadline is None and last and last.state == "crashed":
+            if hours is not None:
+                deadline: float | None = now + hours * 3600
+            elif last is not None and last.state == "crashed" and last.deadline_at:
                 deadline = last.deadline_at
+            else:
+                deadline = now + config_hours * 3600 if config_hours else None
             run = Run(
                 lab=self.lab,
                 pid=os.getpid(),
@@ -188,7 +194,8 @@ class Journal:
             )
             return t.id, trace
 
-    def started(self, trial_id: int, trace: str, pid: int, at: float, slot: int, tree: str) -> None:
+    def started(self, trial_id: int, trace: str, trial: RunningTrial, slot: int, tree: str) -> None:
+        pid, at = trial.pid, trial.started_at
         with self.store.tx() as s:
             s.execute(
                 update(Trial)
@@ -197,7 +204,7 @@ class Journal:
                     pid=pid,
                     worktree=tree,
                     started_at=at,
-                    pid_started_at=at,  # within ms of the pid's create time; compared within 1 s
+                    pid_started_at=trial.created,  # tells the pid apart from a reused one
                 )
             )
             self._event(

@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,7 +72,7 @@ class Loop:
         self.state = self.lab / ".nightlab"
         self.worker_spec = worker or cfg.agents.worker
         self.max_trials = max_trials if max_trials is not None else cfg.budget.max_trials
-        self.hours = hours if hours is not None else cfg.budget.hours
+        self.hours = hours  # given for this run; else [budget] hours, unless resuming
         self.slots = slots or cfg.executor.slots
         self.report = report
         self.progress = progress  # (trials ended, max_trials) after each recorded trial
@@ -83,6 +84,7 @@ class Loop:
         self.trees: WorktreePool | None = None
         self._graceful = threading.Event()  # stop after the running trials
         self._done = threading.Event()  # the run is over: the heartbeat ends
+        self._ended = False
         self._next_ask = 0.0
         self._baseline_done = False
         self._planned: Decision | Exception | None = None  # decided while all slots were busy
@@ -128,7 +130,9 @@ class Loop:
             if not resumed:  # a new night starts from the lab's working tree as it is now
                 base = self.ws.snapshot()
                 Store.set_meta(s, "base_commit", base)
+                Store.set_meta(s, "night_id", uuid.uuid4().hex)
                 Store.event(s, "snapshot", commit=base)
+            self.night_id = Store.get_meta(s, "night_id")
         if resumed and self.ws.changed_since(base):
             self.report(
                 "note: this night continues from the code as it was when it began; your "
@@ -142,7 +146,10 @@ class Loop:
             "slots": self.slots,
             "hours": self.hours,
         }
-        self.run_id, self.deadline = self.journal.open_run(self.hours, options)
+        self.run_id, self.deadline = self.journal.open_run(
+            self.hours, self.cfg.budget.hours, options
+        )
+        threading.Thread(target=self._beat, daemon=True, name="nightlab-heartbeat").start()
         self._trials_total = self.journal.trial_count()
         self._reconcile()
         self.trees = WorktreePool(
@@ -153,7 +160,6 @@ class Loop:
         finished = self.store.trials(Trial.status != "running")
         self.worker.resume(finished, self.journal.decisions_by(self.worker.name))
         self.journal.render_storyline()
-        threading.Thread(target=self._beat, daemon=True, name="nightlab-heartbeat").start()
         self.tracking = self._start_tracking()
         if (limit := self._limit_reached()) and not self.running:
             self.report(
@@ -166,12 +172,15 @@ class Loop:
         )
 
     def _end(self, state: str, reason: str) -> dict[str, Any]:
-        self._done.set()
+        if self._ended:
+            return read.status(self.store.path, self.cfg.lab.name)
+        self._ended = True
         if self.trees:
             self.trees.close()
         if self.tracking:
             self.tracking.close()
         left = self.journal.close_run(state, reason, mlflow=self.tracking is not None)
+        self._done.set()  # the heartbeat beats until the run is closed
         self.report(f"run {self.run_id} {state}: {reason}")
         if left:
             self.report(
@@ -207,6 +216,7 @@ class Loop:
             self.cfg.tracking.experiment or self.cfg.lab.name,
             self.state / "mlartifacts",
             self.state / "tracking.log",
+            self.night_id,
         )
 
     # ------------------------------------------------------------------ main loop
@@ -381,7 +391,7 @@ class Loop:
         running = local.start(
             spec.build(self.cfg, self.lab, trial_dir, trial_id, params, seed, workdir)
         )
-        self.journal.started(trial_id, trace, running.pid, running.started_at, slot, tree)
+        self.journal.started(trial_id, trace, running, slot, tree)
         self.running[slot] = Active(running, trace, kind, tree)
         shown = " ".join(f"{k}={_fmt(v)}" for k, v in decision.params.items())
         self.report(f"trial {trial_id} ({kind}) started on slot {slot}: {shown}")
@@ -440,12 +450,13 @@ class Loop:
                 self.running[row.slot] = Active(live, trace, row.kind, row.worktree or "")
                 self.report(f"trial {row.id} still running (pid {pid}): watching it again")
                 continue
-            if live is not None:
+            if live is not None:  # more trials than slots now: end it, settle it as killed
                 live.kill("killed", f"{local.INTERRUPTED}: no slot for it after a restart")
-            outcome = (
-                local.RunningTrial(watch, pid, row.started_at, own=False).poll() if pid else None
-            )
-            if outcome is None or outcome.exit_code is None:
+                while (outcome := live.poll()) is None:
+                    time.sleep(POLL_S)
+            elif (trial_dir / "exit_code").is_file():
+                outcome = local.from_files(watch, row.started_at)  # it ended unwatched
+            else:
                 outcome = local.Outcome(
                     status="killed",
                     exit_code=None,

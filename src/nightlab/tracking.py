@@ -8,6 +8,7 @@ own CPU and import time hold up the loop. That process logs every finished trial
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -29,7 +30,8 @@ def default_uri(state_dir: Path) -> str:
 class Tracker:
     """Writes finished trials to MLflow (synchronously; see TrackingThread)."""
 
-    def __init__(self, uri: str, experiment: str, artifact_dir: Path) -> None:
+    def __init__(self, uri: str, experiment: str, artifact_dir: Path, night_id: str) -> None:
+        self.night_id = night_id  # trial ids restart after a reset: runs are (night, trial)
         self.uri = uri
         self.experiment = experiment
         self.artifact_dir = artifact_dir
@@ -63,6 +65,7 @@ class Tracker:
         client = self._connect()
         tags = {
             "nightlab.trial_id": str(trial["id"]),
+            "nightlab.night_id": self.night_id,
             "nightlab.cycle_trace_id": trial["trace_id"],
             "nightlab.kind": trial["kind"],
             "nightlab.status": trial["status"],
@@ -73,7 +76,10 @@ class Tracker:
             "nightlab.seed": str(trial["seed"]),
         }
         found = client.search_runs(
-            [self._experiment_id], f"tags.`nightlab.trial_id` = '{trial['id']}'", max_results=1
+            [self._experiment_id],
+            f"tags.`nightlab.trial_id` = '{trial['id']}' "
+            f"and tags.`nightlab.night_id` = '{self.night_id}'",
+            max_results=1,
         )
         if found:
             run_id = found[0].info.run_id
@@ -110,8 +116,16 @@ class Tracker:
 class TrackingProcess:
     """The loop's handle on the tracking process: wake it per trial, drain it at the end."""
 
-    def __init__(self, db: Path, uri: str, experiment: str, artifact_dir: Path, log: Path):
-        opts = {"db": str(db), "uri": uri, "experiment": experiment, "artifacts": str(artifact_dir)}
+    def __init__(
+        self, db: Path, uri: str, experiment: str, artifact_dir: Path, log: Path, night_id: str
+    ):
+        opts = {
+            "db": str(db),
+            "uri": uri,
+            "experiment": experiment,
+            "artifacts": str(artifact_dir),
+            "night": night_id,
+        }
         # A remote server that is down should fail a call in seconds, not minutes of retries.
         env = {
             "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
@@ -163,6 +177,9 @@ def serve(db: Path, tracker: Tracker, wake: IO[bytes], scan_s: float = 5.0) -> N
     from nightlab.store.db import Cycle, Store, Trial
     from nightlab.trials.folder import read_history
 
+    # One mirror per lab: a process left by a loop that died finishes its pass first.
+    lock = open(db.parent / "tracking.lock", "w")  # noqa: SIM115 (held for the whole life)
+    fcntl.flock(lock, fcntl.LOCK_EX)
     store = Store(db)
     retry_at: dict[int, tuple[float, float]] = {}  # trial → (next attempt, backoff)
     open_ = True
@@ -210,7 +227,7 @@ def main() -> None:
     writes (this is plumbing between nightlab's own processes, not a user command)."""
     opts = json.loads(sys.argv[1])
     os.nice(10)  # the mirror yields the CPU to the trials and the loop
-    tracker = Tracker(opts["uri"], opts["experiment"], Path(opts["artifacts"]))
+    tracker = Tracker(opts["uri"], opts["experiment"], Path(opts["artifacts"]), opts["night"])
     serve(Path(opts["db"]), tracker, sys.stdin.buffer)
 
 

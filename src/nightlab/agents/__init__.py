@@ -34,8 +34,11 @@ def make_worker(spec: str, cfg: Config, lab: Path) -> Worker:
         from nightlab.agents.replay import ReplayError, ReplayWorker
 
         path = Path(spec.removeprefix("replay:"))
+        path = (path if path.is_absolute() else lab / path).resolve()
+        # one name per file however it was spelled: the replay position is counted by name
+        shown = path.relative_to(lab.resolve()) if path.is_relative_to(lab.resolve()) else path
         try:
-            return ReplayWorker(path if path.is_absolute() else lab / path, spec)
+            return ReplayWorker(path, f"replay:{shown}")
         except ReplayError as exc:
             raise AgentError(str(exc)) from None
     raise AgentError(

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import socket
 import sqlite3
 import statistics
 import time
 from pathlib import Path
 from typing import Any
+
+from nightlab.lock import held_by
 
 STALE_AFTER_S = 30.0  # a heartbeat older than this: the loop is gone or wedged
 FAILED = ("failed", "timeout", "killed")
@@ -70,97 +71,69 @@ def best(conn: sqlite3.Connection) -> dict[str, Any] | None:
     return {k: base[k] for k in ("trial", "objective", "params", "commit")}
 
 
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def run_state(run: sqlite3.Row | None, now: float) -> str:
+def run_state(run: sqlite3.Row | None, now: float, state_dir: Path) -> str:
     if run is None:
         return "new"
     if run["state"] != "running":
         return run["state"]
+    if run["host"] == socket.gethostname():  # the lab's lock tells, whatever the heartbeat
+        return "running" if held_by(state_dir) is not None else "crashed"
     fresh = now - run["heartbeat_at"] < STALE_AFTER_S
-    if run["host"] == socket.gethostname():
-        return "running" if fresh and _pid_alive(run["pid"]) else "crashed"
     return "running" if fresh else "crashed"  # another machine: the heartbeat must tell
 
 
 def status(db: Path, lab_name: str) -> dict[str, Any]:
     """The `status --json` object; state "new" until the first run has created the schema."""
+    out: dict[str, Any] = {
+        "lab": lab_name, "state": "new", "pid": None, "host": None, "run": None,
+        "heartbeat_age_s": None, "started_at": None, "ended_at": None, "end_reason": None,
+        "stop_requested": False, "cycles": 0,
+        "trials": {"total": 0, "succeeded": 0, "failed": 0, "running": 0, "kept": 0,
+                   "by_status": {}},
+        "baseline": None, "best": None, "last_story": None,
+    }  # fmt: skip
+    now = time.time()
     try:
-        return _status(db, lab_name)
+        with connect(db) as conn:
+            run = conn.execute("SELECT * FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+            counts = dict(conn.execute("SELECT status, COUNT(*) FROM trials GROUP BY status"))
+            kept = conn.execute("SELECT COUNT(*) FROM trials WHERE verdict='kept'").fetchone()
+            cycles = conn.execute("SELECT COUNT(*) FROM cycles").fetchone()[0]
+            last = conn.execute(
+                "SELECT summary FROM cycles WHERE summary IS NOT NULL ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+            base, top = baseline(conn), best(conn)
     except FileNotFoundError:
-        pass
+        return out
     except sqlite3.OperationalError as exc:
         if "no such table" not in str(exc):
             raise
-    return {
-        "lab": lab_name,
-        "state": "new",
-        "pid": None,
-        "run": None,
-        "heartbeat_age_s": None,
-        "cycles": 0,
-        "trials": {
-            "total": 0,
-            "succeeded": 0,
-            "failed": 0,
-            "running": 0,
-            "kept": 0,
-            "by_status": {},
-        },
-        "baseline": None,
-        "best": None,
-        "last_story": None,
-    }
-
-
-def _status(db: Path, lab_name: str) -> dict[str, Any]:
-    now = time.time()
-    with connect(db) as conn:
-        run = conn.execute("SELECT * FROM runs ORDER BY id DESC LIMIT 1").fetchone()
-        counts = dict(conn.execute("SELECT status, COUNT(*) FROM trials GROUP BY status"))
-        kept = conn.execute("SELECT COUNT(*) FROM trials WHERE verdict='kept'").fetchone()[0]
-        cycles = conn.execute("SELECT COUNT(*) FROM cycles").fetchone()[0]
-        last = conn.execute(
-            "SELECT summary FROM cycles WHERE summary IS NOT NULL ORDER BY id DESC LIMIT 1"
-        ).fetchone()
-        base = baseline(conn)
-        top = best(conn)
-    state = run_state(run, now)
-    return {
-        "lab": lab_name,
-        "state": state,
-        "pid": run["pid"] if run else None,
-        "run": run["id"] if run else None,
-        "heartbeat_age_s": round(now - run["heartbeat_at"], 3) if run else None,
-        "started_at": run["started_at"] if run else None,
-        "ended_at": run["ended_at"] if run else None,
-        "end_reason": run["end_reason"] if run else None,
-        "stop_requested": bool(run["stop_requested"]) if run else False,
-        "cycles": cycles,
-        "trials": {
+        return out  # a first loop is creating the schema right now
+    if run is not None:
+        out.update(
+            pid=run["pid"], host=run["host"], run=run["id"],
+            heartbeat_age_s=round(now - run["heartbeat_at"], 3),
+            started_at=run["started_at"], ended_at=run["ended_at"],
+            end_reason=run["end_reason"], stop_requested=bool(run["stop_requested"]),
+        )  # fmt: skip
+    out.update(
+        state=run_state(run, now, Path(db).parent),
+        cycles=cycles,
+        trials={
             "total": sum(counts.values()),
             "succeeded": counts.get("succeeded", 0),
             "failed": sum(counts.get(s, 0) for s in FAILED),
             "running": counts.get("running", 0),
-            "kept": kept,
+            "kept": kept[0],
             "by_status": counts,
         },
-        "baseline": None
+        baseline=None
         if base is None
         else {k: base[k] for k in ("trials", "objective", "sigma", "n")},
-        "best": top,
-        "last_story": last["summary"] if last else None,
-    }
+        best=top,
+        last_story=last["summary"] if last else None,
+    )
+    return out
 
 
 def leaderboard(db: Path, direction: str, top: int | None = 10) -> list[dict[str, Any]]:

@@ -64,47 +64,59 @@ class RunningTrial:
 
     def __init__(self, spec: TrialSpec, pid: int, started_at: float, own: bool) -> None:
         self.spec = spec
-        self.pid = pid
+        self.pid = pid  # the wrapper shell: it leads its own session and process group
         self.started_at = started_at
         self.own = own  # our child (reaped with wait4) or an orphan from a dead loop
+        self.created = _create_time(pid)  # identifies the process beyond its reusable pid
         self.reader = MetricReader(spec.trial_dir, spec.metric)
         self.pidfd = _pidfd(pid)  # readable the moment the process ends (see wait_any)
         self.last_output = time.time()
         self.peak_rss_kb = 0
         self._next_rss = 0.0
         self._kill: tuple[str, str] | None = None  # (status, reason)
-
-    @property
-    def pgid(self) -> int:
-        return self.pid  # the wrapper shell leads its own session and group
+        self._kill_by: float | None = None  # SIGKILL what is left at this time
+        self._doomed: list[psutil.Process] = []
 
     def poll(self, now: float | None = None) -> Outcome | None:
         """Check the process once; an Outcome when it has ended (and is reaped)."""
         now = now or time.time()
         code = self._reap()
         if code is None:
-            self.reader.read()
+            new = self.reader.read()
             if self.reader.grew:
                 self.last_output = now
             self._sample_rss(now)
-            self._check_limits(now)
+            self._check_limits(now, new)
+            if self._kill_by is not None and now >= self._kill_by:
+                self._kill_by = None
+                _signal_all(self.pid, self._doomed, signal.SIGKILL)
             return None
-        return self._finish(code, now)
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+        self.reader.read(final=True)
+        code = code if isinstance(code, int) else _read_exit_code(self.spec.trial_dir)
+        peak = self.peak_rss_kb / 1024 if self.peak_rss_kb else None
+        return conclude(self.spec, self.reader, code, self._kill, now - self.started_at, peak)
 
     def _reap(self) -> int | None | str:
-        """Exit status if ended; 'gone' for an orphan that vanished; None while alive."""
+        """Exit status if ended; 'gone' for an orphan that ended; None while alive."""
         if self.own:
-            pid, status, usage = os.wait4(self.pid, os.WNOHANG)
-            if pid == 0:
+            if os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
                 return None
+            # The leader is a zombie, so its pid and group id cannot be reused yet: kill what
+            # the trial left running in its group, then reap it.
+            _signal_group(self.pid, signal.SIGKILL)
+            _, status, usage = os.wait4(self.pid, 0)
             self.peak_rss_kb = max(self.peak_rss_kb, usage.ru_maxrss)
             return os.waitstatus_to_exitcode(status)
-        try:
-            proc = psutil.Process(self.pid)
-            if proc.status() != psutil.STATUS_ZOMBIE:
-                return None
-        except psutil.NoSuchProcess:
-            pass
+        if _create_time(self.pid) == self.created and self.created is not None:
+            try:
+                if psutil.Process(self.pid).status() != psutil.STATUS_ZOMBIE:
+                    return None
+            except psutil.Error:
+                pass
+        _signal_group(self.pid, signal.SIGKILL)
         return "gone"
 
     def _sample_rss(self, now: float) -> None:
@@ -119,9 +131,9 @@ class RunningTrial:
                 pass
         self.peak_rss_kb = max(self.peak_rss_kb, rss // 1024)
 
-    def _check_limits(self, now: float) -> None:
+    def _check_limits(self, now: float, new: list[dict]) -> None:
         spec = self.spec
-        bad = self.reader.diverged()
+        bad = self.reader.diverged(new)  # only the new points: histories grow long
         if bad is not None:
             self.kill("killed", f"diverged: {spec.metric}={bad}")
         elif now - self.started_at > spec.budget_s:
@@ -129,47 +141,62 @@ class RunningTrial:
         elif spec.hang_s and now - self.last_output > spec.hang_s:
             self.kill("killed", f"hang: no output for hang_seconds={spec.hang_s:g}")
 
-    def kill(self, status: str, reason: str) -> None:
-        """Terminate the whole process tree (SIGTERM, then SIGKILL after a grace period)."""
+    def kill(self, status: str, reason: str, grace: float = KILL_GRACE_S) -> None:
+        """SIGTERM the whole tree now, SIGKILL what is left after `grace` (from poll)."""
         if self._kill is None:
             self._kill = (status, reason)
-            kill_tree(self.pid)
+            self._doomed = _tree(self.pid)
+            _signal_all(self.pid, self._doomed, signal.SIGTERM)
+            self._kill_by = time.time() + grace
 
-    def _finish(self, code: int | str, now: float) -> Outcome:
-        if self.pidfd is not None:
-            os.close(self.pidfd)
-            self.pidfd = None
-        kill_tree(self.pid, grace=0)  # reap what the trial left behind in its group
-        self.reader.read(final=True)
-        spec = self.spec
-        exit_code = code if isinstance(code, int) else _read_exit_code(spec.trial_dir)
-        objective = self.reader.reduce(spec.reduce, spec.maximize)
-        if self._kill:
-            status, reason = self._kill
-        elif exit_code is None:
-            status = "killed"
-            reason = f"{INTERRUPTED}: it ended while no loop watched it, leaving no exit status"
-        elif exit_code != 0:
-            status, reason = "failed", f"exit status {exit_code}"
-        elif objective is None:
-            status = "failed"
-            reason = (
-                f"exited 0 but never reported {spec.metric!r}: print `{spec.metric}=<value>` "
-                f"or call nightlab.log({spec.metric}=...)"
-            )
-        else:
-            status, reason = "succeeded", None
-        return Outcome(
-            status=status,
-            exit_code=exit_code,
-            wall_s=round(now - self.started_at, 3),
-            peak_rss_mb=round(self.peak_rss_kb / 1024, 1) if self.peak_rss_kb else None,
-            objective=objective if status == "succeeded" else None,
-            metrics=self.reader.last(),
-            reason=reason,
-            log_tail=None if status == "succeeded" else log_tail(spec.trial_dir),
-            history=self.reader.history,
+
+def conclude(
+    spec: TrialSpec,
+    reader: MetricReader,
+    exit_code: int | None,
+    kill: tuple[str, str] | None,
+    wall_s: float,
+    peak_rss_mb: float | None,
+) -> Outcome:
+    """How a trial ended, from its exit status, its metrics and why it was killed."""
+    objective = reader.reduce(spec.reduce, spec.maximize)
+    if kill:
+        status, reason = kill
+    elif exit_code is None:
+        status = "killed"
+        reason = f"{INTERRUPTED}: it ended while no loop watched it, leaving no exit status"
+    elif exit_code != 0:
+        status, reason = "failed", f"exit status {exit_code}"
+    elif objective is None:
+        status = "failed"
+        reason = (
+            f"exited 0 but never reported {spec.metric!r}: print `{spec.metric}=<value>` "
+            f"or call nightlab.log({spec.metric}=...)"
         )
+    else:
+        status, reason = "succeeded", None
+    return Outcome(
+        status=status,
+        exit_code=exit_code,
+        wall_s=round(wall_s, 3),
+        peak_rss_mb=None if peak_rss_mb is None else round(peak_rss_mb, 1),
+        objective=objective if status == "succeeded" else None,
+        metrics=reader.last(),
+        reason=reason,
+        log_tail=None if status == "succeeded" else log_tail(spec.trial_dir),
+        history=reader.history,
+    )
+
+
+def from_files(spec: TrialSpec, started_at: float) -> Outcome:
+    """The outcome of a trial that ended while no loop watched it, from its folder alone."""
+    reader = MetricReader(spec.trial_dir, spec.metric)
+    reader.read(final=True)
+    code_file = spec.trial_dir / "exit_code"
+    ended = code_file.stat().st_mtime if code_file.is_file() else time.time()
+    return conclude(
+        spec, reader, _read_exit_code(spec.trial_dir), None, max(0.0, ended - started_at), None
+    )
 
 
 def start(spec: TrialSpec) -> RunningTrial:
@@ -210,13 +237,26 @@ def _pidfd(pid: int) -> int | None:
         return None
 
 
-def attach(spec: TrialSpec, pid: int, pid_started_at: float | None, started_at: float):
-    """Re-attach to a trial a dead loop left running; None when it is gone or not ours."""
+def _create_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def attach(spec: TrialSpec, pid: int, created: float | None, started_at: float):
+    """Re-attach to a trial a dead loop left running; None when it is gone or the pid now
+    belongs to another process (then it must never be signalled)."""
     try:
         proc = psutil.Process(pid)
-        if pid_started_at and abs(proc.create_time() - pid_started_at) > 1.0:
-            return None  # the pid was reused by an unrelated process
-    except psutil.NoSuchProcess:
+        if created is not None:
+            if abs(proc.create_time() - created) > 0.05:
+                return None
+        elif proc.environ().get("NIGHTLAB_TRIAL_DIR") != str(spec.trial_dir):
+            return None  # known only from the pid file: it must carry this trial's folder
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+    except psutil.Error:
         return None
     return RunningTrial(spec, pid, started_at, own=False)
 
@@ -229,34 +269,15 @@ def _tree(pid: int) -> list[psutil.Process]:
         return []
 
 
-def kill_tree(pid: int, grace: float = KILL_GRACE_S) -> None:
-    """SIGTERM the group and every descendant (also those that left the group), then KILL."""
-    procs = _tree(pid)
-    _signal_group(pid, signal.SIGTERM if grace else signal.SIGKILL)
+def _signal_all(pgid: int, procs: list[psutil.Process], sig: int) -> None:
+    """Signal the trial's process group and every descendant (also those that left it)."""
+    _signal_group(pgid, sig)
     for proc in procs:
         try:
-            proc.send_signal(signal.SIGTERM if grace else signal.SIGKILL)
+            if proc.is_running():  # psutil checks the create time: never a reused pid
+                proc.send_signal(sig)
         except psutil.Error:
             pass
-    if grace:
-        # psutil.wait_procs would reap our own child and steal its exit status from wait4
-        deadline = time.time() + grace
-        while time.time() < deadline and any(_alive(p) for p in procs):
-            time.sleep(0.05)
-        _signal_group(pid, signal.SIGKILL)
-        for proc in procs:
-            try:
-                if _alive(proc):
-                    proc.kill()
-            except psutil.Error:
-                pass
-
-
-def _alive(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
 
 
 def _signal_group(pgid: int, sig: int) -> None:

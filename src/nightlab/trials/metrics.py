@@ -99,11 +99,11 @@ class MetricReader:
             out[p["name"]] = p["value"]
         return out
 
-    def diverged(self) -> float | None:
-        """The first non-finite objective value, if any."""
-        for v in self.values(self.objective):
-            if not math.isfinite(v):
-                return v
+    def diverged(self, points: list[dict[str, Any]] | None = None) -> float | None:
+        """The first non-finite objective value among `points` (default: the history)."""
+        for p in self.history if points is None else points:
+            if p["name"] == self.objective and not math.isfinite(p["value"]):
+                return p["value"]
         return None
 
     def reduce(self, how: str, maximize: bool) -> float | None:

@@ -135,9 +135,12 @@ class Workspace:
         env = self._index_env("trial")
         self.git("read-tree", base, env=env)
         for rel, text in files.items():
+            listed = self.git("ls-tree", "--full-tree", base, "--", f"{self.prefix}{rel}")
+            listed = listed or "100644"
+            mode = listed.split()[0]  # keep an executable script executable
             blob = self.git("hash-object", "-w", "--stdin", input=text.encode())
             self.git(
-                "update-index", "--add", "--cacheinfo", f"100644,{blob},{self.prefix}{rel}", env=env
+                "update-index", "--add", "--cacheinfo", f"{mode},{blob},{self.prefix}{rel}", env=env
             )
         tree = self.git("write-tree", env=env)
         return self._commit(tree, base, message)
