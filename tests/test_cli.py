@@ -58,3 +58,15 @@ def test_init_creates_a_lab_that_runs(tmp_path):
         ["git", "status", "--porcelain"], cwd=lab, capture_output=True, text=True
     ).stdout
     assert ".nightlab" not in git
+
+
+def test_a_folder_that_is_not_a_lab_is_named_as_such(tmp_path):
+    for args in (
+        ["status", str(tmp_path), "--json"],
+        ["leaderboard", str(tmp_path)],
+        ["status", str(tmp_path)],
+    ):
+        proc = cli(*args, check=False)
+        assert proc.returncode == 2, args
+        assert "no nightlab.toml" in proc.stderr and "nightlab init" in proc.stderr
+        assert "Traceback" not in proc.stderr

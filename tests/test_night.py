@@ -195,7 +195,7 @@ def test_failed_baseline_ends_the_night_with_the_fix(make_lab):
     (lab / "train.py").write_text("raise SystemExit('no data here')\n")
     from nightlab.loop import NightError
 
-    with pytest.raises(NightError, match="baseline trial failed.*nightlab reset"):
+    with pytest.raises(NightError, match="baseline trial 1 failed.*stderr.log.*nightlab reset"):
         Lab(lab).run(report=lambda line: None)
     st = status(lab)
     assert st["state"] == "stopped" and "baseline" in st["end_reason"]

@@ -53,3 +53,18 @@ def test_unreachable_mlflow_then_catch_up(make_lab):
     client = MlflowClient(f"sqlite:///{lab / 'mlflow-back.db'}")
     exp = client.get_experiment_by_name("tiny")
     assert len(client.search_runs([exp.experiment_id])) == 5
+
+
+def test_a_new_night_after_reset_adds_runs_and_keeps_the_old_ones(make_lab):
+    lab = make_lab(max_trials=3, tracking=True)
+    Lab(lab).run(report=lambda line: None)
+    Lab(lab).reset(keep_tracking=True)
+    Lab(lab).run(report=lambda line: None)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{lab / '.nightlab' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("tiny")
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 6
+    assert len({r.data.tags["nightlab.night_id"] for r in runs}) == 2
+    assert all(len(client.get_metric_history(r.info.run_id, "score")) == 1 for r in runs)

@@ -51,29 +51,38 @@ def adopt(lab: Lab, trial_id: int) -> dict[str, Any]:
             raise LabError(
                 f"uncommitted changes in {', '.join(dirty)}: commit or stash them, then adopt again"
             )
-        for rel in changed:
+        for rel in changed:  # bytes, not text: line endings and encodings stay as they are
             path = lab.path / rel
-            if path.exists() and path.read_text() != ws.read(base, rel):
+            if path.exists() and path.read_bytes() != ws.blob(base, rel):
                 raise LabError(
                     f"{rel} changed on your branch since the night started; merge by hand: "
                     f"git diff {base[:12]} {ws.refs}/trials/{trial_id} -- {rel}"
                 )
-        for rel in changed:
-            (lab.path / rel).parent.mkdir(parents=True, exist_ok=True)
-            (lab.path / rel).write_text(ws.read(row.commit, rel))
-        if params_changed:
-            _set_defaults(lab, params_changed)
-        objective = f"{cfg.objective.metric}={row.objective:.6g}"
-        message = f"nightlab: adopt trial {trial_id} of {cfg.lab.name} ({objective})"
-        subprocess.run(
-            ["git", "add", "--", *touched], cwd=lab.path, check=True, capture_output=True
-        )
-        subprocess.run(
-            ["git", "commit", "-q", "-m", message, "--", *touched],
-            cwd=lab.path,
-            check=True,
-            capture_output=True,
-        )
+        before = {
+            rel: (lab.path / rel).read_bytes() if (lab.path / rel).exists() else None
+            for rel in touched
+        }
+        try:
+            for rel in changed:
+                (lab.path / rel).parent.mkdir(parents=True, exist_ok=True)
+                (lab.path / rel).write_bytes(ws.blob(row.commit, rel))
+            if params_changed:
+                _set_defaults(lab, params_changed)
+            objective = f"{cfg.objective.metric}={row.objective:.6g}"
+            message = f"nightlab: adopt trial {trial_id} of {cfg.lab.name} ({objective})"
+            for args in (["add", "--", *touched], ["commit", "-q", "-m", message, "--", *touched]):
+                subprocess.run(["git", *args], cwd=lab.path, check=True, capture_output=True)
+        except subprocess.CalledProcessError as exc:  # a hook, no identity, signing...
+            subprocess.run(
+                ["git", "reset", "-q", "--", *touched], cwd=lab.path, capture_output=True
+            )
+            for rel, data in before.items():
+                if data is None:
+                    (lab.path / rel).unlink(missing_ok=True)
+                else:
+                    (lab.path / rel).write_bytes(data)
+            err = (exc.stderr or b"").decode(errors="replace").strip()
+            raise LabError(f"git refused the commit, so nothing was changed: {err}") from None
         sha = ws.git("rev-parse", "HEAD")
         with store.tx() as s:
             Store.event(

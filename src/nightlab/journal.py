@@ -107,14 +107,11 @@ class Journal:
                 or 0
             )
 
-    def baseline_states(self) -> list[tuple[str, str | None]]:
+    def baseline_states(self) -> list[tuple[int, str, str | None]]:
+        """(id, status, reason) of every baseline repeat so far."""
         with self.store.tx() as s:
-            return [
-                tuple(r)
-                for r in s.execute(
-                    select(Trial.status, Trial.reason).where(Trial.kind == "baseline")
-                )
-            ]
+            query = select(Trial.id, Trial.status, Trial.reason).where(Trial.kind == "baseline")
+            return [tuple(r) for r in s.execute(query)]
 
     # ------------------------------------------------------------------ cycles
 

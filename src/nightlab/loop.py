@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nightlab import ratchet
+from nightlab import fmt, ratchet
 from nightlab.agents import Worker, make_worker
 from nightlab.agents.decision import Decision
 from nightlab.agents.gate import GateResult, check
@@ -152,6 +152,9 @@ class Loop:
         threading.Thread(target=self._beat, daemon=True, name="nightlab-heartbeat").start()
         self._trials_total = self.journal.trial_count()
         self._reconcile()
+        self.gpus = spec.detect_gpus()
+        if self.gpus:
+            self.report(f"GPUs {', '.join(self.gpus)}: one per slot (CUDA_VISIBLE_DEVICES)")
         self.trees = WorktreePool(
             self.ws, self.cfg.trial.share, busy={a.tree for a in self.running.values() if a.tree}
         )
@@ -277,17 +280,18 @@ class Loop:
         if self._baseline_done:
             return self._cycle()
         rows = self.journal.baseline_states()
-        done = sum(1 for st, _ in rows if st == "succeeded")
-        live = sum(1 for st, _ in rows if st == "running")
+        done = sum(1 for _, st, _ in rows if st == "succeeded")
+        live = sum(1 for _, st, _ in rows if st == "running")
         fatal = [
-            r
-            for st, r in rows
+            (i, r)
+            for i, st, r in rows
             if st in ("failed", "timeout")
             or (st == "killed" and not (r or "").startswith(local.INTERRUPTED))
         ]
         if fatal:
+            (tid, why), log = fatal[0], self.state / "trials" / str(fatal[0][0])
             raise NightError(
-                f"the baseline trial failed ({fatal[0]}); see its log in .nightlab/trials/, "
+                f"the baseline trial {tid} failed ({why}); see {log}/stderr.log, "
                 "make the command run with the default parameters, then start a new night: "
                 f"nightlab reset {self.lab} && nightlab run {self.lab}"
             )
@@ -389,11 +393,13 @@ class Loop:
         trial_dir = self.state / "trials" / str(trial_id)
         folder.prepare(trial_dir, params, self.ws.diff(self.base_commit, commit), commit)
         running = local.start(
-            spec.build(self.cfg, self.lab, trial_dir, trial_id, params, seed, workdir)
+            spec.build(
+                self.cfg, self.lab, trial_dir, trial_id, params, seed, workdir, slot, self.gpus
+            )
         )
         self.journal.started(trial_id, trace, running, slot, tree)
         self.running[slot] = Active(running, trace, kind, tree)
-        shown = " ".join(f"{k}={_fmt(v)}" for k, v in decision.params.items())
+        shown = " ".join(f"{k}={fmt.value(v)}" for k, v in decision.params.items())
         self.report(f"trial {trial_id} ({kind}) started on slot {slot}: {shown}")
 
     def _poll(self, slot: int) -> None:
@@ -405,7 +411,8 @@ class Loop:
         self._record(active.trial.spec.trial_id, active.trace, active.kind, outcome)
         if active.tree:
             best = self._best()
-            self.trees.release(active.tree, best[2] if best else self.base_commit)
+            outputs = self.state / "trials" / str(active.trial.spec.trial_id) / "outputs"
+            self.trees.release(active.tree, best[2] if best else self.base_commit, outputs)
 
     # ------------------------------------------------------------------ record
     def _record(self, trial_id: int, trace: str, kind: str, out: local.Outcome) -> None:
@@ -475,7 +482,3 @@ def _read_pid(trial_dir: Path) -> int | None:
         return int((trial_dir / "pid").read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
-
-
-def _fmt(v: Any) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)

@@ -28,7 +28,7 @@ def default_uri(state_dir: Path) -> str:
 
 
 class Tracker:
-    """Writes finished trials to MLflow (synchronously; see TrackingThread)."""
+    """Writes one finished trial to MLflow (called by the tracking process, see serve)."""
 
     def __init__(self, uri: str, experiment: str, artifact_dir: Path, night_id: str) -> None:
         self.night_id = night_id  # trial ids restart after a reset: runs are (night, trial)

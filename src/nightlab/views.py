@@ -9,6 +9,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from nightlab import fmt
+
 STATE_STYLE = {
     "running": "bold green",
     "finished": "bold blue",
@@ -19,13 +21,7 @@ STATE_STYLE = {
 
 
 def _num(v: Any) -> str:
-    if v is None:
-        return "—"
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
-def _short(v: Any) -> str:
-    return f"{v:.3g}" if isinstance(v, float) else str(v)
+    return "—" if v is None else fmt.value(v)
 
 
 def summary(st: dict[str, Any]) -> Text:
@@ -67,7 +63,7 @@ def leaderboard_table(rows: list[dict[str, Any]], lab: str) -> Table:
     for col in ("rank", "trial", "objective", "verdict", "code", "wall s", "params"):
         table.add_column(col, no_wrap=col != "params")
     for r in rows:
-        params = " ".join(f"{k}={_short(v)}" for k, v in r["params"].items())
+        params = " ".join(f"{k}={fmt.value(v, 3)}" for k, v in r["params"].items())
         code = "changed" if r["commit"] != r["base_commit"] else "base"
         style = "green" if r["verdict"] == "kept" else None
         table.add_row(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from nightlab import fmt
 from nightlab.agents.decision import Decision
 from nightlab.config import Config, Knob
 
@@ -59,7 +60,7 @@ class SearchWorker:
     def decide(self, context: dict[str, Any]) -> Decision:
         trial = self.study.ask(self.space)
         self.pending.append(trial)
-        shown = ", ".join(f"{k}={_fmt(v)}" for k, v in trial.params.items())
+        shown = ", ".join(f"{k}={fmt.value(v)}" for k, v in trial.params.items())
         return Decision(
             action="run",
             rationale=f"TPE proposal #{trial.number} over {len(self.space)} knobs: {shown}",
@@ -93,7 +94,3 @@ class SearchWorker:
                 state=TrialState.COMPLETE if ok else TrialState.FAIL,
             )
         )
-
-
-def _fmt(v: Any) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)

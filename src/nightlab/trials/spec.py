@@ -4,12 +4,28 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from nightlab.config import Config
 from nightlab.trials.local import TrialSpec
+
+
+def detect_gpus() -> list[str]:
+    """The GPUs trials may use: CUDA_VISIBLE_DEVICES if set, else those nvidia-smi lists."""
+    given = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if given is not None:
+        return [g.strip() for g in given.split(",") if g.strip() and g.strip() != "-1"]
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [str(i) for i, line in enumerate(out.stdout.splitlines()) if line.startswith("GPU ")]
 
 
 def build(
@@ -20,11 +36,16 @@ def build(
     params: dict[str, Any],
     seed: int,
     workdir: Path,
+    slot: int = 0,
+    gpus: list[str] | None = None,
 ) -> TrialSpec:
-    """The command and environment of one trial (parameters per `[trial] params`)."""
+    """The command and environment of one trial (parameters per `[trial] params`); with
+    GPUs, slot i sees GPU i mod their number as its only device."""
     env = dict(os.environ)
-    # `python` in the command is the interpreter nightlab runs with, unless the user's
-    # own PATH setup in the command says otherwise
+    env["NIGHTLAB_SLOT"] = str(slot)
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+    # `python` in the command is the interpreter nightlab runs with
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update(
         PYTHONUNBUFFERED="1",

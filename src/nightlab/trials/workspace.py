@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -127,6 +128,15 @@ class Workspace:
         """Content of lab-relative `path` at `commit` (WorkspaceError if absent)."""
         return self.git("show", f"{commit}:{self.prefix}{path}", strip=False)
 
+    def blob(self, commit: str, path: str) -> bytes:
+        """The exact bytes of lab-relative `path` at `commit`."""
+        proc = subprocess.run(
+            ["git", "show", f"{commit}:{self.prefix}{path}"], cwd=self.lab, capture_output=True
+        )
+        if proc.returncode != 0:
+            raise WorkspaceError(f"{path} is not in {commit[:12]}: {proc.stderr.decode().strip()}")
+        return proc.stdout
+
     def exists(self, commit: str, path: str) -> bool:
         return self.git("cat-file", "-e", f"{commit}:{self.prefix}{path}", check=False) is not None
 
@@ -177,6 +187,24 @@ class Workspace:
             if not link.exists() and not link.is_symlink():
                 link.symlink_to(self.lab / entry)
         return workdir
+
+    def keep_outputs(self, name: str, dest: Path, share: list[str]) -> list[str]:
+        """Move what a trial wrote into worktree `name` (untracked files, ignored ones too)
+        to `dest`, before the tree is cleaned for the next trial; returns what moved."""
+        tree = self.state / "worktrees" / name
+        if not (tree / ".git").exists():
+            return []
+        listed = self.git("ls-files", "-o", "-z", "--directory", cwd=tree, strip=False) or ""
+        links = {f"{self.prefix}{entry}".rstrip("/") for entry in share}
+        moved = []
+        for rel in filter(None, listed.split("\0")):
+            if rel.rstrip("/") in links:
+                continue
+            target = dest / rel.rstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(tree / rel.rstrip("/"), target)
+            moved.append(rel.rstrip("/"))
+        return moved
 
     def user_branch(self) -> str | None:
         return self.git("symbolic-ref", "--short", "-q", "HEAD", check=False)

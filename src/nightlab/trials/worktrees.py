@@ -20,8 +20,13 @@ class WorktreePool:
         self.free: dict[str, tuple[str, Future[Path]]] = {}  # name → (target sha, prep)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nightlab-worktree")
 
-    def _prepare(self, name: str, sha: str) -> Future[Path]:
-        return self._pool.submit(self.ws.checkout, name, sha, self.share)
+    def _prepare(self, name: str, sha: str, outputs: Path | None = None) -> Future[Path]:
+        def prepare() -> Path:
+            if outputs is not None:
+                self.ws.keep_outputs(name, outputs, self.share)
+            return self.ws.checkout(name, sha, self.share)
+
+        return self._pool.submit(prepare)
 
     def acquire(self, sha: str) -> tuple[str, Path]:
         """A clean tree at `sha` for a trial to run in: (its name, the lab folder in it)."""
@@ -45,10 +50,11 @@ class WorktreePool:
             self.free[spare] = (sha, self._prepare(spare, sha))
         return name, workdir
 
-    def release(self, name: str, next_sha: str) -> None:
-        """The trial in `name` ended: reset the tree to `next_sha` in the background."""
+    def release(self, name: str, next_sha: str, outputs: Path) -> None:
+        """The trial in `name` ended: move what it wrote to `outputs`, then reset the tree
+        to `next_sha`, in the background."""
         self.busy.discard(name)
-        self.free[name] = (next_sha, self._prepare(name, next_sha))
+        self.free[name] = (next_sha, self._prepare(name, next_sha, outputs))
 
     def _new_name(self) -> str:
         taken = self.busy | set(self.free)

@@ -1,0 +1,70 @@
+"""`nightlab adopt`: the one command that writes to the user's branch, and only whole."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from nightlab import Lab
+from nightlab.api import LabError
+
+pytestmark = pytest.mark.slow
+
+
+def git(lab: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        cwd=lab,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+def night_with_a_kept_edit(make_lab, crlf: bool = False) -> tuple[Path, int]:
+    edit = {"file": "train.py", "search": "EXTRA = 0.0", "replace": "EXTRA = 1.0"}
+    lab = make_lab(
+        decisions=[{"action": "run", "rationale": "a code change planting +1", "edits": [edit]}],
+        max_trials=4,
+    )
+    if crlf:
+        train = lab / "train.py"
+        train.write_bytes(train.read_bytes().replace(b"\n", b"\r\n"))
+    git(lab, "add", "-A")
+    git(lab, "commit", "-qm", "start")
+    Lab(lab).run(report=lambda line: None)
+    kept = [t for t in Lab(lab).leaderboard(None) if t["verdict"] == "kept"]
+    assert len(kept) == 1
+    return lab, kept[0]["trial"]
+
+
+def test_adopt_keeps_line_endings(make_lab):
+    lab, trial = night_with_a_kept_edit(make_lab, crlf=True)
+    Lab(lab).adopt(trial)
+    data = (lab / "train.py").read_bytes()
+    assert b"EXTRA = 1.0\r\n" in data and b"\n" not in data.replace(b"\r\n", b"")
+    assert git(lab, "status", "--porcelain") == ""
+
+
+def test_a_refused_commit_leaves_the_users_tree_as_it_was(make_lab):
+    lab, trial = night_with_a_kept_edit(make_lab)
+    hook = lab / ".git" / "hooks" / "pre-commit"
+    hook.write_text("#!/bin/sh\necho 'lint failed: no adopting today' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    before = (lab / "train.py").read_bytes()
+    with pytest.raises(LabError, match="no adopting today"):
+        Lab(lab).adopt(trial)
+    assert (lab / "train.py").read_bytes() == before
+    assert git(lab, "status", "--porcelain") == ""
+    assert git(lab, "log", "--format=%s") == "start\n"
+
+
+def test_adopt_refuses_a_file_changed_since_the_night(make_lab):
+    lab, trial = night_with_a_kept_edit(make_lab)
+    (lab / "train.py").write_text((lab / "train.py").read_text() + "# mine\n")
+    git(lab, "commit", "-qam", "my own change")
+    with pytest.raises(LabError, match="changed on your branch since the night started"):
+        Lab(lab).adopt(trial)
+    assert "# mine" in (lab / "train.py").read_text()

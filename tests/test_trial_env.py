@@ -1,0 +1,56 @@
+"""What a trial finds: its mode bits, its slot and GPU, and its outputs kept."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from nightlab import Lab
+from nightlab.config import load_config
+from nightlab.trials import spec
+
+
+def test_slots_map_to_gpus_and_cuda_visible_devices_is_honoured(make_lab, monkeypatch):
+    lab = make_lab()
+    cfg = load_config(lab)
+    one = spec.build(cfg, lab, lab / "t", 1, {}, 0, lab, slot=1, gpus=["3", "5"])
+    two = spec.build(cfg, lab, lab / "t", 2, {}, 0, lab, slot=2, gpus=["3", "5"])
+    assert (one.env["CUDA_VISIBLE_DEVICES"], one.env["NIGHTLAB_SLOT"]) == ("5", "1")
+    assert two.env["CUDA_VISIBLE_DEVICES"] == "3"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,7")
+    assert spec.detect_gpus() == ["2", "7"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert spec.detect_gpus() == []
+
+
+@pytest.mark.slow
+def test_an_edited_script_stays_executable_and_outputs_are_kept(make_lab):
+    edit = {"file": "run.sh", "search": "BOOST=0", "replace": "BOOST=1"}
+    lab = make_lab(
+        decisions=[{"action": "run", "rationale": "edit the executable script", "edits": [edit]}],
+        max_trials=4,
+    )
+    script = lab / "run.sh"
+    script.write_text(
+        "#!/bin/sh\nBOOST=0\necho note > out.txt\nmkdir -p logs\n"
+        "echo x > logs/a.log\necho score=$((1 + BOOST))\n"
+    )
+    script.chmod(0o755)
+    toml = lab / "nightlab.toml"
+    toml.write_text(
+        toml.read_text()
+        .replace('command = "python train.py"', 'command = "./run.sh"')
+        .replace('editable = ["train.py"]', 'editable = ["run.sh"]')
+    )
+    final = Lab(lab).run(report=lambda line: None)
+    assert final["trials"]["succeeded"] == 4
+    conn = sqlite3.connect(lab / ".nightlab" / "state.db")
+    (edited,) = conn.execute("SELECT id, objective FROM trials WHERE kind='trial'").fetchall()
+    conn.close()
+    assert edited[1] == 2.0
+    for trial in range(1, 5):
+        outputs = Path(lab / ".nightlab" / "trials" / str(trial) / "outputs")
+        assert (outputs / "out.txt").read_text() == "note\n"
+        assert (outputs / "logs" / "a.log").is_file()
