@@ -54,3 +54,23 @@ def test_an_edited_script_stays_executable_and_outputs_are_kept(make_lab):
         outputs = Path(lab / ".nightlab" / "trials" / str(trial) / "outputs")
         assert (outputs / "out.txt").read_text() == "note\n"
         assert (outputs / "logs" / "a.log").is_file()
+
+
+@pytest.mark.slow
+def test_shared_data_reaches_the_trial_and_is_fingerprinted(make_lab):
+    import json
+
+    lab = make_lab(max_trials=3, trial_extra='share = ["data"]')
+    (lab / ".gitignore").write_text("data/\n")
+    (lab / "data").mkdir()
+    (lab / "data" / "value.txt").write_text("2.5\n")
+    (lab / "train.py").write_text("print('score=' + open('data/value.txt').read().strip())\n")
+    final = Lab(lab).run(report=lambda line: None)
+    assert final["trials"]["succeeded"] == 3 and final["best"]["objective"] == 2.5
+    env = json.loads((lab / ".nightlab" / "trials" / "1" / "env.json").read_text())
+    first = env["data"]["data"]
+    assert first.startswith("sha256:") and "(1 files)" in first
+    (lab / "data" / "value.txt").write_text("3.5\n")
+    Lab(lab).run(max_trials=4, report=lambda line: None)
+    env = json.loads((lab / ".nightlab" / "trials" / "4" / "env.json").read_text())
+    assert env["data"]["data"] != first

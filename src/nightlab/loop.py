@@ -153,6 +153,7 @@ class Loop:
         self._trials_total = self.journal.trial_count()
         self._reconcile()
         self.gpus = spec.detect_gpus()
+        self.data = folder.fingerprint(self.lab, self.cfg.trial.share)
         if self.gpus:
             self.report(f"GPUs {', '.join(self.gpus)}: one per slot (CUDA_VISIBLE_DEVICES)")
         self.trees = WorktreePool(
@@ -391,7 +392,7 @@ class Loop:
             self.ws.keep_trial(trial_id, commit)
         tree, workdir = self.trees.acquire(commit)
         trial_dir = self.state / "trials" / str(trial_id)
-        folder.prepare(trial_dir, params, self.ws.diff(self.base_commit, commit), commit)
+        folder.prepare(trial_dir, params, self.ws.diff(self.base_commit, commit), commit, self.data)
         running = local.start(
             spec.build(
                 self.cfg, self.lab, trial_dir, trial_id, params, seed, workdir, slot, self.gpus

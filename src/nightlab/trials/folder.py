@@ -3,6 +3,7 @@ stderr.log, metrics.jsonl, result.json, diff.patch, env.json and artifacts/."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import sys
@@ -32,11 +33,32 @@ def _environment() -> dict[str, Any]:
     }
 
 
-def prepare(trial_dir: Path, params: dict[str, Any], diff: str, commit: str) -> None:
+def fingerprint(lab: Path, entries: list[str]) -> dict[str, str]:
+    """A quick identity of each data path (`[trial] share`): a hash of every file's relative
+    path, size and modification time, so a changed dataset shows in env.json."""
+    out = {}
+    for entry in entries:
+        digest = hashlib.sha256()
+        root = lab / entry
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for path in files:
+            st = path.stat()
+            digest.update(f"{path.relative_to(lab)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        out[entry] = f"sha256:{digest.hexdigest()[:16]} ({len(files)} files)"
+    return out
+
+
+def prepare(
+    trial_dir: Path,
+    params: dict[str, Any],
+    diff: str,
+    commit: str,
+    data: dict[str, str] | None = None,
+) -> None:
     (trial_dir / "artifacts").mkdir(parents=True, exist_ok=True)
     write_json(trial_dir / "params.json", params)
     (trial_dir / "diff.patch").write_text(diff)
-    write_json(trial_dir / "env.json", {**_environment(), "git_sha": commit})
+    write_json(trial_dir / "env.json", {**_environment(), "git_sha": commit, "data": data or {}})
 
 
 def finish(trial_dir: Path, result: dict[str, Any], history: list[dict[str, Any]]) -> None:
