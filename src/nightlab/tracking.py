@@ -58,8 +58,9 @@ class Tracker:
             self._client, self._experiment_id = client, exp_id
         return self._client
 
-    def log_trial(self, trial: dict[str, Any], trial_dir: Path) -> str:
-        """Create (or find) the trial's run and fill it; returns the MLflow run id."""
+    def log_trial(self, trial: dict[str, Any], trial_dir: Path, maybe_logged: bool = True) -> str:
+        """Create (or, when `maybe_logged`, find) the trial's run and fill it; returns the
+        MLflow run id."""
         from mlflow.entities import Metric, Param, RunTag
 
         client = self._connect()
@@ -75,7 +76,7 @@ class Tracker:
             "nightlab.commit": trial["commit"],
             "nightlab.seed": str(trial["seed"]),
         }
-        found = client.search_runs(
+        found = maybe_logged and client.search_runs(
             [self._experiment_id],
             f"tags.`nightlab.trial_id` = '{trial['id']}' "
             f"and tags.`nightlab.night_id` = '{self.night_id}'",
@@ -180,6 +181,7 @@ def serve(db: Path, tracker: Tracker, wake: IO[bytes], scan_s: float = 5.0) -> N
     # One mirror per lab: a process left by a loop that died finishes its pass first.
     lock = open(db.parent / "tracking.lock", "w")  # noqa: SIM115 (held for the whole life)
     fcntl.flock(lock, fcntl.LOCK_EX)
+    since = time.time()  # a trial that ended later cannot have a run from an earlier process
     store = Store(db)
     retry_at: dict[int, tuple[float, float]] = {}  # trial → (next attempt, backoff)
     open_ = True
@@ -202,7 +204,8 @@ def serve(db: Path, tracker: Tracker, wake: IO[bytes], scan_s: float = 5.0) -> N
             trial_dir = db.parent / "trials" / str(row.id)
             record = {**row.record(trace), "history": read_history(trial_dir)}
             try:
-                run_id = tracker.log_trial(record, trial_dir)
+                maybe = row.ended_at is None or row.ended_at < since
+                run_id = tracker.log_trial(record, trial_dir, maybe_logged=maybe)
             except Exception as exc:  # a server down must not lose the trial: retry later
                 wait = min(retry_at.get(row.id, (0.0, 2.5))[1] * 2, 300.0)
                 retry_at[row.id] = (now + wait, wait)
