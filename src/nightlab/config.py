@@ -127,7 +127,12 @@ class BudgetSection(_Section):
 
 
 class AgentsSection(_Section):
-    worker: str = Field("search", description='"search" or "replay:FILE".')
+    worker: str = Field(
+        "search", description='"search", "replay:FILE" or a pydantic-ai model "openai:gpt-4o"'
+    )
+    base_url: str | None = Field(None, description="An OpenAI-compatible server for the model.")
+    api_key_env: str | None = Field(None, description="Variable holding that server's key.")
+    worker_mission: str | None = Field(None, description="Extra instructions for the worker.")
 
 
 class ExecutorSection(_Section):

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from nightlab import fmt, ratchet
-from nightlab.agents import Worker, make_worker
+from nightlab.agents import Worker, context, make_worker
 from nightlab.agents.decision import Decision
 from nightlab.agents.gate import GateResult, check
+from nightlab.agents.tools import LabView
 from nightlab.config import Config
 from nightlab.journal import Journal
 from nightlab.lock import LabLock
@@ -100,6 +101,8 @@ class Loop:
             self.store.migrate()
             self.ws = Workspace(self.lab, self.state, self.cfg.lab.name)
             self.worker: Worker = make_worker(self.worker_spec, self.cfg, self.lab)
+            if hasattr(self.worker, "view"):
+                self.worker.view = self._lab_view()
             self._begin()
             previous = (
                 signal.signal(signal.SIGTERM, self._signal),
@@ -323,10 +326,60 @@ class Loop:
             "in_flight": [a.trial.spec.trial_id for a in self.running.values()],
             "deadline": self.deadline,
         }
+        if getattr(self.worker, "wants_context", False):
+            context.update(self._full_context())
         try:
-            return self.worker.decide(context)
+            decision = self.worker.decide(context)
         except Exception as exc:  # a worker failure is a wait cycle, never a dead night
             return exc
+        usage = getattr(self.worker, "last_usage", None)
+        if usage:
+            with self.store.tx() as s:
+                Store.event(
+                    s,
+                    "agent_usage",
+                    run_id=self.run_id,
+                    worker=self.worker.name,
+                    action=decision.action,
+                    **usage,
+                )
+        return decision
+
+    def _full_context(self) -> dict[str, Any]:
+        """What an LLM worker reads each cycle (see agents/context.py)."""
+        left = None if self.max_trials is None else self.max_trials - self._trials_total
+        return context.gather(
+            self.cfg,
+            self.lab,
+            self.store.path,
+            trials_left=left,
+            deadline=self.deadline,
+            sigma=self._view.get("sigma", 0.0),
+            in_flight=[
+                {"trial": a.trial.spec.trial_id, "kind": a.kind} for a in self.running.values()
+            ],
+        )
+
+    def _lab_view(self) -> LabView:
+        """The worker's read-only window on the lab: files at the current best code."""
+
+        def base() -> str:
+            best = self._best()
+            return best[2] if best else self.base_commit
+
+        def trial_file(trial: int, name: str) -> str | None:
+            path = self.state / "trials" / str(int(trial)) / name
+            return path.read_text(errors="replace") if path.is_file() else None
+
+        return LabView(
+            files=lambda: self.ws.files(base()),
+            read=lambda p: self.ws.read(base(), p) if self.ws.exists(base(), p) else None,
+            editable=self.cfg.trial.editable,
+            leaderboard=lambda k: read.leaderboard(
+                self.store.path, self.cfg.objective.direction, k
+            ),
+            trial_file=trial_file,
+        )
 
     def _plan(self) -> None:
         """While every slot is busy, get the next decision now so that a freed slot starts

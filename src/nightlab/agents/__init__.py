@@ -22,7 +22,7 @@ class AgentError(Exception):
 
 
 def make_worker(spec: str, cfg: Config, lab: Path) -> Worker:
-    """Build the worker named by `spec` ("search" or "replay:FILE")."""
+    """Build the worker named by `spec`: "search", "replay:FILE" or a model string."""
     if spec == "search":
         from nightlab.agents.search import SearchWorker
 
@@ -41,7 +41,14 @@ def make_worker(spec: str, cfg: Config, lab: Path) -> Worker:
             return ReplayWorker(path, f"replay:{shown}")
         except ReplayError as exc:
             raise AgentError(str(exc)) from None
+    if ":" in spec and not spec.startswith("command:"):
+        from nightlab.agents.llm import LLMWorker, LLMWorkerError
+
+        try:
+            return LLMWorker(spec, cfg, lab)
+        except LLMWorkerError as exc:
+            raise AgentError(str(exc)) from None
     raise AgentError(
-        f'unknown worker {spec!r}: use "search" (Optuna) or "replay:FILE" '
-        "(LLM and command: backends arrive in a later release)"
+        f'unknown worker {spec!r}: use "search" (Optuna), "replay:FILE" or a model such as '
+        '"anthropic:claude-sonnet-4-5" or "openai:gpt-4o" (command: backends come later)'
     )

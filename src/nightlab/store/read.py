@@ -165,3 +165,12 @@ def storyline(db: Path, last: int | None = None) -> list[str]:
             + ("" if last is None else f" LIMIT {int(last)}")
         ).fetchall()
     return [r[0] for r in reversed(rows)]
+
+
+def last_trial(conn: sqlite3.Connection) -> dict[str, Any] | None:
+    """The most recently finished trial (its log tail is kept only when it failed)."""
+    row = conn.execute(
+        "SELECT id, status, reason, objective, log_tail FROM trials "
+        "WHERE status != 'running' ORDER BY ended_at DESC, id DESC LIMIT 1"
+    ).fetchone()
+    return None if row is None else dict(row)

@@ -137,6 +137,10 @@ class Workspace:
             raise WorkspaceError(f"{path} is not in {commit[:12]}: {proc.stderr.decode().strip()}")
         return proc.stdout
 
+    def files(self, commit: str) -> list[str]:
+        """Every file of the lab at `commit`, lab-relative."""
+        return (self.git("ls-tree", "-r", "--name-only", commit) or "").splitlines()
+
     def exists(self, commit: str, path: str) -> bool:
         return self.git("cat-file", "-e", f"{commit}:{self.prefix}{path}", check=False) is not None
 

@@ -1,0 +1,101 @@
+"""The worker's prompt for one cycle: compact, the evidence that matters now."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from nightlab import fmt, ratchet
+from nightlab.config import Config
+from nightlab.store import read
+
+
+def gather(
+    cfg: Config,
+    lab: Path,
+    db: Path,
+    *,
+    trials_left: int | None,
+    deadline: float | None,
+    sigma: float,
+    in_flight: list[dict],
+) -> dict[str, Any]:
+    """The evidence of this moment, from the store: what `render` turns into the prompt."""
+    with read.connect(db) as conn:
+        base, last = read.baseline(conn), read.last_trial(conn)
+    budget = []
+    if trials_left is not None:
+        budget.append(f"{trials_left} trial(s) left")
+    if deadline:
+        budget.append(f"{(deadline - time.time()) / 60:.0f} minute(s) left")
+    knobs = [
+        f"- {name}: "
+        + (
+            f"one of {k.choices}"
+            if k.choices is not None
+            else f"{k.kind} in [{k.low}, {k.high}]" + (" (log scale)" if k.log else "")
+        )
+        for name, k in cfg.search.items()
+    ]
+    return {
+        "brief": (lab / cfg.lab.brief).read_text(),
+        "baseline": base,
+        "threshold": ratchet.threshold(cfg, sigma),
+        "budget": ", ".join(budget) or "no limit",
+        "knobs": knobs,
+        "editable": cfg.trial.editable,
+        "leaderboard": read.leaderboard(db, cfg.objective.direction, 5),
+        "last": last,
+        "in_flight": in_flight,
+    }
+
+
+def render(ctx: dict[str, Any]) -> str:
+    """Markdown the worker reads each cycle (the loop fills `ctx`)."""
+    obj = ctx["objective"]
+    out = [
+        f"# Brief\n{ctx.get('brief', '').strip()}\n",
+        f"# Objective\n{obj['direction']} `{obj['metric']}`"
+        + (f" (target {obj['target']})" if obj.get("target") is not None else ""),
+    ]
+    base = ctx.get("baseline")
+    if base:
+        out.append(
+            f"Baseline {fmt.value(base['objective'])} ± {fmt.value(base['sigma'])} over "
+            f"{base['n']} seeds; a trial is kept only if it beats the best by more than "
+            f"{fmt.value(ctx.get('threshold', 0.0))}."
+        )
+    best = ctx.get("best")
+    if best:
+        out.append(
+            f"Best so far: trial {best['trial']} = {fmt.value(best['objective'])} with "
+            f"params {json.dumps(best['params'])}. Your params override these."
+        )
+    out.append(f"\n# Budget\n{ctx.get('budget', 'no limit')}")
+    if ctx.get("knobs"):
+        out.append("\n# Parameters you may set (the clamps)\n" + "\n".join(ctx["knobs"]))
+    if ctx.get("editable"):
+        out.append(f"\n# Files you may edit\n{', '.join(ctx['editable'])}")
+    board = ctx.get("leaderboard") or []
+    if board:
+        out.append("\n# Leaderboard (top)")
+        for r in board:
+            code = "code changed" if r["commit"] != r["base_commit"] else "base code"
+            out.append(
+                f"- trial {r['trial']}: {fmt.value(r['objective'])} ({r['verdict']}, "
+                f"{code}) {json.dumps(r['params'])} {r.get('hypothesis') or ''}".rstrip()
+            )
+    last = ctx.get("last")
+    if last:
+        out.append(
+            f"\n# Last trial\ntrial {last['id']} {last['status']}: "
+            f"{last.get('reason') or fmt.value(last.get('objective'))}"
+        )
+        if last["status"] != "succeeded" and last.get("log_tail"):
+            out.append(f"Fix errors first. Log tail:\n```\n{last['log_tail'][-3000:]}\n```")
+    if ctx.get("in_flight"):
+        out.append(f"\n# Running now (do not propose the same)\n{json.dumps(ctx['in_flight'])}")
+    out.append("\nDecide the next step. Use the tools to read the code before editing it.")
+    return "\n".join(out)

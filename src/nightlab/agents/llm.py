@@ -1,0 +1,144 @@
+"""LLM workers through pydantic-ai: any model string (`anthropic:…`, `openai:…`,
+`openrouter:…`, `ollama:…`) or any OpenAI-compatible server (`[agents] base_url`).
+
+The answer is validated against the Decision model (pydantic-ai retries invalid output);
+the worker reads the lab through read-only tools and then passes the same gate as every
+other worker.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic_ai import Agent, RunContext
+
+from nightlab.agents.context import render
+from nightlab.agents.decision import Decision
+from nightlab.agents.tools import LabView
+from nightlab.config import Config
+
+# A small, counted rule budget (see seed 001: lean prompts).
+RULES = (
+    "Change one thing per trial, so its effect can be told apart from the noise.",
+    "A trial is kept only if it beats the best by more than the noise threshold; "
+    "seed luck is not progress.",
+    "Read a file before editing it: an edit is a search/replace block whose search text "
+    "occurs exactly once in an editable file.",
+    "Parameters must stay inside their clamps; the ones you omit keep the best trial's values.",
+    "Never change how the objective is measured, nor the validation data.",
+    "If the last trial failed, fix that first.",
+    "Ground the rationale in the evidence; state a hypothesis the trial can refute.",
+    "Use action `stop` only when nothing promising is left to try.",
+)
+
+
+class LLMWorkerError(Exception):
+    pass
+
+
+def resolve_model(spec: str, cfg: Config) -> Any:
+    """The pydantic-ai model for `spec`; an unusable one fails now, naming the fix."""
+    from pydantic_ai.exceptions import UserError
+
+    agents = cfg.agents
+    if agents.base_url:
+        from pydantic_ai.models.openai import OpenAIChatModel
+        from pydantic_ai.providers.openai import OpenAIProvider
+
+        key = "none"  # local servers (vLLM, llama.cpp, LM Studio) usually ignore the key
+        if agents.api_key_env:
+            key = os.environ.get(agents.api_key_env, "")
+            if not key:
+                raise LLMWorkerError(
+                    f"[agents] api_key_env = {agents.api_key_env!r} but that variable is not "
+                    "set: export it with the key of the server at base_url"
+                )
+        name = spec.split(":", 1)[1] if ":" in spec else spec
+        return OpenAIChatModel(name, provider=OpenAIProvider(base_url=agents.base_url, api_key=key))
+    from pydantic_ai.models import infer_model
+
+    try:
+        return infer_model(spec)
+    except UserError as exc:
+        raise LLMWorkerError(f"worker {spec!r}: {exc}") from None
+
+
+def _list_files(ctx: RunContext[LabView]) -> list[str]:
+    """The files you may edit, in the current best code."""
+    return ctx.deps.list_files()
+
+
+def _read_file(ctx: RunContext[LabView], path: str) -> str:
+    """The content of one editable file of the current best code."""
+    return ctx.deps.read_file(path)
+
+
+def _grep(ctx: RunContext[LabView], pattern: str) -> str:
+    """Lines of the editable files matching a regular expression."""
+    return ctx.deps.grep(pattern)
+
+
+def _tail_log(ctx: RunContext[LabView], trial: int, lines: int = 40) -> str:
+    """The last lines of a trial's stderr and stdout."""
+    return ctx.deps.tail_log(trial, lines)
+
+
+def _leaderboard(ctx: RunContext[LabView], top: int = 10) -> str:
+    """The best succeeded trials with their parameters."""
+    return ctx.deps.show_leaderboard(top)
+
+
+def _trial_diff(ctx: RunContext[LabView], trial: int) -> str:
+    """The code change a trial ran with."""
+    return ctx.deps.trial_diff(trial)
+
+
+TOOLS = (_list_files, _read_file, _grep, _tail_log, _leaderboard, _trial_diff)
+
+
+class LLMWorker:
+    wants_context = True  # the loop renders the full context only for workers that read it
+
+    def __init__(self, spec: str, cfg: Config, lab: Path, model: Any = None) -> None:
+        self.name = spec
+        self.view: LabView | None = None  # given by the loop before the first decision
+        mission = ""
+        if cfg.agents.worker_mission:
+            path = lab / cfg.agents.worker_mission
+            if not path.is_file():
+                raise LLMWorkerError(
+                    f"[agents] worker_mission = {cfg.agents.worker_mission!r} but {path} "
+                    "does not exist: write it or remove the key"
+                )
+            mission = path.read_text()
+        rules = "\n".join(f"{i}. {rule}" for i, rule in enumerate(RULES, 1))
+        self.agent = Agent(
+            model if model is not None else resolve_model(spec, cfg),
+            output_type=Decision,
+            deps_type=LabView,
+            instructions=f"You are the Builder of an ML research lab run by nightlab.\n"
+            f"Rules:\n{rules}\n{mission}",
+            tools=list(TOOLS),
+            retries=3,
+        )
+        self.last_usage: dict[str, int] | None = None
+
+    def decide(self, context: dict[str, Any]) -> Decision:
+        if self.view is None:
+            raise LLMWorkerError("the loop gave this worker no view of the lab")
+        result = self.agent.run_sync(render(context), deps=self.view)
+        usage = result.usage
+        self.last_usage = {
+            "input_tokens": usage.input_tokens or 0,
+            "output_tokens": usage.output_tokens or 0,
+            "requests": usage.requests,
+        }
+        return result.output
+
+    def observe(self, trial: Any) -> None:
+        pass  # the store is its memory: each context is rebuilt from it
+
+    def resume(self, finished: list[Any], decided: int) -> None:
+        pass

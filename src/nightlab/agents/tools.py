@@ -1,0 +1,76 @@
+"""What an LLM worker may look at: a read-only view of the lab, built by the loop.
+
+Every tool reads; none writes or runs anything. Files are read at the current best code
+(the base the next trial starts from), restricted to the lab's `editable` files.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+MAX_CHARS = 20_000  # a tool answer never floods the context
+
+
+@dataclass
+class LabView:
+    files: Callable[[], list[str]]  # every file of the base code, lab-relative
+    read: Callable[[str], str | None]  # a file of the base code, None when absent
+    editable: list[str]
+    leaderboard: Callable[[int], list[dict[str, Any]]]
+    trial_file: Callable[[int, str], str | None]  # a file of a trial's folder
+
+    def _is_editable(self, path: str) -> bool:
+        return any(fnmatch.fnmatchcase(path, pat) for pat in self.editable)
+
+    def list_files(self) -> list[str]:
+        """The editable files of the current best code."""
+        return [f for f in self.files() if self._is_editable(f)]
+
+    def read_file(self, path: str) -> str:
+        """The content of one editable file of the current best code."""
+        if not self._is_editable(path):
+            return f"error: {path!r} is not editable (editable: {self.editable})"
+        text = self.read(path)
+        return f"error: {path!r} does not exist" if text is None else _cap(text)
+
+    def grep(self, pattern: str) -> str:
+        """Lines of the editable files matching a regular expression, as path:line: text."""
+        try:
+            rx = re.compile(pattern)
+        except re.error as exc:
+            return f"error: bad pattern: {exc}"
+        hits = []
+        for path in self.list_files():
+            for n, line in enumerate((self.read(path) or "").splitlines(), 1):
+                if rx.search(line):
+                    hits.append(f"{path}:{n}: {line}")
+        return _cap("\n".join(hits) or "no match")
+
+    def tail_log(self, trial: int, lines: int = 40) -> str:
+        """The last lines of a trial's stderr and stdout."""
+        parts = []
+        for name in ("stderr.log", "stdout.log"):
+            text = self.trial_file(trial, name)
+            if text:
+                parts.append(f"--- {name} ---\n" + "\n".join(text.splitlines()[-lines:]))
+        return _cap("\n".join(parts) or f"no logs for trial {trial}")
+
+    def show_leaderboard(self, top: int = 10) -> str:
+        """The best succeeded trials with their parameters, as JSON lines."""
+        keys = ("rank", "trial", "objective", "verdict", "params", "hypothesis", "dimension")
+        rows = self.leaderboard(max(1, min(top, 50)))
+        return _cap("\n".join(json.dumps({k: r.get(k) for k in keys}) for r in rows) or "empty")
+
+    def trial_diff(self, trial: int) -> str:
+        """The code change a trial ran with (empty when it only changed parameters)."""
+        text = self.trial_file(trial, "diff.patch")
+        return _cap(text) if text else f"trial {trial} ran the base code unchanged"
+
+
+def _cap(text: str) -> str:
+    return text if len(text) <= MAX_CHARS else text[:MAX_CHARS] + "\n… (cut)"

@@ -1,0 +1,163 @@
+"""The LLM worker: pydantic-ai models (FunctionModel in units, the real OpenAI client
+against a scripted server on 127.0.0.1 end to end)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from pydantic_ai.messages import ModelResponse, ToolCallPart, ToolReturnPart
+from pydantic_ai.models.function import AgentInfo, FunctionModel
+
+from nightlab import Lab
+from nightlab.agents import AgentError, make_worker
+from nightlab.agents.llm import LLMWorker
+from nightlab.agents.tools import LabView
+from nightlab.config import load_config
+
+CODE = "EXTRA = 0.0\nprint('score=1')\n"
+EDIT = {"file": "train.py", "search": "EXTRA = 0.0", "replace": "EXTRA = 1.0"}
+
+
+def view(files: dict[str, str]) -> LabView:
+    return LabView(
+        files=lambda: list(files),
+        read=files.get,
+        editable=["train.py"],
+        leaderboard=lambda k: [],
+        trial_file=lambda t, n: None,
+    )
+
+
+def scripted(messages, info: AgentInfo) -> ModelResponse:
+    """Read train.py first; then answer with an edit of what was read."""
+    returns = [
+        p for m in messages for p in getattr(m, "parts", []) if isinstance(p, ToolReturnPart)
+    ]
+    if not returns:
+        return ModelResponse(parts=[ToolCallPart("_read_file", {"path": "train.py"})])
+    assert "EXTRA = 0.0" in returns[-1].content
+    decision = {
+        "action": "run",
+        "rationale": "EXTRA is 0 in train.py; one more should help",
+        "hypothesis": "score rises by 1",
+        "dimension": "model_arch",
+        "edits": [EDIT],
+    }
+    return ModelResponse(parts=[ToolCallPart(info.output_tools[0].name, decision)])
+
+
+def test_the_worker_reads_the_code_then_decides(make_lab):
+    lab = make_lab()
+    worker = LLMWorker("function:scripted", load_config(lab), lab, model=FunctionModel(scripted))
+    worker.view = view({"train.py": CODE})
+    ctx = {"objective": {"metric": "score", "direction": "maximize"}, "brief": "Max score."}
+    decision = worker.decide(ctx)
+    assert decision.action == "run" and decision.edits[0].replace == "EXTRA = 1.0"
+    assert worker.last_usage["requests"] == 2
+
+
+def test_tools_stay_inside_the_editable_files():
+    v = view({"train.py": CODE, "secret.txt": "do not read"})
+    assert v.list_files() == ["train.py"]
+    assert "not editable" in v.read_file("secret.txt")
+    assert "not editable" in v.read_file("../../etc/passwd")
+    assert v.grep("EXTRA") == "train.py:1: EXTRA = 0.0"
+    assert "bad pattern" in v.grep("(")
+
+
+def test_a_missing_key_fails_at_start_naming_the_variable(make_lab, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(AgentError, match="OPENAI_API_KEY"):
+        make_worker("openai:gpt-4o", load_config(make_lab()), Path("."))
+
+
+class Scripted(BaseHTTPRequestHandler):
+    """An OpenAI-compatible /v1/chat/completions: read the file, edit it, then stop."""
+
+    conversations = 0
+    requests: list[dict] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        Scripted.requests.append(body)
+        last = body["messages"][-1]
+        if last["role"] != "tool":
+            Scripted.conversations += 1
+            call = ("_read_file", {"path": "train.py"})
+        elif Scripted.conversations == 1:
+            assert "EXTRA = 0.0" in last["content"]
+            call = (
+                "final_result",
+                {
+                    "action": "run",
+                    "edits": [EDIT],
+                    "rationale": "EXTRA is zero in train.py: raise it",
+                    "hypothesis": "score +1",
+                    "dimension": "model_arch",
+                },
+            )
+        else:
+            call = (
+                "final_result",
+                {"action": "stop", "rationale": "the planted improvement is found"},
+            )
+        message = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": f"call_{len(Scripted.requests)}",
+                    "type": "function",
+                    "function": {"name": call[0], "arguments": json.dumps(call[1])},
+                }
+            ],
+        }
+        answer = {
+            "id": "x",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}],
+            "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
+        }
+        data = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.mark.slow
+def test_a_scripted_openai_server_drives_a_night_through_the_real_client(make_lab):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        lab = make_lab(max_trials=10)
+        toml = lab / "nightlab.toml"
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        toml.write_text(
+            toml.read_text().replace(
+                'worker = "search"', f'worker = "openai:scripted"\nbase_url = "{url}"'
+            )
+        )
+        final = Lab(lab).run(report=lambda line: None)
+    finally:
+        server.shutdown()
+    assert final["end_reason"].startswith("the worker stopped the night")
+    assert final["trials"]["total"] == 4 and final["trials"]["kept"] == 1
+    assert final["best"]["objective"] == pytest.approx(1.99)
+    prompt = Scripted.requests[0]["messages"]
+    assert any("Maximise score." in (m.get("content") or "") for m in prompt)
+    conn = sqlite3.connect(lab / ".nightlab" / "state.db")
+    usage = conn.execute("SELECT data FROM events WHERE kind='agent_usage'").fetchall()
+    conn.close()
+    assert len(usage) == 2 and json.loads(usage[0][0])["input_tokens"] == 200
