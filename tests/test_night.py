@@ -200,3 +200,26 @@ def test_failed_baseline_ends_the_night_with_the_fix(make_lab):
     st = status(lab)
     assert st["state"] == "stopped" and "baseline" in st["end_reason"]
     assert st["trials"]["running"] == 0
+
+
+def test_a_run_that_repeats_a_trial_is_turned_into_a_wait(make_lab):
+    edit = {"file": "train.py", "search": "EXTRA = 0.0", "replace": "EXTRA = 0.005"}
+    decisions = [
+        {"action": "run", "rationale": "the defaults once more, as if new", "params": {}},
+        {"action": "run", "rationale": "a code change inside the noise", "edits": [edit]},
+        {"action": "run", "rationale": "the very same change again", "edits": [edit]},
+        {"action": "run", "rationale": "a genuinely new parameter value", "params": {"boost": 2}},
+    ]
+    lab = make_lab(decisions=decisions, max_trials=20)
+    Lab(lab).run(report=lambda line: None)
+    trials = rows(lab, "SELECT * FROM trials WHERE kind='trial' ORDER BY id")
+    assert [json.loads(t["params"])["boost"] for t in trials] == [0.0, 2]
+    assert "EXTRA = 0.005" in git(lab, "show", f"{trials[0]['commit']}:train.py")
+    assert trials[0]["verdict"] == "discarded"  # so the base, and the edit, stay the same
+    reasons = [
+        json.loads(r[0])[0]
+        for r in rows(lab, "SELECT reasons FROM decisions WHERE accepted=0 ORDER BY id")
+    ]
+    assert len(reasons) == 2
+    assert "as trial 1 already ran" in reasons[0]  # the baseline
+    assert f"as trial {trials[0]['id']} already ran" in reasons[1]

@@ -8,6 +8,7 @@ running are watched to their end (or recorded as killed) and the night carries o
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -309,7 +310,7 @@ class Loop:
                 hypothesis="the defaults as they are",
                 params=self.cfg.defaults(),
             )
-            self._start(decision, "baseline", GateResult(True), seed=seed)
+            self._start(decision, "baseline", self.base_commit, seed=seed)
             return True
         if done < repeats:
             return None  # the noise estimate is not ready yet
@@ -399,13 +400,42 @@ class Loop:
         gate = check(
             decision, self.cfg, lambda p: self.ws.read(base, p) if self.ws.exists(base, p) else None
         )
+        commit = base
+        if gate.accepted and decision.action == "run":
+            if gate.files:
+                message = f"nightlab: {decision.hypothesis or decision.rationale}"[:200]
+                commit = self.ws.commit_files(base, gate.files, message)
+            params = {**(best[3] if best else self.cfg.defaults()), **decision.params}
+            if (twin := self._twin(commit, params)) is not None:
+                gate = GateResult(
+                    False,
+                    [
+                        f"the same code and parameters as trial {twin} "
+                        "already ran: nothing new to learn"
+                    ],
+                )
         if not gate.accepted or decision.action != "run":
             self.journal.idle(self.worker.name, decision, gate.reasons)
             if decision.action == "stop" and gate.accepted:
                 self.stop_reason = f"the worker stopped the night: {decision.rationale}"
             return False
-        self._start(decision, "trial", gate, seed=self.cfg.trial.seed)
+        self._start(decision, "trial", commit, seed=self.cfg.trial.seed)
         return True
+
+    def _twin(self, commit: str, params: dict[str, Any]) -> int | None:
+        """A trial that already ran this code (same tree) with these parameters."""
+        with read.connect(self.store.path) as conn:
+            rows = conn.execute(
+                "SELECT id, [commit] FROM trials WHERE params = ?", (json.dumps(params),)
+            ).fetchall()
+        tree = None
+        for trial, other in rows:
+            if other == commit:
+                return trial
+            tree = tree or self.ws.git("rev-parse", f"{commit}^{{tree}}")
+            if self.ws.git("rev-parse", f"{other}^{{tree}}") == tree:
+                return trial
+        return None
 
     def _best(self) -> Best | None:
         """The current base; read once per recorded trial (the store is the truth)."""
@@ -419,14 +449,11 @@ class Loop:
         return self._view["best"]
 
     # ------------------------------------------------------------------ act
-    def _start(self, decision: Decision, kind: str, gate: GateResult, seed: int) -> None:
+    def _start(self, decision: Decision, kind: str, commit: str, seed: int) -> None:
+        """Record and launch a trial of `commit` (the gated code) on a free slot."""
         best = None if kind == "baseline" else self._best()
         base = best[2] if best else self.base_commit
         params = {**(best[3] if best else self.cfg.defaults()), **decision.params}
-        commit = base
-        if gate.files:
-            message = f"nightlab: {decision.hypothesis or decision.rationale}"[:200]
-            commit = self.ws.commit_files(base, gate.files, message)
         slot = min(set(range(self.slots)) - set(self.running))
         worker = "baseline" if kind == "baseline" else self.worker.name
         trial_id, trace = self.journal.open_trial(

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-import fnmatch
+import functools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -28,7 +29,15 @@ def editable(path: str, patterns: list[str]) -> bool:
         return False
     if p.is_absolute() or ".." in p.parts or "\\" in path or not path.strip():
         return False
-    return any(fnmatch.fnmatchcase(str(p), pat) for pat in patterns)
+    return any(_glob(pat).fullmatch(path) for pat in patterns)
+
+
+@functools.cache
+def _glob(pattern: str) -> re.Pattern[str]:
+    """Shell-style: `*` and `?` stay inside one folder, `**` crosses folders."""
+    parts = re.split(r"(\*\*/?|\*|\?)", pattern)
+    rx = {"**": ".*", "**/": "(?:.*/)?", "*": "[^/]*", "?": "[^/]"}
+    return re.compile("".join(rx.get(part, re.escape(part)) for part in parts))
 
 
 def check(decision: Decision, cfg: Config, read: Callable[[str], str | None]) -> GateResult:

@@ -6,12 +6,13 @@ Every tool reads; none writes or runs anything. Files are read at the current be
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from nightlab.agents.gate import editable
 
 MAX_CHARS = 20_000  # a tool answer never floods the context
 
@@ -25,7 +26,7 @@ class LabView:
     trial_file: Callable[[int, str], str | None]  # a file of a trial's folder
 
     def _is_editable(self, path: str) -> bool:
-        return any(fnmatch.fnmatchcase(path, pat) for pat in self.editable)
+        return editable(path, self.editable)
 
     def list_files(self) -> list[str]:
         """The editable files of the current best code."""
