@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
+from nightlab import workpad
 from nightlab.agents.decision import Decision
 from nightlab.ratchet import Verdict
 from nightlab.store import read
@@ -148,8 +149,18 @@ class Journal:
                 action=decision.action,
                 reasons=reasons,
             )
+            if not reasons:
+                self._housekeeping(s, decision, trace)
         self.story(line)
         return line
+
+    def _housekeeping(self, s: Any, decision: Decision, trace: str) -> None:
+        done = workpad.apply(s, decision, trace)
+        if workpad.changed(done) or done["todo_dropped"]:
+            self._event(s, "housekeeping", trace_id=trace, **done)
+        if workpad.changed(done):
+            s.flush()
+            workpad.render(s, self.storyline.parent)
 
     def open_trial(self, worker: str, decision: Decision, **trial: Any) -> tuple[int, str]:
         """Cycle, decision and trial rows for a trial about to start: (trial id, trace)."""
@@ -189,6 +200,8 @@ class Journal:
                 params=t.params,
                 commit=t.commit,
             )
+            if t.kind != "baseline":
+                self._housekeeping(s, decision, trace)
             return t.id, trace
 
     def started(self, trial_id: int, trace: str, trial: RunningTrial, slot: int, tree: str) -> None:

@@ -14,7 +14,7 @@ from sqlalchemy import inspect, text
 from nightlab.store.db import HEAD_REVISION, MIGRATIONS, Meta, Run, Store
 from nightlab.store.models import Base
 
-TABLES = {"runs", "cycles", "decisions", "trials", "events", "meta"}
+TABLES = {"runs", "cycles", "decisions", "trials", "events", "meta", "todos", "notes"}
 
 
 @pytest.fixture
@@ -98,3 +98,27 @@ def test_new_rows_get_their_model_defaults(store):
         run = s.get(Run, 1)
         assert run.stop_requested is False
         assert run.options == {}
+
+
+def test_a_first_schema_store_upgrades_with_its_data(tmp_path):
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    store = Store(tmp_path / "state.db")
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO runs (lab, pid, host, state, started_at, heartbeat_at, "
+            "stop_requested, options) VALUES ('old', 1, 'h', 'finished', 0, 0, 0, '{}')"
+        )
+    store.migrate()
+    with store.tx() as s:
+        assert [r.lab for r in s.query(Run)] == ["old"]
+    with store.engine.begin() as conn:
+        version = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+        tables = {r[0] for r in conn.exec_driver_sql("SELECT name FROM sqlite_master")}
+    assert version == HEAD_REVISION == "0002" and {"todos", "notes"} <= tables

@@ -25,6 +25,7 @@ def gather(
     """The evidence of this moment, from the store: what `render` turns into the prompt."""
     with read.connect(db) as conn:
         base, last = read.baseline(conn), read.last_trial(conn)
+        todos, pad = read.todo_focus(conn), read.workpad_tail(conn)
     budget = []
     if trials_left is not None:
         budget.append(f"{trials_left} trial(s) left")
@@ -49,6 +50,8 @@ def gather(
         "leaderboard": read.leaderboard(db, cfg.objective.direction, 5),
         "last": last,
         "in_flight": in_flight,
+        "todos": todos,
+        "workpad": pad,
     }
 
 
@@ -95,6 +98,12 @@ def render(ctx: dict[str, Any]) -> str:
         )
         if last["status"] != "succeeded" and last.get("log_tail"):
             out.append(f"Fix errors first. Log tail:\n```\n{last['log_tail'][-3000:]}\n```")
+    if ctx.get("workpad"):
+        out.append(f"\n# Workpad (latest)\n{ctx['workpad']}")
+    todos = ctx.get("todos") or {}
+    if todos.get("open"):
+        out.append(f"\n# Open TODOs: {todos['open']} (oldest and newest; resolve by id)")
+        out += [f"- #{t['id']} ({t['author']}) {t['text']}" for t in todos["focus"]]
     if ctx.get("in_flight"):
         out.append(f"\n# Running now (do not propose the same)\n{json.dumps(ctx['in_flight'])}")
     out.append("\nDecide the next step. Use the tools to read the code before editing it.")

@@ -12,11 +12,22 @@ from typing import Any
 from sqlalchemy import create_engine, event, select
 from sqlalchemy.orm import Session
 
-from nightlab.store.models import Cycle, Decision, Event, Meta, Run, Trial
+from nightlab.store.models import Cycle, Decision, Event, Meta, Note, Run, Todo, Trial
 
-__all__ = ["Store", "Run", "Cycle", "Decision", "Trial", "Event", "Meta", "HEAD_REVISION"]
+__all__ = [
+    "Store",
+    "Run",
+    "Cycle",
+    "Decision",
+    "Trial",
+    "Event",
+    "Meta",
+    "Todo",
+    "Note",
+    "HEAD_REVISION",
+]
 
-HEAD_REVISION = "0001"  # the newest file in migrations/versions; a test keeps them in step
+HEAD_REVISION = "0002"  # the newest file in migrations/versions; a test keeps them in step
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 

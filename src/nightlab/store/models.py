@@ -146,3 +146,28 @@ class Meta(Base):
     __tablename__ = "meta"
     key: Mapped[str] = mapped_column(String, primary_key=True)
     value: Mapped[Any] = mapped_column(JSON, nullable=True)
+
+
+class Todo(Base):
+    """The shared TODO queue of worker and mentor (rendered to shared_todo.md)."""
+
+    __tablename__ = "todos"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    trace_id: Mapped[str | None] = mapped_column(String, nullable=True)
+    author: Mapped[str] = mapped_column(String)  # worker|mentor
+    text: Mapped[str] = mapped_column(Text)
+    resolved_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    resolved_by: Mapped[str | None] = mapped_column(String, nullable=True)  # a trace id
+
+
+class Note(Base):
+    """The workpad: notes and data exploration, one entry per update (workpad.md)."""
+
+    __tablename__ = "notes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ts: Mapped[float] = mapped_column(Float)
+    trace_id: Mapped[str | None] = mapped_column(String, nullable=True)
+    author: Mapped[str] = mapped_column(String)
+    section: Mapped[str] = mapped_column(String)  # notes|data_exploration|mentor
+    text: Mapped[str] = mapped_column(Text)

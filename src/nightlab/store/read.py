@@ -174,3 +174,29 @@ def last_trial(conn: sqlite3.Connection) -> dict[str, Any] | None:
         "WHERE status != 'running' ORDER BY ended_at DESC, id DESC LIMIT 1"
     ).fetchone()
     return None if row is None else dict(row)
+
+
+def todo_focus(conn: sqlite3.Connection) -> dict[str, Any]:
+    """The open TODO count with the oldest and newest open items (one if they are the same)."""
+    rows = conn.execute(
+        "SELECT id, author, text FROM todos WHERE resolved_at IS NULL ORDER BY id"
+    ).fetchall()
+    focus = [dict(r) for r in (rows[:1] + rows[-1:])] if rows else []
+    if len(focus) == 2 and focus[0]["id"] == focus[1]["id"]:
+        focus = focus[:1]
+    return {"open": len(rows), "focus": focus}
+
+
+def workpad_tail(conn: sqlite3.Connection, chars: int = 1500) -> str:
+    """The latest workpad entries, newest last, within `chars`."""
+    out: list[str] = []
+    size = 0
+    for section, text in conn.execute(
+        "SELECT section, text FROM notes WHERE section != 'mentor' ORDER BY id DESC LIMIT 20"
+    ):
+        line = f"- ({section}) {text}"
+        if size + len(line) > chars:
+            break
+        out.append(line)
+        size += len(line)
+    return "\n".join(reversed(out))
