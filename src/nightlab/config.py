@@ -124,6 +124,15 @@ class Knob(_Section):
 class BudgetSection(_Section):
     hours: float | None = Field(None, gt=0, description="Stop the run after this many hours.")
     max_trials: int | None = Field(None, ge=1, description="Stop once the lab holds this many.")
+    max_tokens: int | None = Field(None, ge=1, description="Stop once agents used this many.")
+    max_usd: float | None = Field(None, gt=0, description="Stop once agents cost this much.")
+
+
+class Price(_Section):
+    """US dollars per million tokens of one model."""
+
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
 
 
 class AgentsSection(_Section):
@@ -133,6 +142,9 @@ class AgentsSection(_Section):
     base_url: str | None = Field(None, description="An OpenAI-compatible server for the model.")
     api_key_env: str | None = Field(None, description="Variable holding that server's key.")
     worker_mission: str | None = Field(None, description="Extra instructions for the worker.")
+    prices: dict[str, Price] = Field(
+        default_factory=dict, description="Per model string: what its tokens cost."
+    )
 
 
 class ExecutorSection(_Section):

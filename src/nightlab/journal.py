@@ -122,7 +122,9 @@ class Journal:
         s.flush()
         return cycle
 
-    def idle(self, worker: str, decision: Decision, reasons: list[str]) -> str:
+    def idle(
+        self, worker: str, decision: Decision, reasons: list[str], usage: dict | None = None
+    ) -> str:
         """A cycle that ran nothing: a wait, stop or other action, or a gate rejection."""
         trace = new_trace()
         action = "wait" if reasons else decision.action
@@ -151,6 +153,8 @@ class Journal:
             )
             if not reasons:
                 self._housekeeping(s, decision, trace)
+            if usage:
+                self._event(s, "agent_usage", trace_id=trace, **usage)
         self.story(line)
         return line
 
@@ -162,7 +166,9 @@ class Journal:
             s.flush()
             workpad.render(s, self.storyline.parent)
 
-    def open_trial(self, worker: str, decision: Decision, **trial: Any) -> tuple[int, str]:
+    def open_trial(
+        self, worker: str, decision: Decision, usage: dict | None = None, **trial: Any
+    ) -> tuple[int, str]:
         """Cycle, decision and trial rows for a trial about to start: (trial id, trace)."""
         trace = new_trace()
         now = time.time()
@@ -202,6 +208,8 @@ class Journal:
             )
             if t.kind != "baseline":
                 self._housekeeping(s, decision, trace)
+            if usage:
+                self._event(s, "agent_usage", trace_id=trace, trial_id=t.id, **usage)
             return t.id, trace
 
     def started(self, trial_id: int, trace: str, trial: RunningTrial, slot: int, tree: str) -> None:

@@ -91,6 +91,8 @@ class Loop:
         self._baseline_done = False
         self._planned: Decision | Exception | None = None  # decided while all slots were busy
         self._view: dict[str, Any] = {}  # best and σ from the store, until the next record
+        self._usage: dict[int, dict[str, Any]] = {}  # by id(decision), until it is journaled
+        self._spent = {"tokens": 0, "usd": 0.0}
 
     # ------------------------------------------------------------------ lifecycle
     def run(self) -> dict[str, Any]:
@@ -155,6 +157,12 @@ class Loop:
         )
         threading.Thread(target=self._beat, daemon=True, name="nightlab-heartbeat").start()
         self._trials_total = self.journal.trial_count()
+        with read.connect(self.store.path) as conn:
+            spent = read.usage(conn)  # the budget is the night's, across restarts
+        self._spent = {
+            "tokens": spent["input_tokens"] + spent["output_tokens"],
+            "usd": spent["usd"] or 0.0,
+        }
         self._reconcile()
         self.gpus = spec.detect_gpus()
         self.data = folder.fingerprint(self.lab, self.cfg.trial.share)
@@ -187,6 +195,10 @@ class Loop:
             self.trees.close()
         if self.tracking:
             self.tracking.close()
+        if self._usage:  # decisions made ahead but never used still cost tokens
+            with self.store.tx() as s:
+                for usage in self._usage.values():
+                    Store.event(s, "agent_usage", run_id=self.run_id, unused=True, **usage)
         left = self.journal.close_run(state, reason, mlflow=self.tracking is not None)
         self._done.set()  # the heartbeat beats until the run is closed
         self.report(f"run {self.run_id} {state}: {reason}")
@@ -275,6 +287,11 @@ class Loop:
             return "time budget reached"
         if self.max_trials is not None and self._trials_total >= self.max_trials:
             return f"max_trials={self.max_trials} reached"
+        budget = self.cfg.budget
+        if budget.max_tokens is not None and self._spent["tokens"] >= budget.max_tokens:
+            return f"max_tokens={budget.max_tokens} reached ({self._spent['tokens']} used)"
+        if budget.max_usd is not None and self._spent["usd"] >= budget.max_usd:
+            return f"max_usd={budget.max_usd:g} reached (${self._spent['usd']:.4f} spent)"
         target, best = self.cfg.objective.target, self._best()
         if target is not None and best and not self.cfg.better(target, best[0]):
             return f"target {target:g} reached"
@@ -335,15 +352,19 @@ class Loop:
             return exc
         usage = getattr(self.worker, "last_usage", None)
         if usage:
-            with self.store.tx() as s:
-                Store.event(
-                    s,
-                    "agent_usage",
-                    run_id=self.run_id,
-                    worker=self.worker.name,
-                    action=decision.action,
-                    **usage,
+            price = self.cfg.agents.prices.get(self.worker.name)
+            usd = (
+                None
+                if price is None
+                else (
+                    usage["input_tokens"] * price.input_per_mtok
+                    + usage["output_tokens"] * price.output_per_mtok
                 )
+                / 1e6
+            )
+            self._usage[id(decision)] = {**usage, "usd": usd, "worker": self.worker.name}
+            self._spent["tokens"] += usage["input_tokens"] + usage["output_tokens"]
+            self._spent["usd"] += usd or 0.0
         return decision
 
     def _full_context(self) -> dict[str, Any]:
@@ -415,7 +436,9 @@ class Loop:
                     ],
                 )
         if not gate.accepted or decision.action != "run":
-            self.journal.idle(self.worker.name, decision, gate.reasons)
+            self.journal.idle(
+                self.worker.name, decision, gate.reasons, self._usage.pop(id(decision), None)
+            )
             if decision.action == "stop" and gate.accepted:
                 self.stop_reason = f"the worker stopped the night: {decision.rationale}"
             return False
@@ -459,6 +482,7 @@ class Loop:
         trial_id, trace = self.journal.open_trial(
             worker,
             decision,
+            usage=self._usage.pop(id(decision), None),
             kind=kind,
             params=params,
             seed=seed,

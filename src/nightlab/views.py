@@ -53,6 +53,13 @@ def summary(st: dict[str, Any]) -> Text:
             f"\nbest: trial {best['trial']} objective {_num(best['objective'])}  {params}",
             style="bold",
         )
+    spent = st.get("usage") or {}
+    if spent.get("requests"):
+        usd = "" if spent.get("usd") is None else f", ${spent['usd']:.4f}"
+        text.append(
+            f"\nagents: {spent['input_tokens'] + spent['output_tokens']} tokens in "
+            f"{spent['requests']} request(s){usd}"
+        )
     if st.get("last_story"):
         text.append(f"\nlast: {st['last_story']}", style="dim")
     return text

@@ -161,3 +161,54 @@ def test_a_scripted_openai_server_drives_a_night_through_the_real_client(make_la
     usage = conn.execute("SELECT data FROM events WHERE kind='agent_usage'").fetchall()
     conn.close()
     assert len(usage) == 2 and json.loads(usage[0][0])["input_tokens"] == 200
+
+
+def always_run(messages, info: AgentInfo) -> ModelResponse:
+    """Each call proposes a new boost: the night only ends by its token or dollar budget."""
+    n = sum(1 for m in messages for p in getattr(m, "parts", []) if p.part_kind == "user-prompt")
+    boost = round(0.1 * (len(always_run.calls) + 1), 3)
+    always_run.calls.append(n)
+    return ModelResponse(
+        parts=[
+            ToolCallPart(
+                info.output_tools[0].name,
+                {
+                    "action": "run",
+                    "rationale": f"probe boost {boost} next",
+                    "params": {"boost": boost},
+                },
+            )
+        ]
+    )
+
+
+always_run.calls = []
+
+
+@pytest.mark.slow
+def test_token_and_dollar_budgets_stop_the_night_and_show_in_status(make_lab, monkeypatch):
+    from nightlab.agents import llm
+
+    monkeypatch.setattr(llm, "resolve_model", lambda spec, cfg: FunctionModel(always_run))
+    lab = make_lab(max_trials=50)
+    toml = lab / "nightlab.toml"
+    toml.write_text(
+        toml.read_text()
+        .replace('worker = "search"', 'worker = "function:fake"')
+        .replace("max_trials = 50", "max_trials = 50\nmax_usd = 0.004")
+        + '\n[agents.prices."function:fake"]\ninput_per_mtok = 1.0\n'
+        "output_per_mtok = 4.0\n"
+    )
+    final = Lab(lab).run(report=lambda line: None)
+    assert final["end_reason"].startswith("max_usd=0.004 reached")
+    spent = final["usage"]
+    assert spent["requests"] >= 2 and spent["usd"] >= 0.004
+    assert spent["usd"] == pytest.approx(
+        (spent["input_tokens"] * 1 + spent["output_tokens"] * 4) / 1e6
+    )
+    board = Lab(lab).leaderboard(None)
+    assert sum(1 for r in board if r["tokens"]) == final["trials"]["total"] - 3
+    # without a price the dollar budget cannot be kept: refused at start
+    toml.write_text(toml.read_text().split("[agents.prices")[0])
+    with pytest.raises(AgentError, match="max_usd is set but"):
+        make_worker("function:fake", load_config(lab), lab)

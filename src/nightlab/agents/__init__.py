@@ -44,6 +44,11 @@ def make_worker(spec: str, cfg: Config, lab: Path) -> Worker:
     if ":" in spec and not spec.startswith("command:"):
         from nightlab.agents.llm import LLMWorker, LLMWorkerError
 
+        if cfg.budget.max_usd is not None and spec not in cfg.agents.prices:
+            raise AgentError(
+                f"[budget] max_usd is set but [agents.prices.{spec!r}] is missing, so the cost "
+                "of this worker cannot be counted: add input_per_mtok and output_per_mtok"
+            )
         try:
             return LLMWorker(spec, cfg, lab)
         except LLMWorkerError as exc:

@@ -91,6 +91,7 @@ def status(db: Path, lab_name: str) -> dict[str, Any]:
         "trials": {"total": 0, "succeeded": 0, "failed": 0, "running": 0, "kept": 0,
                    "by_status": {}},
         "baseline": None, "best": None, "last_story": None,
+        "usage": {"input_tokens": 0, "output_tokens": 0, "requests": 0, "usd": None},
     }  # fmt: skip
     now = time.time()
     try:
@@ -103,6 +104,7 @@ def status(db: Path, lab_name: str) -> dict[str, Any]:
                 "SELECT summary FROM cycles WHERE summary IS NOT NULL ORDER BY id DESC LIMIT 1"
             ).fetchone()
             base, top = baseline(conn), best(conn)
+            spent = usage(conn)
     except FileNotFoundError:
         return out
     except sqlite3.OperationalError as exc:
@@ -132,6 +134,7 @@ def status(db: Path, lab_name: str) -> dict[str, Any]:
         else {k: base[k] for k in ("trials", "objective", "sigma", "n")},
         best=top,
         last_story=last["summary"] if last else None,
+        usage=spent,
     )
     return out
 
@@ -146,12 +149,19 @@ def leaderboard(db: Path, direction: str, top: int | None = 10) -> list[dict[str
             "[commit], base_commit, mlflow_run_id FROM trials WHERE status='succeeded' "
             f"AND objective IS NOT NULL ORDER BY objective {order}, id{limit}"
         ).fetchall()
+        ids = ",".join(str(r["id"]) for r in rows) or "0"
+        spent = {t: (tok, usd) for t, tok, usd in conn.execute(
+            "SELECT trial_id, SUM(json_extract(data, '$.input_tokens') "
+            "+ json_extract(data, '$.output_tokens')), SUM(json_extract(data, '$.usd')) "
+            f"FROM events WHERE kind = 'agent_usage' AND trial_id IN ({ids}) GROUP BY trial_id"
+        )}  # fmt: skip
     out = []
     for rank, r in enumerate(rows, 1):
         item = dict(r)
         item["rank"] = rank
         item["trial"] = item.pop("id")
         item["params"] = json.loads(item["params"])
+        item["tokens"], item["usd"] = spent.get(item["trial"], (None, None))
         if item["objective"] is not None and not math.isfinite(item["objective"]):
             item["objective"] = None
         out.append(item)
@@ -200,3 +210,19 @@ def workpad_tail(conn: sqlite3.Connection, chars: int = 1500) -> str:
         out.append(line)
         size += len(line)
     return "\n".join(reversed(out))
+
+
+def usage(conn: sqlite3.Connection) -> dict[str, Any]:
+    """What the agents used so far in this lab: tokens, requests and dollars."""
+    row = conn.execute(
+        "SELECT COALESCE(SUM(json_extract(data, '$.input_tokens')), 0), "
+        "COALESCE(SUM(json_extract(data, '$.output_tokens')), 0), "
+        "COALESCE(SUM(json_extract(data, '$.requests')), 0), "
+        "SUM(json_extract(data, '$.usd')) FROM events WHERE kind = 'agent_usage'"
+    ).fetchone()
+    return {
+        "input_tokens": row[0],
+        "output_tokens": row[1],
+        "requests": row[2],
+        "usd": None if row[3] is None else round(row[3], 6),
+    }
