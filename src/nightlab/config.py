@@ -142,6 +142,13 @@ class AgentsSection(_Section):
     base_url: str | None = Field(None, description="An OpenAI-compatible server for the model.")
     api_key_env: str | None = Field(None, description="Variable holding that server's key.")
     worker_mission: str | None = Field(None, description="Extra instructions for the worker.")
+    mentor: str | None = Field(None, description="A model string for the mentor (off if unset).")
+    mentor_every: int = Field(4, ge=1, description="Review every this many worker cycles.")
+    mentor_apply_suggestions: bool = Field(
+        False, description="Run the mentor's replacement decision when it gives one."
+    )
+    mentor_mission: str | None = Field(None, description="Extra instructions for the mentor.")
+    stall_trials: int = Field(6, ge=1, description="Trials without a kept one: stalled.")
     prices: dict[str, Price] = Field(
         default_factory=dict, description="Per model string: what its tokens cost."
     )

@@ -19,7 +19,7 @@ from nightlab import workpad
 from nightlab.agents.decision import Decision
 from nightlab.ratchet import Verdict
 from nightlab.store import read
-from nightlab.store.db import Cycle, Run, Store, Trial
+from nightlab.store.db import Cycle, Note, Run, Store, Trial
 from nightlab.store.db import Decision as DecisionRow
 from nightlab.trials.local import Outcome, RunningTrial
 
@@ -275,6 +275,36 @@ class Journal:
             )
         self.story(line)
         return row, line
+
+    def mentor(self, review: Any, why: str, usage: dict | None, replaced: bool) -> None:
+        """A mentor review: its event, its note (mentor_notes.md) and at most one TODO."""
+        note = f"{review.verdict} ({why}): {review.critique}" + (
+            f" Question: {review.question}" if review.question else ""
+        )
+        with self.store.tx() as s:
+            self._event(
+                s,
+                "mentor_review",
+                verdict=review.verdict,
+                why=why,
+                critique=review.critique,
+                question=review.question,
+                todo=review.todo,
+                replaced=replaced,
+            )
+            if usage:
+                self._event(s, "agent_usage", role="mentor", **usage)
+            s.add(Note(ts=time.time(), trace_id=None, author="mentor", section="mentor", text=note))
+            if review.todo:
+                workpad.apply(
+                    s,
+                    Decision(action="wait", rationale="mentor TODO", todo_new=[review.todo]),
+                    "mentor",
+                    author="mentor",
+                )
+            s.flush()
+            workpad.render(s, self.storyline.parent)
+        self.story(f"mentor {note}")
 
     def reconciled(self, row: Trial, pid: int | None, alive: bool) -> str:
         """Note a trial found `running` by a new loop; returns its cycle's trace id."""

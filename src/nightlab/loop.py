@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from nightlab import fmt, ratchet
-from nightlab.agents import Worker, context, make_worker
+from nightlab.agents import Worker, context, make_mentor, make_worker
 from nightlab.agents.decision import Decision
 from nightlab.agents.gate import GateResult, check
 from nightlab.agents.tools import LabView
@@ -93,6 +93,9 @@ class Loop:
         self._view: dict[str, Any] = {}  # best and σ from the store, until the next record
         self._usage: dict[int, dict[str, Any]] = {}  # by id(decision), until it is journaled
         self._spent = {"tokens": 0, "usd": 0.0}
+        self._worker_cycles = 0  # decisions the worker made in this run (mentor cadence)
+        self._waits = 0  # cycles in a row that ran nothing
+        self.mentor: Any = None
 
     # ------------------------------------------------------------------ lifecycle
     def run(self) -> dict[str, Any]:
@@ -106,6 +109,8 @@ class Loop:
             self.worker: Worker = make_worker(self.worker_spec, self.cfg, self.lab)
             if hasattr(self.worker, "view"):
                 self.worker.view = self._lab_view()
+            if self.cfg.agents.mentor:
+                self.mentor = make_mentor(self.cfg.agents.mentor, self.cfg, self.lab)
             self._begin()
             previous = (
                 signal.signal(signal.SIGTERM, self._signal),
@@ -335,7 +340,7 @@ class Loop:
         return self._cycle()
 
     # ------------------------------------------------------------------ cycles
-    def _decide(self) -> Decision | Exception:
+    def _context(self, full: bool) -> dict[str, Any]:
         context = {
             "objective": self.cfg.objective.model_dump(),
             "best": None
@@ -344,28 +349,82 @@ class Loop:
             "in_flight": [a.trial.spec.trial_id for a in self.running.values()],
             "deadline": self.deadline,
         }
-        if getattr(self.worker, "wants_context", False):
-            context.update(self._full_context())
+        return {**context, **self._full_context()} if full else context
+
+    def _decide(self) -> Decision | Exception:
+        context = self._context(getattr(self.worker, "wants_context", False))
         try:
             decision = self.worker.decide(context)
         except Exception as exc:  # a worker failure is a wait cycle, never a dead night
             return exc
-        usage = getattr(self.worker, "last_usage", None)
+        usage = self._spend(self.worker)
         if usage:
-            price = self.cfg.agents.prices.get(self.worker.name)
-            usd = (
-                None
-                if price is None
-                else (
-                    usage["input_tokens"] * price.input_per_mtok
-                    + usage["output_tokens"] * price.output_per_mtok
-                )
-                / 1e6
-            )
-            self._usage[id(decision)] = {**usage, "usd": usd, "worker": self.worker.name}
-            self._spent["tokens"] += usage["input_tokens"] + usage["output_tokens"]
-            self._spent["usd"] += usd or 0.0
+            self._usage[id(decision)] = usage
         return decision
+
+    def _spend(self, agent: Any) -> dict[str, Any] | None:
+        """Count an agent's last call against the night's budget; its usage, priced."""
+        usage = getattr(agent, "last_usage", None)
+        if not usage:
+            return None
+        price = self.cfg.agents.prices.get(agent.name)
+        usd = None
+        if price is not None:
+            usd = (
+                usage["input_tokens"] * price.input_per_mtok
+                + usage["output_tokens"] * price.output_per_mtok
+            ) / 1e6
+        self._spent["tokens"] += usage["input_tokens"] + usage["output_tokens"]
+        self._spent["usd"] += usd or 0.0
+        return {**usage, "usd": usd, "worker": agent.name}
+
+    def _review(self, decision: Decision) -> Decision:
+        """Every mentor_every worker cycles, or when stalled with nothing running, the mentor
+        reviews the decision; its replacement runs when mentor_apply_suggestions is on."""
+        self._worker_cycles += 1
+        every = self.cfg.agents.mentor_every
+        why = (
+            f"the regular review (every {every} cycles)"
+            if (self._worker_cycles % every == 0)
+            else None
+        )
+        if why is None and not self.running:
+            why = self._stalled()
+        if why is None:
+            return decision
+        try:
+            review = self.mentor.review(context.render(self._context(full=True)), decision, why)
+        except Exception as exc:  # no mentor this cycle; the night goes on
+            with self.store.tx() as s:
+                Store.event(s, "mentor_error", run_id=self.run_id, error=f"{exc}"[:2000])
+            return decision
+        replace = (
+            review.verdict == "off_track"
+            and review.replacement is not None
+            and self.cfg.agents.mentor_apply_suggestions
+        )
+        self.journal.mentor(review, why, self._spend(self.mentor), replaced=replace)
+        self.report(
+            f"mentor: {review.verdict} ({why}) — {review.critique[:200]}"
+            + (" — its replacement runs" if replace else "")
+        )
+        return review.replacement if replace else decision
+
+    def _stalled(self) -> str | None:
+        k = self.cfg.agents.stall_trials
+        with read.connect(self.store.path) as conn:
+            recent = conn.execute(
+                "SELECT status, verdict FROM trials WHERE kind='trial' AND status != 'running' "
+                "ORDER BY ended_at DESC LIMIT ?",
+                (max(k, 3),),
+            ).fetchall()
+        if len(recent) >= k and not any(v == "kept" for _, v in recent[:k]):
+            return f"stalled: no trial kept in the last {k}"
+        if len(recent) >= 3 and all(st != "succeeded" for st, _ in recent[:3]):
+            return "stalled: the last 3 trials failed"
+        if self._waits >= 5:
+            return f"stalled: {self._waits} cycles in a row ran nothing"
+        return None
 
     def _full_context(self) -> dict[str, Any]:
         """What an LLM worker reads each cycle (see agents/context.py)."""
@@ -415,7 +474,10 @@ class Loop:
         if isinstance(decision, Exception):
             wait = Decision(action="wait", rationale=f"worker error: {decision}"[:2000])
             self.journal.idle(self.worker.name, wait, ["worker raised " + type(decision).__name__])
+            self._waits += 1
             return False
+        if self.mentor is not None:
+            decision = self._review(decision)
         best = self._best()
         base = best[2] if best else self.base_commit
         gate = check(
@@ -441,8 +503,10 @@ class Loop:
             )
             if decision.action == "stop" and gate.accepted:
                 self.stop_reason = f"the worker stopped the night: {decision.rationale}"
+            self._waits += 1
             return False
         self._start(decision, "trial", commit, seed=self.cfg.trial.seed)
+        self._waits = 0
         return True
 
     def _twin(self, commit: str, params: dict[str, Any]) -> int | None:

@@ -72,6 +72,9 @@ def render(s: Session, artifacts: Path) -> None:
         out.append(f"\n## {title}\n")
         out += [f"- [{n.trace_id}] {n.text}" for n in notes if n.section == section]
     (artifacts / "workpad.md").write_text("\n".join(out) + "\n")
+    mentor = [f"- {n.text}" for n in notes if n.section == "mentor"]
+    if mentor:
+        (artifacts / "mentor_notes.md").write_text("# Mentor notes\n\n" + "\n".join(mentor) + "\n")
     todos = list(s.scalars(select(Todo).order_by(Todo.id)))
     lines = ["# Shared TODO\n", "## Open\n"]
     lines += [f"- [ ] #{t.id} ({t.author}) {t.text}" for t in todos if t.resolved_at is None]

@@ -57,3 +57,19 @@ def make_worker(spec: str, cfg: Config, lab: Path) -> Worker:
         f'unknown worker {spec!r}: use "search" (Optuna), "replay:FILE" or a model such as '
         '"anthropic:claude-sonnet-4-5" or "openai:gpt-4o" (command: backends come later)'
     )
+
+
+def make_mentor(spec: str, cfg: Config, lab: Path) -> Any:
+    """The mentor for a model string; an unusable one fails the run at start."""
+    from nightlab.agents.llm import LLMWorkerError
+    from nightlab.agents.mentor import Mentor
+
+    if cfg.budget.max_usd is not None and spec not in cfg.agents.prices:
+        raise AgentError(
+            f"[budget] max_usd is set but [agents.prices.{spec!r}] is missing: "
+            "add the mentor's input_per_mtok and output_per_mtok"
+        )
+    try:
+        return Mentor(spec, cfg, lab)
+    except LLMWorkerError as exc:
+        raise AgentError(f"mentor: {exc}") from None

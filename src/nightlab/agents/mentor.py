@@ -1,0 +1,73 @@
+"""The mentor ("Mentor"): a second model that reviews the worker's decision every few
+cycles, or when the night stalls, and may replace it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from nightlab.agents.decision import Decision
+from nightlab.config import Config
+
+RULES = (
+    "Judge the trajectory, not the wording: is the night learning something?",
+    "Say `off_track` only with evidence from the leaderboard or the logs.",
+    "Ask at most one critical question.",
+    "Add a TODO only when you challenge, and at most one.",
+    "Propose a replacement decision only when the worker's is clearly worse.",
+    "Never suggest touching the metric or the validation data.",
+)
+
+
+class Review(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    verdict: Literal["on_track", "off_track"]
+    critique: str = Field(description="Two or three sentences on the trajectory.")
+    question: str | None = Field(None, description="At most one critical question.")
+    todo: str | None = Field(None, description="At most one TODO, only when challenging.")
+    replacement: Decision | None = Field(None, description="A better decision, if any.")
+
+
+class Mentor:
+    def __init__(self, spec: str, cfg: Config, lab: Path, model: Any = None) -> None:
+        from pydantic_ai import Agent
+
+        from nightlab.agents.llm import LLMWorkerError, resolve_model
+
+        self.name = spec
+        mission = ""
+        if cfg.agents.mentor_mission:
+            path = lab / cfg.agents.mentor_mission
+            if not path.is_file():
+                raise LLMWorkerError(
+                    f"[agents] mentor_mission = {cfg.agents.mentor_mission!r}"
+                    f" but {path} does not exist: write it or remove the key"
+                )
+            mission = path.read_text()
+        rules = "\n".join(f"{i}. {rule}" for i, rule in enumerate(RULES, 1))
+        self.agent = Agent(
+            model if model is not None else resolve_model(spec, cfg),
+            output_type=Review,
+            instructions="You are the Mentor of an ML research lab run by nightlab: you "
+            f"review the Builder's next decision.\nRules:\n{rules}\n{mission}",
+            retries=3,
+        )
+        self.last_usage: dict[str, int] | None = None
+
+    def review(self, context: str, decision: Decision, why: str) -> Review:
+        prompt = (
+            f"{context}\n\n# Why you are asked\n{why}\n\n# The Builder's decision\n"
+            f"{json.dumps(decision.model_dump(exclude_defaults=True), indent=1)}"
+        )
+        result = self.agent.run_sync(prompt)
+        usage = result.usage
+        self.last_usage = {
+            "input_tokens": usage.input_tokens or 0,
+            "output_tokens": usage.output_tokens or 0,
+            "requests": usage.requests,
+        }
+        return result.output
