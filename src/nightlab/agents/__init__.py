@@ -44,11 +44,7 @@ def make_worker(spec: str, cfg: Config, lab: Path) -> Worker:
     if ":" in spec and not spec.startswith("command:"):
         from nightlab.agents.llm import LLMWorker, LLMWorkerError
 
-        if cfg.budget.max_usd is not None and spec not in cfg.agents.prices:
-            raise AgentError(
-                f"[budget] max_usd is set but [agents.prices.{spec!r}] is missing, so the cost "
-                "of this worker cannot be counted: add input_per_mtok and output_per_mtok"
-            )
+        _require_price(spec, cfg, "worker")
         try:
             return LLMWorker(spec, cfg, lab)
         except LLMWorkerError as exc:
@@ -64,12 +60,16 @@ def make_mentor(spec: str, cfg: Config, lab: Path) -> Any:
     from nightlab.agents.llm import LLMWorkerError
     from nightlab.agents.mentor import Mentor
 
-    if cfg.budget.max_usd is not None and spec not in cfg.agents.prices:
-        raise AgentError(
-            f"[budget] max_usd is set but [agents.prices.{spec!r}] is missing: "
-            "add the mentor's input_per_mtok and output_per_mtok"
-        )
+    _require_price(spec, cfg, "mentor")
     try:
         return Mentor(spec, cfg, lab)
     except LLMWorkerError as exc:
         raise AgentError(f"mentor: {exc}") from None
+
+
+def _require_price(spec: str, cfg: Config, role: str) -> None:
+    if cfg.budget.max_usd is not None and spec not in cfg.agents.prices:
+        raise AgentError(
+            f"[budget] max_usd is set but [agents.prices.{spec!r}] is missing, so the cost of "
+            f"the {role} cannot be counted: add its input_per_mtok and output_per_mtok"
+        )

@@ -98,21 +98,35 @@ def _trial_diff(ctx: RunContext[LabView], trial: int) -> str:
 TOOLS = (_list_files, _read_file, _grep, _tail_log, _leaderboard, _trial_diff)
 
 
+def read_mission(lab: Path, key: str, value: str | None) -> str:
+    """The role's extra instructions from `[agents] key` (a file that must exist)."""
+    if not value:
+        return ""
+    path = lab / value
+    if not path.is_file():
+        raise LLMWorkerError(
+            f"[agents] {key} = {value!r} but {path} does not exist: write it or remove the key"
+        )
+    return path.read_text()
+
+
+def usage_of(result: Any) -> dict[str, int]:
+    """Tokens and requests of one pydantic-ai run."""
+    usage = result.usage
+    return {
+        "input_tokens": usage.input_tokens or 0,
+        "output_tokens": usage.output_tokens or 0,
+        "requests": usage.requests,
+    }
+
+
 class LLMWorker:
     wants_context = True  # the loop renders the full context only for workers that read it
 
     def __init__(self, spec: str, cfg: Config, lab: Path, model: Any = None) -> None:
         self.name = spec
         self.view: LabView | None = None  # given by the loop before the first decision
-        mission = ""
-        if cfg.agents.worker_mission:
-            path = lab / cfg.agents.worker_mission
-            if not path.is_file():
-                raise LLMWorkerError(
-                    f"[agents] worker_mission = {cfg.agents.worker_mission!r} but {path} "
-                    "does not exist: write it or remove the key"
-                )
-            mission = path.read_text()
+        mission = read_mission(lab, "worker_mission", cfg.agents.worker_mission)
         rules = "\n".join(f"{i}. {rule}" for i, rule in enumerate(RULES, 1))
         self.agent = Agent(
             model if model is not None else resolve_model(spec, cfg),
@@ -129,12 +143,7 @@ class LLMWorker:
         if self.view is None:
             raise LLMWorkerError("the loop gave this worker no view of the lab")
         result = self.agent.run_sync(render(context), deps=self.view)
-        usage = result.usage
-        self.last_usage = {
-            "input_tokens": usage.input_tokens or 0,
-            "output_tokens": usage.output_tokens or 0,
-            "requests": usage.requests,
-        }
+        self.last_usage = usage_of(result)
         return result.output
 
     def observe(self, trial: Any) -> None:

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from nightlab.agents import llm
 from nightlab.agents.decision import Decision
 from nightlab.config import Config
 
@@ -36,21 +37,11 @@ class Mentor:
     def __init__(self, spec: str, cfg: Config, lab: Path, model: Any = None) -> None:
         from pydantic_ai import Agent
 
-        from nightlab.agents.llm import LLMWorkerError, resolve_model
-
         self.name = spec
-        mission = ""
-        if cfg.agents.mentor_mission:
-            path = lab / cfg.agents.mentor_mission
-            if not path.is_file():
-                raise LLMWorkerError(
-                    f"[agents] mentor_mission = {cfg.agents.mentor_mission!r}"
-                    f" but {path} does not exist: write it or remove the key"
-                )
-            mission = path.read_text()
+        mission = llm.read_mission(lab, "mentor_mission", cfg.agents.mentor_mission)
         rules = "\n".join(f"{i}. {rule}" for i, rule in enumerate(RULES, 1))
         self.agent = Agent(
-            model if model is not None else resolve_model(spec, cfg),
+            model if model is not None else llm.resolve_model(spec, cfg),
             output_type=Review,
             instructions="You are the Mentor of an ML research lab run by nightlab: you "
             f"review the Builder's next decision.\nRules:\n{rules}\n{mission}",
@@ -64,10 +55,5 @@ class Mentor:
             f"{json.dumps(decision.model_dump(exclude_defaults=True), indent=1)}"
         )
         result = self.agent.run_sync(prompt)
-        usage = result.usage
-        self.last_usage = {
-            "input_tokens": usage.input_tokens or 0,
-            "output_tokens": usage.output_tokens or 0,
-            "requests": usage.requests,
-        }
+        self.last_usage = llm.usage_of(result)
         return result.output
