@@ -203,6 +203,44 @@ def cli_rows(root: Path, reps: int) -> list[Row]:
 
 
 # ---------------------------------------------------------------------- main
+# ---------------------------------------------------------------------- 4. slot occupancy
+THINK_S, TRIAL_S = 0.4, 2.0  # the issue's 2 s worker and 10 s trials, scaled by 1/5
+
+
+def occupancy(root: Path, n: int) -> tuple[float, float]:
+    """(measured, serial) share of the time the slot is busy, with an LLM worker (the real
+    pydantic-ai path, a FunctionModel that thinks THINK_S) and trials of TRIAL_S."""
+    from pydantic_ai.messages import ModelResponse, ToolCallPart
+    from pydantic_ai.models.function import FunctionModel
+
+    from nightlab import Lab
+    from nightlab.agents import llm
+
+    def think(messages: list, info: object) -> ModelResponse:
+        time.sleep(THINK_S)
+        think.n += 1  # type: ignore[attr-defined]
+        decision = {
+            "action": "run",
+            "rationale": f"probe x = {think.n / 1000}",  # type: ignore[attr-defined]
+            "params": {"x": think.n / 1000},
+        }  # type: ignore[attr-defined]
+        return ModelResponse(parts=[ToolCallPart(info.output_tools[0].name, decision)])  # type: ignore[attr-defined]
+
+    think.n = 0  # type: ignore[attr-defined]
+    llm.resolve_model = lambda spec, cfg: FunctionModel(think)  # bench process only
+    lab = make_lab(root, "occupancy")
+    (lab / "train.py").write_text(f"import time\ntime.sleep({TRIAL_S})\nprint('score=1.0')\n")
+    toml = TOML.format(tracking="false").replace('worker = "search"', 'worker = "function:t"')
+    (lab / "nightlab.toml").write_text(toml)
+    Lab(lab).run(max_trials=n + 3, report=lambda line: None)
+    with closing(sqlite3.connect(lab / ".nightlab" / "state.db")) as conn:
+        rows = conn.execute(
+            "SELECT started_at, ended_at FROM trials WHERE kind='trial' ORDER BY id"
+        ).fetchall()
+    busy = sum(end - start for start, end in rows)
+    return busy / (rows[-1][1] - rows[0][0]), TRIAL_S / (TRIAL_S + THINK_S)
+
+
 def main() -> None:
     unknown = [a for a in sys.argv[1:] if a != "--quick"]
     if unknown:
@@ -230,6 +268,16 @@ def main() -> None:
                 (f"  cross-check: in-loop wall_s vs direct ({label})",
                  f"{ms(wall)} vs {ms(direct)} ({(wall - direct) * 1000:+.1f} ms)", "—", "—")
             )  # fmt: skip
+        print("  slot occupancy with a thinking LLM worker …", file=sys.stderr, flush=True)
+        busy, serial = occupancy(root, 6 if "--quick" in sys.argv else 10)
+        table.append(
+            (
+                f"slot busy (worker {THINK_S:g} s, trials {TRIAL_S:g} s; serial {serial:.0%})",
+                f"{busy:.1%}",
+                "≥ 97%",
+                verdict(-busy, -0.97),
+            )
+        )
         print("  status / leaderboard on 10,000 trials …", file=sys.stderr, flush=True)
         table += cli_rows(root, reps)
         helps = timed(lambda: subprocess.run([NIGHTLAB, "--help"], capture_output=True), reps)
