@@ -159,6 +159,13 @@ class Journal:
         return line
 
     def _housekeeping(self, s: Any, decision: Decision, trace: str) -> None:
+        if not (
+            decision.todo_new
+            or decision.resolve_todo_ids
+            or decision.notes_update
+            or decision.data_exploration_update
+        ):
+            return
         done = workpad.apply(s, decision, trace)
         if workpad.changed(done) or done["todo_dropped"]:
             self._event(s, "housekeeping", trace_id=trace, **done)
