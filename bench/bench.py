@@ -227,7 +227,7 @@ def occupancy(root: Path, n: int) -> tuple[float, float]:
         return ModelResponse(parts=[ToolCallPart(info.output_tools[0].name, decision)])  # type: ignore[attr-defined]
 
     think.n = 0  # type: ignore[attr-defined]
-    llm.resolve_model = lambda spec, cfg: FunctionModel(think)  # bench process only
+    llm.resolve_model = lambda spec, cfg, role="worker": FunctionModel(think)  # bench process only
     lab = make_lab(root, "occupancy")
     (lab / "train.py").write_text(f"import time\ntime.sleep({TRIAL_S})\nprint('score=1.0')\n")
     toml = TOML.format(tracking="false").replace('worker = "search"', 'worker = "function:t"')

@@ -223,3 +223,44 @@ def test_a_run_that_repeats_a_trial_is_turned_into_a_wait(make_lab):
     assert len(reasons) == 2
     assert "as trial 1 already ran" in reasons[0]  # the baseline
     assert f"as trial {trials[0]['id']} already ran" in reasons[1]
+
+
+def test_edits_git_cannot_take_are_waits_not_a_crashed_night(make_lab):
+    decisions = [
+        {
+            "action": "run",
+            "rationale": "a file below a file",
+            "edits": [{"file": "train.py/x.py", "search": "", "replace": "x = 1\n"}],
+        },
+        {
+            "action": "run",
+            "rationale": "into git's own folder",
+            "edits": [{"file": "sub/.git/x.py", "search": "", "replace": "x = 1\n"}],
+        },
+        {
+            "action": "run",
+            "rationale": "repoint the symlink somewhere else",
+            "edits": [{"file": "link.py", "search": "", "replace": "/etc/passwd"}],
+        },
+        {
+            "action": "run",
+            "rationale": "the baseline again, written as an int",
+            "params": {"boost": 0},
+        },
+    ]
+    lab = make_lab(decisions=decisions, max_trials=10)
+    (lab / "link.py").symlink_to("train.py")
+    toml = lab / "nightlab.toml"
+    toml.write_text(
+        toml.read_text().replace('editable = ["train.py"]', 'editable = ["train.py", "**/*.py"]')
+    )
+    final = Lab(lab).run(report=lambda line: None)
+    assert final["state"] == "finished" and final["trials"]["total"] == 3
+    reasons = [
+        json.loads(r[0])[0]
+        for r in rows(lab, "SELECT reasons FROM decisions WHERE accepted=0 ORDER BY id")
+    ]
+    assert "cannot be applied" in reasons[0]
+    assert "not editable" in reasons[1]
+    assert "'link.py' is not a regular file (120000)" in reasons[2]
+    assert "as trial 1 already ran" in reasons[3]

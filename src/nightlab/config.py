@@ -110,8 +110,13 @@ class Knob(_Section):
 
     def violation(self, value: Any) -> str | None:
         """Why `value` breaks this knob's clamp, or None when it is allowed."""
-        if self.kind == "categorical":
-            return None if value in (self.choices or []) else f"{value!r} not in {self.choices}"
+        if self.kind == "categorical":  # True == 1 in Python; not here
+            same = [
+                c
+                for c in self.choices or []
+                if c == value and isinstance(c, bool) == isinstance(value, bool)
+            ]
+            return None if same else f"{value!r} not in {self.choices}"
         if isinstance(value, bool) or not isinstance(value, int | float):
             return f"{value!r} is not a number"
         if self.kind == "int" and not float(value).is_integer():
@@ -183,6 +188,20 @@ class Config(_Section):
         """True when objective `a` is better than `b` in this lab's direction."""
         return a > b if self.objective.direction == "maximize" else a < b
 
+    def normalize(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Numbers as their knob's kind (5.0 for an int knob is 5; 1 for a float knob is
+        1.0), so the same setting is always recorded, and compared, the same way."""
+        out = dict(params)
+        for name, value in params.items():
+            knob = self.search.get(name)
+            if knob is None or isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            if knob.kind == "int" and float(value).is_integer():
+                out[name] = int(value)
+            elif knob.kind == "float":
+                out[name] = float(value)
+        return out
+
     def param_violations(self, params: dict[str, Any]) -> list[str]:
         out = []
         for name, value in params.items():
@@ -227,7 +246,7 @@ def _check_files(cfg: Config, lab: Path, path: Path) -> None:
                 f"{path}: [trial] editable entry {pattern!r} leaves the lab; "
                 "use paths relative to the lab folder"
             )
-        if not any(ch in pattern for ch in "*?[") and not (lab / pattern).is_file():
+        if not any(ch in pattern for ch in "*?") and not (lab / pattern).is_file():
             raise ConfigError(
                 f"{path}: [trial] editable file {pattern!r} does not exist in {lab}; "
                 "create it or remove it from the list"

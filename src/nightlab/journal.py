@@ -311,7 +311,6 @@ class Journal:
                 )
             s.flush()
             workpad.render(s, self.storyline.parent)
-        self.story(f"mentor {note}")
 
     def reconciled(self, row: Trial, pid: int | None, alive: bool) -> str:
         """Note a trial found `running` by a new loop; returns its cycle's trace id."""

@@ -23,7 +23,7 @@ from typing import Any
 from nightlab import fmt, ratchet
 from nightlab.agents import Worker, context, make_mentor, make_worker
 from nightlab.agents.decision import Decision
-from nightlab.agents.gate import GateResult, check
+from nightlab.agents.gate import GateResult, check, editable
 from nightlab.agents.tools import LabView
 from nightlab.config import Config
 from nightlab.journal import Journal
@@ -31,7 +31,7 @@ from nightlab.lock import LabLock
 from nightlab.store import read
 from nightlab.store.db import Store, Trial
 from nightlab.trials import folder, local, spec
-from nightlab.trials.workspace import Workspace
+from nightlab.trials.workspace import Workspace, WorkspaceError
 from nightlab.trials.worktrees import WorktreePool
 
 HEARTBEAT_S = 2.0
@@ -270,6 +270,7 @@ class Loop:
                             self._next_ask = time.time() + 1.0  # ask again later, no spin
                         break
                     idle = 0
+                    self.stop_reason = self._limit_reached()  # spent by that decision?
                 if idle >= MAX_IDLE_CYCLES and not self.running:
                     self.stop_reason = f"the worker made no runnable decision in {idle} cycles"
             if len(self.running) >= self.slots and not self.stop_reason:
@@ -352,10 +353,12 @@ class Loop:
         return {**context, **self._full_context()} if full else context
 
     def _decide(self) -> Decision | Exception:
-        context = self._context(getattr(self.worker, "wants_context", False))
         try:
+            context = self._context(getattr(self.worker, "wants_context", False))
             decision = self.worker.decide(context)
         except Exception as exc:  # a worker failure is a wait cycle, never a dead night
+            if usage := self._spend(self.worker):  # a failed call costs tokens too
+                self._usage[id(exc)] = usage
             return exc
         usage = self._spend(self.worker)
         if usage:
@@ -395,8 +398,11 @@ class Loop:
         try:
             review = self.mentor.review(context.render(self._context(full=True)), decision, why)
         except Exception as exc:  # no mentor this cycle; the night goes on
+            usage = self._spend(self.mentor)
             with self.store.tx() as s:
                 Store.event(s, "mentor_error", run_id=self.run_id, error=f"{exc}"[:2000])
+                if usage:
+                    Store.event(s, "agent_usage", run_id=self.run_id, role="mentor", **usage)
             return decision
         replace = (
             review.verdict == "off_track"
@@ -465,38 +471,32 @@ class Loop:
     def _plan(self) -> None:
         """While every slot is busy, get the next decision now so that a freed slot starts
         at once; it is gated against the base of the moment it runs."""
-        budget_left = self.max_trials is None or self._trials_total < self.max_trials
-        if self._planned is None and self._baseline_done and budget_left:
+        if self._planned is None and self._baseline_done and self._limit_reached() is None:
             self._planned = self._decide()
 
     def _cycle(self) -> bool:
         decision, self._planned = self._planned or self._decide(), None
         if isinstance(decision, Exception):
             wait = Decision(action="wait", rationale=f"worker error: {decision}"[:2000])
-            self.journal.idle(self.worker.name, wait, ["worker raised " + type(decision).__name__])
+            self.journal.idle(
+                self.worker.name,
+                wait,
+                ["worker raised " + type(decision).__name__],
+                self._usage.pop(id(decision), None),
+            )
             self._waits += 1
             return False
         if self.mentor is not None:
-            decision = self._review(decision)
+            reviewed = self._review(decision)
+            if reviewed is not decision and id(decision) in self._usage:
+                self._usage[id(reviewed)] = self._usage.pop(id(decision))
+            decision = reviewed
         best = self._best()
         base = best[2] if best else self.base_commit
-        gate = check(
-            decision, self.cfg, lambda p: self.ws.read(base, p) if self.ws.exists(base, p) else None
-        )
-        commit = base
-        if gate.accepted and decision.action == "run":
-            if gate.files:
-                message = f"nightlab: {decision.hypothesis or decision.rationale}"[:200]
-                commit = self.ws.commit_files(base, gate.files, message)
-            params = {**(best[3] if best else self.cfg.defaults()), **decision.params}
-            if (twin := self._twin(commit, params)) is not None:
-                gate = GateResult(
-                    False,
-                    [
-                        f"the same code and parameters as trial {twin} "
-                        "already ran: nothing new to learn"
-                    ],
-                )
+        try:
+            gate, commit = self._gate(decision, best, base)
+        except (WorkspaceError, ValueError, OSError) as exc:  # git refused what the model wrote
+            gate, commit = GateResult(False, [f"the edit cannot be applied: {exc}"]), base
         if not gate.accepted or decision.action != "run":
             self.journal.idle(
                 self.worker.name, decision, gate.reasons, self._usage.pop(id(decision), None)
@@ -509,11 +509,41 @@ class Loop:
         self._waits = 0
         return True
 
+    def _gate(self, decision: Decision, best: Best | None, base: str) -> tuple[GateResult, str]:
+        """The gate, then the checks that need git: only regular files are edited (never a
+        symlink, folder or submodule), and a run must not repeat a trial."""
+        for edit in decision.edits if decision.action == "run" else []:
+            mode = (
+                self.ws.mode(base, edit.file)
+                if editable(edit.file, self.cfg.trial.editable)
+                else None
+            )
+            if mode not in (None, "100644", "100755"):
+                return GateResult(False, [f"{edit.file!r} is not a regular file ({mode})"]), base
+        gate = check(
+            decision, self.cfg, lambda p: self.ws.read(base, p) if self.ws.exists(base, p) else None
+        )
+        if not gate.accepted or decision.action != "run":
+            return gate, base
+        commit = base
+        if gate.files:
+            message = f"nightlab: {decision.hypothesis or decision.rationale}"[:200]
+            commit = self.ws.commit_files(base, gate.files, message)
+        params = self.cfg.normalize(
+            {**(best[3] if best else self.cfg.defaults()), **decision.params}
+        )
+        if (twin := self._twin(commit, params)) is not None:
+            reason = f"the same code and parameters as trial {twin} already ran: nothing new"
+            return GateResult(False, [reason]), base
+        return gate, commit
+
     def _twin(self, commit: str, params: dict[str, Any]) -> int | None:
         """A trial that already ran this code (same tree) with these parameters."""
         with read.connect(self.store.path) as conn:
-            rows = conn.execute(
-                "SELECT id, [commit] FROM trials WHERE params = ?", (json.dumps(params),)
+            rows = conn.execute(  # a trial cut short by nightlab's own fate may run again
+                "SELECT id, [commit] FROM trials WHERE params = ? AND NOT (status IN "
+                "('killed', 'timeout') AND reason LIKE 'interrupted%')",
+                (json.dumps(params),),
             ).fetchall()
         tree = None
         for trial, other in rows:
@@ -540,7 +570,9 @@ class Loop:
         """Record and launch a trial of `commit` (the gated code) on a free slot."""
         best = None if kind == "baseline" else self._best()
         base = best[2] if best else self.base_commit
-        params = {**(best[3] if best else self.cfg.defaults()), **decision.params}
+        params = self.cfg.normalize(
+            {**(best[3] if best else self.cfg.defaults()), **decision.params}
+        )
         slot = min(set(range(self.slots)) - set(self.running))
         worker = "baseline" if kind == "baseline" else self.worker.name
         trial_id, trace = self.journal.open_trial(

@@ -67,7 +67,9 @@ def test_tools_stay_inside_the_editable_files():
     assert "not editable" in v.read_file("secret.txt")
     assert "not editable" in v.read_file("../../etc/passwd")
     assert v.grep("EXTRA") == "train.py:1: EXTRA = 0.0"
-    assert "bad pattern" in v.grep("(")
+    assert v.grep("(=+)+x") == "no match"  # plain text: no pattern can stall the loop
+    assert v.read_file("a\x00.py").startswith("error")
+    assert v.tail_log(10**299).startswith("no logs")
 
 
 def test_a_missing_key_fails_at_start_naming_the_variable(make_lab, monkeypatch):
@@ -189,7 +191,9 @@ always_run.calls = []
 def test_token_and_dollar_budgets_stop_the_night_and_show_in_status(make_lab, monkeypatch):
     from nightlab.agents import llm
 
-    monkeypatch.setattr(llm, "resolve_model", lambda spec, cfg: FunctionModel(always_run))
+    monkeypatch.setattr(
+        llm, "resolve_model", lambda spec, cfg, role="worker": FunctionModel(always_run)
+    )
     lab = make_lab(max_trials=50)
     toml = lab / "nightlab.toml"
     toml.write_text(

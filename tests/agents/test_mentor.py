@@ -37,7 +37,9 @@ def mentor_model(messages, info: AgentInfo) -> ModelResponse:
 def test_mentor_reviews_on_cadence_and_its_challenge_replaces_the_decision(make_lab, monkeypatch):
     from nightlab.agents import llm
 
-    monkeypatch.setattr(llm, "resolve_model", lambda spec, cfg: FunctionModel(mentor_model))
+    monkeypatch.setattr(
+        llm, "resolve_model", lambda spec, cfg, role="worker": FunctionModel(mentor_model)
+    )
     REVIEWS.clear()
     decisions = [
         {"action": "run", "rationale": "first probe of the boost", "params": {"boost": 0.3}},
@@ -73,7 +75,9 @@ def test_mentor_reviews_on_cadence_and_its_challenge_replaces_the_decision(make_
 def test_a_stall_forces_a_review(make_lab, monkeypatch):
     from nightlab.agents import llm
 
-    monkeypatch.setattr(llm, "resolve_model", lambda spec, cfg: FunctionModel(mentor_model))
+    monkeypatch.setattr(
+        llm, "resolve_model", lambda spec, cfg, role="worker": FunctionModel(mentor_model)
+    )
     REVIEWS.clear()
     decisions = [
         {"action": "run", "rationale": f"probe number {i} of boost", "params": {"boost": 0.001 * i}}

@@ -26,6 +26,7 @@ def gather(
     with read.connect(db) as conn:
         base, last = read.baseline(conn), read.last_trial(conn)
         todos, pad = read.todo_focus(conn), read.workpad_tail(conn)
+        mentor = read.workpad_tail(conn, 800, mentor=True)
     budget = []
     if trials_left is not None:
         budget.append(f"{trials_left} trial(s) left")
@@ -52,6 +53,7 @@ def gather(
         "in_flight": in_flight,
         "todos": todos,
         "workpad": pad,
+        "mentor": mentor,
     }
 
 
@@ -100,6 +102,8 @@ def render(ctx: dict[str, Any]) -> str:
             out.append(f"Fix errors first. Log tail:\n```\n{last['log_tail'][-3000:]}\n```")
     if ctx.get("workpad"):
         out.append(f"\n# Workpad (latest)\n{ctx['workpad']}")
+    if ctx.get("mentor"):
+        out.append(f"\n# Mentor notes (latest)\n{ctx['mentor']}")
     todos = ctx.get("todos") or {}
     if todos.get("open"):
         out.append(f"\n# Open TODOs: {todos['open']} (oldest and newest; resolve by id)")

@@ -29,6 +29,8 @@ def editable(path: str, patterns: list[str]) -> bool:
         return False
     if p.is_absolute() or ".." in p.parts or "\\" in path or not path.strip():
         return False
+    if any(ord(ch) < 32 for ch in path) or any(part.lower() == ".git" for part in p.parts):
+        return False
     return any(_glob(pat).fullmatch(path) for pat in patterns)
 
 

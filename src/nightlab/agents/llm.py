@@ -13,11 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from pydantic_ai import Agent, RunContext
+from pydantic_ai.usage import RunUsage, UsageLimits
 
 from nightlab.agents.context import render
 from nightlab.agents.decision import Decision
 from nightlab.agents.tools import LabView
 from nightlab.config import Config
+
+MAX_REQUESTS = 12  # model requests per decision (tool calls and retries included)
+TIMEOUT_S = 180.0  # per request: a hung server is an error, not a hung night
 
 # A small, counted rule budget (see seed 001: lean prompts).
 RULES = (
@@ -38,12 +42,13 @@ class LLMWorkerError(Exception):
     pass
 
 
-def resolve_model(spec: str, cfg: Config) -> Any:
-    """The pydantic-ai model for `spec`; an unusable one fails now, naming the fix."""
+def resolve_model(spec: str, cfg: Config, role: str = "worker") -> Any:
+    """The pydantic-ai model for `spec`; an unusable one fails now, naming the fix.
+    `[agents] base_url` serves the worker only."""
     from pydantic_ai.exceptions import UserError
 
     agents = cfg.agents
-    if agents.base_url:
+    if agents.base_url and role == "worker":
         from pydantic_ai.models.openai import OpenAIChatModel
         from pydantic_ai.providers.openai import OpenAIProvider
 
@@ -75,9 +80,9 @@ def _read_file(ctx: RunContext[LabView], path: str) -> str:
     return ctx.deps.read_file(path)
 
 
-def _grep(ctx: RunContext[LabView], pattern: str) -> str:
-    """Lines of the editable files matching a regular expression."""
-    return ctx.deps.grep(pattern)
+def _grep(ctx: RunContext[LabView], text: str) -> str:
+    """Lines of the editable files containing this text (plain text, not a regex)."""
+    return ctx.deps.grep(text)
 
 
 def _tail_log(ctx: RunContext[LabView], trial: int, lines: int = 40) -> str:
@@ -110,9 +115,8 @@ def read_mission(lab: Path, key: str, value: str | None) -> str:
     return path.read_text()
 
 
-def usage_of(result: Any) -> dict[str, int]:
-    """Tokens and requests of one pydantic-ai run."""
-    usage = result.usage
+def usage_of(usage: Any) -> dict[str, int]:
+    """Tokens and requests of one pydantic-ai run (its RunUsage)."""
     return {
         "input_tokens": usage.input_tokens or 0,
         "output_tokens": usage.output_tokens or 0,
@@ -136,15 +140,23 @@ class LLMWorker:
             f"Rules:\n{rules}\n{mission}",
             tools=list(TOOLS),
             retries=3,
+            model_settings={"timeout": TIMEOUT_S},
         )
         self.last_usage: dict[str, int] | None = None
 
     def decide(self, context: dict[str, Any]) -> Decision:
         if self.view is None:
             raise LLMWorkerError("the loop gave this worker no view of the lab")
-        result = self.agent.run_sync(render(context), deps=self.view)
-        self.last_usage = usage_of(result)
-        return result.output
+        self.last_usage, usage = None, RunUsage()
+        try:
+            return self.agent.run_sync(
+                render(context),
+                deps=self.view,
+                usage=usage,
+                usage_limits=UsageLimits(request_limit=MAX_REQUESTS),
+            ).output
+        finally:  # a failed call (invalid output, limits) costs tokens too
+            self.last_usage = usage_of(usage)
 
     def observe(self, trial: Any) -> None:
         pass  # the store is its memory: each context is rebuilt from it

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_ai.usage import RunUsage, UsageLimits
 
 from nightlab.agents import llm
 from nightlab.agents.decision import Decision
@@ -41,11 +42,12 @@ class Mentor:
         mission = llm.read_mission(lab, "mentor_mission", cfg.agents.mentor_mission)
         rules = "\n".join(f"{i}. {rule}" for i, rule in enumerate(RULES, 1))
         self.agent = Agent(
-            model if model is not None else llm.resolve_model(spec, cfg),
+            model if model is not None else llm.resolve_model(spec, cfg, role="mentor"),
             output_type=Review,
             instructions="You are the Mentor of an ML research lab run by nightlab: you "
             f"review the Builder's next decision.\nRules:\n{rules}\n{mission}",
             retries=3,
+            model_settings={"timeout": llm.TIMEOUT_S},
         )
         self.last_usage: dict[str, int] | None = None
 
@@ -54,6 +56,10 @@ class Mentor:
             f"{context}\n\n# Why you are asked\n{why}\n\n# The Builder's decision\n"
             f"{json.dumps(decision.model_dump(exclude_defaults=True), indent=1)}"
         )
-        result = self.agent.run_sync(prompt)
-        self.last_usage = llm.usage_of(result)
-        return result.output
+        self.last_usage, usage = None, RunUsage()
+        try:
+            return self.agent.run_sync(
+                prompt, usage=usage, usage_limits=UsageLimits(request_limit=llm.MAX_REQUESTS)
+            ).output
+        finally:
+            self.last_usage = llm.usage_of(usage)

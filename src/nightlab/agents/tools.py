@@ -6,8 +6,8 @@ Every tool reads; none writes or runs anything. Files are read at the current be
 
 from __future__ import annotations
 
+import functools
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -39,16 +39,15 @@ class LabView:
         text = self.read(path)
         return f"error: {path!r} does not exist" if text is None else _cap(text)
 
-    def grep(self, pattern: str) -> str:
-        """Lines of the editable files matching a regular expression, as path:line: text."""
-        try:
-            rx = re.compile(pattern)
-        except re.error as exc:
-            return f"error: bad pattern: {exc}"
+    def grep(self, text: str) -> str:
+        """Lines of the editable files containing `text`, as path:line: content. (Plain text,
+        not a regular expression: a model's pattern must never stall the loop.)"""
+        if not text:
+            return "error: give the text to look for"
         hits = []
         for path in self.list_files():
             for n, line in enumerate((self.read(path) or "").splitlines(), 1):
-                if rx.search(line):
+                if text in line:
                     hits.append(f"{path}:{n}: {line}")
         return _cap("\n".join(hits) or "no match")
 
@@ -75,3 +74,20 @@ class LabView:
 
 def _cap(text: str) -> str:
     return text if len(text) <= MAX_CHARS else text[:MAX_CHARS] + "\n… (cut)"
+
+
+def _answer_errors(method: Callable[..., str]) -> Callable[..., str]:
+    """A tool never raises into the model run: a failure is an answer the model can read."""
+
+    @functools.wraps(method)
+    def safe(*args: Any, **kwargs: Any) -> str:
+        try:
+            return method(*args, **kwargs)
+        except Exception as exc:
+            return f"error: {type(exc).__name__}: {exc}"[:500]
+
+    return safe
+
+
+for _name in ("read_file", "grep", "tail_log", "show_leaderboard", "trial_diff"):
+    setattr(LabView, _name, _answer_errors(getattr(LabView, _name)))

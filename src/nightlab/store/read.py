@@ -197,18 +197,19 @@ def todo_focus(conn: sqlite3.Connection) -> dict[str, Any]:
     return {"open": len(rows), "focus": focus}
 
 
-def workpad_tail(conn: sqlite3.Connection, chars: int = 1500) -> str:
-    """The latest workpad entries, newest last, within `chars`."""
+def workpad_tail(conn: sqlite3.Connection, chars: int = 1500, mentor: bool = False) -> str:
+    """The latest workpad (or mentor) notes, newest last, within `chars`."""
     out: list[str] = []
     size = 0
     for section, text in conn.execute(
-        "SELECT section, text FROM notes WHERE section != 'mentor' ORDER BY id DESC LIMIT 20"
+        "SELECT section, text FROM notes WHERE (section = 'mentor') = ? ORDER BY id DESC LIMIT 20",
+        (mentor,),
     ):
-        line = f"- ({section}) {text}"
-        if size + len(line) > chars:
-            break
+        line = f"- ({section}) {text}"[: chars - size]  # a long note is cut, not dropped
         out.append(line)
         size += len(line)
+        if size >= chars:
+            break
     return "\n".join(reversed(out))
 
 

@@ -139,7 +139,19 @@ class Workspace:
 
     def files(self, commit: str) -> list[str]:
         """Every file of the lab at `commit`, lab-relative."""
-        return (self.git("ls-tree", "-r", "--name-only", commit) or "").splitlines()
+        out = self.git("ls-tree", "-r", "-z", "--name-only", commit, strip=False) or ""
+        return [f for f in out.split("\0") if f]
+
+    def mode(self, commit: str, path: str) -> str | None:
+        """Git's mode of lab-relative `path` at `commit` (100644, 120000 for a symlink...),
+        None when absent."""
+        out = (
+            self.git(
+                "ls-tree", "--full-tree", "-z", commit, "--", f"{self.prefix}{path}", strip=False
+            )
+            or ""
+        )
+        return out.split(" ", 1)[0] if out else None
 
     def exists(self, commit: str, path: str) -> bool:
         return self.git("cat-file", "-e", f"{commit}:{self.prefix}{path}", check=False) is not None
