@@ -601,6 +601,8 @@ class Loop:
         self.journal.started(trial_id, trace, running, slot, tree)
         self.running[slot] = Active(running, trace, kind, tree)
         shown = " ".join(f"{k}={fmt.value(v)}" for k, v in decision.params.items())
+        if decision.edits:
+            shown += f" edits {', '.join(sorted({e.file for e in decision.edits}))}"
         self.report(f"trial {trial_id} ({kind}) started on slot {slot}: {shown}")
 
     def _poll(self, slot: int) -> None:
