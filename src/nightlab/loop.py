@@ -442,6 +442,7 @@ class Loop:
             trials_left=left,
             deadline=self.deadline,
             sigma=self._view.get("sigma", 0.0),
+            stalled=self._stalled(),
             in_flight=[
                 {"trial": a.trial.spec.trial_id, "kind": a.kind} for a in self.running.values()
             ],

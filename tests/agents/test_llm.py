@@ -216,3 +216,24 @@ def test_token_and_dollar_budgets_stop_the_night_and_show_in_status(make_lab, mo
     toml.write_text(toml.read_text().split("[agents.prices")[0])
     with pytest.raises(AgentError, match="max_usd is set but"):
         make_worker("function:fake", load_config(lab), lab)
+
+
+def test_an_openai_compatible_server_that_is_not_there_fails_at_start(make_lab):
+    lab = make_lab()
+    toml = lab / "nightlab.toml"
+    toml.write_text(
+        toml.read_text().replace(
+            'worker = "search"', 'worker = "openai:local"\nbase_url = "http://127.0.0.1:9/v1"'
+        )
+    )
+    with pytest.raises(AgentError, match="does not answer.*start the server"):
+        make_worker("openai:local", load_config(lab), lab)
+
+
+def test_the_storyline_is_shown_only_when_stalled():
+    from nightlab.agents.context import render
+
+    base = {"objective": {"metric": "m", "direction": "maximize"}, "storyline": ["[a] tried x"]}
+    assert "tried x" not in render(base)
+    stalled = render({**base, "stalled": "stalled: no trial kept in the last 6"})
+    assert "# Stalled: stalled: no trial kept in the last 6" in stalled and "tried x" in stalled

@@ -21,10 +21,12 @@ def gather(
     deadline: float | None,
     sigma: float,
     in_flight: list[dict],
+    stalled: str | None = None,
 ) -> dict[str, Any]:
     """The evidence of this moment, from the store: what `render` turns into the prompt."""
     with read.connect(db) as conn:
         base, last = read.baseline(conn), read.last_trial(conn)
+        story = read.storyline(db, 8) if stalled else []
         todos, pad = read.todo_focus(conn), read.workpad_tail(conn)
         mentor = read.workpad_tail(conn, 800, mentor=True)
     budget = []
@@ -54,6 +56,8 @@ def gather(
         "todos": todos,
         "workpad": pad,
         "mentor": mentor,
+        "stalled": stalled,
+        "storyline": story,
     }
 
 
@@ -108,6 +112,9 @@ def render(ctx: dict[str, Any]) -> str:
     if todos.get("open"):
         out.append(f"\n# Open TODOs: {todos['open']} (oldest and newest; resolve by id)")
         out += [f"- #{t['id']} ({t['author']}) {t['text']}" for t in todos["focus"]]
+    if ctx.get("stalled"):  # the storyline is backup context, shown only when stuck
+        out.append(f"\n# Stalled: {ctx['stalled']}\nRecent storyline:")
+        out += [f"- {line}" for line in ctx.get("storyline") or []]
     if ctx.get("in_flight"):
         out.append(f"\n# Running now (do not propose the same)\n{json.dumps(ctx['in_flight'])}")
     out.append("\nDecide the next step. Use the tools to read the code before editing it.")

@@ -60,6 +60,7 @@ def resolve_model(spec: str, cfg: Config, role: str = "worker") -> Any:
                     f"[agents] api_key_env = {agents.api_key_env!r} but that variable is not "
                     "set: export it with the key of the server at base_url"
                 )
+        _probe(agents.base_url, key)
         name = spec.split(":", 1)[1] if ":" in spec else spec
         return OpenAIChatModel(name, provider=OpenAIProvider(base_url=agents.base_url, api_key=key))
     from pydantic_ai.models import infer_model
@@ -68,6 +69,25 @@ def resolve_model(spec: str, cfg: Config, role: str = "worker") -> Any:
         return infer_model(spec)
     except UserError as exc:
         raise LLMWorkerError(f"worker {spec!r}: {exc}") from None
+
+
+def _probe(base_url: str, key: str) -> None:
+    """Fail at start, not at the first decision, when the server at base_url is not there."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        base_url.rstrip("/") + "/models", headers={"Authorization": f"Bearer {key}"}
+    )
+    try:
+        urllib.request.urlopen(request, timeout=5.0).close()
+    except urllib.error.HTTPError:
+        pass  # it answers (maybe without a /models route): it is there
+    except (urllib.error.URLError, OSError) as exc:
+        raise LLMWorkerError(
+            f"[agents] base_url = {base_url!r} does not answer ({exc}); "
+            "start the server or fix the address"
+        ) from None
 
 
 def _list_files(ctx: RunContext[LabView]) -> list[str]:
