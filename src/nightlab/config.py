@@ -149,6 +149,12 @@ class AgentsSection(_Section):
     worker_mission: str | None = Field(None, description="Extra instructions for the worker.")
     mentor: str | None = Field(None, description="A model string for the mentor (off if unset).")
     mentor_every: int = Field(4, ge=1, description="Review every this many worker cycles.")
+    interaction_mode: Literal["standard", "builder_health_helper"] = Field(
+        "standard", description="builder_health_helper: frequent health checks by the mentor."
+    )
+    mentor_health_every: int = Field(
+        2, ge=1, description="In builder_health_helper mode: a health check this often."
+    )
     mentor_apply_suggestions: bool = Field(
         False, description="Run the mentor's replacement decision when it gives one."
     )

@@ -385,12 +385,11 @@ class Loop:
         """Every mentor_every worker cycles, or when stalled with nothing running, the mentor
         reviews the decision; its replacement runs when mentor_apply_suggestions is on."""
         self._worker_cycles += 1
-        every = self.cfg.agents.mentor_every
-        why = (
-            f"the regular review (every {every} cycles)"
-            if (self._worker_cycles % every == 0)
-            else None
-        )
+        agents = self.cfg.agents
+        every, kind = agents.mentor_every, "the regular review"
+        if agents.interaction_mode == "builder_health_helper":
+            every, kind = agents.mentor_health_every, "a health check of the Builder"
+        why = f"{kind} (every {every} cycles)" if self._worker_cycles % every == 0 else None
         if why is None and not self.running:
             why = self._stalled()
         if why is None:

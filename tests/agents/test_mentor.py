@@ -95,3 +95,27 @@ def test_a_stall_forces_a_review(make_lab, monkeypatch):
     assert REVIEWS and all("no trial kept in the last 3" in r for r in REVIEWS)
     assert len(REVIEWS) == 3  # the 4th and 5th decisions, and the worker's stop
     assert '"action": "stop"' in REVIEWS[-1]
+
+
+def test_builder_health_helper_mode_checks_more_often(make_lab, monkeypatch):
+    from nightlab.agents import llm
+
+    monkeypatch.setattr(
+        llm, "resolve_model", lambda spec, cfg, role="worker": FunctionModel(mentor_model)
+    )
+    REVIEWS.clear()
+    decisions = [
+        {"action": "run", "rationale": f"probe number {i} of boost", "params": {"boost": 0.5 * i}}
+        for i in range(1, 5)
+    ]
+    lab = make_lab(decisions=decisions, max_trials=20)
+    toml = lab / "nightlab.toml"
+    toml.write_text(
+        toml.read_text().replace(
+            "[tracking]",
+            'mentor = "function:mentor"\nmentor_every = 100\n'
+            'interaction_mode = "builder_health_helper"\nmentor_health_every = 2\n\n[tracking]',
+        )
+    )
+    Lab(lab).run(report=lambda line: None)
+    assert len(REVIEWS) == 2 and all("health check of the Builder" in r for r in REVIEWS)
