@@ -34,29 +34,32 @@ def mentor_model(messages, info: AgentInfo) -> ModelResponse:
     return ModelResponse(parts=[ToolCallPart(info.output_tools[0].name, review)])
 
 
-def test_mentor_reviews_on_cadence_and_its_challenge_replaces_the_decision(make_lab, monkeypatch):
+def night_with_a_mentor(make_lab, monkeypatch, decisions: list[dict], settings: str):
+    """A replayed night whose mentor is `mentor_model`, with these [agents] settings."""
     from nightlab.agents import llm
 
     monkeypatch.setattr(
         llm, "resolve_model", lambda spec, cfg, role="worker": FunctionModel(mentor_model)
     )
     REVIEWS.clear()
+    lab = make_lab(decisions=decisions, max_trials=20)
+    toml = lab / "nightlab.toml"
+    agents = f'mentor = "function:mentor"\n{settings}\n\n[tracking]'
+    toml.write_text(toml.read_text().replace("[tracking]", agents))
+    Lab(lab).run(report=lambda line: None)
+    return lab
+
+
+def test_mentor_reviews_on_cadence_and_its_challenge_replaces_the_decision(make_lab, monkeypatch):
     decisions = [
         {"action": "run", "rationale": "first probe of the boost", "params": {"boost": 0.3}},
         {"action": "run", "rationale": "a tiny nudge of the boost", "params": {"boost": 0.02}},
         {"action": "run", "rationale": "third probe of the boost", "params": {"boost": 0.6}},
         {"action": "run", "rationale": "fourth probe of the boost", "params": {"boost": 0.7}},
     ]
-    lab = make_lab(decisions=decisions, max_trials=20)
-    toml = lab / "nightlab.toml"
-    toml.write_text(
-        toml.read_text().replace(
-            "[tracking]",
-            'mentor = "function:mentor"\nmentor_every = 2\n'
-            "mentor_apply_suggestions = true\n\n[tracking]",
-        )
+    lab = night_with_a_mentor(
+        make_lab, monkeypatch, decisions, "mentor_every = 2\nmentor_apply_suggestions = true"
     )
-    Lab(lab).run(report=lambda line: None)
     assert len(REVIEWS) == 2  # cycles 2 and 4 of the worker
     assert "regular review" in REVIEWS[0] and '"boost": 0.02' in REVIEWS[0]
     conn = sqlite3.connect(lab / ".nightlab" / "state.db")
@@ -73,49 +76,25 @@ def test_mentor_reviews_on_cadence_and_its_challenge_replaces_the_decision(make_
 
 
 def test_a_stall_forces_a_review(make_lab, monkeypatch):
-    from nightlab.agents import llm
-
-    monkeypatch.setattr(
-        llm, "resolve_model", lambda spec, cfg, role="worker": FunctionModel(mentor_model)
-    )
-    REVIEWS.clear()
     decisions = [
         {"action": "run", "rationale": f"probe number {i} of boost", "params": {"boost": 0.001 * i}}
         for i in range(1, 6)
     ]
-    lab = make_lab(decisions=decisions, max_trials=20)
-    toml = lab / "nightlab.toml"
-    toml.write_text(
-        toml.read_text().replace(
-            "[tracking]",
-            'mentor = "function:mentor"\nmentor_every = 100\nstall_trials = 3\n\n[tracking]',
-        )
-    )
-    Lab(lab).run(report=lambda line: None)
+    night_with_a_mentor(make_lab, monkeypatch, decisions, "mentor_every = 100\nstall_trials = 3")
     assert REVIEWS and all("no trial kept in the last 3" in r for r in REVIEWS)
     assert len(REVIEWS) == 3  # the 4th and 5th decisions, and the worker's stop
     assert '"action": "stop"' in REVIEWS[-1]
 
 
 def test_builder_health_helper_mode_checks_more_often(make_lab, monkeypatch):
-    from nightlab.agents import llm
-
-    monkeypatch.setattr(
-        llm, "resolve_model", lambda spec, cfg, role="worker": FunctionModel(mentor_model)
-    )
-    REVIEWS.clear()
     decisions = [
         {"action": "run", "rationale": f"probe number {i} of boost", "params": {"boost": 0.5 * i}}
         for i in range(1, 5)
     ]
-    lab = make_lab(decisions=decisions, max_trials=20)
-    toml = lab / "nightlab.toml"
-    toml.write_text(
-        toml.read_text().replace(
-            "[tracking]",
-            'mentor = "function:mentor"\nmentor_every = 100\n'
-            'interaction_mode = "builder_health_helper"\nmentor_health_every = 2\n\n[tracking]',
-        )
+    night_with_a_mentor(
+        make_lab,
+        monkeypatch,
+        decisions,
+        'mentor_every = 100\ninteraction_mode = "builder_health_helper"\nmentor_health_every = 2',
     )
-    Lab(lab).run(report=lambda line: None)
     assert len(REVIEWS) == 2 and all("health check of the Builder" in r for r in REVIEWS)
