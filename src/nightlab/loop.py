@@ -30,6 +30,7 @@ from nightlab.journal import Journal
 from nightlab.lock import LabLock
 from nightlab.store import read
 from nightlab.store.db import Store, Trial
+from nightlab.thinking import Thinker, Thought
 from nightlab.trials import folder, local, spec
 from nightlab.trials.workspace import Workspace, WorkspaceError
 from nightlab.trials.worktrees import WorktreePool
@@ -89,9 +90,8 @@ class Loop:
         self._ended = False
         self._next_ask = 0.0
         self._baseline_done = False
-        self._planned: Decision | Exception | None = None  # decided while all slots were busy
+        self.thinker: Thinker | None = None
         self._view: dict[str, Any] = {}  # best and σ from the store, until the next record
-        self._usage: dict[int, dict[str, Any]] = {}  # by id(decision), until it is journaled
         self._spent = {"tokens": 0, "usd": 0.0}
         self._worker_cycles = 0  # decisions the worker made in this run (mentor cadence)
         self._waits = 0  # cycles in a row that ran nothing
@@ -111,6 +111,7 @@ class Loop:
                 self.worker.view = self._lab_view()
             if self.cfg.agents.mentor:
                 self.mentor = make_mentor(self.cfg.agents.mentor, self.cfg, self.lab)
+            self.thinker = Thinker(self.worker, self.mentor, self.cfg)
             self._begin()
             previous = (
                 signal.signal(signal.SIGTERM, self._signal),
@@ -200,10 +201,12 @@ class Loop:
             self.trees.close()
         if self.tracking:
             self.tracking.close()
-        if self._usage:  # decisions made ahead but never used still cost tokens
+        unused = self.thinker.close() if self.thinker else None
+        if unused:  # a decision made ahead but never used still cost tokens
             with self.store.tx() as s:
-                for usage in self._usage.values():
-                    Store.event(s, "agent_usage", run_id=self.run_id, unused=True, **usage)
+                for usage in (unused.usage, unused.mentor_usage):
+                    if usage:
+                        Store.event(s, "agent_usage", run_id=self.run_id, unused=True, **usage)
         left = self.journal.close_run(state, reason, mlflow=self.tracking is not None)
         self._done.set()  # the heartbeat beats until the run is closed
         self.report(f"run {self.run_id} {state}: {reason}")
@@ -275,8 +278,10 @@ class Loop:
                     self.stop_reason = f"the worker made no runnable decision in {idle} cycles"
             if len(self.running) >= self.slots and not self.stop_reason:
                 self._plan()
-            if self.running:  # wakes the moment a trial ends; else checks limits each CHECK_S
-                local.wait_any([a.trial for a in self.running.values()], CHECK_S)
+            # wake the moment a trial ends or a thought is ready; else check limits each CHECK_S
+            wake = None if self.thinker.idle else self.thinker.fileno()
+            if self.running or wake is not None:
+                local.wait_any([a.trial for a in self.running.values()], CHECK_S, wake)
             else:
                 time.sleep(min(max(self._next_ask - time.time(), POLL_S), CHECK_S))
 
@@ -352,54 +357,44 @@ class Loop:
         }
         return {**context, **self._full_context()} if full else context
 
-    def _decide(self) -> Decision | Exception:
-        try:
-            context = self._context(getattr(self.worker, "wants_context", False))
-            decision = self.worker.decide(context)
-        except Exception as exc:  # a worker failure is a wait cycle, never a dead night
-            if usage := self._spend(self.worker):  # a failed call costs tokens too
-                self._usage[id(exc)] = usage
-            return exc
-        usage = self._spend(self.worker)
+    def _think(self) -> None:
+        """Start the worker's next decision (in the background for slow workers); the
+        mentor reviews it every mentor_every worker cycles, or when the night stalls with
+        nothing running (never while a trial is mid-execution)."""
+        review = None
+        if self.mentor is not None:
+            self._worker_cycles += 1
+            agents = self.cfg.agents
+            every, kind = agents.mentor_every, "the regular review"
+            if agents.interaction_mode == "builder_health_helper":
+                every, kind = agents.mentor_health_every, "a health check of the Builder"
+            why = f"{kind} (every {every} cycles)" if self._worker_cycles % every == 0 else None
+            if why is None and not self.running:
+                why = self._stalled()
+            if why is not None:
+                review = (why, context.render(self._context(full=True)))
+        self.thinker.start(
+            self._context(getattr(self.worker, "wants_context", False)), review
+        )
+
+    def _charge(self, usage: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Count an agent call against the night's token and $ budget."""
         if usage:
-            self._usage[id(decision)] = usage
-        return decision
+            self._spent["tokens"] += usage["input_tokens"] + usage["output_tokens"]
+            self._spent["usd"] += usage["usd"] or 0.0
+        return usage
 
-    def _spend(self, agent: Any) -> dict[str, Any] | None:
-        """Count an agent's last call against the night's budget; its usage, priced."""
-        usage = getattr(agent, "last_usage", None)
-        if not usage:
-            return None
-        price = self.cfg.agents.prices.get(agent.name)
-        usd = None
-        if price is not None:
-            usd = (
-                usage["input_tokens"] * price.input_per_mtok
-                + usage["output_tokens"] * price.output_per_mtok
-            ) / 1e6
-        self._spent["tokens"] += usage["input_tokens"] + usage["output_tokens"]
-        self._spent["usd"] += usd or 0.0
-        return {**usage, "usd": usd, "worker": agent.name}
-
-    def _review(self, decision: Decision) -> Decision:
-        """Every mentor_every worker cycles, or when stalled with nothing running, the mentor
-        reviews the decision; its replacement runs when mentor_apply_suggestions is on."""
-        self._worker_cycles += 1
-        agents = self.cfg.agents
-        every, kind = agents.mentor_every, "the regular review"
-        if agents.interaction_mode == "builder_health_helper":
-            every, kind = agents.mentor_health_every, "a health check of the Builder"
-        why = f"{kind} (every {every} cycles)" if self._worker_cycles % every == 0 else None
-        if why is None and not self.running:
-            why = self._stalled()
-        if why is None:
+    def _reviewed(self, thought: Thought) -> Decision:
+        """The decision after the mentor's review: its replacement runs when it judged the
+        night off track and mentor_apply_suggestions is on."""
+        decision = thought.decision
+        assert isinstance(decision, Decision)
+        review, usage = thought.review, self._charge(thought.mentor_usage)
+        if thought.why is None:
             return decision
-        try:
-            review = self.mentor.review(context.render(self._context(full=True)), decision, why)
-        except Exception as exc:  # no mentor this cycle; the night goes on
-            usage = self._spend(self.mentor)
+        if isinstance(review, Exception):
             with self.store.tx() as s:
-                Store.event(s, "mentor_error", run_id=self.run_id, error=f"{exc}"[:2000])
+                Store.event(s, "mentor_error", run_id=self.run_id, error=f"{review}"[:2000])
                 if usage:
                     Store.event(s, "agent_usage", run_id=self.run_id, role="mentor", **usage)
             return decision
@@ -408,9 +403,9 @@ class Loop:
             and review.replacement is not None
             and self.cfg.agents.mentor_apply_suggestions
         )
-        self.journal.mentor(review, why, self._spend(self.mentor), replaced=replace)
+        self.journal.mentor(review, thought.why, usage, replaced=replace)
         self.report(
-            f"mentor: {review.verdict} ({why}) — {review.critique[:200]}"
+            f"mentor: {review.verdict} ({thought.why}) — {review.critique[:200]}"
             + (" — its replacement runs" if replace else "")
         )
         return review.replacement if replace else decision
@@ -471,26 +466,29 @@ class Loop:
     def _plan(self) -> None:
         """While every slot is busy, get the next decision now so that a freed slot starts
         at once; it is gated against the base of the moment it runs."""
-        if self._planned is None and self._baseline_done and self._limit_reached() is None:
-            self._planned = self._decide()
+        if self.thinker.idle and self._baseline_done and self._limit_reached() is None:
+            self._think()
 
-    def _cycle(self) -> bool:
-        decision, self._planned = self._planned or self._decide(), None
+    def _cycle(self) -> bool | None:
+        """One worker cycle: True a trial started, False an idle cycle, None still thinking."""
+        if self.thinker.idle:
+            self._think()
+        if not self.thinker.ready():
+            return None
+        thought = self.thinker.take()
+        decision, usage = thought.decision, self._charge(thought.usage)
         if isinstance(decision, Exception):
             wait = Decision(action="wait", rationale=f"worker error: {decision}"[:2000])
             self.journal.idle(
-                self.worker.name,
-                wait,
-                ["worker raised " + type(decision).__name__],
-                self._usage.pop(id(decision), None),
+                self.worker.name, wait, ["worker raised " + type(decision).__name__], usage
             )
             self._waits += 1
             return False
-        if self.mentor is not None:
-            reviewed = self._review(decision)
-            if reviewed is not decision and id(decision) in self._usage:
-                self._usage[id(reviewed)] = self._usage.pop(id(decision))
-            decision = reviewed
+        if self.mentor is not None and thought.why is None and not self.running:
+            # planned while a trial ran; that trial has ended and the night may have stalled
+            if why := self._stalled():
+                self.thinker.review(thought, why, context.render(self._context(full=True)))
+        decision = self._reviewed(thought)
         best = self._best()
         base = best[2] if best else self.base_commit
         try:
@@ -498,14 +496,12 @@ class Loop:
         except (WorkspaceError, ValueError, OSError) as exc:  # git refused what the model wrote
             gate, commit = GateResult(False, [f"the edit cannot be applied: {exc}"]), base
         if not gate.accepted or decision.action != "run":
-            self.journal.idle(
-                self.worker.name, decision, gate.reasons, self._usage.pop(id(decision), None)
-            )
+            self.journal.idle(self.worker.name, decision, gate.reasons, usage)
             if decision.action == "stop" and gate.accepted:
                 self.stop_reason = f"the worker stopped the night: {decision.rationale}"
             self._waits += 1
             return False
-        self._start(decision, "trial", commit, seed=self.cfg.trial.seed)
+        self._start(decision, "trial", commit, seed=self.cfg.trial.seed, usage=usage)
         self._waits = 0
         return True
 
@@ -556,17 +552,23 @@ class Loop:
 
     def _best(self) -> Best | None:
         """The current base; read once per recorded trial (the store is the truth)."""
-        if not self._view:
+        view = self._view  # one read of the attribute: the worker's thread calls this too
+        if not view:
             with read.connect(self.store.path) as conn:
                 b, base = read.best(conn), read.baseline(conn)
-            self._view["best"] = (
-                None if b is None else (b["objective"], b["trial"], b["commit"], b["params"])
-            )
-            self._view["sigma"] = base["sigma"] if base else 0.0
-        return self._view["best"]
+            view = {
+                "best": None
+                if b is None
+                else (b["objective"], b["trial"], b["commit"], b["params"]),
+                "sigma": base["sigma"] if base else 0.0,
+            }
+            self._view = view
+        return view["best"]
 
     # ------------------------------------------------------------------ act
-    def _start(self, decision: Decision, kind: str, commit: str, seed: int) -> None:
+    def _start(
+        self, decision: Decision, kind: str, commit: str, seed: int, usage: dict | None = None
+    ) -> None:
         """Record and launch a trial of `commit` (the gated code) on a free slot."""
         best = None if kind == "baseline" else self._best()
         base = best[2] if best else self.base_commit
@@ -578,7 +580,7 @@ class Loop:
         trial_id, trace = self.journal.open_trial(
             worker,
             decision,
-            usage=self._usage.pop(id(decision), None),
+            usage=usage,
             kind=kind,
             params=params,
             seed=seed,
@@ -629,7 +631,7 @@ class Loop:
         else:
             label = "discarded"
         row, line = self.journal.close_trial(trial_id, trace, out, label, verdict)
-        self._view.clear()  # a recorded trial may have moved the best or the noise
+        self._view = {}  # a recorded trial may have moved the best or the noise
         folder.finish(self.state / "trials" / str(trial_id), row.record(trace), out.history)
         if label == "kept":
             self.ws.set_best(row.commit)

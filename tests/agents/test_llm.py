@@ -237,3 +237,39 @@ def test_the_storyline_is_shown_only_when_stalled():
     assert "tried x" not in render(base)
     stalled = render({**base, "stalled": "stalled: no trial kept in the last 6"})
     assert "# Stalled: stalled: no trial kept in the last 6" in stalled and "tried x" in stalled
+
+
+def test_the_loop_watches_its_trials_while_the_model_thinks(make_lab, monkeypatch):
+    """A slow model plans the next decision while a trial hangs: the trial is still cut at its
+    budget on time, not when the model answers."""
+    import time
+
+    from nightlab.agents import llm
+
+    def slow(messages, info: AgentInfo) -> ModelResponse:
+        slow.calls += 1
+        if slow.calls > 1:  # the decision planned while the hanging trial runs
+            time.sleep(4.0)
+        mode = "hang" if slow.calls == 1 else "ok"
+        decision = {
+            "action": "run",
+            "rationale": f"probe {slow.calls}: does the trial survive mode {mode}?",
+            "params": {"mode": mode, "boost": slow.calls / 10},
+        }
+        return ModelResponse(parts=[ToolCallPart(info.output_tools[0].name, decision)])
+
+    slow.calls = 0
+    monkeypatch.setattr(llm, "resolve_model", lambda spec, cfg, role="worker": FunctionModel(slow))
+    lab = make_lab(decisions=[], max_trials=5, budget=1.0)
+    toml = lab / "nightlab.toml"
+    toml.write_text(
+        toml.read_text().replace('worker = "replay:decisions.jsonl"', 'worker = "function:s"')
+    )
+    Lab(lab).run(report=lambda line: None)
+    with sqlite3.connect(lab / ".nightlab" / "state.db") as conn:
+        hung = conn.execute(
+            "SELECT status, ended_at - started_at FROM trials WHERE params LIKE '%hang%'"
+        ).fetchone()
+        statuses = [r[0] for r in conn.execute("SELECT status FROM trials WHERE kind='trial'")]
+    assert hung[0] == "timeout" and hung[1] < 2.5, hung  # budget 1 s; the model took 4 s
+    assert statuses == ["timeout", "succeeded"]

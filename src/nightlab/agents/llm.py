@@ -146,6 +146,7 @@ def usage_of(usage: Any) -> dict[str, int]:
 
 class LLMWorker:
     wants_context = True  # the loop renders the full context only for workers that read it
+    slow = True  # it thinks in the background while the loop watches the trials
 
     def __init__(self, spec: str, cfg: Config, lab: Path, model: Any = None) -> None:
         self.name = spec

@@ -221,11 +221,15 @@ def start(spec: TrialSpec) -> RunningTrial:
     return RunningTrial(spec, proc.pid, time.time(), own=True)
 
 
-def wait_any(trials: list[RunningTrial], timeout: float) -> None:
-    """Sleep until one of `trials` ends or `timeout` passes, whichever comes first."""
+def wait_any(trials: list[RunningTrial], timeout: float, wake: int | None = None) -> None:
+    """Sleep until one of `trials` ends, `wake` (an fd) turns readable, or `timeout` passes,
+    whichever comes first."""
     fds = [t.pidfd for t in trials if t.pidfd is not None]
-    if fds and len(fds) == len(trials):
-        select.select(fds, [], [], timeout)
+    if len(fds) == len(trials):
+        if wake is not None:
+            fds.append(wake)
+        if fds:
+            select.select(fds, [], [], timeout)
     else:
         time.sleep(min(timeout, 0.01))  # no pidfd (old kernel, vanished pid): poll
 
