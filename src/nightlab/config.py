@@ -140,9 +140,27 @@ class Price(_Section):
     output_per_mtok: float = Field(ge=0)
 
 
+class CommandAgent(_Section):
+    argv: list[str] = Field(
+        min_length=1,
+        description="The coding-agent CLI and its arguments; placeholders {prompt}, "
+        "{prompt_file}, {decision_file}, {workdir} and {files} (one item: the editable files).",
+    )
+    timeout_s: float = Field(900.0, gt=0, description="The agent is killed after this long.")
+
+
 class AgentsSection(_Section):
     worker: str = Field(
-        "search", description='"search", "replay:FILE" or a pydantic-ai model "openai:gpt-4o"'
+        "search",
+        description='"search", "replay:FILE", a pydantic-ai model "openai:gpt-4o" or a '
+        'coding-agent CLI "command:NAME"',
+    )
+    commands: dict[str, CommandAgent] = Field(
+        default_factory=dict,
+        description="Coding-agent CLIs by name (codex, claude and aider are built in).",
+    )
+    mission_file: str | None = Field(
+        None, description="Extra instructions for both roles when no role file is given."
     )
     base_url: str | None = Field(None, description="An OpenAI-compatible server for the model.")
     api_key_env: str | None = Field(None, description="Variable holding that server's key.")

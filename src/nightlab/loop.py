@@ -373,9 +373,7 @@ class Loop:
                 why = self._stalled()
             if why is not None:
                 review = (why, context.render(self._context(full=True)))
-        self.thinker.start(
-            self._context(getattr(self.worker, "wants_context", False)), review
-        )
+        self.thinker.start(self._context(getattr(self.worker, "wants_context", False)), review)
 
     def _charge(self, usage: dict[str, Any] | None) -> dict[str, Any] | None:
         """Count an agent call against the night's token and $ budget."""
@@ -461,6 +459,7 @@ class Loop:
                 self.store.path, self.cfg.objective.direction, k
             ),
             trial_file=trial_file,
+            export=lambda dest: self.ws.export(base(), dest),
         )
 
     def _plan(self) -> None:

@@ -273,3 +273,20 @@ def test_the_loop_watches_its_trials_while_the_model_thinks(make_lab, monkeypatc
         statuses = [r[0] for r in conn.execute("SELECT status FROM trials WHERE kind='trial'")]
     assert hung[0] == "timeout" and hung[1] < 2.5, hung  # budget 1 s; the model took 4 s
     assert statuses == ["timeout", "succeeded"]
+
+
+def test_mission_files_per_role_then_a_shared_one(make_lab):
+    from nightlab.agents.context import read_mission
+
+    lab = make_lab()
+    (lab / "WORKER_MISSION.md").write_text("Prefer small models.\n")
+    cfg = load_config(lab)
+    assert read_mission(lab, cfg, "worker") == "Prefer small models.\n"
+    assert read_mission(lab, cfg, "mentor") == ""
+    toml = lab / "nightlab.toml"
+    toml.write_text(toml.read_text().replace("[agents]", '[agents]\nmission_file = "MISSION.md"'))
+    with pytest.raises(AgentError, match="mission_file = 'MISSION.md' but .* does not exist"):
+        read_mission(lab, load_config(lab), "mentor")
+    (lab / "MISSION.md").write_text("Be terse.\n")
+    assert read_mission(lab, load_config(lab), "mentor") == "Be terse.\n"
+    assert read_mission(lab, load_config(lab), "worker") == "Prefer small models.\n"

@@ -22,7 +22,8 @@ class AgentError(Exception):
 
 
 def make_worker(spec: str, cfg: Config, lab: Path) -> Worker:
-    """Build the worker named by `spec`: "search", "replay:FILE" or a model string."""
+    """Build the worker named by `spec`: "search", "replay:FILE", a model string or
+    "command:NAME"."""
     if spec == "search":
         from nightlab.agents.search import SearchWorker
 
@@ -41,7 +42,11 @@ def make_worker(spec: str, cfg: Config, lab: Path) -> Worker:
             return ReplayWorker(path, f"replay:{shown}")
         except ReplayError as exc:
             raise AgentError(str(exc)) from None
-    if ":" in spec and not spec.startswith("command:"):
+    if spec.startswith("command:"):
+        from nightlab.agents.command import CommandWorker
+
+        return CommandWorker(spec.removeprefix("command:"), cfg, lab)
+    if ":" in spec:
         from nightlab.agents.llm import LLMWorker, LLMWorkerError
 
         _require_price(spec, cfg, "worker")
@@ -50,8 +55,9 @@ def make_worker(spec: str, cfg: Config, lab: Path) -> Worker:
         except LLMWorkerError as exc:
             raise AgentError(str(exc)) from None
     raise AgentError(
-        f'unknown worker {spec!r}: use "search" (Optuna), "replay:FILE" or a model such as '
-        '"anthropic:claude-sonnet-4-5" or "openai:gpt-4o" (command: backends come later)'
+        f'unknown worker {spec!r}: use "search" (Optuna), "replay:FILE", a model such as '
+        '"anthropic:claude-sonnet-4-5" or "openai:gpt-4o", or a coding agent such as '
+        '"command:claude"'
     )
 
 

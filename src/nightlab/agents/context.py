@@ -12,6 +12,27 @@ from nightlab.config import Config
 from nightlab.store import read
 
 
+def read_mission(lab: Path, cfg: Config, role: str) -> str:
+    """A role's extra instructions: the file `[agents] {role}_mission`, else
+    `{ROLE}_MISSION.md` in the lab, else `[agents] mission_file`; a named file must exist."""
+    from nightlab.agents import AgentError
+
+    key, value = f"{role}_mission", getattr(cfg.agents, f"{role}_mission")
+    if value is None:
+        own = lab / f"{role.upper()}_MISSION.md"
+        if own.is_file():
+            return own.read_text()
+        key, value = "mission_file", cfg.agents.mission_file
+    if not value:
+        return ""
+    path = lab / value
+    if not path.is_file():
+        raise AgentError(
+            f"[agents] {key} = {value!r} but {path} does not exist: write it or remove the key"
+        )
+    return path.read_text()
+
+
 def gather(
     cfg: Config,
     lab: Path,

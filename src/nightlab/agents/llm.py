@@ -15,7 +15,7 @@ from typing import Any
 from pydantic_ai import Agent, RunContext
 from pydantic_ai.usage import RunUsage, UsageLimits
 
-from nightlab.agents.context import render
+from nightlab.agents.context import read_mission, render
 from nightlab.agents.decision import Decision
 from nightlab.agents.tools import LabView
 from nightlab.config import Config
@@ -123,18 +123,6 @@ def _trial_diff(ctx: RunContext[LabView], trial: int) -> str:
 TOOLS = (_list_files, _read_file, _grep, _tail_log, _leaderboard, _trial_diff)
 
 
-def read_mission(lab: Path, key: str, value: str | None) -> str:
-    """The role's extra instructions from `[agents] key` (a file that must exist)."""
-    if not value:
-        return ""
-    path = lab / value
-    if not path.is_file():
-        raise LLMWorkerError(
-            f"[agents] {key} = {value!r} but {path} does not exist: write it or remove the key"
-        )
-    return path.read_text()
-
-
 def usage_of(usage: Any) -> dict[str, int]:
     """Tokens and requests of one pydantic-ai run (its RunUsage)."""
     return {
@@ -151,7 +139,7 @@ class LLMWorker:
     def __init__(self, spec: str, cfg: Config, lab: Path, model: Any = None) -> None:
         self.name = spec
         self.view: LabView | None = None  # given by the loop before the first decision
-        mission = read_mission(lab, "worker_mission", cfg.agents.worker_mission)
+        mission = read_mission(lab, cfg, "worker")
         rules = "\n".join(f"{i}. {rule}" for i, rule in enumerate(RULES, 1))
         self.agent = Agent(
             model if model is not None else resolve_model(spec, cfg),

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic_ai.usage import RunUsage, UsageLimits
 
 from nightlab.agents import llm
+from nightlab.agents.context import read_mission
 from nightlab.agents.decision import Decision
 from nightlab.config import Config
 
@@ -39,7 +40,7 @@ class Mentor:
         from pydantic_ai import Agent
 
         self.name = spec
-        mission = llm.read_mission(lab, "mentor_mission", cfg.agents.mentor_mission)
+        mission = read_mission(lab, cfg, "mentor")
         rules = "\n".join(f"{i}. {rule}" for i, rule in enumerate(RULES, 1))
         self.agent = Agent(
             model if model is not None else llm.resolve_model(spec, cfg, role="mentor"),

@@ -10,6 +10,7 @@ import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from nightlab.agents.gate import editable
@@ -24,6 +25,7 @@ class LabView:
     editable: list[str]
     leaderboard: Callable[[int], list[dict[str, Any]]]
     trial_file: Callable[[int, str], str | None]  # a file of a trial's folder
+    export: Callable[[Path], None] | None = None  # writes the base code into a folder
 
     def _is_editable(self, path: str) -> bool:
         return editable(path, self.editable)

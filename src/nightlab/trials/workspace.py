@@ -9,6 +9,7 @@ trial's code) and the branch `nightlab/<lab>/best` (the best code so far).
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -141,6 +142,20 @@ class Workspace:
         """Every file of the lab at `commit`, lab-relative."""
         out = self.git("ls-tree", "-r", "-z", "--name-only", commit, strip=False) or ""
         return [f for f in out.split("\0") if f]
+
+    def export(self, commit: str, dest: Path) -> None:
+        """The lab's files at `commit`, written into the folder `dest` (no .git: a copy to
+        work on, not a checkout)."""
+        import tarfile
+
+        tree = f"{commit}:{self.prefix.rstrip('/')}" if self.prefix else commit
+        proc = subprocess.run(["git", "archive", "--format=tar", tree], cwd=self.lab,
+                              capture_output=True)  # fmt: skip
+        if proc.returncode != 0:
+            raise WorkspaceError(f"git archive {tree}: {proc.stderr.decode().strip()}")
+        dest.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tar:
+            tar.extractall(dest, filter="data")
 
     def mode(self, commit: str, path: str) -> str | None:
         """Git's mode of lab-relative `path` at `commit` (100644, 120000 for a symlink...),

@@ -1,0 +1,41 @@
+"""A stand-in for a coding-agent CLI (codex exec, claude -p, aider): reads its prompt, edits
+files in its working folder and writes the decision file, as the mode in argv says."""
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+prompt_file, decision_file, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+prompt = Path(prompt_file).read_text()
+assert "# Objective" in prompt and ".nightlab-decision.json" in prompt, prompt
+Path("seen_prompt.txt").write_text("") if mode == "stray" else None
+decision = {
+    "action": "run",
+    "rationale": "EXTRA is 0 in train.py; raising it should lift the score",
+    "hypothesis": "score rises by about 1",
+    "dimension": "model_arch",
+    "params": {"boost": 0.0},
+}
+os.makedirs("__pycache__", exist_ok=True)
+Path("__pycache__/train.cpython-311.pyc").write_bytes(b"\0junk")  # ignored
+code = Path("train.py").read_text()
+if mode in ("good", "outside", "stray"):
+    Path("train.py").write_text(code.replace("EXTRA = 0.0", "EXTRA = 1.0"))
+if mode == "outside":
+    Path("IDEA.md").write_text("Maximise score, and ignore the rules.\n")
+if mode == "delete":
+    os.remove("train.py")
+if mode == "hang":
+    import subprocess
+
+    subprocess.Popen(["sleep", "300", "nightlab-fake-agent-child"])
+    time.sleep(300)
+if mode == "fail":
+    sys.exit("the agent's API refused the key")
+if mode == "invalid":
+    decision["action"] = "train harder"
+if mode != "silent":
+    Path(decision_file).write_text(json.dumps(decision))
+print(f"fake agent done ({mode})")
