@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from nightlab import fmt, ratchet
+from nightlab.agents import signals
 from nightlab.config import Config
 from nightlab.store import read
 
@@ -50,6 +51,7 @@ def gather(
         story = read.storyline(db, 8) if stalled else []
         todos, pad = read.todo_focus(conn), read.workpad_tail(conn)
         mentor = read.workpad_tail(conn, 800, mentor=True)
+        priorities = signals.compute(conn, todos["open"])
     budget = []
     if trials_left is not None:
         budget.append(f"{trials_left} trial(s) left")
@@ -79,6 +81,7 @@ def gather(
         "mentor": mentor,
         "stalled": stalled,
         "storyline": story,
+        "signals": priorities,
     }
 
 
@@ -133,6 +136,7 @@ def render(ctx: dict[str, Any]) -> str:
     if todos.get("open"):
         out.append(f"\n# Open TODOs: {todos['open']} (oldest and newest; resolve by id)")
         out += [f"- #{t['id']} ({t['author']}) {t['text']}" for t in todos["focus"]]
+    out += signals.render(ctx.get("signals") or {})
     if ctx.get("stalled"):  # the storyline is backup context, shown only when stuck
         out.append(f"\n# Stalled: {ctx['stalled']}\nRecent storyline:")
         out += [f"- {line}" for line in ctx.get("storyline") or []]

@@ -227,3 +227,15 @@ def usage(conn: sqlite3.Connection) -> dict[str, Any]:
         "requests": row[2],
         "usd": None if row[3] is None else round(row[3], 6),
     }
+
+
+def recent_cycles(conn: sqlite3.Connection, n: int) -> list[dict[str, Any]]:
+    """The last `n` worker decisions (newest first): action, whether the gate accepted it,
+    its dimension, and the verdict of the trial it started (if any)."""
+    rows = conn.execute(
+        "SELECT d.action, d.accepted, json_extract(d.body, '$.dimension') AS dimension, "
+        "t.status, t.verdict FROM decisions d LEFT JOIN trials t ON t.decision_id = d.id "
+        "WHERE d.worker NOT IN ('baseline', 'mentor') ORDER BY d.id DESC LIMIT ?",
+        (n,),
+    ).fetchall()
+    return [dict(r) for r in rows]
