@@ -1,0 +1,111 @@
+"""The morning report: what a night tried, what worked, what did not and what to do next.
+
+`write_report(lab, cfg)` reads `.nightlab/state.db` and writes, into
+`.nightlab/reports/<night_id>/`:
+
+- `final_condensed_story.md`: the night in at most 40 lines;
+- `final_paper_report.md`: Summary, Approach, Results (with plots), Challenges,
+  Recommendations;
+- `final_leaderboard_top{K}.json` / `.md`: the best candidates (same code and parameters
+  over several seeds = one candidate), ranked by mean objective; the JSON satisfies
+  `leaderboard.schema.json`;
+- the plots as PNG files, and `report.html`: all of it in one self-contained page.
+
+Selection uses validation figures only; a held-out test figure, computed once for the final
+pick, is reported beside it. Secrets (`*_API_KEY`, `*_TOKEN` values) never reach a report.
+Nothing heavy is imported until a report is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nightlab.config import Config
+
+__all__ = ["write_report", "REPORTS_DIR", "PLOT_FILES"]
+
+REPORTS_DIR = "reports"  # under .nightlab/
+PLOT_FILES = ("objective_per_trial.png", "best_so_far.png", "by_dimension.png", "seed_spread.png")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def write_report(
+    lab: Path,
+    cfg: Config,
+    *,
+    night_id: str | None = None,
+    top_k: int = 5,
+    test: dict[str, Any] | None = None,
+) -> Path:
+    """Write the night's report files and return their folder.
+
+    `night_id` defaults to the store's (meta `night_id`); `top_k` bounds the leaderboard;
+    `test` is the held-out figure for the final pick, e.g. `{"trial": 7, "metric":
+    "test_acc", "value": 0.95}` (None: the newest `test_metric` event, if any).
+    Raises FileNotFoundError when the lab never ran, ReportError when asked for something
+    the store cannot back (a test figure for an unknown trial, a bad night id)."""
+    from nightlab.report import candidates as cands
+    from nightlab.report import html, leaderboard, paper, plots, story
+    from nightlab.report.data import ReportError, load, test_figure
+    from nightlab.report.doc import to_markdown
+    from nightlab.report.redact import redact, secret_values
+
+    if top_k < 1:
+        raise ReportError(f"top_k must be at least 1 (got {top_k})")
+    if night_id is not None and not _SAFE_ID.match(night_id):
+        raise ReportError(
+            f"night_id {night_id!r} is not a plain folder name (letters, digits, ._-)"
+        )
+    lab = Path(lab).resolve()
+    night = load(lab, cfg, night_id)
+    out = night.state_dir / REPORTS_DIR / night.night_id
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in PLOT_FILES:  # a plot skipped now must not show an old picture
+        (out / stale).unlink(missing_ok=True)
+
+    figure = test_figure(night, test)
+    ranked = cands.rank(night, cands.group(night))
+    pick = cands.final_pick(night, ranked, figure) if ranked else None
+    if figure is not None:
+        if pick is None or figure["trial"] not in pick.ids:
+            raise ReportError(
+                f"the test figure names trial {figure['trial']}, which has no validation "
+                "objective to stand beside; compute it for a trial that succeeded"
+            )
+        pick.test = figure
+    if pick is not None:
+        pick.final_pick = True
+    top = ranked[:top_k]
+    if pick is not None and pick not in top:
+        top.append(pick)  # the final pick is always listed, even below the cut
+    for c in top:
+        c.diff = cands.diff_summary(night, c.first)
+
+    secrets = secret_values()
+    board = leaderboard.write(out, night, top, top_k, len(ranked))
+    condensed = redact(story.render(night), secrets)
+    (out / "final_condensed_story.md").write_text(condensed)
+    drawn = plots.draw_all(night, ranked, out)
+    doc = _redacted(paper.build(night, pick, ranked, top, drawn, figure), secrets)
+    (out / "final_paper_report.md").write_text(to_markdown(doc))
+    (out / "report.html").write_text(html.render(doc, out, condensed, board))
+    return out
+
+
+def _redacted(obj: Any, secrets: dict[str, str]) -> Any:
+    """A copy of a report document with every string passed through `redact`."""
+    from nightlab.report.redact import redact
+
+    if isinstance(obj, str):
+        return redact(obj, secrets)
+    if isinstance(obj, list):
+        return [_redacted(v, secrets) for v in obj]
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        fields = dataclasses.fields(obj)
+        changes = {f.name: _redacted(getattr(obj, f.name), secrets) for f in fields if f.init}
+        return dataclasses.replace(obj, **changes)
+    return obj

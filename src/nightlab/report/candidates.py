@@ -1,0 +1,207 @@
+"""Candidates: trials that ran the same code (the same git tree) with the same parameters are
+one candidate, whatever their seeds (baseline repeats, confirmation runs); a candidate's
+figure is its mean objective over those runs, with the spread across seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nightlab.report.data import TEST_KIND, Night, finite
+
+_DIFF_FILE = re.compile(r"^diff --git a/(.+?) b/(.+)$")
+
+
+@dataclass
+class Candidate:
+    """One code version and parameter set, with every trial that ran it."""
+
+    trials: list[dict[str, Any]]  # all runs (any status), id order
+    rank: int = 0
+    diff: dict[str, Any] | None = None
+    test: dict[str, Any] | None = None
+    final_pick: bool = False
+    values: list[float] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.values = [t["objective"] for t in self.scored]
+
+    @property
+    def scored(self) -> list[dict[str, Any]]:
+        return [t for t in self.trials if t["status"] == "succeeded" and finite(t["objective"])]
+
+    @property
+    def first(self) -> dict[str, Any]:
+        """The trial that introduced this candidate (its id names the candidate)."""
+        return self.trials[0]
+
+    @property
+    def ids(self) -> list[int]:
+        return [t["id"] for t in self.trials]
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted({t["seed"] for t in self.scored})
+
+    @property
+    def mean(self) -> float | None:
+        return statistics.fmean(self.values) if self.values else None
+
+    @property
+    def sd(self) -> float | None:
+        return statistics.stdev(self.values) if len(self.values) > 1 else None
+
+    @property
+    def kind(self) -> str:
+        return "baseline" if any(t["kind"] == "baseline" for t in self.trials) else "trial"
+
+    @property
+    def verdict(self) -> str | None:
+        verdicts = [t["verdict"] for t in self.trials if t["verdict"]]
+        for v in ("kept", "baseline"):
+            if v in verdicts:
+                return v
+        return verdicts[0] if verdicts else None
+
+    @property
+    def mlflow_run_ids(self) -> list[str]:
+        return [t["mlflow_run_id"] for t in self.trials if t["mlflow_run_id"]]
+
+    def figure(self, digits: int = 4) -> str:
+        """`mean ± sd` (or the single value) as people read it."""
+        if self.mean is None:
+            return "—"
+        text = f"{self.mean:.{digits}g}"
+        return text if self.sd is None else f"{text} ± {self.sd:.{digits - 1}g}"
+
+
+def _trees(lab: Path, commits: list[str]) -> dict[str, str]:
+    """Commit → its tree id, so that two commits of the same code group together; a commit
+    git does not know (or no git at all) stands for itself."""
+    unique = sorted(set(commits))
+    if not unique:
+        return {}
+    try:
+        proc = subprocess.run(
+            ["git", "cat-file", "--batch-check=%(objectname) %(objecttype)"],
+            cwd=lab,
+            input="".join(f"{c}^{{tree}}\n" for c in unique),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return {c: c for c in unique}
+    lines = proc.stdout.splitlines() if proc.returncode == 0 else []
+    out = {}
+    for i, commit in enumerate(unique):
+        parts = lines[i].split() if i < len(lines) else []
+        out[commit] = parts[0] if len(parts) == 2 and parts[1] == "tree" else commit
+    return out
+
+
+def group(night: Night) -> list[Candidate]:
+    """Every finished trial in a candidate; candidates in order of first appearance.
+    Finish-up's test run is no candidate's evidence: it repeats a seed of the final pick."""
+    finished = [t for t in night.trials if t["status"] != "running" and t["kind"] != TEST_KIND]
+    trees = _trees(night.lab, [t["commit"] for t in finished])
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for t in finished:
+        key = (trees.get(t["commit"], t["commit"]), json.dumps(t["params"], sort_keys=True))
+        groups.setdefault(key, []).append(t)
+    return [Candidate(trials) for trials in groups.values()]
+
+
+def rank(night: Night, candidates: list[Candidate]) -> list[Candidate]:
+    """Candidates with a figure, best mean first in the lab's direction (ties: earlier
+    trial first); each gets its 1-based `rank`."""
+    scored = [c for c in candidates if c.mean is not None]
+    sign = -1.0 if night.maximize else 1.0
+    scored.sort(key=lambda c: (sign * c.mean, c.first["id"]))
+    for i, c in enumerate(scored, 1):
+        c.rank = i
+    return scored
+
+
+def diff_summary(night: Night, trial: dict[str, Any]) -> dict[str, Any] | None:
+    """Files changed and lines added/removed by a trial's code against the night's base:
+    from its folder's `diff.patch`, else from git; None when neither is there."""
+    patch = night.state_dir / "trials" / str(trial["id"]) / "diff.patch"
+    if patch.is_file():
+        return parse_patch(patch.read_text(errors="replace"))
+    base = night.meta.get("base_commit")
+    if not base:
+        return None
+    try:
+        proc = subprocess.run(
+            ["git", "diff", "--numstat", str(base), trial["commit"]],
+            cwd=night.lab,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if proc.returncode != 0:
+        return None
+    files, added, removed = [], 0, 0
+    for line in proc.stdout.splitlines():
+        a, r, name = line.split("\t", 2)
+        files.append(name)
+        added += int(a) if a.isdigit() else 0  # binary files count as "-"
+        removed += int(r) if r.isdigit() else 0
+    return {"files": files, "files_changed": len(files), "added": added, "removed": removed}
+
+
+def parse_patch(text: str) -> dict[str, Any]:
+    """Files and +/- line counts of a unified git diff."""
+    files: list[str] = []
+    added = removed = 0
+    for line in text.splitlines():
+        if m := _DIFF_FILE.match(line):
+            files.append(m.group(2))
+        elif line.startswith("+") and not line.startswith("+++"):
+            added += 1
+        elif line.startswith("-") and not line.startswith("---"):
+            removed += 1
+    return {"files": files, "files_changed": len(files), "added": added, "removed": removed}
+
+
+def describe_diff(diff: dict[str, Any] | None) -> str:
+    if diff is None:
+        return "unknown"
+    if not diff["files_changed"]:
+        return "no code change"
+    n = diff["files_changed"]
+    return f"{n} file{'s' if n > 1 else ''} +{diff['added']}/-{diff['removed']}"
+
+
+def changed_params(night: Night, params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters that differ from the lab's defaults."""
+    defaults = night.cfg.defaults()
+    return {k: v for k, v in params.items() if k not in defaults or defaults[k] != v}
+
+
+def eligible(c: Candidate) -> bool:
+    """A candidate that earned trust: the baseline, one the ratchet kept, or one finish-up
+    confirmed over more seeds (a single lucky run of a discarded trial is not)."""
+    return c.verdict in ("kept", "baseline") or any(t["kind"] == "confirm" for t in c.trials)
+
+
+def final_pick(
+    night: Night, ranked: list[Candidate], test: dict[str, Any] | None = None
+) -> Candidate:
+    """The candidate the night hands over: the one the test figure was computed for, else
+    the best mean among the eligible ones (without finish-up: the ratchet's best, the
+    code on the best branch). `ranked` must not be empty."""
+    if test is not None:
+        for c in ranked:
+            if test["trial"] in c.ids:
+                return c
+    return next((c for c in ranked if eligible(c)), ranked[0])

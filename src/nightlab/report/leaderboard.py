@@ -1,0 +1,131 @@
+"""`final_leaderboard_top{K}.json` / `.md`: the best candidates of the night, ranked by their
+mean objective over seeds (validated against `leaderboard.schema.json`)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from nightlab.report.candidates import Candidate, changed_params, describe_diff
+from nightlab.report.data import Night
+from nightlab.report.doc import md_table
+from nightlab.report.redact import redact, redact_data
+
+SCHEMA_PATH = Path(__file__).with_name("leaderboard.schema.json")
+SCHEMA_VERSION = 1
+
+
+def schema() -> dict[str, Any]:
+    """The JSON Schema every leaderboard file satisfies."""
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def _short(text: str | None, n: int) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def entry(c: Candidate) -> dict[str, Any]:
+    first = c.first
+    return {
+        "rank": c.rank,
+        "trial": first["id"],
+        "trials": c.ids,
+        "kind": c.kind,
+        "verdict": c.verdict,
+        "final_pick": c.final_pick,
+        "objective_mean": c.mean,
+        "objective_sd": c.sd,
+        "n_seeds": len(c.seeds),
+        "n_runs": len(c.values),
+        "seeds": c.seeds,
+        "objectives": c.values,
+        "params": first["params"],
+        "dimension": first["dimension"],
+        "hypothesis": first["hypothesis"] or "",
+        "commit": first["commit"],
+        "diff": c.diff,
+        "mlflow_run_id": first["mlflow_run_id"] or (c.mlflow_run_ids or [None])[0],
+        "mlflow_run_ids": c.mlflow_run_ids,
+        "test": None if c.test is None else {"metric": c.test["metric"], "value": c.test["value"]},
+    }
+
+
+def build(night: Night, top: list[Candidate], top_k: int, n_candidates: int) -> dict[str, Any]:
+    """The leaderboard document (plain JSON data)."""
+    base = night.baseline
+    pick = next((c for c in top if c.final_pick), None)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "lab": night.cfg.lab.name,
+        "night_id": night.night_id,
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "metric": night.metric,
+        "direction": night.cfg.objective.direction,
+        "top_k": top_k,
+        "n_candidates": n_candidates,
+        "baseline": None
+        if base is None
+        else {
+            "objective_mean": base["objective"],
+            "objective_sd": base["sigma"] if base["n"] > 1 else None,
+            "n_seeds": base["n"],
+            "trials": base["trials"],
+        },
+        "final_pick": None if pick is None else pick.first["id"],
+        "candidates": [entry(c) for c in top],
+    }
+
+
+def to_markdown(night: Night, board: dict[str, Any], top: list[Candidate]) -> str:
+    """The same leaderboard as a Markdown table."""
+    k, metric = board["top_k"], board["metric"]
+    lines = [
+        f"# Leaderboard top {k}: {board['lab']}",
+        "",
+        f"Night `{board['night_id']}` · {metric} ({board['direction']}) · "
+        f"{board['n_candidates']} candidate(s) ranked by mean over seeds "
+        "(same code and parameters = one candidate).",
+        "",
+    ]
+    if not top:
+        return "\n".join(lines + ["No trial has succeeded with an objective yet.", ""])
+    rows = []
+    for c in top:
+        e = entry(c)
+        params = changed_params(night, e["params"])
+        shown = ", ".join(f"{p}={v}" for p, v in params.items()) or "defaults"
+        mark = " ★" if c.final_pick else ""
+        test = "" if c.test is None else f"{c.test['metric']}={c.test['value']:.4g}"
+        rows.append(
+            [
+                f"{c.rank}{mark}",
+                ", ".join(str(i) for i in c.ids[:6]) + (" …" if len(c.ids) > 6 else ""),
+                c.figure(),
+                str(e["n_seeds"]),
+                c.verdict or "—",
+                e["dimension"] or ("baseline" if c.kind == "baseline" else "—"),
+                shown,
+                describe_diff(c.diff),
+                _short(e["hypothesis"], 60) or "—",
+                test or "—",
+                e["mlflow_run_id"] or "—",
+            ]
+        )
+    header = [
+        "rank", "trials", f"{metric} mean ± sd", "seeds", "verdict", "dimension",
+        "params (vs defaults)", "code vs night start", "hypothesis", "test", "MLflow run",
+    ]  # fmt: skip
+    lines.append(md_table(header, rows))
+    lines += ["", "★ the final pick (the code nightlab hands over)."]
+    return "\n".join(lines) + "\n"
+
+
+def write(out: Path, night: Night, top: list[Candidate], top_k: int, n_all: int) -> dict:
+    """Write both files into `out`; returns the JSON document."""
+    board = redact_data(build(night, top, top_k, n_all))
+    (out / f"final_leaderboard_top{top_k}.json").write_text(json.dumps(board, indent=2) + "\n")
+    (out / f"final_leaderboard_top{top_k}.md").write_text(redact(to_markdown(night, board, top)))
+    return board

@@ -1,0 +1,188 @@
+"""The report's figures as PNG files (matplotlib, Agg backend, imported only when drawing).
+
+Each plot returns a `Plot`: its file, or None with the reason it was skipped, so the report
+can say so instead of leaving a hole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nightlab.report.candidates import Candidate
+from nightlab.report.data import Night
+
+COLORS = {
+    "baseline": "#7f7f7f",
+    "kept": "#2ca02c",
+    "discarded": "#1f77b4",
+    "confirmation": "#9467bd",
+    "failed": "#d62728",
+}
+
+
+@dataclass
+class Plot:
+    name: str
+    title: str
+    file: str | None  # relative to the report folder
+    skipped: str | None = None  # why there is no file
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, out: Path, name: str) -> str:
+    file = f"{name}.png"
+    fig.tight_layout()
+    fig.savefig(out / file, dpi=100)
+    _pyplot().close(fig)
+    return file
+
+
+def draw_all(night: Night, candidates: list[Candidate], out: Path) -> list[Plot]:
+    """Every plot of the report, drawn into `out`."""
+    return [
+        objective_per_trial(night, out),
+        best_so_far(night, out),
+        by_dimension(night, out),
+        spread(night, candidates, out),
+    ]
+
+
+def objective_per_trial(night: Night, out: Path) -> Plot:
+    title = f"{night.metric} per trial"
+    done = night.succeeded()
+    if not done:
+        return Plot("objective_per_trial", title, None, "no trial succeeded with an objective")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for label in ("baseline", "discarded", "confirmation", "kept"):
+        pts = [
+            t for t in done if (t["verdict"] if t["verdict"] in COLORS else "discarded") == label
+        ]
+        if pts:
+            ax.scatter(
+                [t["id"] for t in pts],
+                [t["objective"] for t in pts],
+                c=COLORS[label],
+                s=80 if label == "kept" else 30,
+                marker="*" if label == "kept" else "o",
+                label=label,
+                zorder=3,
+            )
+    failed = night.failures()
+    if failed:
+        low = min(t["objective"] for t in done)
+        ax.scatter(
+            [t["id"] for t in failed], [low] * len(failed), c=COLORS["failed"], marker="x",
+            label="failed / timeout / killed (no objective)", zorder=3,
+        )  # fmt: skip
+    if night.baseline is not None:
+        mean, limit = night.baseline["objective"], night.threshold or 0.0
+        ax.axhline(mean, color=COLORS["baseline"], lw=1, ls="--", label="baseline mean")
+        if limit:
+            ax.axhspan(mean - limit, mean + limit, color=COLORS["baseline"], alpha=0.12)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("trial")
+    ax.set_ylabel(night.metric)
+    ax.set_title(f"{title} ({night.cfg.objective.direction})")
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(alpha=0.3)
+    return Plot("objective_per_trial", title, _save(fig, out, "objective_per_trial"))
+
+
+def best_so_far(night: Night, out: Path) -> Plot:
+    title = "best so far over time"
+    done = sorted(night.succeeded(), key=lambda t: t["ended_at"] or t["started_at"])
+    if not done:
+        return Plot("best_so_far", title, None, "no trial succeeded with an objective")
+    start = min(t["started_at"] for t in night.trials)
+    span = max((t["ended_at"] or t["started_at"]) - start for t in done)
+    unit, scale = (
+        ("seconds", 1.0) if span < 120 else ("minutes", 60.0) if span < 7200 else ("hours", 3600.0)
+    )
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    xs, best, running = [], [], None
+    for t in done:
+        v = t["objective"]
+        if running is None or night.cfg.better(v, running):
+            running = v
+        xs.append(((t["ended_at"] or t["started_at"]) - start) / scale)
+        best.append(running)
+    ax.scatter(xs, [t["objective"] for t in done], c="#aaaaaa", s=15, label="trial", zorder=2)
+    ax.step(xs, best, where="post", color=COLORS["discarded"], label="best single run", lw=1.5)
+    kept = sorted((t for t in done if t["verdict"] == "kept"), key=lambda t: t["ended_at"] or 0)
+    if night.baseline is not None:
+        kx = [0.0] + [((t["ended_at"] or t["started_at"]) - start) / scale for t in kept]
+        ky = [night.baseline["objective"]] + [t["objective"] for t in kept]
+        kx.append(max(xs))
+        ky.append(ky[-1])
+        ax.step(kx, ky, where="post", color=COLORS["kept"], lw=2, label="ratchet base (kept)")
+    ax.set_xlabel(f"{unit} since the night began")
+    ax.set_ylabel(night.metric)
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(alpha=0.3)
+    return Plot("best_so_far", title, _save(fig, out, "best_so_far"))
+
+
+def by_dimension(night: Night, out: Path) -> Plot:
+    title = f"{night.metric} by dimension"
+    done = night.succeeded()
+    if not done:
+        return Plot("by_dimension", title, None, "no trial succeeded with an objective")
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for t in done:
+        name = "baseline" if t["kind"] == "baseline" else (t["dimension"] or "unspecified")
+        groups.setdefault(name, []).append(t)
+    names = sorted(groups, key=lambda n: (n != "baseline", n))
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for i, name in enumerate(names):
+        pts = groups[name]
+        n = len(pts)
+        xs = [i + (j - (n - 1) / 2) * min(0.05, 0.6 / max(n, 1)) for j in range(n)]
+        colors = [COLORS.get(t["verdict"] or "discarded", COLORS["discarded"]) for t in pts]
+        ax.scatter(xs, [t["objective"] for t in pts], c=colors, s=30, zorder=3)
+        if n > 1:
+            values = [t["objective"] for t in pts]
+            ax.hlines(sum(values) / n, i - 0.3, i + 0.3, color="black", lw=1)
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels([f"{n}\n({len(groups[n])})" for n in names], fontsize=8)
+    ax.set_ylabel(night.metric)
+    ax.set_title(f"{title} (green: kept; bar: mean)")
+    ax.grid(alpha=0.3, axis="y")
+    return Plot("by_dimension", title, _save(fig, out, "by_dimension"))
+
+
+def spread(night: Night, candidates: list[Candidate], out: Path) -> Plot:
+    title = "spread over seeds per candidate"
+    multi = [c for c in candidates if len(c.values) >= 2][:20]
+    if not multi:
+        return Plot("seed_spread", title, None, "no candidate ran with two or more seeds")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for i, c in enumerate(multi):
+        ax.scatter([i] * len(c.values), c.values, c="#aaaaaa", s=15, zorder=2)
+        ax.errorbar(
+            [i], [c.mean], yerr=[c.sd or 0.0], fmt="o", capsize=6, zorder=3,
+            color=COLORS.get(c.verdict or "discarded", COLORS["discarded"]),
+        )  # fmt: skip
+    ax.set_xticks(range(len(multi)))
+    ax.set_xticklabels([f"#{c.first['id']}\n{len(c.values)} runs" for c in multi], fontsize=8)
+    ax.set_xlabel("candidate (first trial)")
+    ax.set_ylabel(night.metric)
+    ax.set_title(f"{title} (mean ± sd)")
+    ax.grid(alpha=0.3, axis="y")
+    return Plot("seed_spread", title, _save(fig, out, "seed_spread"))

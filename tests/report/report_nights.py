@@ -1,0 +1,169 @@
+"""Nights for the report tests: real ones run by the loop, and hand-built stores for the
+cases a real night cannot produce cheaply (confirmation runs over seeds, long nights)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from nightlab.config import Config
+from nightlab.store.db import Cycle, Decision, Event, Meta, Run, Store, Trial
+
+from conftest import MISBEHAVE, TOML, TRIAL
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SECTIONS = ["Summary", "Approach", "Results", "Challenges", "Recommendations"]
+
+
+def real_lab(root: Path, decisions: list[dict], max_trials: int = 20) -> Path:
+    """A lab like conftest's `make_lab(decisions=...)`, run to its end by the real loop."""
+    from nightlab import Lab
+
+    lab = root / "lab"
+    lab.mkdir(parents=True)
+    (lab / "train.py").write_text(TRIAL)
+    (lab / "IDEA.md").write_text("Maximise score.\n")
+    (lab / "decisions.jsonl").write_text("".join(json.dumps(d) + "\n" for d in decisions))
+    (lab / "nightlab.toml").write_text(
+        TOML.format(
+            budget=60,
+            sleep=0.0,
+            max_trials=max_trials,
+            worker="replay:decisions.jsonl",
+            tracking="false",
+            trial_extra="",
+            knobs=MISBEHAVE.format(sleep=0.0),
+        )
+    )
+    subprocess.run(["git", "init", "-q"], cwd=lab, check=True)
+    Lab(lab).run(report=lambda line: None)
+    return lab
+
+
+def config(direction: str = "maximize", metric: str = "score", **extra: Any) -> Config:
+    raw = {
+        "lab": {"name": "hand"},
+        "objective": {"metric": metric, "direction": direction},
+        "trial": {"command": "python train.py"},
+        "search": {
+            "lr": {"low": 1e-4, "high": 1e-1, "log": True, "default": 1e-3},
+            "depth": {"low": 1, "high": 8, "default": 2},
+        },
+        **extra,
+    }
+    return Config.model_validate(raw)
+
+
+def trial(
+    id: int,
+    objective: float | None,
+    *,
+    kind: str = "trial",
+    status: str = "succeeded",
+    verdict: str | None = "discarded",
+    seed: int = 0,
+    commit: str = "c0",
+    params: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "id": id,
+        "objective": objective,
+        "kind": kind,
+        "status": status,
+        "verdict": verdict,
+        "seed": seed,
+        "commit": commit,
+        "params": params or {"lr": 1e-3, "depth": 2},
+        **extra,
+    }
+
+
+def baseline(values: list[float], start_id: int = 1) -> list[dict[str, Any]]:
+    return [
+        trial(start_id + i, v, kind="baseline", verdict="baseline", seed=i)
+        for i, v in enumerate(values)
+    ]
+
+
+def hand_store(
+    lab: Path,
+    trials: list[dict[str, Any]],
+    *,
+    events: list[tuple[str, dict[str, Any]]] = (),
+    rejected: list[str] = (),
+    run_state: str = "finished",
+    end_reason: str = "max_trials=20 reached",
+    night_id: str = "hand-night",
+) -> Path:
+    """A state.db written through the real schema (Alembic), rows as given; one cycle and
+    decision per trial, then one rejected decision per reason in `rejected`."""
+    lab.mkdir(parents=True, exist_ok=True)
+    store = Store(lab / ".nightlab" / "state.db")
+    store.migrate()
+    t0 = 1_800_000_000.0
+    try:
+        with store.tx() as s:
+            s.add(Meta(key="night_id", value=night_id))
+            run = Run(lab=str(lab), pid=1, host="h", state=run_state, started_at=t0,
+                      heartbeat_at=t0, ended_at=t0 + 3600, end_reason=end_reason,
+                      options={"worker": "search", "slots": 1})  # fmt: skip
+            s.add(run)
+            s.flush()
+            for n, spec in enumerate(trials):
+                spec = dict(spec)
+                at = t0 + 60 * (n + 1)
+                cycle = Cycle(run_id=run.id, trace_id=f"tr{n:04d}", started_at=at,
+                              ended_at=at + 30, action="run",
+                              summary=f"[tr{n:04d}] trial {spec['id']} {spec['status']} "
+                              f"score={spec['objective']} → {spec['verdict']}")  # fmt: skip
+                s.add(cycle)
+                s.flush()
+                dec = Decision(cycle_id=cycle.id, worker="search", action="run", accepted=True,
+                               reasons=[], body={"action": "run"})  # fmt: skip
+                s.add(dec)
+                s.flush()
+                s.add(
+                    Trial(
+                        run_id=run.id,
+                        cycle_id=cycle.id,
+                        decision_id=dec.id,
+                        slot=0,
+                        base_commit="c0",
+                        started_at=at,
+                        ended_at=at + 30,
+                        judged_at=at + 30,
+                        wall_s=30.0,
+                        metrics={},
+                        hypothesis=spec.pop("hypothesis", ""),
+                        **spec,
+                    )  # fmt: skip
+                )
+            for n, reason in enumerate(rejected):
+                at = t0 + 60 * (len(trials) + n + 1)
+                line = f"[rj{n:04d}] wait — gate rejected: {reason}"
+                cycle = Cycle(run_id=run.id, trace_id=f"rj{n:04d}", started_at=at, ended_at=at,
+                              action="wait", summary=line)  # fmt: skip
+                s.add(cycle)
+                s.flush()
+                s.add(Decision(cycle_id=cycle.id, worker="search", action="run", accepted=False,
+                               reasons=[reason], body={"action": "run"}))  # fmt: skip
+            for n, (kind, data) in enumerate(events):
+                s.add(Event(ts=t0 + 61 * (n + 1), run_id=run.id, kind=kind,
+                            trial_id=data.get("trial"), data=data))  # fmt: skip
+    finally:
+        store.close()
+    return lab
+
+
+def is_png(path: Path) -> bool:
+    data = path.read_bytes()
+    return data.startswith(PNG_MAGIC) and len(data) > 1000
+
+
+def section(text: str, title: str) -> str:
+    """The body of a `## title` section of a Markdown report."""
+    body = text.split(f"## {title}\n", 1)[1]
+    return body.split("\n## ", 1)[0]

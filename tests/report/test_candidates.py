@@ -1,0 +1,243 @@
+"""Report edge cases on hand-built stores (real schema, rows as given): confirmation runs
+over seeds, minimize, nothing kept, a test figure from an event, a long night, no data."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+
+import jsonschema
+import pytest
+from report_nights import SECTIONS, baseline, config, hand_store, is_png, section, trial
+
+from nightlab.report import write_report
+from nightlab.report.candidates import parse_patch
+from nightlab.report.leaderboard import schema
+
+CONFIRMED = {"lr": 0.01, "depth": 4}
+
+
+def board_of(out, k: int = 5) -> dict:
+    board = json.loads((out / f"final_leaderboard_top{k}.json").read_text())
+    jsonschema.Draft202012Validator(schema()).validate(board)
+    return board
+
+
+def confirmation_night(tmp_path, extra: list | None = None, **kw):
+    """Baseline over 3 seeds; trial 4 kept and confirmed by finish-up's trials 5-6 (same code
+    and params, seeds 1 and 2); trial 7 scored a hair higher once, inside the noise."""
+    trials = [
+        *baseline([1.0, 1.01, 0.99]),
+        trial(4, 1.5, verdict="kept", commit="c4", params=CONFIRMED, dimension="optimization",
+              hypothesis="a larger lr and depth"),
+        trial(5, 1.52, kind="confirm", verdict="confirmation", seed=1, commit="c4",
+              params=CONFIRMED),
+        trial(6, 1.48, kind="confirm", verdict="confirmation", seed=2, commit="c4",
+              params=CONFIRMED),
+        trial(7, 1.505, commit="c7", params={"lr": 0.011, "depth": 4}),
+        *(extra or []),
+    ]  # fmt: skip
+    return hand_store(tmp_path / "lab", trials, **kw)
+
+
+def test_confirmation_runs_form_one_candidate_with_mean_and_sd(tmp_path):
+    lab = confirmation_night(tmp_path)
+    out = write_report(lab, config())
+    board = board_of(out)
+    by_trial = {c["trial"]: c for c in board["candidates"]}
+    confirmed = by_trial[4]
+    assert confirmed["trials"] == [4, 5, 6] and confirmed["seeds"] == [0, 1, 2]
+    assert confirmed["n_seeds"] == 3 and confirmed["n_runs"] == 3
+    assert confirmed["objective_mean"] == pytest.approx(1.5)
+    assert confirmed["objective_sd"] == pytest.approx(statistics.stdev([1.5, 1.52, 1.48]))
+    assert by_trial[7]["n_seeds"] == 1 and by_trial[7]["objective_sd"] is None
+    # ranked by mean: the single lucky run is first, but the pick is what the ratchet kept
+    assert [c["trial"] for c in board["candidates"]] == [7, 4, 1]
+    assert board["final_pick"] == 4 and by_trial[4]["final_pick"]
+    summary = section((out / "final_paper_report.md").read_text(), "Summary")
+    assert "1.5 ± 0.02** (mean ± sd over 3 seeds" in summary
+    assert "candidate 7 has the best mean" in summary
+    assert is_png(out / "seed_spread.png")  # two candidates with several seeds
+    md = (out / "final_leaderboard_top5.md").read_text()
+    assert "| 2 ★ | 4, 5, 6 | 1.5 ± 0.02 | 3 |" in md
+
+
+def test_minimize_ranks_the_lowest_first(tmp_path):
+    trials = [
+        *baseline([0.50, 0.51, 0.49]),
+        trial(4, 0.40, verdict="kept", commit="a", params={"lr": 0.01, "depth": 2}),
+        trial(5, 0.45, commit="b", params={"lr": 0.02, "depth": 2}),
+        trial(6, 0.30, verdict="kept", commit="c", params={"lr": 0.01, "depth": 3}),
+        trial(7, 0.90, commit="d", params={"lr": 0.09, "depth": 3}),
+    ]
+    lab = hand_store(tmp_path / "lab", trials)
+    out = write_report(lab, config(direction="minimize", metric="val_loss"), top_k=3)
+    board = board_of(out, 3)
+    assert board["direction"] == "minimize"
+    assert [c["trial"] for c in board["candidates"]] == [6, 4, 5]
+    assert [c["rank"] for c in board["candidates"]] == [1, 2, 3]
+    assert board["final_pick"] == 6
+    summary = section((out / "final_paper_report.md").read_text(), "Summary")
+    assert "moved val_loss from 0.5 to 0.3 (-0.2" in summary
+
+
+def test_a_night_where_nothing_was_kept_says_so(make_lab):
+    from nightlab import Lab
+
+    decisions = [
+        {"action": "run", "rationale": "a nudge well inside the noise", "params": {"boost": 5e-3}},
+        {"action": "run", "rationale": "another nudge inside the noise", "params": {"boost": 1e-2}},
+    ]
+    lab = make_lab(decisions=decisions, max_trials=5)
+    Lab(lab).run(report=lambda line: None)
+    out = write_report(lab, Lab(lab).config)
+    text = (out / "final_paper_report.md").read_text()
+    summary = section(text, "Summary")
+    assert "**Status**: Failed — no trial beat the baseline" in summary
+    assert "nothing beat the baseline" in summary
+    assert "Nothing beat the baseline by more than the threshold" in section(
+        text, "Recommendations"
+    )
+    assert "adopt" not in text
+    story = (out / "final_condensed_story.md").read_text()
+    assert "Nothing beat the baseline" in story and ", 0 kept;" in story
+    assert board_of(out)["final_pick"] == 1  # the baseline stays the base
+
+
+def test_a_test_metric_event_is_reported_for_the_final_pick_only(tmp_path):
+    events = [
+        ("test_metric", {"trial": 7, "metric": "test_acc", "value": 0.5}),  # an older one
+        ("test_metric", {"trial": 4, "metric": "test_acc", "value": 0.93, "test_trial": 8}),
+    ]
+    test_run = trial(8, 1.5, kind="test", verdict="test", commit="c4", params=CONFIRMED)
+    lab = confirmation_night(tmp_path, [test_run], events=events)
+    out = write_report(lab, config())
+    board = board_of(out)
+    (pick,) = [c for c in board["candidates"] if c["final_pick"]]
+    assert pick["trials"] == [4, 5, 6]  # the test run is no evidence for the candidate
+    assert [(c["trial"], c["test"]) for c in board["candidates"] if c["test"]] == [
+        (4, {"metric": "test_acc", "value": 0.93})
+    ]
+    summary = section((out / "final_paper_report.md").read_text(), "Summary")
+    assert "test_acc = **0.93** for trial 4" in summary and "0.5" not in summary.split("test")[-1]
+
+
+def test_a_skipped_test_figure_is_reported_with_its_reason(tmp_path):
+    events = [("test_metric_skipped", {"reason": "no time left"})]
+    out = write_report(confirmation_night(tmp_path, events=events), config())
+    summary = section((out / "final_paper_report.md").read_text(), "Summary")
+    assert "**Held-out test**: no test figure (test_metric_skipped: no time left)" in summary
+    assert "no time left" in (out / "final_condensed_story.md").read_text()
+    assert all(c["test"] is None for c in board_of(out)["candidates"])
+
+
+def test_a_long_night_is_condensed_to_40_lines_keeping_what_matters(tmp_path):
+    trials = [*baseline([1.0, 1.01, 0.99])]
+    for i in range(4, 120):
+        kept = i in (20, 90)
+        failed = i % 17 == 0
+        trials.append(
+            trial(i, None if failed else 1.0 + (0.5 if kept else 0.0) + i * 1e-4,
+                  status="failed" if failed else "succeeded",
+                  verdict="kept" if kept else "discarded", commit=f"c{i}",
+                  params={"lr": 1e-3 + i * 1e-4, "depth": 2},
+                  reason="exit status 1" if failed else None)
+        )  # fmt: skip
+    events = [
+        ("mentor_review", {"verdict": "off_track", "why": "stalled", "critique": "only lr moves",
+                           "question": "why not depth?"}),
+        ("mentor_review", {"verdict": "on_track", "why": "cadence", "critique": "steady"}),
+    ]  # fmt: skip
+    lab = hand_store(tmp_path / "lab", trials, events=events, rejected=["boost: 9 outside"] * 5)
+    out = write_report(lab, config())
+    story = (out / "final_condensed_story.md").read_text().splitlines()
+    assert len(story) <= 40
+    text = "\n".join(story)
+    assert "trial 20 succeeded" in text and "trial 90 succeeded" in text  # the kept ones
+    assert "Mentor: off_track (stalled): only lr moves Question: why not depth?" in text
+    assert "Run 1 finished: max_trials=20 reached." in text
+    assert "routine line(s) left out" in text
+    challenges = section((out / "final_paper_report.md").read_text(), "Challenges")
+    assert "only lr moves" in challenges and "The gate rejected 5 decision(s)" in challenges
+
+
+def test_without_any_objective_the_plots_are_skipped_and_the_report_says_so(tmp_path):
+    trials = [
+        trial(1, None, kind="baseline", status="failed", verdict="baseline",
+              reason="exit status 2: no data here"),
+    ]  # fmt: skip
+    lab = hand_store(tmp_path / "lab", trials, run_state="stopped", end_reason="baseline failed")
+    out = write_report(lab, config())
+    assert not list(out.glob("*.png"))
+    text = (out / "final_paper_report.md").read_text()
+    assert all(f"\n## {s}\n" in text for s in SECTIONS)
+    assert text.count("**Plot skipped**") == 4
+    assert "**Status**: Failed — the baseline never produced an objective" in text
+    assert "exit status 2: no data here" in section(text, "Challenges")
+    board = board_of(out)
+    assert board["candidates"] == [] and board["final_pick"] is None
+    assert "Plot skipped" in (out / "report.html").read_text()
+
+
+def test_a_single_seed_night_skips_only_the_spread_plot(tmp_path):
+    trials = [*baseline([1.0]), trial(2, 1.2, verdict="kept", commit="x")]
+    cfg = config(ratchet={"baseline_repeats": 1})
+    out = write_report(hand_store(tmp_path / "lab", trials), cfg)
+    assert sorted(p.name for p in out.glob("*.png")) == [
+        "best_so_far.png",
+        "by_dimension.png",
+        "objective_per_trial.png",
+    ]
+    text = (out / "final_paper_report.md").read_text()
+    assert "**Plot skipped** — spread over seeds per candidate: no candidate ran with two" in text
+    assert "raise `[ratchet] baseline_repeats`" in section(text, "Recommendations")
+
+
+def test_the_diff_summary_reads_the_trial_patch(tmp_path):
+    patch = (
+        "diff --git a/train.py b/train.py\n--- a/train.py\n+++ b/train.py\n@@ -1,2 +1,3 @@\n"
+        "-EXTRA = 0.0\n+EXTRA = 1.0\n+print('x')\n"
+        "diff --git a/model.py b/model.py\n--- a/model.py\n+++ b/model.py\n@@ -1 +1 @@\n-a\n+b\n"
+    )
+    assert parse_patch(patch) == {
+        "files": ["train.py", "model.py"], "files_changed": 2, "added": 3, "removed": 2
+    }  # fmt: skip
+    trials = [*baseline([1.0, 1.0]), trial(3, 2.0, verdict="kept", commit="z")]
+    lab = hand_store(tmp_path / "lab", trials)
+    (lab / ".nightlab" / "trials" / "3").mkdir(parents=True)
+    (lab / ".nightlab" / "trials" / "3" / "diff.patch").write_text(patch)
+    board = board_of(write_report(lab, config()))
+    diffs = {c["trial"]: c["diff"] for c in board["candidates"]}
+    assert diffs[3]["files_changed"] == 2 and diffs[1] is None  # no patch, no git: unknown
+
+
+def test_commits_of_the_same_tree_are_one_candidate(tmp_path):
+    lab = tmp_path / "lab"
+    lab.mkdir()
+
+    def git(*args: str) -> str:
+        env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+               "GIT_COMMITTER_EMAIL": "t@t", "PATH": os.environ["PATH"]}  # fmt: skip
+        proc = subprocess.run(["git", *args], cwd=lab, env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    git("init", "-q")
+    (lab / "train.py").write_text("print('score=1')\n")
+    git("add", "train.py")
+    git("commit", "-q", "-m", "first")
+    first = git("rev-parse", "HEAD")
+    git("commit", "-q", "--allow-empty", "-m", "the same code again")
+    again = git("rev-parse", "HEAD")
+    assert first != again
+    same = {"lr": 0.01, "depth": 2}
+    trials = [
+        *baseline([1.0, 1.0]),
+        trial(3, 1.4, verdict="kept", commit=first, params=same),
+        trial(4, 1.6, verdict=None, seed=1, commit=again, params=same),
+    ]
+    board = board_of(write_report(hand_store(lab, trials), config()))
+    top = board["candidates"][0]
+    assert top["trials"] == [3, 4] and top["objective_mean"] == pytest.approx(1.5)
