@@ -65,6 +65,9 @@ max_trials = {max_trials}
 [agents]
 worker = "{worker}"
 
+[report]
+auto = false
+
 [tracking]
 enabled = {tracking}
 """

@@ -6,12 +6,14 @@ Contract with nightlab (only torch + scikit-learn needed; nightlab is not import
   file whose object updates them. A missing file fails loudly; an unknown key
   raises ``ValueError``.
 * ``NIGHTLAB_SEED`` (default 0) seeds torch/numpy/random and so only affects init
-  and shuffling: the 80/20 stratified split always uses seed 0, so every trial is
-  scored on the same validation set. ``NIGHTLAB_THREADS`` (default 2) sets torch
+  and shuffling: the 60/20/20 stratified train/validation/test split always uses
+  seed 0, so every trial is scored on the same validation set. ``NIGHTLAB_THREADS`` (default 2) sets torch
   CPU threads.
 * Each epoch prints one line, e.g.
   ``epoch=3 train_loss=0.4123 val_loss=0.3012 val_acc=0.9472``; the last line's
   ``val_acc`` is the result. A NaN/inf loss is printed, then the exit code is 3.
+* The test split is read only when ``NIGHTLAB_TEST=1`` (finish-up sets it once, for
+  the final pick): then ``test_acc=...`` is printed after training.
 * If ``NIGHTLAB_TRIAL_DIR`` is set, the final ``state_dict`` is saved to
   ``$NIGHTLAB_TRIAL_DIR/artifacts/model.pt`` and ``checkpoint: <path>`` is printed.
 """
@@ -82,8 +84,11 @@ def main() -> int:
 
     digits = load_digits()
     images = (digits.images / 16.0).astype(np.float32)[:, None]  # (N, 1, 8, 8) in [0, 1]
-    x_tr, x_va, y_tr, y_va = train_test_split(
+    x_rest, x_te, y_rest, y_te = train_test_split(
         images, digits.target, test_size=0.2, stratify=digits.target, random_state=0
+    )
+    x_tr, x_va, y_tr, y_va = train_test_split(
+        x_rest, y_rest, test_size=0.25, stratify=y_rest, random_state=0
     )
     x_train, y_train = torch.from_numpy(x_tr), torch.from_numpy(y_tr).long()
     x_val, y_val = torch.from_numpy(x_va), torch.from_numpy(y_va).long()
@@ -117,6 +122,12 @@ def main() -> int:
         )
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             return 3
+
+    if os.environ.get("NIGHTLAB_TEST") == "1":  # held out: never seen by selection
+        with torch.no_grad():
+            test_logits = model(torch.from_numpy(x_te))
+        test_acc = (test_logits.argmax(1) == torch.from_numpy(y_te).long()).float().mean()
+        print(f"test_acc={test_acc.item():.4f}", flush=True)
 
     trial_dir = os.environ.get("NIGHTLAB_TRIAL_DIR")
     if trial_dir:

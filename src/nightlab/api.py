@@ -69,15 +69,34 @@ class Lab:
         slots: int | None = None,
         report: Callable[[str], None] = print,
         progress: Callable[[int, int | None], None] | None = None,
+        finishup_minutes: float | None = None,
+        final_rounds: int = 1,
+        top_k: int = 3,
+        finishup_note: str = "",
     ) -> dict[str, Any]:
         """Run the loop in this process until a stop condition; returns the final status.
 
         `report` receives one human line per event; `progress(ended, max_trials)` is called
-        after every recorded trial."""
+        after every recorded trial. `finishup_minutes` makes the last minutes of an
+        `hours`-long night its finish-up (see `finish_up`)."""
         from nightlab.loop import Loop
 
         if hours is not None and hours <= 0:
             raise LabError(f"hours must be more than 0 (got {hours}); leave it out for no limit")
+        finish = None
+        if finishup_minutes is not None:
+            from nightlab import finishup
+
+            hours = hours if hours is not None else self.config.budget.hours
+            if hours is None:
+                raise LabError(
+                    "--finishup-minutes needs the night's length: give --run-hours H "
+                    "(or [budget] hours)"
+                )
+            finish = finishup.request(
+                run_hours=hours, minutes_left=finishup_minutes, final_rounds=final_rounds,
+                top_k=top_k, note=finishup_note,
+            )  # fmt: skip
 
         loop = Loop(
             self.path,
@@ -88,6 +107,7 @@ class Lab:
             slots=slots,
             report=report,
             progress=progress,
+            finish=finish,
         )
         return loop.run()
 
@@ -161,6 +181,84 @@ class Lab:
                     raise LabError(f"still running after {timeout:g}s")
                 time.sleep(0.2)
         return self.status()
+
+    # ------------------------------------------------------------------ finish-up, report
+    def finish_up(self, **request: Any) -> dict[str, Any]:
+        """Request or schedule the finish-up (see `finishup.request` for the forms); a
+        running loop picks it up within a heartbeat. Returns `finish_up_show()`. With
+        `report_now` and no loop running, the report is written at once."""
+        from nightlab import finishup
+
+        _ = self.config  # a broken nightlab.toml fails here, not in the loop
+        wanted = finishup.request(**request)
+        self._store_finish(wanted)
+        shown = self.finish_up_show()
+        if wanted.report_now and self.status()["state"] != "running":
+            shown["report"] = str(self.report(top_k=wanted.top_k))
+            self._store_finish(wanted.model_copy(update={"phase": "done"}))
+            shown = {**self.finish_up_show(), "report": shown["report"]}
+        return shown
+
+    def finish_up_show(self) -> dict[str, Any]:
+        """The finish-up request with its resolved window (`active`: none pending)."""
+        from nightlab import finishup
+
+        if not self.db.is_file():
+            return {"active": False, "summary": "no finish-up requested"}
+        with read.connect(self.db) as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (finishup.META_KEY,))
+            value = row.fetchone()
+            started = conn.execute("SELECT MIN(started_at) FROM runs").fetchone()[0]
+        wanted = finishup.parse(value[0]) if value else None
+        if wanted is None:
+            return {"active": False, "summary": "no finish-up requested"}
+        begins, ends = wanted.window(started)
+        return {
+            **wanted.model_dump(),
+            "active": wanted.phase not in ("done", "cancelled"),
+            "begins_at": begins,
+            "ends_at": ends,
+            "summary": wanted.describe(started),
+            "file": str(self.state / "FINISH_UP.json"),
+        }
+
+    def finish_up_cancel(self) -> dict[str, Any]:
+        from nightlab import finishup
+
+        shown = self.finish_up_show()
+        if not shown["active"]:
+            raise LabError(f"no finish-up to cancel ({shown['summary']})")
+        wanted = finishup.FinishUp.model_validate(
+            {k: shown[k] for k in finishup.FinishUp.model_fields}
+        )
+        self._store_finish(wanted.model_copy(update={"phase": "cancelled"}))
+        return self.finish_up_show()
+
+    def _store_finish(self, wanted: Any) -> None:
+        from nightlab import finishup
+        from nightlab.store.db import Store
+
+        self.state.mkdir(parents=True, exist_ok=True)  # a request may precede the first run
+        store = Store(self.db)
+        try:
+            store.migrate()
+            with store.tx() as s:
+                Store.set_meta(s, finishup.META_KEY, wanted.model_dump())
+                Store.event(s, "finishup_requested", by=os.getpid(), **wanted.model_dump())
+        finally:
+            store.close()
+        with read.connect(self.db) as conn:
+            started = conn.execute("SELECT MIN(started_at) FROM runs").fetchone()[0]
+        finishup.mirror(self.state, wanted, started)
+
+    def report(self, *, top_k: int | None = None) -> Path:
+        """Write the morning report (under .nightlab/reports/<night>/); returns its folder."""
+        from nightlab.report import write_report
+
+        if not self.db.is_file():
+            raise LabError(f"{self.name} has not run yet: nothing to report (`nightlab run`)")
+        cfg = self.config
+        return write_report(self.path, cfg, top_k=top_k or cfg.report.top_k)
 
     # ------------------------------------------------------------------ views
     def status(self) -> dict[str, Any]:

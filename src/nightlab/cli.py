@@ -81,13 +81,31 @@ def init(
     )
 
 
+Hours = Annotated[
+    float | None, typer.Option("--hours", "--run-hours", min=0.0, help="The night's length.")
+]
+FinishMinutes = Annotated[
+    float | None,
+    typer.Option(min=0.0, help="Make the last M minutes of the night its finish-up."),
+]
+FinalRounds = Annotated[int, typer.Option(min=0, help="Confirmation runs per candidate.")]
+TopK = Annotated[int, typer.Option(min=1, help="Candidates that get confirmation runs.")]
+Note = Annotated[str, typer.Option(help="A note kept with the finish-up request.")]
+
+
 @app.command()
 def run(
     lab: LabArg = HERE,
-    worker: Annotated[str | None, typer.Option(help='"search" or "replay:FILE".')] = None,
+    worker: Annotated[
+        str | None, typer.Option(help='"search", "replay:FILE", a model or "command:NAME".')
+    ] = None,
     max_trials: Annotated[int | None, typer.Option(min=1)] = None,
-    hours: Annotated[float | None, typer.Option(min=0.0)] = None,
+    hours: Hours = None,
     slots: Annotated[int | None, typer.Option(min=1)] = None,
+    finishup_minutes: FinishMinutes = None,
+    final_rounds: FinalRounds = 1,
+    top_k: TopK = 3,
+    finishup_note: Note = "",
 ) -> None:
     """Run the loop in the foreground until a stop condition (Ctrl-C stops gracefully)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -121,6 +139,10 @@ def run(
             slots=slots,
             report=report,
             progress=progress,
+            finishup_minutes=finishup_minutes,
+            final_rounds=final_rounds,
+            top_k=top_k,
+            finishup_note=finishup_note,
         )
     _print_leaderboard(_lab(lab), 10)
     _print_summary(final)
@@ -131,12 +153,22 @@ def start(
     lab: LabArg = HERE,
     worker: Annotated[str | None, typer.Option()] = None,
     max_trials: Annotated[int | None, typer.Option(min=1)] = None,
-    hours: Annotated[float | None, typer.Option(min=0.0)] = None,
+    hours: Hours = None,
     slots: Annotated[int | None, typer.Option(min=1)] = None,
+    finishup_minutes: FinishMinutes = None,
+    final_rounds: FinalRounds = 1,
+    top_k: TopK = 3,
+    finishup_note: Note = "",
 ) -> None:
     """Run the loop in the background; its output goes to .nightlab/loop.log."""
     target = _lab(lab)
-    pid = _guard(target.start, worker=worker, max_trials=max_trials, hours=hours, slots=slots)
+    finish = {}
+    if finishup_minutes is not None:
+        finish = dict(finishup_minutes=finishup_minutes, final_rounds=final_rounds,
+                      top_k=top_k, finishup_note=finishup_note or None)  # fmt: skip
+    pid = _guard(
+        target.start, worker=worker, max_trials=max_trials, hours=hours, slots=slots, **finish
+    )
     _console().print(
         f"started {target.name} in the background (PID {pid}); "
         f"follow it with [bold]nightlab watch {lab}[/]"
@@ -207,6 +239,58 @@ def watch(
                 live.update(render(target))
         except KeyboardInterrupt:
             pass
+
+
+@app.command()
+def finishup(
+    lab: LabArg = HERE,
+    minutes_left: Annotated[
+        float | None, typer.Option(min=0.0, help="Its length; alone: it begins now.")
+    ] = None,
+    run_hours: Annotated[
+        float | None, typer.Option(min=0.0, help="The last --minutes-left of an H-hour night.")
+    ] = None,
+    at: Annotated[str | None, typer.Option(help="It begins at this UTC time (ISO 8601).")] = None,
+    in_minutes: Annotated[float | None, typer.Option(min=0.0, help="It begins in N min.")] = None,
+    final_rounds: FinalRounds = 1,
+    top_k: TopK = 3,
+    note: Note = "",
+    report_now: Annotated[
+        bool, typer.Option(help="No final training: write the report now.")
+    ] = False,
+    show: Annotated[bool, typer.Option(help="Show the request and its times.")] = False,
+    cancel: Annotated[bool, typer.Option(help="Cancel the request.")] = False,
+) -> None:
+    """Request or schedule the finish-up: confirmation runs for the top candidates, the
+    held-out test metric for the final pick, then the report."""
+    target = _lab(lab)
+    if show or cancel:
+        shown = _guard(target.finish_up_cancel if cancel else target.finish_up_show)
+    else:
+        shown = _guard(
+            target.finish_up, minutes_left=minutes_left, run_hours=run_hours, at=at,
+            in_minutes=in_minutes, final_rounds=final_rounds, top_k=top_k, note=note,
+            report_now=report_now,
+        )  # fmt: skip
+    console = _console()
+    console.print(shown["summary"], soft_wrap=True)
+    if shown.get("report"):
+        console.print(f"report: {shown['report']}/final_paper_report.md", soft_wrap=True)
+    elif shown.get("active") and target.status()["state"] != "running":
+        console.print(f"it takes effect when the night runs: nightlab run {lab}")
+
+
+@app.command()
+def report(
+    lab: LabArg = HERE,
+    top_k: Annotated[int | None, typer.Option(min=1, help="Leaderboard size.")] = None,
+) -> None:
+    """Write the morning report: story, paper-style report, leaderboard, plots, HTML."""
+    folder = _guard(_lab(lab).report, top_k=top_k)
+    console = _console()
+    console.print(f"report written to {folder}", soft_wrap=True)
+    for name in sorted(p.name for p in folder.iterdir()):
+        console.print(f"  {name}")
 
 
 @app.command()

@@ -38,6 +38,10 @@ class ObjectiveSection(_Section):
     reduce: Literal["last", "best"] = Field(
         "last", description="How a trial's metric history becomes its objective."
     )
+    test_metric: str | None = Field(
+        None,
+        description="A held-out metric, computed once for the final pick (NIGHTLAB_TEST=1).",
+    )
 
 
 class TrialSection(_Section):
@@ -194,6 +198,11 @@ class TrackingSection(_Section):
     experiment: str | None = Field(None, description="Default: the lab's name.")
 
 
+class ReportSection(_Section):
+    auto: bool = Field(True, description="Write the report when a night ends.")
+    top_k: int = Field(10, ge=1, le=1000, description="Candidates in the report's leaderboard.")
+
+
 class Config(_Section):
     lab: LabSection
     objective: ObjectiveSection
@@ -204,6 +213,7 @@ class Config(_Section):
     agents: AgentsSection = AgentsSection()
     executor: ExecutorSection = ExecutorSection()
     tracking: TrackingSection = TrackingSection()
+    report: ReportSection = ReportSection()
 
     def defaults(self) -> dict[str, Any]:
         return {name: knob.default for name, knob in self.search.items()}

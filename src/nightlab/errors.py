@@ -11,5 +11,7 @@ USER_ERRORS = {
     "AgentError": 2,  # the worker backend cannot be built
     "WorkspaceError": 2,  # git refused, or the lab cannot be snapshotted
     "FileNotFoundError": 2,
+    "FinishUpError": 2,  # a finish-up request that cannot be honoured
+    "ReportError": 2,  # a report the store cannot back
     "NightError": 1,  # the night could not go on (e.g. the baseline failed)
 }

@@ -99,7 +99,10 @@ class Journal:
 
     def trial_count(self) -> int:
         with self.store.tx() as s:
-            return s.scalar(select(func.count(Trial.id)))
+            # finish-up's confirmation and test runs are not counted against max_trials
+            return s.scalar(
+                select(func.count(Trial.id)).where(Trial.kind.in_(("baseline", "trial")))
+            )
 
     def decisions_by(self, worker: str) -> int:
         with self.store.tx() as s:

@@ -8,6 +8,7 @@ running are watched to their end (or recorded as killed) and the night carries o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -26,6 +27,9 @@ from nightlab.agents.decision import Decision
 from nightlab.agents.gate import GateResult, check, editable
 from nightlab.agents.tools import LabView
 from nightlab.config import Config
+from nightlab.finishing import EXPLORE, Finisher
+from nightlab.finishing import WORKER as FINISH_WORKER
+from nightlab.finishup import FinishUp
 from nightlab.journal import Journal
 from nightlab.lock import LabLock
 from nightlab.store import read
@@ -69,6 +73,7 @@ class Loop:
         slots: int | None = None,
         report: Callable[[str], None] = print,
         progress: Callable[[int, int | None], None] | None = None,
+        finish: FinishUp | None = None,
     ) -> None:
         self.lab = Path(lab).resolve()
         self.cfg = cfg
@@ -96,6 +101,9 @@ class Loop:
         self._worker_cycles = 0  # decisions the worker made in this run (mentor cadence)
         self._waits = 0  # cycles in a row that ran nothing
         self.mentor: Any = None
+        self.finisher = Finisher(self)
+        self._finish_request = finish  # from `run --finishup-minutes`: stored at start
+        self.report_top_k: int | None = None  # set by finish-up: the report is due
 
     # ------------------------------------------------------------------ lifecycle
     def run(self) -> dict[str, Any]:
@@ -161,6 +169,11 @@ class Loop:
         self.run_id, self.deadline = self.journal.open_run(
             self.hours, self.cfg.budget.hours, options
         )
+        self.finisher.refresh()
+        if self._finish_request is not None:
+            self.finisher.save(self._finish_request)
+        elif self.finisher.pending:
+            self.report(self.finisher.request.describe(self.finisher.night_started))
         threading.Thread(target=self._beat, daemon=True, name="nightlab-heartbeat").start()
         self._trials_total = self.journal.trial_count()
         with read.connect(self.store.path) as conn:
@@ -208,6 +221,10 @@ class Loop:
                     if usage:
                         Store.event(s, "agent_usage", run_id=self.run_id, unused=True, **usage)
         left = self.journal.close_run(state, reason, mlflow=self.tracking is not None)
+        if self.report_top_k or (
+            state in ("finished", "stopped") and self.cfg.report.auto and self._trials_total
+        ):  # after the run is closed: the report tells how the night ended
+            self.finisher.reported(self.write_report(self.report_top_k))
         self._done.set()  # the heartbeat beats until the run is closed
         self.report(f"run {self.run_id} {state}: {reason}")
         if left:
@@ -229,6 +246,7 @@ class Loop:
             try:
                 if self.journal.beat():
                     self._graceful.set()
+                self.finisher.refresh()
             except Exception as exc:  # keep beating; the main thread reports store failures
                 print(f"nightlab: heartbeat failed: {exc}", file=sys.stderr)
             self._done.wait(HEARTBEAT_S)
@@ -260,7 +278,7 @@ class Loop:
                 self.stop_reason = "stop requested"
             free = len(self.running) < self.slots
             if free and not self.stop_reason:
-                self.stop_reason = self._limit_reached()
+                self._check_limits()
             if self.stop_reason:
                 if not self.running:
                     return "stopped" if self._graceful.is_set() or self.stop_now else "finished"
@@ -273,7 +291,7 @@ class Loop:
                             self._next_ask = time.time() + 1.0  # ask again later, no spin
                         break
                     idle = 0
-                    self.stop_reason = self._limit_reached()  # spent by that decision?
+                    self._check_limits()  # spent by that decision?
                 if idle >= MAX_IDLE_CYCLES and not self.running:
                     self.stop_reason = f"the worker made no runnable decision in {idle} cycles"
             if len(self.running) >= self.slots and not self.stop_reason:
@@ -293,9 +311,19 @@ class Loop:
                 self._poll(slot)
             time.sleep(POLL_S)
 
+    def _check_limits(self) -> None:
+        """A limit reached ends the night, or starts its finish-up when one is pending."""
+        limit = self._limit_reached()
+        if limit and self.finisher.pending and not self._graceful.is_set():
+            self.finisher.forced = self.finisher.forced or limit
+        else:
+            self.stop_reason = limit
+
     def _limit_reached(self) -> str | None:
         if self.deadline and time.time() >= self.deadline:
             return "time budget reached"
+        if (ends := self.finisher.ends()) and time.time() >= ends:
+            return "the finish-up deadline is reached"
         if self.max_trials is not None and self._trials_total >= self.max_trials:
             return f"max_trials={self.max_trials} reached"
         budget = self.cfg.budget
@@ -310,6 +338,10 @@ class Loop:
 
     def _next(self) -> bool | None:
         """Start one trial on a free slot: True started, False idle cycle, None wait."""
+        if self.finisher.active():
+            step = self.finisher.step()
+            if step != EXPLORE:
+                return step  # type: ignore[return-value]
         if self._baseline_done:
             return self._cycle()
         rows = self.journal.baseline_states()
@@ -354,6 +386,7 @@ class Loop:
             else {"objective": b[0], "trial": b[1], "params": b[3]},
             "in_flight": [a.trial.spec.trial_id for a in self.running.values()],
             "deadline": self.deadline,
+            "finishup": self.finisher.context(),
         }
         return {**context, **self._full_context()} if full else context
 
@@ -465,7 +498,12 @@ class Loop:
     def _plan(self) -> None:
         """While every slot is busy, get the next decision now so that a freed slot starts
         at once; it is gated against the base of the moment it runs."""
-        if self.thinker.idle and self._baseline_done and self._limit_reached() is None:
+        if (
+            self.thinker.idle
+            and self._baseline_done
+            and self._limit_reached() is None
+            and not self.finisher.active()
+        ):
             self._think()
 
     def _cycle(self) -> bool | None:
@@ -575,7 +613,7 @@ class Loop:
             {**(best[3] if best else self.cfg.defaults()), **decision.params}
         )
         slot = min(set(range(self.slots)) - set(self.running))
-        worker = "baseline" if kind == "baseline" else self.worker.name
+        worker = {"baseline": "baseline", "trial": self.worker.name}.get(kind, FINISH_WORKER)
         trial_id, trace = self.journal.open_trial(
             worker,
             decision,
@@ -588,23 +626,53 @@ class Loop:
             base_commit=base,
             base_trial_id=best[1] if best else None,
         )
-        self._trials_total += 1
+        if kind in ("baseline", "trial"):  # finish-up runs are not counted against max_trials
+            self._trials_total += 1
         if commit != base:
             self.ws.keep_trial(trial_id, commit)
         tree, workdir = self.trees.acquire(commit)
         trial_dir = self.state / "trials" / str(trial_id)
         folder.prepare(trial_dir, params, self.ws.diff(self.base_commit, commit), commit, self.data)
-        running = local.start(
-            spec.build(
-                self.cfg, self.lab, trial_dir, trial_id, params, seed, workdir, slot, self.gpus
-            )
+        build = spec.build(
+            self.cfg, self.lab, trial_dir, trial_id, params, seed, workdir, slot, self.gpus
         )
+        if kind == "test":  # the one run that may read the held-out test split
+            build.env["NIGHTLAB_TEST"] = "1"
+        running = local.start(build)
         self.journal.started(trial_id, trace, running, slot, tree)
         self.running[slot] = Active(running, trace, kind, tree)
         shown = " ".join(f"{k}={fmt.value(v)}" for k, v in decision.params.items())
         if decision.edits:
             shown += f" edits {', '.join(sorted({e.file for e in decision.edits}))}"
         self.report(f"trial {trial_id} ({kind}) started on slot {slot}: {shown}")
+
+    def baseline_complete(self) -> bool:
+        """All baseline repeats have run (finish-up waits for them: no noise, no ranking)."""
+        if not self._baseline_done:
+            done = sum(1 for _, st, _ in self.journal.baseline_states() if st == "succeeded")
+            return done >= self.cfg.ratchet.baseline_repeats
+        return True
+
+    def start_finishing(self, decision: Decision, kind: str, commit: str, seed: int) -> None:
+        """Start a finish-up run (`confirm` or `test`) of existing code: no gate, no twin
+        check — it repeats a candidate on purpose."""
+        self._start(decision, kind, commit, seed)
+
+    def write_report(self, top_k: int | None = None) -> Path | None:
+        """The morning report; a failure is recorded and reported, never fatal."""
+        from nightlab.report import write_report
+
+        try:
+            where = write_report(self.lab, self.cfg, top_k=top_k or self.cfg.report.top_k)
+        except Exception as exc:
+            with self.store.tx() as s:
+                Store.event(s, "report_failed", run_id=self.run_id, error=f"{exc}"[:2000])
+            self.report(f"the report could not be written: {type(exc).__name__}: {exc}")
+            return None
+        with self.store.tx() as s:
+            Store.event(s, "report_written", run_id=self.run_id, path=str(where))
+        self.report(f"report: {where / 'final_paper_report.md'}")
+        return where
 
     def _poll(self, slot: int) -> None:
         active = self.running[slot]
@@ -622,8 +690,9 @@ class Loop:
     def _record(self, trial_id: int, trace: str, kind: str, out: local.Outcome) -> None:
         best = self._best()
         verdict: ratchet.Verdict | None = None
-        if kind == "baseline":
-            label = "baseline"
+        out = self._without_test_metric(trial_id, kind, out)
+        if kind in ("baseline", "confirm", "test"):
+            label = {"confirm": "confirmation"}.get(kind, kind)
         elif out.status == "succeeded" and best is not None:
             verdict = ratchet.judge(self.cfg, out.objective, best[0], self._view["sigma"])
             label = verdict.verdict
@@ -634,7 +703,8 @@ class Loop:
         folder.finish(self.state / "trials" / str(trial_id), row.record(trace), out.history)
         if label == "kept":
             self.ws.set_best(row.commit)
-        self.worker.observe(row)
+        if kind in ("baseline", "trial"):
+            self.worker.observe(row)
         if self.tracking:
             self.tracking.submit(trial_id)
             if not self.tracking.alive() and not self._tracking_gone:
@@ -646,6 +716,34 @@ class Loop:
         self.report(line)
         if self.progress:
             self.progress(self._trials_total - len(self.running), self.max_trials)
+
+    def _without_test_metric(self, trial_id: int, kind: str, out: local.Outcome) -> local.Outcome:
+        """Selection sees validation metrics only: a test metric a trial printed is dropped,
+        except in the final pick's test run, where it is recorded as the `test_metric`."""
+        metric = self.cfg.objective.test_metric
+        if not metric or metric not in out.metrics:
+            if kind == "test":
+                with self.store.tx() as s:
+                    Store.event(s, "test_metric_missing", trial_id=trial_id, metric=metric,
+                                status=out.status, reason=out.reason)  # fmt: skip
+            return out
+        value = out.metrics[metric]
+        metrics = {k: v for k, v in out.metrics.items() if k != metric}
+        with read.connect(self.store.path) as conn:  # the candidate's first trial names it
+            row = conn.execute(
+                "SELECT t.id FROM trials t, trials me WHERE me.id = ? AND t.kind != 'test' "
+                "AND t.[commit] = me.[commit] AND t.params = me.params ORDER BY t.id LIMIT 1",
+                (trial_id,),
+            ).fetchone()
+        pick = row[0] if row else trial_id
+        with self.store.tx() as s:
+            if kind == "test":
+                Store.event(s, "test_metric", trial_id=pick, trial=pick, metric=metric,
+                            value=value, test_trial=trial_id)  # fmt: skip
+                self.report(f"held-out {metric} of the final pick (trial {pick}): {value:g}")
+            else:
+                Store.event(s, "test_metric_ignored", trial_id=trial_id, metric=metric)
+        return dataclasses.replace(out, metrics=metrics)
 
     def _reconcile(self) -> None:
         """Trials a dead loop left `running`: watch the live ones, settle the rest."""

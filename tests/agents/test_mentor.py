@@ -44,8 +44,8 @@ def night_with_a_mentor(make_lab, monkeypatch, decisions: list[dict], settings: 
     REVIEWS.clear()
     lab = make_lab(decisions=decisions, max_trials=20)
     toml = lab / "nightlab.toml"
-    agents = f'mentor = "function:mentor"\n{settings}\n\n[tracking]'
-    toml.write_text(toml.read_text().replace("[tracking]", agents))
+    agents = f'mentor = "function:mentor"\n{settings}\n\n[report]'
+    toml.write_text(toml.read_text().replace("[report]", agents))
     Lab(lab).run(report=lambda line: None)
     return lab
 

@@ -136,10 +136,12 @@ def test_make_worker_invalid_replay_file_is_an_agent_error(tmp_path):
         make_worker("replay:d.jsonl", make_cfg(), tmp_path)
 
 
-@pytest.mark.parametrize("spec", ["llm", "replay", "Search", "command:./agent.sh", ""])
+@pytest.mark.parametrize("spec", ["llm", "replay", "Search", ""])
 def test_make_worker_unknown_spec_is_an_agent_error(tmp_path, spec):
-    with pytest.raises(AgentError, match="unknown worker"):
+    with pytest.raises(AgentError, match="unknown worker.*command:claude"):
         make_worker(spec, make_cfg(), tmp_path)
+    with pytest.raises(AgentError, match="no such coding agent"):
+        make_worker("command:./agent.sh", make_cfg(), tmp_path)
 
 
 # search --------------------------------------------------------------------------------------

@@ -107,6 +107,8 @@ def render(ctx: dict[str, Any]) -> str:
             f"params {json.dumps(best['params'])}. Your params override these."
         )
     out.append(f"\n# Budget\n{ctx.get('budget', 'no limit')}")
+    if ctx.get("finishup"):
+        out.append(f"Finish-up: {ctx['finishup']}")
     if ctx.get("knobs"):
         out.append("\n# Parameters you may set (the clamps)\n" + "\n".join(ctx["knobs"]))
     if ctx.get("editable"):

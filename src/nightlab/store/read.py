@@ -147,6 +147,7 @@ def leaderboard(db: Path, direction: str, top: int | None = 10) -> list[dict[str
         rows = conn.execute(
             "SELECT id, kind, verdict, objective, params, seed, dimension, hypothesis, wall_s, "
             "[commit], base_commit, mlflow_run_id FROM trials WHERE status='succeeded' "
+            "AND kind != 'test' "
             f"AND objective IS NOT NULL ORDER BY objective {order}, id{limit}"
         ).fetchall()
         ids = ",".join(str(r["id"]) for r in rows) or "0"
@@ -235,7 +236,7 @@ def recent_cycles(conn: sqlite3.Connection, n: int) -> list[dict[str, Any]]:
     rows = conn.execute(
         "SELECT d.action, d.accepted, json_extract(d.body, '$.dimension') AS dimension, "
         "t.status, t.verdict FROM decisions d LEFT JOIN trials t ON t.decision_id = d.id "
-        "WHERE d.worker NOT IN ('baseline', 'mentor') ORDER BY d.id DESC LIMIT ?",
+        "WHERE d.worker NOT IN ('baseline', 'mentor', 'finish-up') ORDER BY d.id DESC LIMIT ?",
         (n,),
     ).fetchall()
     return [dict(r) for r in rows]

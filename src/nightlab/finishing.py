@@ -1,0 +1,217 @@
+"""The loop's side of finish-up (see finishup.py for the request): when it is time, stop
+exploring while a trial can still finish, give the top candidates their confirmation runs
+over new seeds, compute the held-out test metric once for the final pick, write the report
+and end the night.
+
+Everything is rebuilt from the store, so a loop restarted mid-finish-up carries on: the
+confirmation runs already made (or still running) count.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import TYPE_CHECKING, Any
+
+from nightlab import finishup
+from nightlab.agents.decision import Decision
+from nightlab.store import read
+from nightlab.store.db import Store
+
+if TYPE_CHECKING:
+    from nightlab.loop import Loop
+
+EXPLORE = "explore"  # step(): go on with ordinary cycles
+SEED_OFFSET = 1000  # confirmation seeds start here above [trial] seed: never a seed already used
+WORKER = "finish-up"
+
+
+class Finisher:
+    def __init__(self, loop: Loop) -> None:
+        self.loop = loop
+        self.request: finishup.FinishUp | None = None
+        self.forced: str | None = None  # a limit reached while finish-up was pending
+        self.queue: list[tuple[Any, int]] | None = None  # (candidate, seed) still to run
+        self.tested = False
+        self.night_started: float | None = None
+
+    # ------------------------------------------------------------------ state
+    def refresh(self) -> None:
+        """Read the request from the store (the heartbeat calls this: `nightlab finishup`
+        reaches a running loop within a beat)."""
+        with read.connect(self.loop.store.path) as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (finishup.META_KEY,))
+            value = row.fetchone()
+            first = conn.execute("SELECT MIN(started_at) FROM runs").fetchone()[0]
+        self.night_started = first
+        self.request = finishup.parse(value[0]) if value else None
+
+    def save(self, request: finishup.FinishUp) -> None:
+        """Store a request (from `run --finishup-minutes`) and mirror it."""
+        with self.loop.store.tx() as s:
+            Store.set_meta(s, finishup.META_KEY, request.model_dump())
+            Store.event(s, "finishup_requested", run_id=self.loop.run_id, **request.model_dump())
+        self.request = request
+        finishup.mirror(self.loop.state, request, self.night_started)
+
+    def _phase(self, phase: str, **data: Any) -> None:
+        """Move the request to `phase`, unless the user changed or cancelled it meanwhile."""
+        request = self.request
+        if request is None or request.phase == phase:
+            return
+        with self.loop.store.tx() as s:
+            stored = finishup.parse(Store.get_meta(s, finishup.META_KEY))
+            if stored is None or stored.requested_at != request.requested_at:
+                return
+            if stored.phase == "cancelled":
+                self.request = stored
+                return
+            request = request.model_copy(update={"phase": phase})
+            Store.set_meta(s, finishup.META_KEY, request.model_dump())
+            Store.event(s, "finishup_phase", run_id=self.loop.run_id, phase=phase, **data)
+        self.request = request
+        finishup.mirror(self.loop.state, request, self.night_started)
+        self.loop.report(f"finish-up: {phase}" + (f" ({data['why']})" if "why" in data else ""))
+
+    @property
+    def pending(self) -> bool:
+        r = self.request
+        return r is not None and r.phase not in ("done", "cancelled")
+
+    def window(self) -> tuple[float | None, float | None]:
+        return self.request.window(self.night_started) if self.request else (None, None)
+
+    def active(self, now: float | None = None) -> bool:
+        if not self.pending:
+            return False
+        begins, _ = self.window()
+        now = time.time() if now is None else now
+        return bool(self.forced or self.request.report_now or (begins and begins <= now))
+
+    def ends(self) -> float | None:
+        """When the night must be over: the end of the finish-up window, if any."""
+        return self.window()[1] if self.pending else None
+
+    def context(self) -> str | None:
+        """What a deadline-aware worker reads."""
+        if not self.pending:
+            return None
+        line = self.request.describe(self.night_started)
+        if self.active():
+            line += (
+                ". FINISH-UP IS ON: propose only low-risk, high-value changes whose trial "
+                "finishes well before the end; the best candidates get confirmation runs next"
+            )
+        return line
+
+    # ------------------------------------------------------------------ steps
+    def step(self) -> bool | str | None:
+        """During finish-up: EXPLORE (an ordinary cycle may run), True (a trial started),
+        None (waiting for running trials), or False (an idle moment)."""
+        loop, request, now = self.loop, self.request, time.time()
+        _, ends = self.window()
+        est = self.trial_seconds()
+        if request.phase == "scheduled":
+            self._phase("active", why=self.forced or "the finish-up window began")
+        if request.phase in ("scheduled", "active"):
+            need = 0.0 if request.report_now else est * self._confirm_batches()
+            hurry = self.forced or request.report_now
+            if not hurry and not loop.baseline_complete():
+                return EXPLORE  # nothing to confirm before the noise is measured
+            if not hurry and ends and now + est + need <= ends:
+                return EXPLORE
+            if any(a.kind == "trial" for a in loop.running.values()):
+                return None  # started to fit the deadline: they join the candidates
+            self._phase("confirming", why=self.forced or "no time for another exploration")
+        if self.queue is None:
+            self.queue = [] if request.report_now else self._confirmations()
+        while self.queue and (ends is None or now + est <= ends):
+            candidate, seed = self.queue.pop(0)
+            self._start(candidate, "confirm", seed)
+            return True
+        if loop.running:
+            return None
+        if not self.tested:
+            self.tested = True
+            if self._start_test(now, est, ends):
+                return True
+        self._phase("reporting")  # the loop writes it once the run is closed, then `done`
+        loop.report_top_k = request.top_k
+        loop.stop_reason = "finish-up complete"
+        return False
+
+    def reported(self, where: Any) -> None:
+        if self.request is not None and self.request.phase == "reporting":
+            self._phase("done", report=str(where) if where else None)
+
+    def trial_seconds(self) -> float:
+        """A trial's expected length, with a margin for starting and recording it: the
+        median of the last ten that succeeded, plus 10% and 50 ms."""
+        with read.connect(self.loop.store.path) as conn:
+            walls = [r[0] for r in conn.execute(
+                "SELECT wall_s FROM trials WHERE status='succeeded' AND wall_s IS NOT NULL "
+                "ORDER BY id DESC LIMIT 10")]  # fmt: skip
+        if not walls:
+            return self.loop.cfg.trial.budget_seconds
+        return statistics.median(walls) * 1.1 + 0.05
+
+    def _confirm_batches(self) -> int:
+        """Trial lengths finish-up needs after exploring: confirmations, then the test run."""
+        r = self.request
+        batches = -(-(r.top_k * r.final_rounds) // self.loop.slots) if r.final_rounds else 0
+        return batches + (1 if self.loop.cfg.objective.test_metric else 0)
+
+    def _ranked(self) -> tuple[Any, list[Any]]:
+        """The night as the report reads it, and its candidates best first."""
+        from nightlab.report import candidates, data
+
+        night = data.load(self.loop.lab, self.loop.cfg)
+        return night, candidates.rank(night, candidates.group(night))
+
+    def _confirmations(self) -> list[tuple[Any, int]]:
+        """The runs still owed: `final_rounds` per top-k candidate, on seeds it never ran."""
+        request, base = self.request, self.loop.cfg.trial.seed + SEED_OFFSET
+        _, ranked = self._ranked()
+        todo = []
+        with read.connect(self.loop.store.path) as conn:
+            best = (read.best(conn) or {}).get("trial")
+        top = ranked[: request.top_k]  # and the ratchet's best: the code on the best branch
+        top += [c for c in ranked[request.top_k :] if best in c.ids]
+        for candidate in top:
+            made = sum(1 for t in candidate.trials if t["kind"] == "confirm")
+            used = {t["seed"] for t in candidate.trials}
+            seeds = (s for s in range(base, base + 10_000) if s not in used)
+            todo += [(candidate, next(seeds)) for _ in range(request.final_rounds - made)]
+        return todo
+
+    def _start_test(self, now: float, est: float, ends: float | None) -> bool:
+        """Run the final pick once with NIGHTLAB_TEST=1 for `[objective] test_metric`."""
+        metric = self.loop.cfg.objective.test_metric
+        if not metric:
+            return False
+        from nightlab.report.candidates import final_pick
+
+        night, ranked = self._ranked()
+        if self.request.report_now or not ranked or (ends is not None and now + est > ends):
+            why = "report now" if self.request.report_now else "no time left" if ranked else (
+                "no candidate")  # fmt: skip
+            with self.loop.store.tx() as s:
+                Store.event(s, "test_metric_skipped", run_id=self.loop.run_id, reason=why)
+            return False
+        pick = final_pick(night, ranked, None)  # the best mean among confirmed candidates
+        self._start(pick, "test", pick.first["seed"])
+        return True
+
+    def _start(self, candidate: Any, kind: str, seed: int) -> None:
+        first = candidate.first
+        what = "confirmation run" if kind == "confirm" else "held-out test run"
+        decision = Decision(
+            action="run",
+            rationale=f"finish-up: {what} of trial {first['id']} (seed {seed})",
+            hypothesis=f"trial {first['id']}'s result holds on another seed"
+            if kind == "confirm"
+            else "the final pick, measured once on the held-out test set",
+            dimension=first.get("dimension"),
+            params=dict(first["params"]),
+        )
+        self.loop.start_finishing(decision, kind, first["commit"], seed)

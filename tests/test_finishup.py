@@ -1,0 +1,185 @@
+"""Finish-up: scheduled or forced by a limit, it stops exploring, confirms the top candidates
+on new seeds, computes the held-out test metric once for the final pick, writes the report
+and ends the night; `--show`, `--cancel` and `--report-now` behave."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from nightlab import Lab
+from nightlab.finishup import FinishUpError, request
+
+from conftest import cli, status, wait_for
+
+# score = 1 + boost + seed noise; the test split is read only when NIGHTLAB_TEST is set (each
+# read is logged in the lab folder), and a `leak` parameter prints it anyway.
+TRAIN = """
+import json, os, time
+from pathlib import Path
+p = json.load(open(os.environ["NIGHTLAB_PARAMS"]))
+seed = int(os.environ["NIGHTLAB_SEED"])
+time.sleep(p.get("sleep", 0.0))
+score = 1.0 + p.get("boost", 0.0) + 0.01 * ((seed * 7) % 3 - 1)
+print(f"score={score}")
+if os.environ.get("NIGHTLAB_TEST") or p.get("leak"):
+    with open(Path(os.environ["NIGHTLAB_LAB_DIR"]) / "test_reads.log", "a") as log:
+        log.write(f"{os.environ['NIGHTLAB_TRIAL_ID']}\\n")
+    print(f"test_score={score - 0.1}")
+"""
+
+
+def lab_with_test_metric(make_lab, decisions: list[dict], **kw) -> Path:
+    lab = make_lab(decisions=decisions, **kw)
+    (lab / "train.py").write_text(TRAIN)
+    toml = lab / "nightlab.toml"
+    text = toml.read_text().replace(
+        'direction = "maximize"', 'direction = "maximize"\ntest_metric = "test_score"'
+    )
+    toml.write_text(text + "\n[search.leak]\nchoices = [false, true]\ndefault = false\n")
+    subprocess.run(["git", "add", "-A"], cwd=lab, check=True)
+    return lab
+
+
+def probe(i: int, boost: float, **params) -> dict:
+    return {
+        "action": "run",
+        "rationale": f"probe {i}: boost {boost} maps the response",
+        "dimension": "optimization",
+        "params": {"boost": boost, **params},
+    }
+
+
+def rows(lab: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(lab / ".nightlab" / "state.db") as conn:
+        return conn.execute(sql).fetchall()
+
+
+def test_a_limit_with_finishup_pending_confirms_tests_and_reports(make_lab):
+    decisions = [probe(1, 0.5), probe(2, 0.2), probe(3, 0.9), probe(4, 0.3, leak=True)]
+    lab = lab_with_test_metric(make_lab, decisions, max_trials=7)
+    Lab(lab).finish_up(run_hours=8, minutes_left=60, final_rounds=2, top_k=2, note="t")
+    final = Lab(lab).run(report=lambda line: None)
+
+    assert final["end_reason"] == "finish-up complete"
+    phases = [json.loads(d)["phase"] for (d,) in rows(
+        lab, "SELECT data FROM events WHERE kind='finishup_phase' ORDER BY id")]  # fmt: skip
+    assert phases == ["active", "confirming", "reporting", "done"]
+    # top 2 by objective: boost 0.9 and boost 0.5; two new seeds each
+    confirm = rows(lab, "SELECT params, seed, [commit] FROM trials WHERE kind='confirm'")
+    boosts = sorted(json.loads(p)["boost"] for p, _, _ in confirm)
+    assert boosts == [0.5, 0.5, 0.9, 0.9] and all(seed >= 1000 for _, seed, _ in confirm)
+    # the test split: read once by the test run of the final pick, and by the leaky trial
+    # (whose printed test_score was dropped: selection saw validation only)
+    (pick,) = rows(lab, "SELECT id FROM trials WHERE kind='trial' AND params LIKE '%0.9%'")
+    (leaky,) = rows(lab, "SELECT id FROM trials WHERE kind='trial' AND params LIKE '%true%'")
+    (test_run,) = rows(lab, "SELECT id FROM trials WHERE kind='test'")
+    reads = (lab / "test_reads.log").read_text().split()
+    assert reads == [str(leaky[0]), str(test_run[0])]
+    metrics = rows(lab, f"SELECT metrics FROM trials WHERE id={leaky[0]}")[0][0]
+    assert "test_score" not in json.loads(metrics)
+    (event,) = rows(lab, "SELECT data FROM events WHERE kind='test_metric'")
+    assert json.loads(event[0]) == {
+        "trial": pick[0], "metric": "test_score", "value": pytest.approx(1.8, abs=0.02),
+        "test_trial": test_run[0],
+    }  # fmt: skip
+    assert rows(lab, "SELECT count(*) FROM events WHERE kind='test_metric_ignored'") == [(1,)]
+    # max_trials counts exploration only; the leaderboard has no test row
+    assert final["trials"]["total"] == 7 + 4 + 1
+    assert all(r["kind"] != "test" for r in Lab(lab).leaderboard(None))
+    mirror = json.loads((lab / ".nightlab" / "FINISH_UP.json").read_text())
+    assert mirror["phase"] == "done" and mirror["note"] == "t"
+    (folder,) = (lab / ".nightlab" / "reports").iterdir()
+    assert "test_score = **1.79" in (folder / "final_paper_report.md").read_text()
+    assert "finished: finish-up complete" in (folder / "final_condensed_story.md").read_text()
+
+
+def test_a_scheduled_window_stops_exploring_in_time(make_lab):
+    """Trials take ~0.3 s; the window opens at once and lasts 6 s: exploration goes on while
+    a trial and the confirmations still fit, then the confirmations, then the report."""
+    decisions = [probe(i, i / 1000, sleep=0.3) for i in range(1, 200)]
+    lab = lab_with_test_metric(make_lab, decisions, max_trials=500)
+    Lab(lab).finish_up(in_minutes=0, minutes_left=0.1, final_rounds=1, top_k=2)
+    started = time.time()
+    final = Lab(lab).run(report=lambda line: None)
+    took = time.time() - started
+    assert final["end_reason"] == "finish-up complete"
+    assert took < 12, took  # the 6 s window plus the baseline, the test run and the report
+    (confirming,) = rows(lab, "SELECT ts FROM events WHERE kind='finishup_phase' "
+                              "AND json_extract(data, '$.phase') = 'confirming'")  # fmt: skip
+    late = rows(lab, f"SELECT id FROM trials WHERE kind='trial' AND started_at > {confirming[0]}")
+    assert late == []  # no exploration after the confirmations began
+    assert len(rows(lab, "SELECT id FROM trials WHERE kind='trial'")) >= 3
+    assert len(rows(lab, "SELECT id FROM trials WHERE kind='confirm'")) >= 2
+
+
+def test_show_cancel_and_report_now_from_the_command_line(make_lab):
+    lab = make_lab(max_trials=5)
+    shown = cli("finishup", str(lab), "--at", "2099-01-01T00:00:00Z", "--top-k", "4")
+    assert "finish-up scheduled: begins in" in shown.stdout and "top 4" in shown.stdout
+    assert "2099-01-01T00:00:00Z" in cli("finishup", str(lab), "--show").stdout
+    assert json.loads((lab / ".nightlab" / "FINISH_UP.json").read_text())["top_k"] == 4
+    assert "finish-up cancelled" in cli("finishup", str(lab), "--cancel").stdout
+    again = cli("finishup", str(lab), "--cancel", check=False)
+    assert again.returncode == 2 and "no finish-up to cancel" in again.stderr
+
+    final = Lab(lab).run(report=lambda line: None)  # the cancelled request does nothing
+    assert final["end_reason"] == "max_trials=5 reached"
+    assert rows(lab, "SELECT count(*) FROM trials WHERE kind IN ('confirm', 'test')") == [(0,)]
+
+    now = cli("finishup", str(lab), "--report-now")
+    assert "finish-up done (report now, no final training)" in now.stdout
+    (folder,) = (lab / ".nightlab" / "reports").iterdir()
+    assert f"report: {folder}/final_paper_report.md" in now.stdout
+    assert (folder / "report.html").is_file()
+    assert rows(lab, "SELECT count(*) FROM trials WHERE kind IN ('confirm', 'test')") == [(0,)]
+
+    for bad, message in [
+        (["--at", "tomorrow"], "is not an ISO 8601 time"),
+        (["--at", "2099-01-01T00:00:00Z", "--in-minutes", "5"], "give one of --at, --in-min"),
+        ([], "say when: --minutes-left M"),
+    ]:
+        out = cli("finishup", str(lab), *bad, check=False)
+        assert out.returncode == 2 and message in out.stderr, out.stderr
+
+
+def test_run_hours_fix_the_window_when_the_night_starts():
+    wanted = request(run_hours=8, minutes_left=60, now=1000.0)
+    assert wanted.window(None) == (None, None)
+    assert wanted.window(5000.0) == (5000.0 + 7 * 3600, 5000.0 + 8 * 3600)
+    assert request(minutes_left=10, now=0.0).window(None) == (0.0, 600.0)
+    assert request(in_minutes=5, minutes_left=10, now=0.0).window(None) == (300.0, 900.0)
+    with pytest.raises(FinishUpError, match="--in-minutes must be 0 or more"):
+        request(in_minutes=-1)
+
+
+def test_the_report_is_written_when_a_night_ends(make_lab):
+    lab = make_lab(max_trials=4)
+    toml = lab / "nightlab.toml"
+    toml.write_text(toml.read_text().replace("auto = false", "auto = true\ntop_k = 3"))
+    lines: list[str] = []
+    Lab(lab).run(report=lines.append)
+    (folder,) = (lab / ".nightlab" / "reports").iterdir()
+    assert (folder / "final_leaderboard_top3.json").is_file()
+    assert any(line.startswith("report: ") for line in lines)
+    assert "max_trials=4 reached" in (folder / "final_condensed_story.md").read_text()
+
+
+def test_a_running_loop_takes_a_request_within_a_heartbeat(make_lab):
+    lab = lab_with_test_metric(
+        make_lab, [probe(i, i / 1000, sleep=0.2) for i in range(1, 300)], max_trials=500
+    )
+    cli("start", str(lab))
+    wait_for(lambda: status(lab)["trials"]["total"] >= 5, what="five trials")
+    out = cli("finishup", str(lab), "--minutes-left", "0.1", "--final-rounds", "1",
+              "--top-k", "1")  # fmt: skip
+    assert "finish-up scheduled: began" in out.stdout
+    final = wait_for(lambda: (s := status(lab))["state"] != "running" and s, timeout=30)
+    assert final["state"] == "finished" and final["end_reason"] == "finish-up complete"
+    kinds = [k for (k,) in rows(lab, "SELECT kind FROM trials ORDER BY id")]
+    assert kinds[-2:] == ["confirm", "test"] and "trial" not in kinds[kinds.index("confirm") :]
