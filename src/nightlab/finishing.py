@@ -9,6 +9,7 @@ confirmation runs already made (or still running) count.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from typing import TYPE_CHECKING, Any
@@ -103,6 +104,35 @@ class Finisher:
                 "finishes well before the end; the best candidates get confirmation runs next"
             )
         return line
+
+    # ------------------------------------------------------------------ test metric
+    def screen(self, trial_id: int, kind: str, out: Any) -> Any:
+        """Selection sees validation metrics only: a test metric a trial printed is dropped,
+        except in the final pick's test run, where it is recorded as the `test_metric`."""
+        metric = self.loop.cfg.objective.test_metric
+        if not metric or metric not in out.metrics:
+            if kind == "test":
+                with self.loop.store.tx() as s:
+                    Store.event(s, "test_metric_missing", trial_id=trial_id, metric=metric,
+                                status=out.status, reason=out.reason)  # fmt: skip
+            return out
+        value = out.metrics[metric]
+        metrics = {k: v for k, v in out.metrics.items() if k != metric}
+        with read.connect(self.loop.store.path) as conn:  # the candidate's first trial names it
+            row = conn.execute(
+                "SELECT t.id FROM trials t, trials me WHERE me.id = ? AND t.kind != 'test' "
+                "AND t.[commit] = me.[commit] AND t.params = me.params ORDER BY t.id LIMIT 1",
+                (trial_id,),
+            ).fetchone()
+        pick = row[0] if row else trial_id
+        with self.loop.store.tx() as s:
+            if kind == "test":
+                Store.event(s, "test_metric", trial_id=pick, trial=pick, metric=metric,
+                            value=value, test_trial=trial_id)  # fmt: skip
+                self.loop.report(f"held-out {metric} of the final pick (trial {pick}): {value:g}")
+            else:
+                Store.event(s, "test_metric_ignored", trial_id=trial_id, metric=metric)
+        return dataclasses.replace(out, metrics=metrics)
 
     # ------------------------------------------------------------------ steps
     def step(self) -> bool | str | None:

@@ -8,8 +8,6 @@ running are watched to their end (or recorded as killed) and the night carries o
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import signal
 import sys
@@ -22,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from nightlab import fmt, ratchet
+from nightlab.admit import admit
 from nightlab.agents import Worker, context, make_mentor, make_worker
 from nightlab.agents.decision import Decision
-from nightlab.agents.gate import GateResult, check, editable
+from nightlab.agents.gate import GateResult
 from nightlab.agents.tools import LabView
 from nightlab.config import Config
 from nightlab.finishing import EXPLORE, Finisher
@@ -529,7 +528,8 @@ class Loop:
         best = self._best()
         base = best[2] if best else self.base_commit
         try:
-            gate, commit = self._gate(decision, best, base)
+            base_params = best[3] if best else self.cfg.defaults()
+            gate, commit = admit(decision, self.cfg, self.ws, self.store.path, base, base_params)
         except (WorkspaceError, ValueError, OSError) as exc:  # git refused what the model wrote
             gate, commit = GateResult(False, [f"the edit cannot be applied: {exc}"]), base
         if not gate.accepted or decision.action != "run":
@@ -541,51 +541,6 @@ class Loop:
         self._start(decision, "trial", commit, seed=self.cfg.trial.seed, usage=usage)
         self._waits = 0
         return True
-
-    def _gate(self, decision: Decision, best: Best | None, base: str) -> tuple[GateResult, str]:
-        """The gate, then the checks that need git: only regular files are edited (never a
-        symlink, folder or submodule), and a run must not repeat a trial."""
-        for edit in decision.edits if decision.action == "run" else []:
-            mode = (
-                self.ws.mode(base, edit.file)
-                if editable(edit.file, self.cfg.trial.editable)
-                else None
-            )
-            if mode not in (None, "100644", "100755"):
-                return GateResult(False, [f"{edit.file!r} is not a regular file ({mode})"]), base
-        gate = check(
-            decision, self.cfg, lambda p: self.ws.read(base, p) if self.ws.exists(base, p) else None
-        )
-        if not gate.accepted or decision.action != "run":
-            return gate, base
-        commit = base
-        if gate.files:
-            message = f"nightlab: {decision.hypothesis or decision.rationale}"[:200]
-            commit = self.ws.commit_files(base, gate.files, message)
-        params = self.cfg.normalize(
-            {**(best[3] if best else self.cfg.defaults()), **decision.params}
-        )
-        if (twin := self._twin(commit, params)) is not None:
-            reason = f"the same code and parameters as trial {twin} already ran: nothing new"
-            return GateResult(False, [reason]), base
-        return gate, commit
-
-    def _twin(self, commit: str, params: dict[str, Any]) -> int | None:
-        """A trial that already ran this code (same tree) with these parameters."""
-        with read.connect(self.store.path) as conn:
-            rows = conn.execute(  # a trial cut short by nightlab's own fate may run again
-                "SELECT id, [commit] FROM trials WHERE params = ? AND NOT (status IN "
-                "('killed', 'timeout') AND reason LIKE 'interrupted%')",
-                (json.dumps(params),),
-            ).fetchall()
-        tree = None
-        for trial, other in rows:
-            if other == commit:
-                return trial
-            tree = tree or self.ws.git("rev-parse", f"{commit}^{{tree}}")
-            if self.ws.git("rev-parse", f"{other}^{{tree}}") == tree:
-                return trial
-        return None
 
     def _best(self) -> Best | None:
         """The current base; read once per recorded trial (the store is the truth)."""
@@ -690,7 +645,7 @@ class Loop:
     def _record(self, trial_id: int, trace: str, kind: str, out: local.Outcome) -> None:
         best = self._best()
         verdict: ratchet.Verdict | None = None
-        out = self._without_test_metric(trial_id, kind, out)
+        out = self.finisher.screen(trial_id, kind, out)
         if kind in ("baseline", "confirm", "test"):
             label = {"confirm": "confirmation"}.get(kind, kind)
         elif out.status == "succeeded" and best is not None:
@@ -716,34 +671,6 @@ class Loop:
         self.report(line)
         if self.progress:
             self.progress(self._trials_total - len(self.running), self.max_trials)
-
-    def _without_test_metric(self, trial_id: int, kind: str, out: local.Outcome) -> local.Outcome:
-        """Selection sees validation metrics only: a test metric a trial printed is dropped,
-        except in the final pick's test run, where it is recorded as the `test_metric`."""
-        metric = self.cfg.objective.test_metric
-        if not metric or metric not in out.metrics:
-            if kind == "test":
-                with self.store.tx() as s:
-                    Store.event(s, "test_metric_missing", trial_id=trial_id, metric=metric,
-                                status=out.status, reason=out.reason)  # fmt: skip
-            return out
-        value = out.metrics[metric]
-        metrics = {k: v for k, v in out.metrics.items() if k != metric}
-        with read.connect(self.store.path) as conn:  # the candidate's first trial names it
-            row = conn.execute(
-                "SELECT t.id FROM trials t, trials me WHERE me.id = ? AND t.kind != 'test' "
-                "AND t.[commit] = me.[commit] AND t.params = me.params ORDER BY t.id LIMIT 1",
-                (trial_id,),
-            ).fetchone()
-        pick = row[0] if row else trial_id
-        with self.store.tx() as s:
-            if kind == "test":
-                Store.event(s, "test_metric", trial_id=pick, trial=pick, metric=metric,
-                            value=value, test_trial=trial_id)  # fmt: skip
-                self.report(f"held-out {metric} of the final pick (trial {pick}): {value:g}")
-            else:
-                Store.event(s, "test_metric_ignored", trial_id=trial_id, metric=metric)
-        return dataclasses.replace(out, metrics=metrics)
 
     def _reconcile(self) -> None:
         """Trials a dead loop left `running`: watch the live ones, settle the rest."""

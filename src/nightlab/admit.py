@@ -1,0 +1,60 @@
+"""Admission of a decision: the gate (agents/gate.py), then the checks that need git and the
+store. Only regular files are edited (never a symlink, folder or submodule), the edits become
+one commit on top of the base, and a run must not repeat a trial that already ran."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from nightlab.agents.decision import Decision
+from nightlab.agents.gate import GateResult, check, editable
+from nightlab.config import Config
+from nightlab.store import read
+from nightlab.trials.workspace import Workspace
+
+
+def admit(
+    decision: Decision,
+    cfg: Config,
+    ws: Workspace,
+    db: Path,
+    base: str,
+    base_params: dict[str, Any],
+) -> tuple[GateResult, str]:
+    """(the gate's result, the commit to run: `base`, or a new one holding the edits)."""
+    for edit in decision.edits if decision.action == "run" else []:
+        mode = ws.mode(base, edit.file) if editable(edit.file, cfg.trial.editable) else None
+        if mode not in (None, "100644", "100755"):
+            return GateResult(False, [f"{edit.file!r} is not a regular file ({mode})"]), base
+    gate = check(decision, cfg, lambda p: ws.read(base, p) if ws.exists(base, p) else None)
+    if not gate.accepted or decision.action != "run":
+        return gate, base
+    commit = base
+    if gate.files:
+        message = f"nightlab: {decision.hypothesis or decision.rationale}"[:200]
+        commit = ws.commit_files(base, gate.files, message)
+    params = cfg.normalize({**base_params, **decision.params})
+    if (other := twin(ws, db, commit, params)) is not None:
+        reason = f"the same code and parameters as trial {other} already ran: nothing new"
+        return GateResult(False, [reason]), base
+    return gate, commit
+
+
+def twin(ws: Workspace, db: Path, commit: str, params: dict[str, Any]) -> int | None:
+    """A trial that already ran this code (the same tree) with these parameters."""
+    with read.connect(db) as conn:
+        rows = conn.execute(  # a trial cut short by nightlab's own fate may run again
+            "SELECT id, [commit] FROM trials WHERE params = ? AND NOT (status IN "
+            "('killed', 'timeout') AND reason LIKE 'interrupted%')",
+            (json.dumps(params),),
+        ).fetchall()
+    tree = None
+    for trial, other in rows:
+        if other == commit:
+            return trial
+        tree = tree or ws.git("rev-parse", f"{commit}^{{tree}}")
+        if ws.git("rev-parse", f"{other}^{{tree}}") == tree:
+            return trial
+    return None
