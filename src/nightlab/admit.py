@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from nightlab import protect
 from nightlab.agents.decision import Decision
 from nightlab.agents.gate import GateResult, check, editable
 from nightlab.config import Config
@@ -24,6 +25,10 @@ def admit(
     base_params: dict[str, Any],
 ) -> tuple[GateResult, str]:
     """(the gate's result, the commit to run: `base`, or a new one holding the edits)."""
+    if decision.action == "run" and (hit := protect.edited(
+            [e.file for e in decision.edits], cfg.trial.protected)):  # fmt: skip
+        reasons = [f"{protect.REASON}: {f} is protected ([trial] protected)" for f in hit]
+        return GateResult(False, reasons), base
     for edit in decision.edits if decision.action == "run" else []:
         mode = ws.mode(base, edit.file) if editable(edit.file, cfg.trial.editable) else None
         if mode not in (None, "100644", "100755"):

@@ -61,6 +61,17 @@ class TrialSection(_Section):
         description="Lab paths (e.g. untracked data folders) linked into every trial worktree.",
     )
     seed: int = Field(0, description="NIGHTLAB_SEED of every trial but the baseline repeats.")
+    max_rss_mb: float | None = Field(
+        None, gt=0, description="Kill a trial whose process tree uses more memory than this."
+    )
+    pass_env: list[str] = Field(
+        default_factory=list,
+        description="Variables passed to trials although they look secret (*_API_KEY, *_TOKEN…).",
+    )
+    protected: list[str] = Field(
+        default_factory=list,
+        description="Files (globs) no decision or trial may change, e.g. the evaluation script.",
+    )
 
 
 class RatchetSection(_Section):
@@ -198,6 +209,39 @@ class TrackingSection(_Section):
     experiment: str | None = Field(None, description="Default: the lab's name.")
 
 
+class CloneSpec(_Section):
+    repo: str = Field(min_length=1, description="A git URL or path to clone.")
+    ref: str | None = Field(None, description="Branch, tag or commit to check out.")
+    subdir: str | None = Field(None, description="The package's folder inside the clone.")
+    editable: bool = Field(True, description="pip install -e.")
+
+
+class RepairSection(_Section):
+    enabled: bool = Field(True, description="One recovery pass per failed trial.")
+    python: str | None = Field(
+        None, description="The training environment's interpreter (default: nightlab's)."
+    )
+    module_package_map: dict[str, str] = Field(
+        default_factory=dict, description="Missing module → the pip requirement that brings it."
+    )
+    module_alias_map: dict[str, str] = Field(
+        default_factory=dict, description="Missing module → the module name to install instead."
+    )
+    module_clone_map: dict[str, CloneSpec] = Field(
+        default_factory=dict, description="Missing module → a repository to clone and install."
+    )
+    allow_direct_module_install: bool = Field(
+        False, description="pip install a missing module under its own name when unmapped."
+    )
+    model_fallback_map: dict[str, str] = Field(
+        default_factory=dict, description="Unsupported model name → the model to use instead."
+    )
+    unsupported_model_patterns: list[str] = Field(
+        default_factory=lambda: ["Unsupported model.name"],
+        description="Regexes on stderr that mean the model name is not supported.",
+    )
+
+
 class ReportSection(_Section):
     auto: bool = Field(True, description="Write the report when a night ends.")
     top_k: int = Field(10, ge=1, le=1000, description="Candidates in the report's leaderboard.")
@@ -214,6 +258,7 @@ class Config(_Section):
     executor: ExecutorSection = ExecutorSection()
     tracking: TrackingSection = TrackingSection()
     report: ReportSection = ReportSection()
+    repair: RepairSection = RepairSection()
 
     def defaults(self) -> dict[str, Any]:
         return {name: knob.default for name, knob in self.search.items()}

@@ -18,8 +18,9 @@ from sqlalchemy import func, select, update
 from nightlab import workpad
 from nightlab.agents.decision import Decision
 from nightlab.ratchet import Verdict
+from nightlab.redact import redact_data
 from nightlab.store import read
-from nightlab.store.db import Cycle, Note, Run, Store, Trial
+from nightlab.store.db import Cycle, Event, Note, Run, Store, Trial
 from nightlab.store.db import Decision as DecisionRow
 from nightlab.trials.local import Outcome, RunningTrial
 
@@ -117,6 +118,23 @@ class Journal:
             query = select(Trial.id, Trial.status, Trial.reason).where(Trial.kind == "baseline")
             return [tuple(r) for r in s.execute(query)]
 
+    def decision_body(self, decision_id: int) -> dict[str, Any]:
+        with self.store.tx() as s:
+            return dict(s.get(DecisionRow, decision_id).body)
+
+    def retried(self) -> set[int]:
+        """Trials that were run again after an auto-repair."""
+        with self.store.tx() as s:
+            rows = s.scalars(select(Event.data).where(Event.kind == "run_outcome_retry"))
+            return {int(d["retry_of"]) for d in rows}
+
+    def retry_links(self, trial_id: int) -> bool:
+        """True when `trial_id` is a retry or was retried (one repair pass per failure)."""
+        with self.store.tx() as s:
+            rows = s.execute(select(Event.trial_id, Event.data).where(
+                Event.kind == "run_outcome_retry"))  # fmt: skip
+            return any(t == trial_id or d.get("retry_of") == trial_id for t, d in rows)
+
     # ------------------------------------------------------------------ cycles
 
     def _cycle(self, s: Any, trace: str, action: str, now: float, **extra: Any) -> Cycle:
@@ -144,7 +162,7 @@ class Journal:
                     action=decision.action,
                     accepted=not reasons,
                     reasons=reasons,
-                    body=decision.model_dump(),
+                    body=redact_data(decision.model_dump()),
                 )
             )
             self._event(
@@ -190,7 +208,7 @@ class Journal:
                 action="run",
                 accepted=True,
                 reasons=[],
-                body=decision.model_dump(),
+                body=redact_data(decision.model_dump()),
             )
             s.add(row)
             s.flush()

@@ -15,11 +15,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from nightlab import fmt, ratchet
+from nightlab import fmt, protect, ratchet, repair
 from nightlab.admit import admit
 from nightlab.agents import Worker, context, make_mentor, make_worker
 from nightlab.agents.decision import Decision
@@ -31,6 +31,7 @@ from nightlab.finishing import WORKER as FINISH_WORKER
 from nightlab.finishup import FinishUp
 from nightlab.journal import Journal
 from nightlab.lock import LabLock
+from nightlab.redact import redact
 from nightlab.store import read
 from nightlab.store.db import Store, Trial
 from nightlab.thinking import Thinker, Thought
@@ -81,7 +82,7 @@ class Loop:
         self.max_trials = max_trials if max_trials is not None else cfg.budget.max_trials
         self.hours = hours  # given for this run; else [budget] hours, unless resuming
         self.slots = slots or cfg.executor.slots
-        self.report = report
+        self.report = lambda line: report(redact(line))
         self.progress = progress  # (trials ended, max_trials) after each recorded trial
         self.running: dict[int, Active] = {}  # by slot
         self.stop_reason: str | None = None
@@ -103,6 +104,7 @@ class Loop:
         self.finisher = Finisher(self)
         self._finish_request = finish  # from `run --finishup-minutes`: stored at start
         self.report_top_k: int | None = None  # set by finish-up: the report is due
+        self._retries: list[tuple[Trial, repair.Retry]] = []  # repaired, waiting for a slot
 
     # ------------------------------------------------------------------ lifecycle
     def run(self) -> dict[str, Any]:
@@ -159,6 +161,11 @@ class Loop:
                 "from them)"
             )
         self.base_commit = base
+        with self.store.tx() as s:  # hashed when the night began; a resumed night keeps them
+            self.protected = Store.get_meta(s, "protected_sha256")
+            if self.protected is None:
+                self.protected = protect.fingerprint(self.ws, base, self.cfg.trial.protected)
+                Store.set_meta(s, "protected_sha256", self.protected)
         options = {
             "worker": self.worker_spec,
             "max_trials": self.max_trials,
@@ -337,13 +344,17 @@ class Loop:
 
     def _next(self) -> bool | None:
         """Start one trial on a free slot: True started, False idle cycle, None wait."""
+        if self._retries:
+            self._start_retry()
+            return True
         if self.finisher.active():
             step = self.finisher.step()
             if step != EXPLORE:
                 return step  # type: ignore[return-value]
         if self._baseline_done:
             return self._cycle()
-        rows = self.journal.baseline_states()
+        retried = {row.id for row, _ in self._retries} | self.journal.retried()
+        rows = [r for r in self.journal.baseline_states() if r[0] not in retried]
         done = sum(1 for _, st, _ in rows if st == "succeeded")
         live = sum(1 for _, st, _ in rows if st == "running")
         fatal = [
@@ -560,7 +571,7 @@ class Loop:
     # ------------------------------------------------------------------ act
     def _start(
         self, decision: Decision, kind: str, commit: str, seed: int, usage: dict | None = None
-    ) -> None:
+    ) -> int:
         """Record and launch a trial of `commit` (the gated code) on a free slot."""
         best = None if kind == "baseline" else self._best()
         base = best[2] if best else self.base_commit
@@ -600,6 +611,7 @@ class Loop:
         if decision.edits:
             shown += f" edits {', '.join(sorted({e.file for e in decision.edits}))}"
         self.report(f"trial {trial_id} ({kind}) started on slot {slot}: {shown}")
+        return trial_id
 
     def baseline_complete(self) -> bool:
         """All baseline repeats have run (finish-up waits for them: no noise, no ranking)."""
@@ -635,6 +647,13 @@ class Loop:
         if outcome is None:
             return
         del self.running[slot]
+        if self.protected and (touched := protect.changed(active.trial.spec.workdir,
+                                                          self.protected)):  # fmt: skip
+            outcome = replace(
+                outcome, status="failed", objective=None,
+                reason=f"{protect.REASON}: the trial changed {', '.join(touched)} (protected; "
+                "restored)",
+            )  # fmt: skip
         self._record(active.trial.spec.trial_id, active.trace, active.kind, outcome)
         if active.tree:
             best = self._best()
@@ -660,6 +679,8 @@ class Loop:
             self.ws.set_best(row.commit)
         if kind in ("baseline", "trial"):
             self.worker.observe(row)
+            if out.status == "failed":
+                self._repair(row, out)
         if self.tracking:
             self.tracking.submit(trial_id)
             if not self.tracking.alive() and not self._tracking_gone:
@@ -671,6 +692,33 @@ class Loop:
         self.report(line)
         if self.progress:
             self.progress(self._trials_total - len(self.running), self.max_trials)
+
+    def _repair(self, row: Trial, out: local.Outcome) -> None:
+        """One auto-repair pass for a failed trial (not for a retry, nor twice); a repaired
+        trial runs again on the next free slot."""
+        if not self.cfg.repair.enabled or self.journal.retry_links(row.id):
+            return
+
+        def log(kind: str, **data: Any) -> None:
+            with self.store.tx() as s:
+                Store.event(s, kind, run_id=self.run_id, trial_id=row.id, **data)
+
+        retry = repair.recover(self.cfg, self.lab, self.state, row, out, log)
+        if retry is not None:
+            self._retries.append((row, retry))
+            self.report(f"auto-repair: {retry.note}; trial {row.id} runs again")
+
+    def _start_retry(self) -> None:
+        row, retry = self._retries.pop(0)
+        body = {**self.journal.decision_body(row.decision_id), "params": retry.params}
+        body.update(
+            todo_new=[], resolve_todo_ids=[], notes_update=None, data_exploration_update=None,
+            edits=[], rationale=f"retry of trial {row.id} after auto-repair: {retry.note}",
+        )  # fmt: skip
+        new = self._start(Decision.model_validate(body), row.kind, row.commit, seed=row.seed)
+        with self.store.tx() as s:
+            Store.event(s, "run_outcome_retry", run_id=self.run_id, trial_id=new,
+                        retry_of=row.id, note=retry.note)  # fmt: skip
 
     def _reconcile(self) -> None:
         """Trials a dead loop left `running`: watch the live ones, settle the rest."""

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from nightlab.redact import redact_data
+
 ARTIFACTS = ("params.json", "result.json", "diff.patch", "env.json", "stdout.log", "stderr.log")
 STATUS = {"succeeded": "FINISHED", "failed": "FAILED", "timeout": "KILLED", "killed": "KILLED"}
 
@@ -76,6 +78,7 @@ class Tracker:
             "nightlab.commit": trial["commit"],
             "nightlab.seed": str(trial["seed"]),
         }
+        tags = redact_data(tags)
         found = maybe_logged and client.search_runs(
             [self._experiment_id],
             f"tags.`nightlab.trial_id` = '{trial['id']}' "
@@ -98,7 +101,7 @@ class Tracker:
             for p in trial.get("history", [])
             if math.isfinite(p["value"])
         ]
-        params = [Param(k, str(v)[:6000]) for k, v in trial["params"].items()]
+        params = [Param(k, str(v)[:6000]) for k, v in redact_data(trial["params"]).items()]
         for start in range(0, max(len(metrics), 1), 1000):
             client.log_batch(
                 run_id,

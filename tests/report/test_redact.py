@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from report_nights import baseline, config, hand_store, trial
 
+from nightlab.redact import redact, redact_data, secret_values
 from nightlab.report import write_report
-from nightlab.report.redact import redact, redact_data, secret_values
 
 SECRET = "s3cr3t-value-for-tests-0042"
 
@@ -37,3 +37,4 @@ def test_no_report_file_holds_a_secret(tmp_path, monkeypatch):
         assert SECRET.encode() not in data, path.name
     assert "[redacted MY_SERVICE_API_KEY]" in (out / "final_leaderboard_top5.json").read_text()
     assert "[redacted MY_SERVICE_API_KEY]" in (out / "final_paper_report.md").read_text()
+

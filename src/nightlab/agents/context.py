@@ -10,6 +10,7 @@ from typing import Any
 from nightlab import fmt, ratchet
 from nightlab.agents import signals
 from nightlab.config import Config
+from nightlab.redact import redact
 from nightlab.store import read
 
 
@@ -145,4 +146,4 @@ def render(ctx: dict[str, Any]) -> str:
     if ctx.get("in_flight"):
         out.append(f"\n# Running now (do not propose the same)\n{json.dumps(ctx['in_flight'])}")
     out.append("\nDecide the next step. Use the tools to read the code before editing it.")
-    return "\n".join(out)
+    return redact("\n".join(out))

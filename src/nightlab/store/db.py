@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import create_engine, event, select
 from sqlalchemy.orm import Session
 
+from nightlab.redact import redact_data
 from nightlab.store.models import Cycle, Decision, Event, Meta, Note, Run, Todo, Trial
 
 __all__ = [
@@ -91,7 +92,7 @@ class Store:
                 cycle_trace_id=trace_id,
                 trial_id=trial_id,
                 kind=kind,
-                data=data,
+                data=redact_data(data),
             )
         )
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psutil
 
+from nightlab.redact import redact
 from nightlab.trials.metrics import MetricReader
 
 KILL_GRACE_S = 3.0
@@ -44,6 +45,7 @@ class TrialSpec:
     metric: str
     reduce: str
     maximize: bool
+    max_rss_mb: float | None = None
 
 
 @dataclass
@@ -130,6 +132,9 @@ class RunningTrial:
             except psutil.Error:
                 pass
         self.peak_rss_kb = max(self.peak_rss_kb, rss // 1024)
+        limit = self.spec.max_rss_mb
+        if limit and rss / 2**20 > limit:
+            self.kill("killed", f"memory: {rss / 2**20:.0f} MB exceeded max_rss_mb={limit:g}")
 
     def _check_limits(self, now: float, new: list[dict]) -> None:
         spec = self.spec
@@ -308,4 +313,4 @@ def log_tail(trial_dir: Path, lines: int = TAIL_LINES) -> str:
                 text = fh.read().decode("utf-8", errors="replace").splitlines()[-lines:]
             if text:
                 parts.append(f"--- {name} (last {len(text)} lines) ---\n" + "\n".join(text))
-    return "\n".join(parts)
+    return redact("\n".join(parts))

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from nightlab.config import Config
+from nightlab.redact import scrub_env
 from nightlab.trials.local import TrialSpec
 
 
@@ -41,7 +42,9 @@ def build(
 ) -> TrialSpec:
     """The command and environment of one trial (parameters per `[trial] params`); with
     GPUs, slot i sees GPU i mod their number as its only device."""
-    env = dict(os.environ)
+    # agents' keys stay out of trials unless [trial] pass_env lists them
+    also = (cfg.agents.api_key_env,) if cfg.agents.api_key_env else ()
+    env = scrub_env(os.environ, cfg.trial.pass_env, also)
     env["NIGHTLAB_SLOT"] = str(slot)
     if gpus:
         env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
@@ -71,4 +74,5 @@ def build(
         metric=cfg.objective.metric,
         reduce=cfg.objective.reduce,
         maximize=cfg.objective.direction == "maximize",
+        max_rss_mb=cfg.trial.max_rss_mb,
     )

@@ -1,8 +1,7 @@
-"""Keep secrets out of reports: the values of `*_API_KEY` / `*_TOKEN` (and similar)
-environment variables, and strings shaped like common API keys, are replaced by a marker.
-
-A small local helper until one shared redaction module exists; it is applied to every
-string a report writes (Markdown, JSON, HTML).
+"""Keep secrets out of everything nightlab writes: the values of `*_API_KEY` / `*_TOKEN`
+(and similar) environment variables, and strings shaped like common API keys, are replaced
+by a marker in events, prompts, log tails, loop output, MLflow tags and reports; and trials
+get an environment without those variables unless `[trial] pass_env` lists them.
 """
 
 from __future__ import annotations
@@ -49,3 +48,19 @@ def redact_data(data: Any, secrets: Mapping[str, str] | None = None) -> Any:
     if isinstance(data, list | tuple):
         return [redact_data(v, secrets) for v in data]
     return data
+
+
+def is_secret_name(name: str) -> bool:
+    return bool(SECRET_NAME.match(name))
+
+
+def scrub_env(
+    env: Mapping[str, str], keep: list[str] | tuple[str, ...] = (), also: tuple[str, ...] = ()
+) -> dict[str, str]:
+    """`env` without secret-looking variables (and the names in `also`), except `keep`."""
+    drop = set(also) - set(keep)
+    return {
+        k: v
+        for k, v in env.items()
+        if k in keep or (k not in drop and not SECRET_NAME.match(k))
+    }

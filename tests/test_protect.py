@@ -1,0 +1,56 @@
+"""Protected files: an edit of one is refused with `harness_changed`; a trial that changes
+one at run time fails with that reason, and the file is restored for the next trial."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+
+from nightlab import Lab
+
+TRAIN = """
+import json, os
+p = json.load(open(os.environ["NIGHTLAB_PARAMS"]))
+exec(open("evaluate.py").read())
+if p.get("tamper"):
+    open("evaluate.py", "w").write("def score(x):\\n    return 100.0\\n")
+print(f"score={score(p.get('boost', 0.0))}")
+"""
+
+
+def test_protected_files_are_neither_edited_nor_changed_by_trials(make_lab):
+    decisions = [
+        {"action": "run", "rationale": "make the metric generous to win",
+         "edits": [{"file": "evaluate.py", "search": "1.0 + x", "replace": "10.0 + x"}]},
+        {"action": "run", "rationale": "a trial that rewrites its own judge",
+         "params": {"boost": 0.1, "tamper": True}},
+        {"action": "run", "rationale": "an honest probe after the tampering one",
+         "params": {"boost": 0.2, "tamper": False}},
+    ]  # fmt: skip
+    lab = make_lab(decisions=decisions, max_trials=5)
+    (lab / "train.py").write_text(TRAIN)
+    (lab / "evaluate.py").write_text("def score(x):\n    return 1.0 + x\n")
+    toml = lab / "nightlab.toml"
+    toml.write_text(
+        toml.read_text().replace(
+            'editable = ["train.py"]',
+            'editable = ["train.py", "evaluate.py"]\nprotected = ["evaluate.py"]',
+        )
+        + "\n[search.tamper]\nchoices = [false, true]\ndefault = false\n"
+    )
+    subprocess.run(["git", "add", "-A"], cwd=lab, check=True)
+    Lab(lab).run(report=lambda line: None)
+
+    with sqlite3.connect(lab / ".nightlab" / "state.db") as conn:
+        rejected = conn.execute("SELECT reasons FROM decisions WHERE accepted = 0").fetchone()
+        trials = conn.execute(
+            "SELECT status, reason, objective FROM trials WHERE kind = 'trial' ORDER BY id"
+        ).fetchall()
+    assert json.loads(rejected[0]) == [
+        "harness_changed: evaluate.py is protected ([trial] protected)"
+    ]
+    (status, reason, objective), honest = trials
+    assert status == "failed" and objective is None
+    assert reason.startswith("harness_changed: the trial changed evaluate.py")
+    assert honest == ("succeeded", None, 1.2)  # the judge was restored before it ran
