@@ -12,7 +12,7 @@ TORCH_SPEC ?= torch==2.13.0
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 QUIET := 2>&1 | { grep -v "^WARNING: Location" || true; }
 
-.PHONY: install system-deps demo test lint bench mlflow-ui clean
+.PHONY: install sandbox-deps system-deps demo test lint bench mlflow-ui clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
-demo: install
+demo: install sandbox-deps
 	rm -rf .demo && mkdir -p .demo && cp -r examples/digits .demo/digits
 	# 12 trials (max_trials), then finish-up: the top 2 confirmed on a new seed, the final
 	# pick's held-out test_acc, and the report in .demo/digits/.nightlab/reports/
@@ -32,17 +32,22 @@ demo: install
 	@echo "The report: open .demo/digits/.nightlab/reports/*/report.html in a browser"
 	@echo "Browse the runs in MLflow's UI: make mlflow-ui  (http://127.0.0.1:5000)"
 
-# System packages the tests drive for real (installed when running as root):
-# chromium renders report.html headless.
-SYSTEM_PACKAGES := chromium
-
-system-deps:
-	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# System packages nightlab and its tests drive for real, installed when running as root:
+# bubblewrap sandboxes trials and agents; chromium renders report.html headless in tests.
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null; \
-	  else echo "not root: cannot install$$missing; the tests that need them are skipped (CI=true fails them)"; fi; \
+	  else echo "not root: cannot install$$missing (sudo apt-get install$$missing); tests that need them are skipped, CI=true fails them"; fi; \
 	fi
+endef
+
+sandbox-deps:
+	$(call apt_install,bubblewrap)
+
+system-deps:
+	$(call apt_install,bubblewrap chromium)
 
 test: install system-deps
 	$(BIN)/ruff check src tests bench

@@ -61,6 +61,10 @@ class TrialSection(_Section):
         description="Lab paths (e.g. untracked data folders) linked into every trial worktree.",
     )
     seed: int = Field(0, description="NIGHTLAB_SEED of every trial but the baseline repeats.")
+    sandbox: Literal["bwrap", "none"] = Field(
+        "bwrap", description="Run trials and coding agents under bubblewrap, or not at all."
+    )
+    network: bool = Field(False, description="Trials may use the network (in the sandbox).")
     max_rss_mb: float | None = Field(
         None, gt=0, description="Kill a trial whose process tree uses more memory than this."
     )

@@ -13,5 +13,6 @@ USER_ERRORS = {
     "FileNotFoundError": 2,
     "FinishUpError": 2,  # a finish-up request that cannot be honoured
     "ReportError": 2,  # a report the store cannot back
+    "SandboxError": 2,  # the sandbox the lab asks for cannot run here
     "NightError": 1,  # the night could not go on (e.g. the baseline failed)
 }

@@ -128,6 +128,20 @@ class Journal:
             rows = s.scalars(select(Event.data).where(Event.kind == "run_outcome_retry"))
             return {int(d["retry_of"]) for d in rows}
 
+    def pending_retries(self) -> list[tuple[Trial, dict[str, Any]]]:
+        """Repaired trials whose retry has not started yet (a loop died in between)."""
+        done = self.retried()
+        with self.store.tx() as s:
+            rows = s.execute(select(Event.trial_id, Event.data).where(
+                Event.kind == "repair_pending"))  # fmt: skip
+            out = []
+            for trial_id, data in rows:
+                if trial_id not in done:
+                    trial = s.get(Trial, trial_id)
+                    s.expunge(trial)
+                    out.append((trial, data))
+            return out
+
     def retry_links(self, trial_id: int) -> bool:
         """True when `trial_id` is a retry or was retried (one repair pass per failure)."""
         with self.store.tx() as s:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from nightlab import fmt, protect, ratchet, repair
+from nightlab import fmt, protect, ratchet, repair, sandbox
 from nightlab.admit import admit
 from nightlab.agents import Worker, context, make_mentor, make_worker
 from nightlab.agents.decision import Decision
@@ -114,6 +114,7 @@ class Loop:
         self.journal = Journal(self.store, self.state, self.cfg.lab.name, self.cfg.objective.metric)
         try:
             self.store.migrate()
+            sandbox.require(self.cfg)
             self.ws = Workspace(self.lab, self.state, self.cfg.lab.name)
             self.worker: Worker = make_worker(self.worker_spec, self.cfg, self.lab)
             if hasattr(self.worker, "view"):
@@ -189,6 +190,10 @@ class Loop:
             "usd": spent["usd"] or 0.0,
         }
         self._reconcile()
+        self._retries = [
+            (row, repair.Retry(data["params"], data["note"]))
+            for row, data in self.journal.pending_retries()
+        ]
         self.gpus = spec.detect_gpus()
         self.data = folder.fingerprint(self.lab, self.cfg.trial.share)
         if self.gpus:
@@ -330,7 +335,11 @@ class Loop:
             return "time budget reached"
         if (ends := self.finisher.ends()) and time.time() >= ends:
             return "the finish-up deadline is reached"
-        if self.max_trials is not None and self._trials_total >= self.max_trials:
+        if (
+            self.max_trials is not None
+            and self._trials_total >= self.max_trials
+            and not self._retries  # a repaired trial still runs in its failure's place
+        ):
             return f"max_trials={self.max_trials} reached"
         budget = self.cfg.budget
         if budget.max_tokens is not None and self._spent["tokens"] >= budget.max_tokens:
@@ -679,8 +688,6 @@ class Loop:
             self.ws.set_best(row.commit)
         if kind in ("baseline", "trial"):
             self.worker.observe(row)
-            if out.status == "failed":
-                self._repair(row, out)
         if self.tracking:
             self.tracking.submit(trial_id)
             if not self.tracking.alive() and not self._tracking_gone:
@@ -690,6 +697,8 @@ class Loop:
                     "tracking.log); trials stay in the store and are logged next start"
                 )
         self.report(line)
+        if kind in ("baseline", "trial") and out.status == "failed":
+            self._repair(row, out)
         if self.progress:
             self.progress(self._trials_total - len(self.running), self.max_trials)
 
@@ -704,7 +713,8 @@ class Loop:
                 Store.event(s, kind, run_id=self.run_id, trial_id=row.id, **data)
 
         retry = repair.recover(self.cfg, self.lab, self.state, row, out, log)
-        if retry is not None:
+        if retry is not None:  # recorded first: a loop that dies now still runs it later
+            log("repair_pending", params=retry.params, note=retry.note)
             self._retries.append((row, retry))
             self.report(f"auto-repair: {retry.note}; trial {row.id} runs again")
 

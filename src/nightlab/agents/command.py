@@ -21,6 +21,7 @@ from typing import Any
 import psutil
 from pydantic import ValidationError
 
+from nightlab import sandbox
 from nightlab.agents.context import read_mission, render
 from nightlab.agents.decision import Decision, Edit
 from nightlab.agents.gate import editable
@@ -121,6 +122,7 @@ class CommandWorker:
             for item in self.agent.argv
             for arg in (files if item == "{files}" else [item.format(**values, files="")])
         ]
+        argv = [*sandbox.prefix(self.cfg, self.lab, agent=True), *argv]
         try:
             self._run(argv, work, run / "output.log")
             return self._collect(work, base, run)

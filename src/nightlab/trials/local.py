@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import select
+import shlex
 import signal
 import subprocess
 import time
@@ -46,6 +47,7 @@ class TrialSpec:
     reduce: str
     maximize: bool
     max_rss_mb: float | None = None
+    sandbox: list[str] = field(default_factory=list)  # argv prefix: bwrap … --
 
 
 @dataclass
@@ -213,7 +215,7 @@ def start(spec: TrialSpec) -> RunningTrial:
         open(spec.trial_dir / "stderr.log", "ab") as err,
     ):
         proc = subprocess.Popen(
-            ["/bin/sh", "-c", _WRAPPER.format(command=spec.command)],
+            ["/bin/sh", "-c", _WRAPPER.format(command=_sandboxed(spec))],
             cwd=spec.workdir,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -224,6 +226,14 @@ def start(spec: TrialSpec) -> RunningTrial:
     # Popen must not reap the child behind our back: we wait4() it to get its peak RSS.
     proc.returncode = 0
     return RunningTrial(spec, proc.pid, time.time(), own=True)
+
+
+def _sandboxed(spec: TrialSpec) -> str:
+    """The command line as the wrapper runs it: inside the sandbox when there is one (the
+    wrapper stays outside, so pid and exit_code are written whatever the command does)."""
+    if not spec.sandbox:
+        return spec.command
+    return shlex.join([*spec.sandbox, "/bin/sh", "-c", spec.command])
 
 
 def wait_any(trials: list[RunningTrial], timeout: float, wake: int | None = None) -> None:

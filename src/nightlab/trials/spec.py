@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from nightlab import sandbox
 from nightlab.config import Config
 from nightlab.redact import scrub_env
 from nightlab.trials.local import TrialSpec
@@ -75,4 +76,5 @@ def build(
         reduce=cfg.objective.reduce,
         maximize=cfg.objective.direction == "maximize",
         max_rss_mb=cfg.trial.max_rss_mb,
+        sandbox=sandbox.prefix(cfg, lab),
     )
