@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -130,6 +131,16 @@ def cli(*args: str, check: bool = True, timeout: float = 120) -> subprocess.Comp
     if check and proc.returncode != 0:
         raise AssertionError(f"nightlab {' '.join(args)} -> {proc.returncode}\n{proc.stderr}")
     return proc
+
+
+def rows(lab: Path, sql: str) -> list[sqlite3.Row]:
+    """Rows of the lab's store (read-only use in assertions)."""
+    conn = sqlite3.connect(lab / ".nightlab" / "state.db")
+    conn.row_factory = sqlite3.Row
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
 
 
 def status(lab: Path) -> dict:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 
 from nightlab import Lab
 
-from conftest import status
+from conftest import rows, status
 
 pytestmark = pytest.mark.slow
 
@@ -27,14 +26,6 @@ CANONICAL = [
     "artifacts",
 ]
 
-
-def rows(lab: Path, sql: str) -> list[sqlite3.Row]:
-    conn = sqlite3.connect(lab / ".nightlab" / "state.db")
-    conn.row_factory = sqlite3.Row
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
 
 
 def git(lab: Path, *args: str) -> str:

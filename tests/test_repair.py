@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,8 @@ import pytest
 from nightlab import Lab
 from nightlab.config import Config
 from nightlab.repair import Retry, missing_module, model_params, recover
+
+from conftest import rows
 
 FIXTURES = Path(__file__).parent / "repair_fixtures"
 TRACEBACK = """Traceback (most recent call last):
@@ -515,14 +516,6 @@ score = 1.0 + p.get("boost", 0.0) + nightlab_missing_demo_mod.BONUS + 0.01 * ((s
 print(f"score={score}", flush=True)
 """
 
-
-def rows(lab: Path, sql: str) -> list[sqlite3.Row]:
-    conn = sqlite3.connect(lab / ".nightlab" / "state.db")
-    conn.row_factory = sqlite3.Row
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
 
 
 @pytest.mark.slow
