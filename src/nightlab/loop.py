@@ -100,6 +100,7 @@ class Loop:
         self._spent = {"tokens": 0, "usd": 0.0}
         self._worker_cycles = 0  # decisions the worker made in this run (mentor cadence)
         self._waits = 0  # cycles in a row that ran nothing
+        self._errors = 0  # worker errors in a row (the backoff before asking again)
         self.mentor: Any = None
         self.finisher = Finisher(self)
         self._finish_request = finish  # from `run --finishup-minutes`: stored at start
@@ -299,7 +300,8 @@ class Loop:
                     if not started:
                         if started is False:
                             idle += 1
-                            self._next_ask = time.time() + 1.0  # ask again later, no spin
+                            # ask again later, no spin; longer after each worker error
+                            self._next_ask = time.time() + min(2.0**self._errors, 60.0)
                         break
                     idle = 0
                     self._check_limits()  # spent by that decision?
@@ -539,7 +541,9 @@ class Loop:
                 self.worker.name, wait, ["worker raised " + type(decision).__name__], usage
             )
             self._waits += 1
+            self._errors += 1  # a provider in trouble (429, 500, timeouts) is asked less often
             return False
+        self._errors = 0
         if self.mentor is not None and thought.why is None and not self.running:
             # planned while a trial ran; that trial has ended and the night may have stalled
             if why := self._stalled():

@@ -290,3 +290,67 @@ def test_mission_files_per_role_then_a_shared_one(make_lab):
     (lab / "MISSION.md").write_text("Be terse.\n")
     assert read_mission(lab, load_config(lab), "mentor") == "Be terse.\n"
     assert read_mission(lab, load_config(lab), "worker") == "Prefer small models.\n"
+
+
+class Flaky(BaseHTTPRequestHandler):
+    """A provider in trouble: two 429s, a malformed decision, a good one; then three 500s
+    (more than the client's own retries), then a stop."""
+
+    script = ["429", "429", "bad", "run", "500", "500", "500", "stop"]
+    served: list[str] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        step = Flaky.script[min(len(Flaky.served), len(Flaky.script) - 1)]
+        Flaky.served.append(step)
+        if step in ("429", "500"):
+            data = json.dumps({"error": {"message": f"status {step}", "type": "x"}}).encode()
+            self.send_response(int(step))
+            if step == "429":
+                self.send_header("Retry-After", "0")
+        else:
+            decision = {
+                "bad": {"action": "fly", "rationale": "a made-up action"},
+                "run": {"action": "run", "rationale": "probe a larger boost", "params": {
+                    "boost": 0.5}},
+                "stop": {"action": "stop", "rationale": "enough probing for tonight"},
+            }[step]  # fmt: skip
+            call = {"id": f"c{len(Flaky.served)}", "type": "function",
+                    "function": {"name": "final_result", "arguments": json.dumps(decision)}}
+            data = json.dumps({
+                "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+                    "role": "assistant", "content": None, "tool_calls": [call]}}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+            }).encode()  # fmt: skip
+            self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.mark.slow
+def test_a_provider_in_trouble_costs_wait_cycles_never_the_night(make_lab):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        lab = make_lab(max_trials=10)
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        toml = lab / "nightlab.toml"
+        toml.write_text(toml.read_text().replace(
+            'worker = "search"', f'worker = "openai:flaky"\nbase_url = "{url}"'))  # fmt: skip
+        final = Lab(lab).run(report=lambda line: None)
+    finally:
+        server.shutdown()
+    assert Flaky.served == Flaky.script  # the client retried 429 and 500, pydantic-ai "fly"
+    assert final["end_reason"] == "the worker stopped the night: enough probing for tonight"
+    assert final["trials"]["total"] == 4  # baseline ×3 and the boost
+    with sqlite3.connect(lab / ".nightlab" / "state.db") as conn:
+        waits = conn.execute(
+            "SELECT reasons FROM decisions WHERE accepted = 0 AND reasons LIKE '%raised%'"
+        ).fetchall()
+    assert [json.loads(r[0]) for r in waits] == [["worker raised ModelServerError"]]
