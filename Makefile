@@ -12,7 +12,7 @@ TORCH_SPEC ?= torch==2.13.0
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 QUIET := 2>&1 | { grep -v "^WARNING: Location" || true; }
 
-.PHONY: install sandbox-deps system-deps demo test lint bench mlflow-ui clean
+.PHONY: install sandbox-deps system-deps slurm-up slurm-down demo test lint bench mlflow-ui clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,8 +46,19 @@ endef
 sandbox-deps:
 	$(call apt_install,bubblewrap)
 
+# Slurm + munge + slurmdbd/MariaDB: tests/slurm run a real one-machine cluster
+# (scripts/slurm-local.sh, started and stopped by the tests).
+SLURM_DEBS := slurmctld slurmd slurm-client munge slurmdbd mariadb-server
+
 system-deps:
-	$(call apt_install,bubblewrap chromium)
+	$(call apt_install,bubblewrap chromium $(SLURM_DEBS))
+
+# A local Slurm to try [executor] kind = "slurm" on: then export SLURM_CONF as printed.
+slurm-up:
+	scripts/slurm-local.sh up
+
+slurm-down:
+	scripts/slurm-local.sh down
 
 test: install system-deps
 	$(BIN)/ruff check src tests bench

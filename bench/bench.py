@@ -8,6 +8,8 @@ folders; one table (benchmark, measured, target, verdict) is printed at the end.
    of consecutive trials (from the store) minus the direct median. Tracking on and off.
 2. `nightlab status --json` and `leaderboard --json` on a store holding 10,000 trials.
 3. `nightlab --help` start-up time.
+4. Slot occupancy with a thinking LLM worker (planning ahead while a trial runs).
+5. Trials per hour with 1, 2 and 4 local slots on 1 s sleep trials, as a share of the ideal.
 """
 
 from __future__ import annotations
@@ -88,13 +90,18 @@ def make_lab(root: Path, name: str) -> Path:
 
 
 # ---------------------------------------------------------------------- 1. loop overhead
-def loop_overhead(root: Path, n: int, tracking: bool) -> tuple[list[float], float, float]:
+def loop_overhead(
+    root: Path, n: int, tracking: bool, sandbox: str = "bwrap"
+) -> tuple[list[float], float, float]:
     """(per-trial overheads after SKIP, direct median, in-loop wall_s median) in seconds."""
     from nightlab import Lab
 
-    lab = make_lab(root, f"loop-{'on' if tracking else 'off'}")
+    lab = make_lab(root, f"loop-{'on' if tracking else 'off'}-{sandbox}")
     (lab / "train.py").write_text(TRAIN)
-    (lab / "nightlab.toml").write_text(TOML.format(tracking=str(tracking).lower()))
+    toml = TOML.format(tracking=str(tracking).lower())
+    (lab / "nightlab.toml").write_text(
+        toml.replace("[trial]\n", f'[trial]\nsandbox = "{sandbox}"\n')
+    )
 
     def direct() -> None:
         subprocess.run([sys.executable, "train.py"], cwd=lab, check=True, capture_output=True)
@@ -202,7 +209,24 @@ def cli_rows(root: Path, reps: int) -> list[Row]:
     ]  # fmt: skip
 
 
-# ---------------------------------------------------------------------- main
+# ---------------------------------------------------------------------- 5. slots
+def throughput(root: Path, slots: int, per_slot: int, sleep: float = 1.0) -> float:
+    """Trials per hour with `slots` local slots on trials that sleep `sleep` s, as a share of
+    the ideal slots·3600/sleep (the whole night, baseline included, tracking off)."""
+    from nightlab import Lab
+
+    lab = make_lab(root, f"slots-{slots}")
+    (lab / "train.py").write_text(f"import time\ntime.sleep({sleep})\nprint('score=1.0')\n")
+    (lab / "nightlab.toml").write_text(TOML.format(tracking="false"))
+    n = slots * per_slot
+    Lab(lab).run(max_trials=n, slots=slots, report=lambda line: None)
+    with closing(sqlite3.connect(lab / ".nightlab" / "state.db")) as conn:
+        first, last, done = conn.execute(
+            "SELECT MIN(started_at), MAX(ended_at), COUNT(*) FROM trials WHERE status='succeeded'"
+        ).fetchone()
+    return done * sleep / (slots * (last - first))
+
+
 # ---------------------------------------------------------------------- 4. slot occupancy
 THINK_S, TRIAL_S = 0.4, 2.0  # the issue's 2 s worker and 10 s trials, scaled by 1/5
 
@@ -268,6 +292,15 @@ def main() -> None:
                 (f"  cross-check: in-loop wall_s vs direct ({label})",
                  f"{ms(wall)} vs {ms(direct)} ({(wall - direct) * 1000:+.1f} ms)", "—", "—")
             )  # fmt: skip
+        print("  loop overhead, MLflow off, no sandbox …", file=sys.stderr, flush=True)
+        over, _, _ = loop_overhead(root, n, False, sandbox="none")
+        table.append(("loop overhead / trial (MLflow off, sandbox none)",
+                      f"{ms(statistics.median(over))}", "—", "—"))  # fmt: skip
+        for slots in (1, 2, 4):
+            print(f"  throughput with {slots} slot(s) …", file=sys.stderr, flush=True)
+            share = throughput(root, slots, 4 if "--quick" in sys.argv else 8)
+            table.append((f"trials/hour, {slots} local slot(s), 1 s trials (share of ideal)",
+                          f"{share:.1%}", "≥ 95%", verdict(-share, -0.95)))  # fmt: skip
         print("  slot occupancy with a thinking LLM worker …", file=sys.stderr, flush=True)
         busy, serial = occupancy(root, 6 if "--quick" in sys.argv else 10)
         table.append(

@@ -59,8 +59,10 @@ def _guard(fn: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
     except Exception as exc:
-        from nightlab.errors import USER_ERRORS
+        from nightlab.errors import USER_ERRORS, storage_problem
 
+        if (problem := storage_problem(exc)) is not None:
+            _fail(problem, 2)
         code = USER_ERRORS.get(type(exc).__name__)
         if code is None:
             raise

@@ -96,6 +96,10 @@ class Knob(_Section):
 
     @model_validator(mode="after")
     def _check(self) -> Knob:
+        for key in ("low", "high", "default"):  # TOML integers are unbounded; floats are not
+            value = getattr(self, key)
+            if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
+                raise ValueError(f"`{key}` = {value} is too large for a parameter")
         if self.default is None:
             raise ValueError("needs a `default` (the value the baseline trial uses)")
         if self.choices is not None:
@@ -203,8 +207,26 @@ class AgentsSection(_Section):
 
 
 class ExecutorSection(_Section):
-    kind: Literal["local"] = "local"
+    kind: Literal["local", "slurm"] = Field("local", description="Where trials run.")
     slots: int = Field(1, ge=1, le=256, description="Trials run in parallel.")
+    partition: str | None = Field(None, description="Slurm partition (default: the cluster's).")
+    time_minutes: int | None = Field(
+        None, ge=1, description="Slurm time limit (default: budget_seconds plus a minute)."
+    )
+    cpus_per_trial: int = Field(1, ge=1, description="Slurm: CPUs per trial job.")
+    gpus_per_trial: int = Field(0, ge=0, description="Slurm: GPUs per trial job.")
+    mem_gb: float | None = Field(None, gt=0, description="Slurm: memory per trial job.")
+    max_concurrent: int | None = Field(
+        None, ge=1, le=10_000, description="Slurm: jobs at once (default: slots)."
+    )
+    account: str | None = Field(None, description="Slurm account.")
+    qos: str | None = Field(None, description="Slurm QOS.")
+    extra_sbatch: list[str] = Field(
+        default_factory=list, description='More sbatch options, e.g. ["--constraint=a100"].'
+    )
+    setup: list[str] = Field(
+        default_factory=list, description="Shell lines run in the job before the trial."
+    )
 
 
 class TrackingSection(_Section):

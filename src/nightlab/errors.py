@@ -16,3 +16,24 @@ USER_ERRORS = {
     "SandboxError": 2,  # the sandbox the lab asks for cannot run here
     "NightError": 1,  # the night could not go on (e.g. the baseline failed)
 }
+
+
+def storage_problem(exc: BaseException) -> str | None:
+    """One line for a full disk or a read-only / unwritable state folder (the store is left
+    as it was: every write is one transaction), or None for any other error."""
+    import errno
+
+    seen: BaseException | None = exc
+    while seen is not None:  # look through the chain (SQLAlchemy wraps sqlite's errors)
+        text = str(seen).lower()
+        if "disk is full" in text or getattr(seen, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+            where = getattr(seen, "filename", None)
+            return (f"the disk is full{f' ({where})' if where else ''}: free some space, then "
+                    "run again — the night resumes where it stopped")  # fmt: skip
+        if "readonly database" in text or getattr(seen, "errno", None) in (
+            errno.EROFS, errno.EACCES, errno.EPERM
+        ):  # fmt: skip
+            where = getattr(seen, "filename", None) or "the lab's .nightlab/ folder"
+            return f"cannot write {where} ({seen}): make it writable, then run again"
+        seen = seen.__cause__ or seen.__context__
+    return None

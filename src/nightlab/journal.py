@@ -100,9 +100,15 @@ class Journal:
 
     def trial_count(self) -> int:
         with self.store.tx() as s:
-            # finish-up's confirmation and test runs are not counted against max_trials
+            # not counted against max_trials: finish-up's confirmation and test runs, and
+            # trials cut short by nightlab's own fate (a killed loop), which run again
+            interrupted = Trial.status.in_(("killed", "timeout")) & func.coalesce(
+                Trial.reason, ""
+            ).like("interrupted%")
             return s.scalar(
-                select(func.count(Trial.id)).where(Trial.kind.in_(("baseline", "trial")))
+                select(func.count(Trial.id)).where(
+                    Trial.kind.in_(("baseline", "trial")), ~interrupted
+                )
             )
 
     def decisions_by(self, worker: str) -> int:
@@ -127,6 +133,13 @@ class Journal:
         with self.store.tx() as s:
             rows = s.scalars(select(Event.data).where(Event.kind == "run_outcome_retry"))
             return {int(d["retry_of"]) for d in rows}
+
+    def job_id(self, trial_id: int) -> str | None:
+        """The Slurm job a trial was submitted as (None for a local trial)."""
+        with self.store.tx() as s:
+            rows = s.scalars(select(Event.data).where(
+                Event.kind == "trial_started", Event.trial_id == trial_id))  # fmt: skip
+            return next((d["job_id"] for d in rows if d.get("job_id")), None)
 
     def pending_retries(self) -> list[tuple[Trial, dict[str, Any]]]:
         """Repaired trials whose retry has not started yet (a loop died in between)."""
@@ -267,13 +280,10 @@ class Journal:
                     pid_started_at=trial.created,  # tells the pid apart from a reused one
                 )
             )
+            job = getattr(trial, "job_id", None)  # a Slurm job: how a restart finds it again
+            extra = {"job_id": job} if job else {}
             self._event(
-                s,
-                "trial_started",
-                trace_id=trace,
-                trial_id=trial_id,
-                pid=pid,
-                slot=slot,
+                s, "trial_started", trace_id=trace, trial_id=trial_id, pid=pid, slot=slot, **extra
             )
 
     def close_trial(

@@ -35,7 +35,7 @@ from nightlab.redact import redact
 from nightlab.store import read
 from nightlab.store.db import Store, Trial
 from nightlab.thinking import Thinker, Thought
-from nightlab.trials import folder, local, spec
+from nightlab.trials import folder, local, slurm, spec
 from nightlab.trials.workspace import Workspace, WorkspaceError
 from nightlab.trials.worktrees import WorktreePool
 
@@ -81,7 +81,9 @@ class Loop:
         self.worker_spec = worker or cfg.agents.worker
         self.max_trials = max_trials if max_trials is not None else cfg.budget.max_trials
         self.hours = hours  # given for this run; else [budget] hours, unless resuming
-        self.slots = slots or cfg.executor.slots
+        ex = cfg.executor
+        self.slurm = ex.kind == "slurm"
+        self.slots = slots or (ex.max_concurrent if self.slurm else None) or ex.slots
         self.report = lambda line: report(redact(line))
         self.progress = progress  # (trials ended, max_trials) after each recorded trial
         self.running: dict[int, Active] = {}  # by slot
@@ -117,6 +119,8 @@ class Loop:
             self.store.migrate()
             sandbox.require(self.cfg)
             self.ws = Workspace(self.lab, self.state, self.cfg.lab.name)
+            for stale in self.ws.clear_stale_locks():
+                self.report(f"removed a git lock a killed loop left behind: {stale}")
             self.worker: Worker = make_worker(self.worker_spec, self.cfg, self.lab)
             if hasattr(self.worker, "view"):
                 self.worker.view = self._lab_view()
@@ -140,7 +144,10 @@ class Loop:
             return self._end(state, self.stop_reason or "")
         except BaseException as exc:
             if self.journal.run_id is not None:
-                self._end("crashed", f"{type(exc).__name__}: {exc}")
+                try:  # best effort: the store may be what failed (a full disk)
+                    self._end("crashed", f"{type(exc).__name__}: {exc}")
+                except Exception as again:
+                    print(f"nightlab: could not close the run: {again}", file=sys.stderr)
             raise
         finally:
             self.store.close()
@@ -191,6 +198,7 @@ class Loop:
             "usd": spent["usd"] or 0.0,
         }
         self._reconcile()
+        self._trials_total = self.journal.trial_count()  # without the trials it cut short
         self._retries = [
             (row, repair.Retry(data["params"], data["note"]))
             for row, data in self.journal.pending_retries()
@@ -612,12 +620,13 @@ class Loop:
         tree, workdir = self.trees.acquire(commit)
         trial_dir = self.state / "trials" / str(trial_id)
         folder.prepare(trial_dir, params, self.ws.diff(self.base_commit, commit), commit, self.data)
+        gpus = None if self.slurm else self.gpus  # Slurm gives each job its own GPUs
         build = spec.build(
-            self.cfg, self.lab, trial_dir, trial_id, params, seed, workdir, slot, self.gpus
+            self.cfg, self.lab, trial_dir, trial_id, params, seed, workdir, slot, gpus
         )
         if kind == "test":  # the one run that may read the held-out test split
             build.env["NIGHTLAB_TEST"] = "1"
-        running = local.start(build)
+        running = slurm.start(self.cfg, build) if self.slurm else local.start(build)
         self.journal.started(trial_id, trace, running, slot, tree)
         self.running[slot] = Active(running, trace, kind, tree)
         shown = " ".join(f"{k}={fmt.value(v)}" for k, v in decision.params.items())
@@ -742,11 +751,16 @@ class Loop:
             watch = spec.build(
                 self.cfg, self.lab, trial_dir, row.id, row.params, row.seed, self.lab
             )  # only watched: it was started long ago
-            live = local.attach(watch, pid, row.pid_started_at, row.started_at) if pid else None
+            job = self.journal.job_id(row.id)
+            if job:  # a Slurm job still queued or running is watched again
+                live: Any = slurm.attach(watch, job, row.started_at)
+            else:
+                live = local.attach(watch, pid, row.pid_started_at, row.started_at) if pid else None
             trace = self.journal.reconciled(row, pid, alive=live is not None)
             if live is not None and row.slot < self.slots and row.slot not in self.running:
                 self.running[row.slot] = Active(live, trace, row.kind, row.worktree or "")
-                self.report(f"trial {row.id} still running (pid {pid}): watching it again")
+                who = f"job {job}" if job else f"pid {pid}"
+                self.report(f"trial {row.id} still running ({who}): watching it again")
                 continue
             if live is not None:  # more trials than slots now: end it, settle it as killed
                 live.kill("killed", f"{local.INTERRUPTED}: no slot for it after a restart")

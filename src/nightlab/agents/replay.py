@@ -24,12 +24,16 @@ class ReplayWorker:
                 f"{name}: {path} does not exist; write one decision (JSON) per line there"
             )
         self.decisions: list[Decision] = []
-        for n, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ReplayError(f"{name}: {path} cannot be read as UTF-8 text: {exc}") from None
+        for n, line in enumerate(text.splitlines(), 1):
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
             try:
                 self.decisions.append(Decision.model_validate(json.loads(line)))
-            except (ValueError, ValidationError) as exc:
+            except (ValueError, ValidationError, RecursionError) as exc:
                 raise ReplayError(f"{path}:{n}: not a valid decision: {exc}") from None
         self.position = 0
 

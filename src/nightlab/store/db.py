@@ -54,7 +54,24 @@ class Store:
         event.listen(self.engine, "connect", _sqlite_pragmas)
 
     def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision (creates it on a new file)."""
+        """Bring the schema to the newest Alembic revision. A new store is built in a
+        temporary file and renamed into place: SQLite commits each CREATE on its own, so a
+        kill during the first start must not leave half a schema behind."""
+        if not self.path.is_file() or self.path.stat().st_size == 0:
+            fresh = self.path.with_name(self.path.name + ".new")
+            for leftover in (fresh, Path(f"{fresh}-wal"), Path(f"{fresh}-shm")):
+                leftover.unlink(missing_ok=True)
+            building = Store(fresh)
+            try:
+                building._upgrade()
+            finally:
+                building.close()
+            fresh.replace(self.path)
+            self.engine.dispose()  # connections opened before the rename saw no file
+            return
+        self._upgrade()
+
+    def _upgrade(self) -> None:
         from alembic import command
         from alembic.config import Config as AlembicConfig
 

@@ -15,6 +15,7 @@ from typing import Any
 
 def write_json(path: Path, data: Any) -> None:
     """Write atomically: a reader (or a crash) never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)  # a trial settled after a crash may have none
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str, allow_nan=True))
     tmp.replace(path)

@@ -8,9 +8,11 @@ import select
 import shlex
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -80,6 +82,7 @@ class RunningTrial:
         self._kill: tuple[str, str] | None = None  # (status, reason)
         self._kill_by: float | None = None  # SIGKILL what is left at this time
         self._doomed: list[psutil.Process] = []
+        self._seen: list[psutil.Process] = []  # every descendant sampled: setsid ones too
 
     def poll(self, now: float | None = None) -> Outcome | None:
         """Check the process once; an Outcome when it has ended (and is reaped)."""
@@ -108,11 +111,20 @@ class RunningTrial:
         if self.own:
             if os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
                 return None
+            if (
+                self._kill_by is not None
+                and time.time() < self._kill_by
+                and any(_alive(p) for p in self._doomed if p.pid != self.pid)
+            ):
+                return None  # killed: the command still has its grace period to save state
             # The leader is a zombie, so its pid and group id cannot be reused yet: kill what
-            # the trial left running in its group, then reap it.
-            _signal_group(self.pid, signal.SIGKILL)
-            _, status, usage = os.wait4(self.pid, 0)
-            self.peak_rss_kb = max(self.peak_rss_kb, usage.ru_maxrss)
+            # the trial left running in its group (and descendants that left it), then reap.
+            _signal_all(self.pid, [p for p in self._seen if p.pid != self.pid], signal.SIGKILL)
+            threading.Thread(  # daemons it started between samples: off the loop's path
+                target=sweep, args=(self.spec.trial_dir, self.started_at), daemon=True
+            ).start()
+            _, status, _usage = os.wait4(self.pid, 0)
+            # not usage.ru_maxrss: after fork it counts the loop's own pages (the sampler does not)
             return os.waitstatus_to_exitcode(status)
         if _create_time(self.pid) == self.created and self.created is not None:
             try:
@@ -128,7 +140,10 @@ class RunningTrial:
             return
         self._next_rss = now + RSS_SAMPLE_S
         rss = 0
-        for proc in _tree(self.pid):
+        tree = _tree(self.pid)
+        known = {p.pid for p in tree}
+        self._seen = [p for p in self._seen if p.pid not in known and _alive(p)] + tree
+        for proc in tree:
             try:
                 rss += proc.memory_info().rss
             except psutil.Error:
@@ -139,14 +154,8 @@ class RunningTrial:
             self.kill("killed", f"memory: {rss / 2**20:.0f} MB exceeded max_rss_mb={limit:g}")
 
     def _check_limits(self, now: float, new: list[dict]) -> None:
-        spec = self.spec
-        bad = self.reader.diverged(new)  # only the new points: histories grow long
-        if bad is not None:
-            self.kill("killed", f"diverged: {spec.metric}={bad}")
-        elif now - self.started_at > spec.budget_s:
-            self.kill("timeout", f"budget: exceeded budget_seconds={spec.budget_s:g}")
-        elif spec.hang_s and now - self.last_output > spec.hang_s:
-            self.kill("killed", f"hang: no output for hang_seconds={spec.hang_s:g}")
+        if broken := limit_broken(self, now, new):
+            self.kill(*broken)
 
     def kill(self, status: str, reason: str, grace: float = KILL_GRACE_S) -> None:
         """SIGTERM the whole tree now, SIGKILL what is left after `grace` (from poll)."""
@@ -155,6 +164,20 @@ class RunningTrial:
             self._doomed = _tree(self.pid)
             _signal_all(self.pid, self._doomed, signal.SIGTERM)
             self._kill_by = time.time() + grace
+
+
+def limit_broken(trial: Any, now: float, new: list[dict]) -> tuple[str, str] | None:
+    """(status, reason) when a watched trial must be killed: its objective diverged (only
+    the new points are checked: histories grow long), its budget is spent, or it hangs."""
+    spec = trial.spec
+    bad = trial.reader.diverged(new)
+    if bad is not None:
+        return "killed", f"diverged: {spec.metric}={bad}"
+    if now - trial.started_at > spec.budget_s:
+        return "timeout", f"budget: exceeded budget_seconds={spec.budget_s:g}"
+    if spec.hang_s and now - trial.last_output > spec.hang_s:
+        return "killed", f"hang: no output for hang_seconds={spec.hang_s:g}"
+    return None
 
 
 def conclude(
@@ -215,7 +238,7 @@ def start(spec: TrialSpec) -> RunningTrial:
         open(spec.trial_dir / "stderr.log", "ab") as err,
     ):
         proc = subprocess.Popen(
-            ["/bin/sh", "-c", _WRAPPER.format(command=_sandboxed(spec))],
+            ["/bin/sh", "-c", sandboxed_wrapper(spec)],
             cwd=spec.workdir,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -223,30 +246,32 @@ def start(spec: TrialSpec) -> RunningTrial:
             stderr=err,
             start_new_session=True,
         )
-    # Popen must not reap the child behind our back: we wait4() it to get its peak RSS.
+    # Popen must not reap the child behind our back: _reap waits for it (pidfd, waitid).
     proc.returncode = 0
     return RunningTrial(spec, proc.pid, time.time(), own=True)
 
 
-def _sandboxed(spec: TrialSpec) -> str:
-    """The command line as the wrapper runs it: inside the sandbox when there is one (the
-    wrapper stays outside, so pid and exit_code are written whatever the command does)."""
-    if not spec.sandbox:
-        return spec.command
-    return shlex.join([*spec.sandbox, "/bin/sh", "-c", spec.command])
+def sandboxed_wrapper(spec: TrialSpec) -> str:
+    """The wrapper script around the trial's command, run inside the sandbox when there is
+    one (the wrapper stays outside, so pid and exit_code are written whatever it does)."""
+    command = spec.command
+    if spec.sandbox:
+        command = shlex.join([*spec.sandbox, "/bin/sh", "-c", spec.command])
+    return _WRAPPER.format(command=command)
 
 
 def wait_any(trials: list[RunningTrial], timeout: float, wake: int | None = None) -> None:
     """Sleep until one of `trials` ends, `wake` (an fd) turns readable, or `timeout` passes,
     whichever comes first."""
     fds = [t.pidfd for t in trials if t.pidfd is not None]
-    if len(fds) == len(trials):
-        if wake is not None:
-            fds.append(wake)
-        if fds:
-            select.select(fds, [], [], timeout)
+    if len(fds) < len(trials):  # no pidfd (a Slurm job, an old kernel, a vanished pid): poll
+        timeout = min(timeout, 0.05 if any(t.pid is None for t in trials) else 0.01)
+    if wake is not None:
+        fds.append(wake)
+    if fds:
+        select.select(fds, [], [], timeout)
     else:
-        time.sleep(min(timeout, 0.01))  # no pidfd (old kernel, vanished pid): poll
+        time.sleep(timeout)
 
 
 def _pidfd(pid: int) -> int | None:
@@ -278,6 +303,29 @@ def attach(spec: TrialSpec, pid: int, created: float | None, started_at: float):
     except psutil.Error:
         return None
     return RunningTrial(spec, pid, started_at, own=False)
+
+
+def sweep(trial_dir: Path, since: float) -> list[int]:
+    """SIGKILL processes a trial left behind outside its process group (a daemon that
+    called setsid): those started since `since` whose environment names `trial_dir`."""
+    killed = []
+    for proc in psutil.process_iter(["create_time"]):
+        try:
+            if (proc.info["create_time"] or 0) < since - 1:
+                continue
+            if proc.environ().get("NIGHTLAB_TRIAL_DIR") == str(trial_dir):
+                proc.kill()
+                killed.append(proc.pid)
+        except psutil.Error:
+            pass
+    return killed
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _tree(pid: int) -> list[psutil.Process]:

@@ -75,7 +75,10 @@ class MetricReader:
     def _point(self, name: str, value: float, step: Any, source: str) -> dict[str, Any]:
         index = self._counts.get(name, 0)
         self._counts[name] = index + 1
-        step = int(step) if isinstance(step, int | float) and math.isfinite(step) else index
+        if isinstance(step, float) and math.isfinite(step):
+            step = int(step)
+        if not isinstance(step, int) or isinstance(step, bool) or abs(step) > 2**62:
+            step = index  # no step, or one no store column could hold
         return {"name": name, "value": value, "step": step, "source": source}
 
     def _json_points(self, line: str) -> list[dict[str, Any]]:
@@ -87,7 +90,7 @@ class MetricReader:
             return [
                 self._point(str(k), float(v), rec.get("step"), "log") for k, v in metrics.items()
             ]
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError):
             return []  # a torn or foreign line; the printed output still counts
 
     def values(self, name: str) -> list[float]:

@@ -65,6 +65,27 @@ class Workspace:
         out = proc.stdout.decode(errors="replace")
         return out.strip() if strip else out
 
+    def clear_stale_locks(self) -> list[str]:
+        """Remove git lock files a killed loop's git children left in nightlab's own index
+        files and worktrees (only call this holding the lab lock: no git of ours runs)."""
+        common = Path(self.git("rev-parse", "--git-common-dir"))
+        common = common if common.is_absolute() else self.lab / common
+        stale = list(self.state.glob("index.*.lock"))
+        for admin in (common / "worktrees").glob("*"):
+            gitdir = admin / "gitdir"  # where that worktree lives: ours only
+            try:
+                where = Path(gitdir.read_text().strip()).resolve()
+            except OSError:
+                continue
+            if where.is_relative_to(self.state):
+                stale += [admin / "index.lock", admin / "HEAD.lock"]
+        removed = []
+        for lock in stale:
+            if lock.is_file():
+                lock.unlink()
+                removed.append(str(lock))
+        return removed
+
     def _exclude_state_dir(self) -> None:
         common = Path(self.git("rev-parse", "--git-common-dir"))
         common = common if common.is_absolute() else self.lab / common
