@@ -50,7 +50,8 @@ def test_search_night_is_recorded_in_store_files_and_mlflow(make_lab):
         assert sorted(p.name for p in folder.iterdir() if p.name in CANONICAL) == sorted(CANONICAL)
         result = json.loads((folder / "result.json").read_text())
         assert result["objective"] == pytest.approx(t["objective"])
-        assert t["peak_rss_mb"] and t["peak_rss_mb"] > 1
+        # sampled every 0.5 s while it runs: a trial this short may end before the first
+        assert t["peak_rss_mb"] is None or 1 < t["peak_rss_mb"] < 1000
         assert t["exit_code"] == 0 and t["wall_s"] > 0
         params = json.loads((folder / "params.json").read_text())
         assert params == json.loads(t["params"])

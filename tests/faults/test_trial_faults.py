@@ -130,7 +130,7 @@ def test_memory_is_measured_and_the_limit_enforced(night):
     assert hog["peak_rss_mb"] and hog["peak_rss_mb"] > MAX_RSS_MB, hog["peak_rss_mb"]
     assert f"MB exceeded max_rss_mb={MAX_RSS_MB}" in hog["reason"]
     assert hog["reason"].startswith("memory: ")
-    assert by_mode["ok"]["peak_rss_mb"] < MAX_RSS_MB
+    assert (by_mode["ok"]["peak_rss_mb"] or 0) < MAX_RSS_MB  # None: ended before a sample
 
 
 def test_no_trial_process_is_left_running(night):
