@@ -134,6 +134,11 @@ class Journal:
             rows = s.scalars(select(Event.data).where(Event.kind == "run_outcome_retry"))
             return {int(d["retry_of"]) for d in rows}
 
+    def traces(self) -> dict[int, str]:
+        """Cycle id → its trace id."""
+        with self.store.tx() as s:
+            return dict(s.execute(select(Cycle.id, Cycle.trace_id)).all())
+
     def job_id(self, trial_id: int) -> str | None:
         """The Slurm job a trial was submitted as (None for a local trial)."""
         with self.store.tx() as s:

@@ -198,6 +198,7 @@ class Loop:
             "usd": spent["usd"] or 0.0,
         }
         self._reconcile()
+        self._rewrite_results()
         self._trials_total = self.journal.trial_count()  # without the trials it cut short
         self._retries = [
             (row, repair.Retry(data["params"], data["note"]))
@@ -742,6 +743,15 @@ class Loop:
         with self.store.tx() as s:
             Store.event(s, "run_outcome_retry", run_id=self.run_id, trial_id=new,
                         retry_of=row.id, note=retry.note)  # fmt: skip
+
+    def _rewrite_results(self) -> None:
+        """result.json is written just after a trial's outcome is committed: a loop killed
+        in between leaves none, so a new loop writes it again from the store."""
+        traces = self.journal.traces()
+        for row in self.store.trials(Trial.status != "running"):
+            trial_dir = self.state / "trials" / str(row.id)
+            if not (trial_dir / "result.json").is_file():
+                folder.write_json(trial_dir / "result.json", row.record(traces.get(row.cycle_id)))
 
     def _reconcile(self) -> None:
         """Trials a dead loop left `running`: watch the live ones, settle the rest."""

@@ -105,12 +105,6 @@ def test_a_kill_between_a_trial_row_and_its_folder(tmp_path):
         reap(lab_processes(lab))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: result.json is written after the trial's outcome is committed and never "
-    "again: a kill in between loses it for good (the restart does not rewrite it)",
-)
 def test_a_kill_after_a_trial_is_recorded_but_before_its_result_json(tmp_path):
     """A FIFO where result.json.tmp will be written blocks the loop right after it
     committed trial 4's outcome; it is killed there. (test_random_sigkill.py hit this
