@@ -43,7 +43,10 @@ def test_a_kill_while_the_first_start_creates_the_schema(tmp_path):
     lab = build_lab(tmp_path / "lab", max_trials=4)
     db = lab / ".nightlab" / "state.db"
 
-    def half_made() -> bool:
+    def half_made() -> bool:  # nightlab builds a new store as state.db.new, then renames it
+        return any(_half_made(f) for f in (db, db.with_name("state.db.new")))
+
+    def _half_made(db: Path) -> bool:
         if not db.is_file():
             return False
         try:
@@ -66,8 +69,7 @@ def test_a_kill_while_the_first_start_creates_the_schema(tmp_path):
         if hit:
             break
         shutil.rmtree(lab / ".nightlab")
-    else:
-        pytest.skip("never caught the loop while it created the schema")
+    # (never caught in 5 tries: the last loop was killed early all the same; resume from it)
     code, out = finish(lab, log=tmp_path / "again.log")
     assert code == 0, out[-2000:]
     assert "Traceback" not in out
@@ -158,8 +160,9 @@ def test_a_group_kill_while_git_holds_a_lock(tmp_path, lock):
         sigkill(loop, group=True)
         if hit and held.exists():
             break
-    else:
-        pytest.skip(f"never caught git holding {lock}")
+    else:  # never caught git at it: leave the lock a killed git leaves (an empty file)
+        if held.parent.is_dir():
+            held.touch()
     code, out = finish(lab, log=tmp_path / "again.log")
     assert code == 0, out[-2000:]
     assert rows(lab, "SELECT COUNT(*) FROM trials WHERE status='succeeded'") == [(4,)]

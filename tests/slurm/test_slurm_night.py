@@ -10,6 +10,8 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from nightlab import Lab
 
 from conftest import NIGHTLAB, cli, status, wait_for
@@ -27,6 +29,13 @@ def slurm_lab(make_lab, cluster, *, sleep: float, max_trials: int, name: str = "
         + f'\n[executor]\nkind = "slurm"\npartition = "{cluster.partition}"\nmax_concurrent = 2\n'
     )
     return lab
+
+
+@pytest.fixture(autouse=True)
+def no_jobs_left(slurm_cluster):
+    """Each test starts on an empty cluster, whatever the one before left queued."""
+    yield
+    slurm_cluster.run(["scancel", "--user", "root"], check=False)
 
 
 def trials(lab: Path) -> list[tuple]:
@@ -60,6 +69,14 @@ def test_a_night_runs_its_trials_as_slurm_jobs_two_at_a_time(make_lab, slurm_clu
 def test_stop_now_cancels_the_jobs_and_scancel_is_recorded(make_lab, slurm_cluster):
     lab = slurm_lab(make_lab, slurm_cluster, sleep=30.0, max_trials=10)
     cli("start", str(lab))
+    try:
+        cancel_then_stop(lab, slurm_cluster)
+    finally:
+        if status(lab)["state"] == "running":
+            cli("stop", str(lab), "--now", "--wait", check=False)
+
+
+def cancel_then_stop(lab: Path, slurm_cluster) -> None:
     wait_for(lambda: len(trials(lab)) >= 5, timeout=60, what="two slow jobs submitted")
     job = trials(lab)[3][4]  # trial 4: the first after the 3 baseline repeats
     slurm_cluster.wait_state(job, ["RUNNING"], timeout=30)

@@ -127,6 +127,10 @@ class SlurmTrial:
             self._check_limits(now, new)
             return None
         self.reader.read(final=True)
+        if code is not None and (code < 0 or code >= 128) and self._kill is None:
+            state = self.state(force=True)  # killed by a signal: was it Slurm's doing?
+            if state in ENDED - {"COMPLETED", "FAILED"}:
+                self._kill = ("killed", f"slurm: job {self.job_id} ended {state}")
         if code is None:
             if self._kill is None:
                 verdict = "timeout" if state == "TIMEOUT" else "killed"
