@@ -670,8 +670,9 @@ class Loop:
         if outcome is None:
             return
         del self.running[slot]
-        if self.protected and (touched := protect.changed(active.trial.spec.workdir,
-                                                          self.protected)):  # fmt: skip
+        workdir = active.trial.spec.workdir  # the lab itself for a trial re-attached after a
+        watched = self.protected and workdir != self.lab  # crash: its worktree is unknown
+        if watched and (touched := protect.changed(workdir, self.protected)):
             outcome = replace(
                 outcome, status="failed", objective=None,
                 reason=f"{protect.REASON}: the trial changed {', '.join(touched)} (protected; "

@@ -30,9 +30,12 @@ class WorktreePool:
 
     def acquire(self, sha: str) -> tuple[str, Path]:
         """A clean tree at `sha` for a trial to run in: (its name, the lab folder in it)."""
-        name = next((n for n, (target, _) in self.free.items() if target == sha), None)
-        if name is None and self.free:
-            name = next(iter(self.free))
+        # a tree already reset (its background prep done) at `sha` first, then any ready
+        # one, then one still being reset: waiting for a reset is what delays a trial
+        ranked = sorted(
+            self.free.items(), key=lambda kv: (not kv[1][1].done(), kv[1][0] != sha)
+        )
+        name = ranked[0][0] if ranked else None
         if name is None:
             name = self._new_name()
             workdir = self.ws.checkout(name, sha, self.share)
