@@ -25,6 +25,22 @@ def test_slots_map_to_gpus_and_cuda_visible_devices_is_honoured(make_lab, monkey
     assert spec.detect_gpus() == []
 
 
+def test_gpus_per_trial_gives_each_local_slot_its_own_group(make_lab):
+    lab = make_lab()
+    toml = lab / "nightlab.toml"
+    toml.write_text(toml.read_text() + "\n[executor]\nslots = 2\ngpus_per_trial = 2\n"
+                    'gpus = [0, 2, 3, 5]\n')  # fmt: skip
+    cfg = load_config(lab)
+    gpus = [str(g) for g in cfg.executor.gpus]
+    seen = [
+        spec.build(cfg, lab, lab / "t", 1, {}, 0, lab, slot=s, gpus=gpus).env[
+            "CUDA_VISIBLE_DEVICES"
+        ]
+        for s in (0, 1, 2)
+    ]
+    assert seen == ["0,2", "3,5", "0,2"]  # a third slot would share the first group
+
+
 @pytest.mark.slow
 def test_an_edited_script_stays_executable_and_outputs_are_kept(make_lab):
     edit = {"file": "run.sh", "search": "BOOST=0", "replace": "BOOST=1"}

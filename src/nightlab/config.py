@@ -214,7 +214,12 @@ class ExecutorSection(_Section):
         None, ge=1, description="Slurm time limit (default: budget_seconds plus a minute)."
     )
     cpus_per_trial: int = Field(1, ge=1, description="Slurm: CPUs per trial job.")
-    gpus_per_trial: int = Field(0, ge=0, description="Slurm: GPUs per trial job.")
+    gpus_per_trial: int = Field(
+        0, ge=0, description="GPUs per trial: a local slot's share (0 = 1), or a Slurm job's."
+    )
+    gpus: list[int | str] | None = Field(
+        None, description="GPU ids local trials may use (default: CUDA_VISIBLE_DEVICES, else all)."
+    )
     mem_gb: float | None = Field(None, gt=0, description="Slurm: memory per trial job.")
     max_concurrent: int | None = Field(
         None, ge=1, le=10_000, description="Slurm: jobs at once (default: slots)."

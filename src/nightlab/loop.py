@@ -204,10 +204,14 @@ class Loop:
             (row, repair.Retry(data["params"], data["note"]))
             for row, data in self.journal.pending_retries()
         ]
-        self.gpus = spec.detect_gpus()
+        given = self.cfg.executor.gpus
+        self.gpus = [str(g) for g in given] if given is not None else spec.detect_gpus()
         self.data = folder.fingerprint(self.lab, self.cfg.trial.share)
         if self.gpus:
-            self.report(f"GPUs {', '.join(self.gpus)}: one per slot (CUDA_VISIBLE_DEVICES)")
+            k = max(1, self.cfg.executor.gpus_per_trial)
+            shared = " (more slots than GPU groups: some share)" if self.slots * k > len(
+                self.gpus) else ""  # fmt: skip
+            self.report(f"GPUs {', '.join(self.gpus)}: {k} per slot (CUDA_VISIBLE_DEVICES){shared}")
         self.trees = WorktreePool(
             self.ws, self.cfg.trial.share, busy={a.tree for a in self.running.values() if a.tree}
         )

@@ -47,8 +47,9 @@ def build(
     also = (cfg.agents.api_key_env,) if cfg.agents.api_key_env else ()
     env = scrub_env(os.environ, cfg.trial.pass_env, also)
     env["NIGHTLAB_SLOT"] = str(slot)
-    if gpus:
-        env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+    if gpus:  # slot i gets the i-th group of gpus_per_trial GPUs (wrapping around)
+        k = max(1, cfg.executor.gpus_per_trial)
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus[(slot * k + j) % len(gpus)] for j in range(k))
     # `python` in the command is the interpreter nightlab runs with
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update(
