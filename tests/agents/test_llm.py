@@ -78,6 +78,32 @@ def test_a_missing_key_fails_at_start_naming_the_variable(make_lab, monkeypatch)
         make_worker("openai:gpt-4o", load_config(make_lab()), Path("."))
 
 
+def chat_answer(model: str, call_id: str, name: str, args: dict, tokens: tuple[int, int]):
+    """An OpenAI chat completion whose one message is a call of tool `name`."""
+    call = {
+        "id": call_id,
+        "type": "function",
+        "function": {"name": name, "arguments": json.dumps(args)},
+    }
+    return {
+        "id": "x", "object": "chat.completion", "created": 0, "model": model,
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": None, "tool_calls": [call]}}],
+        "usage": {"prompt_tokens": tokens[0], "completion_tokens": tokens[1],
+                  "total_tokens": sum(tokens)},
+    }  # fmt: skip
+
+
+def reply(handler: BaseHTTPRequestHandler, status: int, payload: dict, **headers: str) -> None:
+    data = json.dumps(payload).encode()
+    handler.send_response(status)
+    for key, value in {**headers, "Content-Type": "application/json"}.items():
+        handler.send_header(key, value)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 class Scripted(BaseHTTPRequestHandler):
     """An OpenAI-compatible /v1/chat/completions: read the file, edit it, then stop."""
 
@@ -108,31 +134,10 @@ class Scripted(BaseHTTPRequestHandler):
                 "final_result",
                 {"action": "stop", "rationale": "the planted improvement is found"},
             )
-        message = {
-            "role": "assistant",
-            "content": None,
-            "tool_calls": [
-                {
-                    "id": f"call_{len(Scripted.requests)}",
-                    "type": "function",
-                    "function": {"name": call[0], "arguments": json.dumps(call[1])},
-                }
-            ],
-        }
-        answer = {
-            "id": "x",
-            "object": "chat.completion",
-            "created": 0,
-            "model": body["model"],
-            "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}],
-            "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
-        }
-        data = json.dumps(answer).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        answer = chat_answer(
+            body["model"], f"call_{len(Scripted.requests)}", call[0], call[1], (100, 20)
+        )
+        reply(self, 200, answer)
 
     def log_message(self, *args) -> None:
         pass
@@ -304,30 +309,17 @@ class Flaky(BaseHTTPRequestHandler):
         step = Flaky.script[min(len(Flaky.served), len(Flaky.script) - 1)]
         Flaky.served.append(step)
         if step in ("429", "500"):
-            data = json.dumps({"error": {"message": f"status {step}", "type": "x"}}).encode()
-            self.send_response(int(step))
-            if step == "429":
-                self.send_header("Retry-After", "0")
-        else:
-            decision = {
-                "bad": {"action": "fly", "rationale": "a made-up action"},
-                "run": {"action": "run", "rationale": "probe a larger boost", "params": {
-                    "boost": 0.5}},
-                "stop": {"action": "stop", "rationale": "enough probing for tonight"},
-            }[step]  # fmt: skip
-            call = {"id": f"c{len(Flaky.served)}", "type": "function",
-                    "function": {"name": "final_result", "arguments": json.dumps(decision)}}
-            data = json.dumps({
-                "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
-                    "role": "assistant", "content": None, "tool_calls": [call]}}],
-                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
-            }).encode()  # fmt: skip
-            self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+            error = {"error": {"message": f"status {step}", "type": "x"}}
+            reply(self, int(step), error, **({"Retry-After": "0"} if step == "429" else {}))
+            return
+        decision = {
+            "bad": {"action": "fly", "rationale": "a made-up action"},
+            "run": {"action": "run", "rationale": "probe a larger boost", "params": {
+                "boost": 0.5}},
+            "stop": {"action": "stop", "rationale": "enough probing for tonight"},
+        }[step]  # fmt: skip
+        call_id = f"c{len(Flaky.served)}"
+        reply(self, 200, chat_answer(body["model"], call_id, "final_result", decision, (10, 5)))
 
     def log_message(self, *args) -> None:
         pass
