@@ -68,3 +68,60 @@ def test_a_new_night_after_reset_adds_runs_and_keeps_the_old_ones(make_lab):
     assert len(runs) == 6
     assert len({r.data.tags["nightlab.night_id"] for r in runs}) == 2
     assert all(len(client.get_metric_history(r.info.run_id, "score")) == 1 for r in runs)
+
+
+LOGS_ITSELF = """
+import json, os
+from mlflow.tracking import MlflowClient
+p = json.load(open(os.environ["NIGHTLAB_PARAMS"]))
+client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+run = os.environ["MLFLOW_RUN_ID"]
+client.log_param(run, "boost", "set-by-the-trial")  # nightlab must not overwrite it
+for step in range(3):
+    client.log_metric(run, "inner_loss", 1.0 / (step + 1), step=step)
+print(f"run={run}", flush=True)
+print(f"score={1.0 + p['boost']}", flush=True)
+"""
+
+
+def test_trial_run_the_trial_logs_into_its_own_run(make_lab):
+    """[tracking] trial_run: nightlab opens the run first, the trial logs into it (as
+    Lightning's MLFlowLogger would), and nightlab then adds its own record to that run."""
+    lab = make_lab(max_trials=2, tracking=True)
+    (lab / "train.py").write_text(LOGS_ITSELF)
+    toml = lab / "nightlab.toml"
+    toml.write_text(toml.read_text() + "trial_run = true\n")
+    final = Lab(lab).run(report=lambda line: None)
+    assert final["trials"]["succeeded"] == 2
+    assert unlogged(lab) == 0
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{lab / '.nightlab' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("tiny")
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 2  # one run per trial: the trial's own, not a second one
+    conn = sqlite3.connect(lab / ".nightlab" / "state.db")
+    stored = dict(conn.execute("SELECT id, mlflow_run_id FROM trials").fetchall())
+    conn.close()
+    for run in runs:
+        trial = int(run.data.tags["nightlab.trial_id"])
+        assert stored[trial] == run.info.run_id
+        out = (lab / ".nightlab" / "trials" / str(trial) / "stdout.log").read_text()
+        assert f"run={run.info.run_id}" in out  # MLFLOW_RUN_ID was that run
+        assert run.data.params["boost"] == "set-by-the-trial"
+        history = client.get_metric_history(run.info.run_id, "inner_loss")
+        assert [m.step for m in history] == [0, 1, 2]
+        assert run.data.metrics["score"] >= 1.0  # nightlab's own metric added
+        assert run.data.tags["nightlab.status"] == "succeeded"
+        assert run.info.status == "FINISHED"
+
+
+def test_trial_run_needs_tracking(make_lab):
+    from nightlab.config import ConfigError, load_config
+
+    lab = make_lab(tracking=False)
+    toml = lab / "nightlab.toml"
+    toml.write_text(toml.read_text() + "trial_run = true\n")
+    with pytest.raises(ConfigError, match="trial_run"):
+        load_config(lab)

@@ -238,6 +238,11 @@ class TrackingSection(_Section):
     enabled: bool = True
     mlflow_uri: str | None = Field(None, description="Default: sqlite in .nightlab/mlflow.db.")
     experiment: str | None = Field(None, description="Default: the lab's name.")
+    trial_run: bool = Field(
+        False,
+        description="Open each trial's MLflow run before it starts and pass MLFLOW_RUN_ID "
+        "and MLFLOW_TRACKING_URI, so the trial logs into it (e.g. Lightning's MLFlowLogger).",
+    )
 
 
 class CloneSpec(_Section):
@@ -290,6 +295,12 @@ class Config(_Section):
     tracking: TrackingSection = TrackingSection()
     report: ReportSection = ReportSection()
     repair: RepairSection = RepairSection()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        if self.tracking.trial_run and not self.tracking.enabled:
+            raise ValueError("[tracking] trial_run = true needs [tracking] enabled = true")
+        return self
 
     def defaults(self) -> dict[str, Any]:
         return {name: knob.default for name, knob in self.search.items()}

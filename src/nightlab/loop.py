@@ -276,16 +276,27 @@ class Loop:
                 print(f"nightlab: heartbeat failed: {exc}", file=sys.stderr)
             self._done.wait(HEARTBEAT_S)
 
+    def _mlflow_opts(self) -> dict[str, Any]:
+        from nightlab.tracking import default_uri
+
+        return {
+            "uri": self.cfg.tracking.mlflow_uri or default_uri(self.state),
+            "experiment": self.cfg.tracking.experiment or self.cfg.lab.name,
+            "artifacts": str(self.state / "mlartifacts"),
+            "night": self.night_id,
+        }
+
     def _start_tracking(self) -> Any:
         if not self.cfg.tracking.enabled:
             return None
-        from nightlab.tracking import TrackingProcess, default_uri
+        from nightlab.tracking import TrackingProcess
 
+        opts = self._mlflow_opts()
         return TrackingProcess(
             self.store.path,
-            self.cfg.tracking.mlflow_uri or default_uri(self.state),
-            self.cfg.tracking.experiment or self.cfg.lab.name,
-            self.state / "mlartifacts",
+            opts["uri"],
+            opts["experiment"],
+            Path(opts["artifacts"]),
             self.state / "tracking.log",
             self.night_id,
         )
@@ -626,9 +637,11 @@ class Loop:
         trial_dir = self.state / "trials" / str(trial_id)
         folder.prepare(trial_dir, params, self.ws.diff(self.base_commit, commit), commit, self.data)
         gpus = None if self.slurm else self.gpus  # Slurm gives each job its own GPUs
+        tracked = self.cfg.tracking.enabled and self.cfg.tracking.trial_run
         build = spec.build(
-            self.cfg, self.lab, trial_dir, trial_id, params, seed, workdir, slot, gpus
-        )
+            self.cfg, self.lab, trial_dir, trial_id, params, seed, workdir, slot, gpus,
+            mlflow=self._mlflow_opts() if tracked else None,
+        )  # fmt: skip
         if kind == "test":  # the one run that may read the held-out test split
             build.env["NIGHTLAB_TEST"] = "1"
         running = slurm.start(self.cfg, build) if self.slurm else local.start(build)
@@ -671,6 +684,7 @@ class Loop:
     def _poll(self, slot: int) -> None:
         active = self.running[slot]
         outcome = active.trial.poll()
+        self._drain_events(active)
         if outcome is None:
             return
         del self.running[slot]
@@ -687,6 +701,17 @@ class Loop:
             best = self._best()
             outputs = self.state / "trials" / str(active.trial.spec.trial_id) / "outputs"
             self.trees.release(active.tree, best[2] if best else self.base_commit, outputs)
+
+    def _drain_events(self, active: Active) -> None:
+        """Store what a running trial reported about itself (e.g. a Slurm job requeued)."""
+        events = getattr(active.trial, "events", None)
+        while events:
+            event = events.pop(0)
+            kind = event.pop("kind")
+            with self.store.tx() as s:
+                Store.event(s, kind, trial_id=active.trial.spec.trial_id, **event)
+            if message := event.get("message"):
+                self.report(f"trial {active.trial.spec.trial_id}: {message}")
 
     # ------------------------------------------------------------------ record
     def _record(self, trial_id: int, trace: str, kind: str, out: local.Outcome) -> None:

@@ -21,6 +21,7 @@ from typing import IO, Any
 
 from nightlab.redact import redact_data
 
+RUN_ID_FILE = "mlflow_run_id"  # in the trial folder: the run a trial logged into itself
 ARTIFACTS = ("params.json", "result.json", "diff.patch", "env.json", "stdout.log", "stderr.log")
 STATUS = {"succeeded": "FINISHED", "failed": "FAILED", "timeout": "KILLED", "killed": "KILLED"}
 
@@ -60,12 +61,28 @@ class Tracker:
             self._client, self._experiment_id = client, exp_id
         return self._client
 
+    @property
+    def experiment_id(self) -> str | None:
+        return self._experiment_id
+
+    def open_run(self, trial_id: int) -> str:
+        """Create a trial's run before it starts (`[tracking] trial_run`); returns its id."""
+        run = self._connect().create_run(
+            self._experiment_id,
+            tags={"nightlab.trial_id": str(trial_id), "nightlab.night_id": self.night_id},
+            run_name=f"trial-{trial_id}",
+        )
+        return run.info.run_id
+
     def log_trial(self, trial: dict[str, Any], trial_dir: Path, maybe_logged: bool = True) -> str:
         """Create (or, when `maybe_logged`, find) the trial's run and fill it; returns the
-        MLflow run id."""
+        MLflow run id. A run the trial logged into itself (see open_run) keeps what the
+        trial logged: nightlab adds only the params and metrics it does not have."""
         from mlflow.entities import Metric, Param, RunTag
 
         client = self._connect()
+        opened = trial_dir / RUN_ID_FILE
+        own = opened.read_text().strip() if opened.is_file() else ""
         tags = {
             "nightlab.trial_id": str(trial["id"]),
             "nightlab.night_id": self.night_id,
@@ -79,13 +96,21 @@ class Tracker:
             "nightlab.seed": str(trial["seed"]),
         }
         tags = redact_data(tags)
-        found = maybe_logged and client.search_runs(
-            [self._experiment_id],
-            f"tags.`nightlab.trial_id` = '{trial['id']}' "
-            f"and tags.`nightlab.night_id` = '{self.night_id}'",
-            max_results=1,
+        found = (
+            not own
+            and maybe_logged
+            and client.search_runs(
+                [self._experiment_id],
+                f"tags.`nightlab.trial_id` = '{trial['id']}' "
+                f"and tags.`nightlab.night_id` = '{self.night_id}'",
+                max_results=1,
+            )
         )
-        if found:
+        had: Any = None
+        if own:
+            run_id = own
+            had = client.get_run(run_id).data
+        elif found:
             run_id = found[0].info.run_id
         else:
             run = client.create_run(
@@ -102,6 +127,9 @@ class Tracker:
             if math.isfinite(p["value"])
         ]
         params = [Param(k, str(v)[:6000]) for k, v in redact_data(trial["params"]).items()]
+        if had is not None:  # MLflow refuses to change a param the trial logged already
+            params = [p for p in params if p.key not in had.params]
+            metrics = [m for m in metrics if m.key not in had.metrics]
         for start in range(0, max(len(metrics), 1), 1000):
             client.log_batch(
                 run_id,

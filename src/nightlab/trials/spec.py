@@ -13,6 +13,7 @@ from typing import Any
 from nightlab import sandbox
 from nightlab.config import Config
 from nightlab.redact import scrub_env
+from nightlab.trials import mlflow_run
 from nightlab.trials.local import TrialSpec
 
 
@@ -40,9 +41,11 @@ def build(
     workdir: Path,
     slot: int = 0,
     gpus: list[str] | None = None,
+    mlflow: dict[str, Any] | None = None,
 ) -> TrialSpec:
     """The command and environment of one trial (parameters per `[trial] params`); with
-    GPUs, slot i sees GPU i mod their number as its only device."""
+    GPUs, slot i sees GPU i mod their number as its only device; with `mlflow` (the
+    tracking options, `[tracking] trial_run`) the trial first opens its own MLflow run."""
     # agents' keys stay out of trials unless [trial] pass_env lists them
     also = (cfg.agents.api_key_env,) if cfg.agents.api_key_env else ()
     env = scrub_env(os.environ, cfg.trial.pass_env, also)
@@ -65,6 +68,8 @@ def build(
         command += "".join(f" {shlex.quote(f'{k}={v}')}" for k, v in params.items())
     elif cfg.trial.params == "env":
         env.update({f"NIGHTLAB_PARAM_{k.upper()}": str(v) for k, v in params.items()})
+    if mlflow:
+        command = mlflow_run.wrap(command, {**mlflow, "trial_id": trial_id})
     return TrialSpec(
         trial_id=trial_id,
         command=command,
