@@ -16,8 +16,8 @@ def test_every_config_key_is_in_the_reference():
     missing = []
     for section, field in Config.model_fields.items():
         model = field.annotation
-        if section == "search":
-            keys = [f"[search.NAME] {k}" for k in Knob.model_fields]
+        if section in ("search", "spec"):
+            keys = [f"[{section}.NAME] {k}" for k in Knob.model_fields]
         elif isinstance(model, type) and issubclass(model, BaseModel):
             keys = [f"[{section}] {k}" for k in model.model_fields]
         else:
@@ -25,7 +25,7 @@ def test_every_config_key_is_in_the_reference():
         for key in keys:
             section_part, name = key.split(" ")
             if f"`{key}`" not in README and not (
-                section == "search" and f"`{section_part} " in README and name in README
+                section in ("search", "spec") and f"`{section_part} " in README and name in README
             ):
                 missing.append(key)
     assert missing == []

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nightlab import protect
+from nightlab import generated, protect, trainspec
 from nightlab.agents.decision import Decision
 from nightlab.agents.gate import GateResult, check, editable
 from nightlab.config import Config
@@ -30,16 +30,25 @@ def admit(
         reasons = [f"{protect.REASON}: {f} is protected ([trial] protected)" for f in hit]
         return GateResult(False, reasons), base
     for edit in decision.edits if decision.action == "run" else []:
-        mode = ws.mode(base, edit.file) if editable(edit.file, cfg.trial.editable) else None
+        mode = ws.mode(base, edit.file) if editable(edit.file, cfg.editable_files) else None
         if mode not in (None, "100644", "100755"):
             return GateResult(False, [f"{edit.file!r} is not a regular file ({mode})"]), base
     gate = check(decision, cfg, lambda p: ws.read(base, p) if ws.exists(base, p) else None)
     if not gate.accepted or decision.action != "run":
         return gate, base
     commit = base
+    spec = cfg.trial.spec
+    if spec and spec in gate.files:  # the spec runs (and is committed) normalised
+        normalized = trainspec.normalize_text(cfg, gate.files[spec])
+        if normalized.errors:
+            return GateResult(False, normalized.errors), base
+        gate.files[spec] = normalized.text()
+        gate.notes += [f"{spec}: {note}" for note in normalized.notes]
     if gate.files:
         message = f"nightlab: {decision.hypothesis or decision.rationale}"[:200]
         commit = ws.commit_files(base, gate.files, message)
+        if reasons := generated.vet(cfg, ws.lab, ws, commit, list(gate.files)):
+            return GateResult(False, reasons), base
     params = cfg.normalize({**base_params, **decision.params})
     if (other := twin(ws, db, commit, params)) is not None:
         reason = f"the same code and parameters as trial {other} already ran: nothing new"

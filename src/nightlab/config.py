@@ -76,6 +76,25 @@ class TrialSection(_Section):
         default_factory=list,
         description="Files (globs) no decision or trial may change, e.g. the evaluation script.",
     )
+    spec: str | None = Field(
+        None,
+        description="A JSON training spec agents may edit; normalised by the [spec.*] fields "
+        "before every trial and passed as NIGHTLAB_SPEC.",
+    )
+    generated: list[str] = Field(
+        default_factory=list,
+        description="Globs where agents may write new modules; each is smoke-checked "
+        "([smoke]) before a trial uses it.",
+    )
+
+
+class SmokeSection(_Section):
+    input_shape: list[int] = Field(
+        default_factory=list, description="One example's shape, e.g. [1, 8, 8] (no batch)."
+    )
+    num_classes: int | None = Field(None, ge=1, description="Logits a generated model returns.")
+    batch: int = Field(4, ge=1, description="Batch size of the smoke check's random input.")
+    timeout_seconds: float = Field(120, gt=0, description="Limit of one module's check.")
 
 
 class RatchetSection(_Section):
@@ -289,6 +308,8 @@ class Config(_Section):
     trial: TrialSection
     ratchet: RatchetSection = RatchetSection()
     search: dict[str, Knob] = Field(default_factory=dict)
+    spec: dict[str, Knob] = Field(default_factory=dict)
+    smoke: SmokeSection = SmokeSection()
     budget: BudgetSection = BudgetSection()
     agents: AgentsSection = AgentsSection()
     executor: ExecutorSection = ExecutorSection()
@@ -300,7 +321,26 @@ class Config(_Section):
     def _consistent(self) -> Config:
         if self.tracking.trial_run and not self.tracking.enabled:
             raise ValueError("[tracking] trial_run = true needs [tracking] enabled = true")
+        if bool(self.trial.spec) != bool(self.spec):
+            raise ValueError(
+                '[trial] spec = "FILE" and its [spec.NAME] fields (low/high or choices, '
+                "default) go together: declare both or neither"
+            )
+        for name in self.spec:
+            if any(other.startswith(name + ".") for other in self.spec):
+                raise ValueError(f"[spec] {name!r} is both a field and a group of fields")
+        if self.trial.generated and not (self.smoke.input_shape and self.smoke.num_classes):
+            raise ValueError(
+                "[trial] generated needs [smoke] input_shape (e.g. [1, 8, 8]) and num_classes "
+                "to check a generated module before a trial uses it"
+            )
         return self
+
+    @property
+    def editable_files(self) -> list[str]:
+        """What agents may write: `[trial] editable`, the spec and the generated globs."""
+        spec = [self.trial.spec] if self.trial.spec else []
+        return [*self.trial.editable, *spec, *self.trial.generated]
 
     def defaults(self) -> dict[str, Any]:
         return {name: knob.default for name, knob in self.search.items()}

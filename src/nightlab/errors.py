@@ -14,6 +14,7 @@ USER_ERRORS = {
     "FinishUpError": 2,  # a finish-up request that cannot be honoured
     "ReportError": 2,  # a report the store cannot back
     "SandboxError": 2,  # the sandbox the lab asks for cannot run here
+    "SpecError": 2,  # the lab's training spec ([trial] spec) breaks its [spec] fields
     "NightError": 1,  # the night could not go on (e.g. the baseline failed)
 }
 

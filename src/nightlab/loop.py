@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from nightlab import fmt, protect, ratchet, repair, sandbox
+from nightlab import fmt, protect, ratchet, repair, sandbox, trainspec
 from nightlab.admit import admit
 from nightlab.agents import Worker, context, make_mentor, make_worker
 from nightlab.agents.decision import Decision
@@ -159,6 +159,7 @@ class Loop:
             resumed = base is not None
             if not resumed:  # a new night starts from the lab's working tree as it is now
                 base = self.ws.snapshot()
+                self._check_spec(base)  # before the night is recorded: the fix is a re-run
                 Store.set_meta(s, "base_commit", base)
                 Store.set_meta(s, "night_id", uuid.uuid4().hex)
                 Store.event(s, "snapshot", commit=base)
@@ -532,7 +533,7 @@ class Loop:
         return LabView(
             files=lambda: self.ws.files(base()),
             read=lambda p: self.ws.read(base(), p) if self.ws.exists(base(), p) else None,
-            editable=self.cfg.trial.editable,
+            editable=self.cfg.editable_files,
             leaderboard=lambda k: read.leaderboard(
                 self.store.path, self.cfg.objective.direction, k
             ),
@@ -586,9 +587,23 @@ class Loop:
                 self.stop_reason = f"the worker stopped the night: {decision.rationale}"
             self._waits += 1
             return False
-        self._start(decision, "trial", commit, seed=self.cfg.trial.seed, usage=usage)
+        trial = self._start(decision, "trial", commit, seed=self.cfg.trial.seed, usage=usage)
+        if gate.notes:
+            with self.store.tx() as s:
+                Store.event(s, "spec_normalized", trial_id=trial, notes=gate.notes)
+            self.report(f"trial {trial}: {'; '.join(gate.notes)}")
         self._waits = 0
         return True
+
+    def _check_spec(self, commit: str) -> None:
+        """The lab's own spec must run: fail now, not at the baseline."""
+        if self.cfg.trial.spec:
+            notes = trainspec.for_commit(self.cfg, self._reader(commit)).notes
+            if notes:
+                self.report(f"{self.cfg.trial.spec} as it runs: {'; '.join(notes)}")
+
+    def _reader(self, commit: str) -> Callable[[str], str | None]:
+        return lambda path: self.ws.read(commit, path) if self.ws.exists(commit, path) else None
 
     def _best(self) -> Best | None:
         """The current base; read once per recorded trial (the store is the truth)."""
@@ -644,6 +659,10 @@ class Loop:
         )  # fmt: skip
         if kind == "test":  # the one run that may read the held-out test split
             build.env["NIGHTLAB_TEST"] = "1"
+        if self.cfg.trial.spec:  # the normalised spec is what runs, and is recorded
+            ran = trainspec.for_commit(self.cfg, self._reader(commit))
+            (trial_dir / "spec.json").write_text(ran.text())
+            build.env["NIGHTLAB_SPEC"] = str(trial_dir / "spec.json")
         running = slurm.start(self.cfg, build) if self.slurm else local.start(build)
         self.journal.started(trial_id, trace, running, slot, tree)
         self.running[slot] = Active(running, trace, kind, tree)

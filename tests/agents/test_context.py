@@ -92,3 +92,20 @@ def test_the_context_stays_bounded_after_200_cycles(make_lab):
     print(f"prompt after 53 trials: {len(early)} chars, after 203: {len(late)} chars")
     assert len(late) < 8000, len(late)
     assert len(late) <= len(early) * 1.15, (len(early), len(late))
+
+
+def test_the_prompt_names_the_spec_fields_and_the_generated_module_rules(make_lab):
+    extra = (
+        'spec = "spec.json"\ngenerated = ["generated/model_*.py"]\n\n'
+        "[spec.lr]\nlow = 0.001\nhigh = 1.0\nlog = true\ndefault = 0.1\n\n"
+        '[spec."optim.name"]\nchoices = ["adam", "sgd"]\ndefault = "adam"\n\n'
+        "[smoke]\ninput_shape = [1, 8, 8]\nnum_classes = 10\n"
+    )
+    lab = make_lab(decisions=[], trial_extra=extra, max_trials=1)
+    (lab / "spec.json").write_text('{"lr": 0.1}\n')
+    Lab(lab).run(report=lambda line: None)
+    text, _ = prompt(lab)
+    assert "- lr: float in [0.001, 1.0] (log scale) (default 0.1)" in text
+    assert "- optim.name: one of ['adam', 'sgd'] (default 'adam')" in text
+    assert "# Files you may edit\ntrain.py, spec.json, generated/model_*.py" in text
+    assert "build(num_classes) -> torch.nn.Module" in text

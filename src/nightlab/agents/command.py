@@ -116,7 +116,7 @@ class CommandWorker:
             "decision_file": str(work / DECISION_FILE),
             "workdir": str(work),
         }
-        files = [p for p in sorted(base) if editable(p, self.cfg.trial.editable)]
+        files = [p for p in sorted(base) if editable(p, self.cfg.editable_files)]
         argv = [
             arg
             for item in self.agent.argv

@@ -58,22 +58,29 @@ def gather(
         budget.append(f"{trials_left} trial(s) left")
     if deadline:
         budget.append(f"{(deadline - time.time()) / 60:.0f} minute(s) left")
-    knobs = [
-        f"- {name}: "
-        + (
-            f"one of {k.choices}"
-            if k.choices is not None
-            else f"{k.kind} in [{k.low}, {k.high}]" + (" (log scale)" if k.log else "")
-        )
-        for name, k in cfg.search.items()
-    ]
+    def clamps(knobs: dict[str, Any]) -> list[str]:
+        return [
+            f"- {name}: "
+            + (
+                f"one of {k.choices}"
+                if k.choices is not None
+                else f"{k.kind} in [{k.low}, {k.high}]" + (" (log scale)" if k.log else "")
+            )
+            + f" (default {k.default!r})"
+            for name, k in knobs.items()
+        ]
+
+    knobs = clamps(cfg.search)
+    spec = [f"{cfg.trial.spec} (JSON; nested objects by dotted names):", *clamps(cfg.spec)]
     return {
         "brief": (lab / cfg.lab.brief).read_text(),
         "baseline": base,
         "threshold": ratchet.threshold(cfg, sigma),
         "budget": ", ".join(budget) or "no limit",
         "knobs": knobs,
-        "editable": cfg.trial.editable,
+        "editable": cfg.editable_files,
+        "spec": spec if cfg.trial.spec else [],
+        "generated": cfg.trial.generated,
         "leaderboard": read.leaderboard(db, cfg.objective.direction, 5),
         "last": last,
         "in_flight": in_flight,
@@ -114,6 +121,18 @@ def render(ctx: dict[str, Any]) -> str:
         out.append("\n# Parameters you may set (the clamps)\n" + "\n".join(ctx["knobs"]))
     if ctx.get("editable"):
         out.append(f"\n# Files you may edit\n{', '.join(ctx['editable'])}")
+    if ctx.get("spec"):
+        out.append(
+            "\n# Training spec fields (out-of-range values are clamped; unknown fields "
+            "rejected)\n" + "\n".join(ctx["spec"])
+        )
+    if ctx.get("generated"):
+        out.append(
+            f"\n# New modules you may write: {', '.join(ctx['generated'])}\n"
+            "Each is smoke-checked before use: aug_*.py defines build() -> callable mapping a "
+            "float tensor batch to the same shape (never ToTensor); model_*.py defines "
+            "build(num_classes) -> torch.nn.Module returning [batch, num_classes] logits."
+        )
     board = ctx.get("leaderboard") or []
     if board:
         out.append("\n# Leaderboard (top)")

@@ -21,6 +21,7 @@ class GateResult:
     accepted: bool
     reasons: list[str] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)  # new content of edited files
+    notes: list[str] = field(default_factory=list)  # what admission changed (spec clamps)
 
 
 def editable(path: str, patterns: list[str]) -> bool:
@@ -52,8 +53,8 @@ def check(decision: Decision, cfg: Config, read: Callable[[str], str | None]) ->
     if decision.action == "run":
         reasons += cfg.param_violations(decision.params)
         for edit in decision.edits:
-            if not editable(edit.file, cfg.trial.editable):
-                reasons.append(f"{edit.file!r} is not editable (allowed: {cfg.trial.editable})")
+            if not editable(edit.file, cfg.editable_files):
+                reasons.append(f"{edit.file!r} is not editable (allowed: {cfg.editable_files})")
                 continue
             current = files.get(edit.file)
             if current is None:

@@ -1,0 +1,73 @@
+"""Generated modules (`[trial] generated`): a module an agent writes is smoke-checked in a
+subprocess before any trial uses it (see smoke.py for what each kind must do).
+
+The check runs the code to be run, exported from its commit into a scratch folder, with
+the training Python (`[repair] python`, default nightlab's), in the trial sandbox, under
+`[smoke] timeout_seconds`; a module that fails is rejected with its error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from nightlab import sandbox, smoke
+from nightlab.agents.gate import editable
+from nightlab.config import Config
+from nightlab.redact import scrub_env
+from nightlab.trials.workspace import Workspace
+
+
+def written(cfg: Config, files: list[str]) -> list[str]:
+    """The files among `files` that are generated modules."""
+    return [f for f in files if editable(f, cfg.trial.generated)]
+
+
+def vet(cfg: Config, lab: Path, ws: Workspace, commit: str, files: list[str]) -> list[str]:
+    """Smoke-check each generated module in `files` at `commit`; the reasons to reject
+    (empty when all pass)."""
+    modules = written(cfg, files)
+    if not modules:
+        return []
+    state = lab / ".nightlab"
+    scratch = Path(tempfile.mkdtemp(prefix="smoke-", dir=state if state.is_dir() else None))
+    try:
+        ws.export(commit, scratch)
+        return [r for m in modules if (r := _check(cfg, lab, scratch, m))]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _check(cfg: Config, lab: Path, workdir: Path, module: str) -> str | None:
+    kind = smoke.kind_of(module)
+    opts = {
+        "batch": cfg.smoke.batch,
+        "input_shape": cfg.smoke.input_shape,
+        "num_classes": cfg.smoke.num_classes,
+    }
+    python = cfg.repair.python or sys.executable
+    argv = [python, str(Path(smoke.__file__)), kind, module, json.dumps(opts)]
+    also = (cfg.agents.api_key_env,) if cfg.agents.api_key_env else ()
+    env = {**scrub_env(os.environ, cfg.trial.pass_env, also), "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.Popen(
+        [*sandbox.prefix(cfg, lab), *argv], cwd=workdir, env=env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        _, err = proc.communicate(timeout=cfg.smoke.timeout_seconds)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        why = f"it ran past {cfg.smoke.timeout_seconds:g} s ([smoke] timeout_seconds)"
+        return f"generated module {module} failed its smoke check ({kind}): {why}"
+    if proc.returncode == 0:
+        return None
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    why = lines[-1] if lines else f"the check exited with {proc.returncode} and said nothing"
+    return f"generated module {module} failed its smoke check ({kind}): {why}"

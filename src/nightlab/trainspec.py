@@ -1,0 +1,137 @@
+"""Spec trials (`[trial] spec`): a JSON training spec that workers may edit.
+
+Before a spec runs, nightlab normalises it against the `[spec.*]` fields (the same knob
+declarations as `[search]`): a missing field takes its default, a number takes its field's
+type (5.0 → 5 for an int field; a numeric string becomes a number), an out-of-range value
+is clamped to the range and reported. An unknown field, a value of the wrong kind, or a
+choice that is not offered is an error: the spec is rejected with the reason. Nested
+objects are addressed by dotted names (`[spec."optim.lr"]` is `{"optim": {"lr": …}}`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from nightlab.config import Config, Knob
+
+
+class SpecError(Exception):
+    """The lab's own training spec cannot run; the message names the field and the fix."""
+
+
+@dataclass
+class Normalized:
+    spec: dict[str, Any]
+    notes: list[str] = field(default_factory=list)  # clamps and defaults applied
+    errors: list[str] = field(default_factory=list)  # reasons to reject the spec
+
+    def text(self) -> str:
+        return json.dumps(self.spec, indent=2) + "\n"
+
+
+def normalize_text(cfg: Config, text: str) -> Normalized:
+    """Parse and normalise the spec file's content (see the module docstring)."""
+    name = cfg.trial.spec
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return Normalized({}, errors=[f"{name} is not valid JSON: {exc}"])
+    if not isinstance(raw, dict):
+        return Normalized({}, errors=[f"{name} must hold a JSON object, not {type(raw).__name__}"])
+    return normalize(cfg.spec, raw, name or "spec")
+
+
+def normalize(fields: dict[str, Knob], raw: dict[str, Any], name: str = "spec") -> Normalized:
+    flat = _flatten(raw)
+    out = Normalized({})
+    for key in flat:
+        if key not in fields:
+            out.errors.append(
+                f"{name}: unknown field {key!r} (declared: {', '.join(sorted(fields))}; "
+                f'add [spec."{key}"] to nightlab.toml to allow it)'
+            )
+    values: dict[str, Any] = {}
+    for key, knob in fields.items():
+        if key not in flat:
+            values[key] = knob.default
+            out.notes.append(f"{key} missing: default {knob.default!r}")
+            continue
+        value, note, error = _coerce(knob, flat[key])
+        if error:
+            out.errors.append(f"{name}: {key}: {error}")
+        else:
+            values[key] = value
+            if note:
+                out.notes.append(f"{key}: {note}")
+    if not out.errors:
+        out.spec = _unflatten(values)
+    return out
+
+
+def _coerce(knob: Knob, value: Any) -> tuple[Any, str | None, str | None]:
+    """(value, note, error) for one field."""
+    if knob.kind == "categorical":
+        if knob.violation(value) is None:
+            return value, None, None
+        return None, None, f"{value!r} is not one of {knob.choices}"
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None, None, f"{value!r} is not a number"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None, None, f"{value!r} is not a number"
+    if not math.isfinite(value):
+        return None, None, f"{value!r} is not a finite number"
+    note = None
+    if knob.kind == "int" and value != round(value):
+        note = f"{value!r} rounded to {round(value)} (an integer field)"
+    value = int(round(value)) if knob.kind == "int" else float(value)
+    low, high = knob.low, knob.high
+    assert low is not None and high is not None  # a numeric knob has a range
+    if value < low or value > high:
+        clamped = low if value < low else high
+        clamped = int(clamped) if knob.kind == "int" else float(clamped)
+        note = f"{value!r} clamped to {clamped!r} (range {low}..{high})"
+        value = clamped
+    return value, note, None
+
+
+def _flatten(obj: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in obj.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for dotted, value in flat.items():
+        *parents, leaf = dotted.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def for_commit(cfg: Config, read: Callable[[str], str | None]) -> Normalized:
+    """The normalised spec of the code at a commit (`read(path)` gives a file's content
+    there, None when it is missing); raises SpecError when it cannot run."""
+    name = cfg.trial.spec
+    assert name is not None
+    text = read(name)
+    if text is None:
+        raise SpecError(f'[trial] spec = "{name}" but the lab has no {name}: create it')
+    normalized = normalize_text(cfg, text)
+    if normalized.errors:
+        raise SpecError("; ".join(normalized.errors))
+    return normalized
