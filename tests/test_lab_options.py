@@ -143,3 +143,54 @@ def test_the_night_stops_at_its_time_budget(make_lab, monkeypatch):
     final = Lab(lab).run(hours=2 / 3600, report=lambda line: None)
     assert final["end_reason"] == "time budget reached"
     assert 3 <= final["trials"]["total"] < 12
+
+
+HYDRA_APP = """
+import hydra
+
+@hydra.main(config_path="conf", config_name="config", version_base=None)
+def main(cfg):
+    print(f"width={cfg.model.width} optim={cfg.optim.name}", flush=True)
+    bonus = 1.0 if cfg.optim.name == "sgd" else 0.0
+    print(f"score={cfg.model.width / 64 + bonus}", flush=True)
+
+main()
+"""
+
+# boost, sleep and mode are the test lab's own knobs: every knob is an override
+HYDRA_CONF = """
+model:
+  width: 16
+optim:
+  name: adam
+  lr: 0.01
+boost: 0.0
+sleep: 0.0
+mode: ok
+"""
+
+
+def test_an_unchanged_hydra_project_gets_its_knobs_by_dotted_path(make_lab):
+    """A user's own @hydra.main app, untouched: knobs named model.width, optim.name."""
+    knobs = (
+        'params = "hydra"\n\n[search."model.width"]\nchoices = [16, 32, 64]\ndefault = 16\n\n'
+        '[search."optim.name"]\nchoices = ["adam", "sgd"]\ndefault = "adam"\n'
+    )
+    decisions = [
+        {"action": "run", "rationale": "a wider model and plain SGD",
+         "params": {"model.width": 64, "optim.name": "sgd"}},
+    ]  # fmt: skip
+    lab = make_lab(decisions=decisions, trial_extra=knobs, max_trials=5)
+    (lab / "train.py").write_text(HYDRA_APP)
+    (lab / "conf").mkdir()
+    (lab / "conf" / "config.yaml").write_text(HYDRA_CONF)
+    Lab(lab).run(report=lambda line: None)
+    rows = trials(lab)
+    assert [r["status"] for r in rows] == ["succeeded"] * 4
+    assert rows[0]["objective"] == pytest.approx(0.25)  # the yaml's own defaults
+    last = rows[-1]
+    assert last["objective"] == pytest.approx(2.0) and last["verdict"] == "kept"
+    out = (lab / ".nightlab" / "trials" / str(last["id"]) / "stdout.log").read_text()
+    assert "width=64 optim=sgd" in out
+    assert (lab / "train.py").read_text() == HYDRA_APP  # nothing in the project changed
+    assert not (lab / "outputs").exists()  # hydra's run folders stay out of the lab

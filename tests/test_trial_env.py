@@ -90,3 +90,18 @@ def test_shared_data_reaches_the_trial_and_is_fingerprinted(make_lab):
     Lab(lab).run(max_trials=4, report=lambda line: None)
     env = json.loads((lab / ".nightlab" / "trials" / "4" / "env.json").read_text())
     assert env["data"]["data"] != first
+
+
+@pytest.mark.parametrize(
+    "value",
+    [64, 3e-3, 1e-05, -2, 0.0, True, False, None, "adam", "resnet18", "a.b/c-d", "3", "1e-3",
+     "true", "null", "with space", "a,b", "it's", "x=y", "${oc.env:HOME}", [1, 2], ["a", "b c"]],
+)  # fmt: skip
+def test_hydra_overrides_read_back_as_the_same_value(value):
+    """What nightlab appends is parsed by Hydra's own grammar into the value it meant."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    (override,) = spec.hydra_overrides({"model.opt": value})
+    parsed = OverridesParser.create().parse_overrides([override])[0]
+    assert parsed.key_or_group == "model.opt"
+    assert parsed.value() == value and type(parsed.value()) is type(value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -29,6 +30,34 @@ def detect_gpus() -> list[str]:
     except (OSError, subprocess.TimeoutExpired):
         return []
     return [str(i) for i, line in enumerate(out.stdout.splitlines()) if line.startswith("GPU ")]
+
+
+_HYDRA_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_./-]*")
+_HYDRA_WORDS = {"true", "false", "null", "nan", "inf", "-inf"}
+
+
+def hydra_value(value: Any) -> str:
+    """`value` in Hydra's override grammar: numbers and bools as such, strings quoted
+    unless they are a plain word Hydra would read back as the same string."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(hydra_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{hydra_value(v)}" for k, v in value.items()) + "}"
+    text = str(value)
+    if _HYDRA_PLAIN.fullmatch(text) and text.lower() not in _HYDRA_WORDS:
+        return text
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def hydra_overrides(params: dict[str, Any]) -> list[str]:
+    """`[trial] params = "hydra"`: one `dotted.key=value` override per parameter."""
+    return [f"{key}={hydra_value(value)}" for key, value in params.items()]
 
 
 def build(
@@ -65,7 +94,7 @@ def build(
     )
     command = cfg.trial.command
     if cfg.trial.params == "hydra":
-        command += "".join(f" {shlex.quote(f'{k}={v}')}" for k, v in params.items())
+        command += "".join(f" {shlex.quote(o)}" for o in hydra_overrides(params))
     elif cfg.trial.params == "env":
         env.update({f"NIGHTLAB_PARAM_{k.upper()}": str(v) for k, v in params.items()})
     if mlflow:
