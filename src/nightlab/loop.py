@@ -796,11 +796,17 @@ class Loop:
     def _rewrite_results(self) -> None:
         """result.json is written just after a trial's outcome is committed: a loop killed
         in between leaves none, so a new loop writes it again from the store."""
+        with read.connect(self.store.path) as conn:  # ids only: 10k trials, one stat each
+            settled = conn.execute("SELECT id FROM trials WHERE status != 'running'").fetchall()
+        trials = self.state / "trials"
+        missing = [i for (i,) in settled if not (trials / str(i) / "result.json").is_file()]
+        if not missing:
+            return
         traces = self.journal.traces()
-        for row in self.store.trials(Trial.status != "running"):
-            trial_dir = self.state / "trials" / str(row.id)
-            if not (trial_dir / "result.json").is_file():
-                folder.write_json(trial_dir / "result.json", row.record(traces.get(row.cycle_id)))
+        for row in self.store.trials(Trial.id.in_(missing)):
+            folder.write_json(
+                trials / str(row.id) / "result.json", row.record(traces.get(row.cycle_id))
+            )
 
     def _reconcile(self) -> None:
         """Trials a dead loop left `running`: watch the live ones, settle the rest."""
