@@ -351,6 +351,10 @@ KillWait=5
 InactiveLimit=0
 MinJobAge=300
 Waittime=0
+# Preemption by QOS, off until a QOS is given \`Preempt=...\` (tests/slurm do, with sacctmgr):
+# a preempted job is requeued (PreemptMode=REQUEUE; a QOS may say CANCEL instead)
+PreemptType=preempt/qos
+PreemptMode=REQUEUE
 NodeName=localhost NodeAddr=127.0.0.1 $hw State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=1-00:00:00 State=UP
 PartitionName=long Nodes=localhost Default=NO MaxTime=INFINITE State=UP

@@ -6,13 +6,27 @@ metrics as they are printed, its budget, hangs and divergence. Slurm's own time 
 the budget plus a minute, a backstop. submitit's files (the sbatch script, its logs, the
 pickled call) live in the trial's folder under `slurm/`. The job id is recorded as an event,
 so a restarted loop re-attaches to jobs still queued or running.
+
+A job lost to its node (NODE_FAIL) or to a job of higher priority (PREEMPTED) is requeued once,
+under the same job id: jobs are submitted with `--requeue`, so Slurm usually requeues them
+itself; one that ended lost without being requeued (PreemptMode=CANCEL) is requeued by
+nightlab with `scontrol requeue`. The requeue is a `trial_requeued` event (`events`, drained
+by the loop into the store). Any second restart of the same job (lost again, or requeued by
+hand) ends the trial as killed: the job is cancelled. The count comes from Slurm's own
+records (sacct, `scontrol show job`'s Restarts), and `slurm/requeues.json` in the trial
+folder keeps what nightlab already recorded, so a restarted loop neither forgets nor repeats.
+See SlurmTrial for the budget of a requeued run and what is kept of the lost one.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import re
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +34,16 @@ from nightlab.config import Config
 from nightlab.trials.local import TrialSpec, conclude, limit_broken, sandboxed_wrapper
 from nightlab.trials.metrics import MetricReader
 
-STATE_EVERY_S = 1.0  # ask Slurm (squeue/sacct, through submitit) at most this often
+STATE_EVERY_S = 1.0  # ask Slurm (sacct) at most this often
 ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED",
          "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}  # fmt: skip
+LOST = {"NODE_FAIL", "PREEMPTED"}  # the job's fault: none; requeued once
+REQUEUED = {"REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD"}  # an attempt ended, the job queued again
+WAITING = {"PENDING", "CONFIGURING", *REQUEUED}  # not running (yet): no output to expect
+MAX_REQUEUES = 1
+SIGNAL_WAIT_S = 30.0  # a signal exit status: wait this long for Slurm to say what happened
+REQUEUES = "slurm/requeues.json"  # in the trial folder: the requeues nightlab has recorded
+LOGS = ("stdout.log", "stderr.log", "metrics.jsonl")  # what the metric reader follows
 
 
 class SlurmError(Exception):
@@ -37,6 +58,7 @@ class Command:
         self.cwd, self.env, self.trial_dir = str(spec.workdir), dict(spec.env), spec.trial_dir
 
     def __call__(self) -> int:
+        self._new_attempt()
         env = {**self.env, "NIGHTLAB_TRIAL_DIR": str(self.trial_dir)}
         with (
             open(self.trial_dir / "stdout.log", "ab") as out,
@@ -47,6 +69,27 @@ class Command:
                 stdin=subprocess.DEVNULL,
             )  # fmt: skip
             return done.returncode
+
+    def _new_attempt(self) -> None:
+        """A run of the job starts: the exit status and pid of an earlier run (one that Slurm
+        requeued) must not pass for this one's; its torn last lines are ended."""
+        for name in ("exit_code", "pid"):
+            (self.trial_dir / name).unlink(missing_ok=True)
+        restarts = os.environ.get("SLURM_RESTART_COUNT", "0")
+        if restarts in ("", "0"):
+            return
+        job = os.environ.get("SLURM_JOB_ID", "?")
+        for name in LOGS:
+            path = self.trial_dir / name
+            if path.is_file() and path.stat().st_size:
+                with path.open("rb+") as fh:
+                    fh.seek(-1, os.SEEK_END)
+                    if fh.read(1) != b"\n":
+                        fh.write(b"\n")
+            if name != "metrics.jsonl":
+                with path.open("a") as fh:
+                    fh.write(f"[nightlab] Slurm restarted job {job} (restart {restarts}), "
+                             "the run starts over\n")  # fmt: skip
 
 
 def executor(cfg: Config, folder: Path) -> Any:
@@ -65,8 +108,10 @@ def executor(cfg: Config, folder: Path) -> Any:
                 "gpus_per_node": ex.gpus_per_trial or None,
                 "setup": list(ex.setup) or None}  # fmt: skip
     params.update({k: v for k, v in optional.items() if v is not None})
-    if ex.extra_sbatch:
-        params["additional_parameters"] = _extra(ex.extra_sbatch)
+    extra = _extra(ex.extra_sbatch or [])
+    if "no_requeue" not in extra:  # requeued by Slurm when lost, even where JobRequeue=0
+        extra = {"requeue": True, **extra}
+    params["additional_parameters"] = extra
     slurm = submitit.SlurmExecutor(folder=folder)
     slurm.update_parameters(**params)
     return slurm
@@ -82,15 +127,34 @@ def start(cfg: Config, spec: TrialSpec) -> SlurmTrial:
 
 
 def attach(spec: TrialSpec, job_id: str, started_at: float) -> SlurmTrial | None:
-    """Re-attach to a job a dead loop submitted; None when it has already ended."""
+    """Re-attach to a job a dead loop submitted; None when it has already ended (unless it
+    ended lost and is requeued now, or nightlab has a verdict on it: lost a second time)."""
     from submitit.slurm.slurm import SlurmJob
 
     trial = SlurmTrial(spec, SlurmJob(spec.trial_dir / "slurm", job_id), started_at)
-    return None if trial.state(force=True) in ENDED else trial
+    ended = trial.state(force=True) in ENDED
+    return None if ended and trial._kill is None else trial
+
+
+@dataclass
+class Attempt:
+    """One run of the job, as sacct keeps it (its start in seconds since the epoch, or None)."""
+
+    state: str
+    start: float | None
 
 
 class SlurmTrial:
-    """A trial running as a Slurm job; the loop's watcher interface (poll, kill)."""
+    """A trial running as a Slurm job; the loop's watcher interface (poll, kill, events).
+
+    After a requeue the budget clock starts afresh: `started_at` is the moment the requeued
+    run starts on a node (sacct's Start), so the lost run's time is not charged to it. While
+    it waits in the queue, the clock runs from the requeue, or from the time Slurm makes it
+    eligible (Slurm holds a requeued job back ~2 minutes), whichever is later: a job that never
+    gets a node again times out instead of holding its slot forever; and nothing counts as a
+    hang while the job is not running. The lost run's output stays in the logs, but only the
+    requeued run's metrics count (the reader starts where the logs ended at the requeue).
+    """
 
     pid = None  # no local process: nothing to signal or wait for here
     pidfd = None
@@ -99,43 +163,112 @@ class SlurmTrial:
     def __init__(self, spec: TrialSpec, job: Any, started_at: float) -> None:
         self.spec, self.job, self.started_at = spec, job, started_at
         self.job_id = str(job.job_id)
-        self.reader = MetricReader(spec.trial_dir, spec.metric)
+        self.events: list[dict[str, Any]] = []  # drained by the loop into the store
         self.last_output = time.time()
         self._kill: tuple[str, str] | None = None
         self._state, self._asked = "PENDING", 0.0
+        self._signalled: float | None = None  # when a signal exit status was first seen
+        done = _read_requeues(spec.trial_dir)  # recorded by an earlier loop
+        self.requeues = len(done)
+        self._restarted = not done  # the requeued run's start is known (no requeue: moot)
+        self.reader = _reader(spec, done[-1]["offsets"] if done else None)
+        if done:
+            self.started_at = max(started_at, done[-1]["clock"])
 
     def state(self, force: bool = False) -> str:
-        """The job's Slurm state (refreshed at most every STATE_EVERY_S)."""
+        """The job's Slurm state (refreshed at most every STATE_EVERY_S); a lost job is
+        requeued here, once, and a second loss sets the verdict."""
         now = time.time()
         if force or now - self._asked >= STATE_EVERY_S:
             self._asked = now
-            try:
-                info = self.job.get_info(mode="force")
-                self._state = (info.get("State") or self._state).split()[0]
-            except Exception:
-                pass  # squeue/sacct hiccup: keep the last state, ask again later
+            attempts = _sacct(self.job_id)
+            if attempts:  # [] or None: sacct hiccup, or not accounted yet: ask again later
+                self._follow(attempts, now)
         return self._state
+
+    def _follow(self, attempts: list[Attempt], now: float) -> None:
+        state = attempts[-1].state
+        restarts = len(attempts) - 1 + (state in REQUEUED)
+        causes, by = [a.state for a in attempts], "slurm"
+        if state in LOST:  # ended lost, or requeued by Slurm and sacct does not say so yet
+            live = _scontrol(self.job_id)
+            if live and live["JobState"] not in ENDED:
+                state, restarts = live["JobState"], max(restarts, int(live["Restarts"]))
+            elif self._kill is None and self.requeues >= MAX_REQUEUES:
+                self._kill = ("killed", f"slurm: job {self.job_id} ended {state} again after "
+                              "it was requeued once already: not requeued again")  # fmt: skip
+            elif self._kill is None:
+                if error := _requeue(self.job_id):
+                    self._kill = ("killed", f"slurm: job {self.job_id} ended {state} and "
+                                  f"could not be requeued: {error}")  # fmt: skip
+                else:
+                    state, restarts, by = "REQUEUED", restarts + 1, "nightlab"
+        # the run going on now, if sacct has it (not while a requeued job has no record yet)
+        current = attempts[restarts] if restarts < len(attempts) else None
+        while self.requeues < restarts and self._kill is None:
+            cause = causes[self.requeues] if self.requeues < len(causes) else "REQUEUED"
+            if self.requeues >= MAX_REQUEUES:
+                self.kill("killed", f"slurm: job {self.job_id} was requeued again ({cause}) "
+                          "after it was requeued once already: not run a third time")  # fmt: skip
+            else:
+                self._requeued(cause, by, current, now)
+        if not self._restarted and current and current.state not in WAITING:
+            self._restarted = True  # the requeued run started: its own, fresh budget clock
+            self.started_at = current.start or now
+            self.last_output = max(self.last_output, self.started_at)
+        self._state = state
+
+    def _requeued(self, cause: str, by: str, current: Attempt | None, now: float) -> None:
+        """Record a requeue: an event, the file a restarted loop reads, a fresh watch."""
+        self.requeues += 1
+        self._restarted = False
+        eligible = _epoch((_scontrol(self.job_id) or {}).get("EligibleTime"))
+        self.started_at = max(now, eligible or now)
+        self.last_output = now
+        started = current.start if current and current.state not in WAITING else None
+        for name in ("exit_code", "pid"):  # the lost run's, unless the requeued run (which
+            path = self.spec.trial_dir / name  # deletes them first) already wrote its own
+            if started is None or _mtime(path) < started:
+                path.unlink(missing_ok=True)
+        offsets = {name: _size(self.spec.trial_dir / name) for name in LOGS}
+        self.reader = _reader(self.spec, offsets)
+        done = _read_requeues(self.spec.trial_dir)
+        done.append({"at": now, "after": cause, "by": by, "clock": self.started_at,
+                     "offsets": offsets})  # fmt: skip
+        _write_requeues(self.spec.trial_dir, done)
+        self.events.append({
+            "kind": "trial_requeued", "job_id": self.job_id, "after": cause, "by": by,
+            "requeue": self.requeues, "eligible_at": eligible,
+            "message": f"Slurm job {self.job_id} lost its run ({cause}) and was requeued by "
+                       f"{by}: it starts over with a fresh budget; a second loss ends it",
+        })  # fmt: skip
 
     def poll(self, now: float | None = None) -> Any:
         now = now or time.time()
+        state = self.state()
         new = self.reader.read()
-        if self.reader.grew:
+        if self.reader.grew or state in WAITING:
             self.last_output = now
         code = _exit_code(self.spec.trial_dir)  # written by the wrapper as its last act
-        state = self.state()
+        if code is not None and (code < 0 or code >= 128) and self._kill is None:
+            state = self.state(force=True)  # killed by a signal: was it Slurm's doing?
+            code = _exit_code(self.spec.trial_dir)  # gone if the job was requeued meanwhile
+            if code is not None and state not in ENDED:
+                self._signalled = self._signalled or now
+                if now - self._signalled < SIGNAL_WAIT_S:
+                    return None  # the job ends or is requeued in a moment: Slurm will say
+            if code is not None and state in ENDED - {"COMPLETED", "FAILED"}:
+                self._kill = ("killed", f"slurm: job {self.job_id} ended {state}")
         if code is None and state not in ENDED:
             self._check_limits(now, new)
             return None
         self.reader.read(final=True)
-        if code is not None and (code < 0 or code >= 128) and self._kill is None:
-            state = self.state(force=True)  # killed by a signal: was it Slurm's doing?
-            if state in ENDED - {"COMPLETED", "FAILED"}:
-                self._kill = ("killed", f"slurm: job {self.job_id} ended {state}")
         if code is None:
             if self._kill is None:
                 verdict = "timeout" if state == "TIMEOUT" else "killed"
                 self._kill = (verdict, f"slurm: job {self.job_id} ended {state}")
-        return conclude(self.spec, self.reader, code, self._kill, now - self.started_at, None)
+        wall = max(0.0, now - self.started_at)  # 0: a requeued run ended before it started
+        return conclude(self.spec, self.reader, code, self._kill, wall, None)
 
     def _check_limits(self, now: float, new: list[dict]) -> None:
         if broken := limit_broken(self, now, new):
@@ -147,6 +280,93 @@ class SlurmTrial:
             self._kill = (status, reason)
             subprocess.run(["scancel", self.job_id], capture_output=True, timeout=30)
             self._asked = 0.0
+
+
+def _slurm(args: list[str]) -> subprocess.CompletedProcess | None:
+    """A Slurm client command, times as seconds since the epoch; None if it cannot run."""
+    env = {**os.environ, "SLURM_TIME_FORMAT": "%s"}
+    try:
+        return subprocess.run(args, capture_output=True, text=True, timeout=30, env=env)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def _sacct(job_id: str) -> list[Attempt] | None:
+    """Every run of the job, oldest first (sacct -D: a requeued job has one record per run)."""
+    out = _slurm(["sacct", "-n", "-X", "-D", "-P", "-j", job_id, "-o", "JobID,State,Start"])
+    if out is None or out.returncode != 0:
+        return None
+    rows = [line.split("|") for line in out.stdout.splitlines()]
+    return [
+        Attempt((row[1].split() or ["UNKNOWN"])[0], _epoch(row[2]))
+        for row in rows
+        if len(row) >= 3 and row[0] == job_id
+    ]
+
+
+def _scontrol(job_id: str) -> dict[str, str] | None:
+    """The controller's view of the job (JobState, Restarts, EligibleTime); None once it has
+    forgotten the job (MinJobAge after its end) or cannot be asked."""
+    out = _slurm(["scontrol", "-o", "show", "job", job_id])
+    if out is None or out.returncode != 0:
+        return None
+    found = dict(re.findall(r"\b(JobState|Restarts|EligibleTime)=(\S+)", out.stdout))
+    return found if {"JobState", "Restarts"} <= found.keys() else None
+
+
+def _requeue(job_id: str) -> str | None:
+    """`scontrol requeue` the job (same id, back in the queue); the error, if it failed."""
+    out = _slurm(["scontrol", "requeue", job_id])
+    if out is None:
+        return "scontrol could not be run"
+    if out.returncode != 0:
+        return (out.stderr or out.stdout).strip()[:300] or f"exit status {out.returncode}"
+    return None
+
+
+def _epoch(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None  # "Unknown", "None"
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _reader(spec: TrialSpec, offsets: dict[str, int] | None) -> MetricReader:
+    """A metric reader of the trial folder that skips what the logs held at `offsets`."""
+    reader = MetricReader(spec.trial_dir, spec.metric)
+    for tail in (*reader._text, reader._json):
+        tail.offset = (offsets or {}).get(tail.path.name, 0)
+    return reader
+
+
+def _read_requeues(trial_dir: Path) -> list[dict[str, Any]]:
+    try:
+        done = json.loads((trial_dir / REQUEUES).read_text())
+        return done if isinstance(done, list) else []
+    except (OSError, ValueError):
+        return []
+
+
+def _write_requeues(trial_dir: Path, done: list[dict[str, Any]]) -> None:
+    path = trial_dir / REQUEUES
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(done, indent=1))
+    tmp.replace(path)
 
 
 def _exit_code(trial_dir: Path) -> int | None:
