@@ -615,3 +615,45 @@ def test_a_night_retries_an_unsupported_model_with_its_fallback(make_lab) -> Non
         (6, 5),
     ]
     assert final["baseline"]["n"] == 3 and final["end_reason"] == "max_trials=6 reached"
+
+
+SLOW_PIP = "#!/bin/sh\nsleep 4\necho 'ERROR: no index here' >&2\nexit 1\n"
+
+IMPORTS_ON_CRASH = """
+import json, os, time
+p = json.load(open(os.environ["NIGHTLAB_PARAMS"]))
+if p["mode"] == "crash":
+    import nightlab_nope_mod  # fails: auto-repair tries to install it
+if p["mode"] == "hang":
+    time.sleep(600)
+print(f"score={1.0 + 0.01 * ((int(os.environ['NIGHTLAB_SEED']) * 7) % 3 - 1)}", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_slow_repair_leaves_the_other_slots_watched(tmp_path, make_lab) -> None:
+    """pip takes 4 s for one failed trial; the trial hanging in the other slot is still cut
+    at its 1 s budget (a repair on the loop's thread would hold it ~4 s)."""
+    slow = tmp_path / "slow-python"
+    slow.write_text(SLOW_PIP)
+    slow.chmod(0o755)
+    decisions = [
+        {"action": "run", "rationale": "a module the lab lacks", "params": {"mode": "crash"}},
+        {"action": "run", "rationale": "a trial that hangs", "params": {"mode": "hang"}},
+    ]
+    lab = make_lab(decisions=decisions, max_trials=5, budget=1)
+    (lab / "train.py").write_text(IMPORTS_ON_CRASH)
+    with (lab / "nightlab.toml").open("a") as fh:
+        fh.write(f'\n[executor]\nslots = 2\n\n[repair]\npython = "{slow}"\n'
+                 'module_package_map = {nightlab_nope_mod = "nightlab-nope-mod"}\n')  # fmt: skip
+    Lab(lab).run(report=lambda line: None)
+
+    trials = rows(lab, "SELECT id, status, wall_s, params FROM trials WHERE kind='trial' "
+                       "ORDER BY id")  # fmt: skip
+    by_mode = {json.loads(t["params"])["mode"]: t for t in trials}
+    assert by_mode["crash"]["status"] == "failed"
+    assert by_mode["hang"]["status"] == "timeout"
+    assert by_mode["hang"]["wall_s"] < 2.5, by_mode["hang"]["wall_s"]
+    events = rows(lab, "SELECT trial_id, data FROM events WHERE kind='auto_repair'")
+    assert [e["trial_id"] for e in events] == [by_mode["crash"]["id"]]
+    assert json.loads(events[0]["data"])["ok"] is False  # the install failed, and says so

@@ -9,6 +9,7 @@ running are watched to their end (or recorded as killed) and the night carries o
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import sys
 import threading
@@ -108,6 +109,10 @@ class Loop:
         self._finish_request = finish  # from `run --finishup-minutes`: stored at start
         self.report_top_k: int | None = None  # set by finish-up: the report is due
         self._retries: list[tuple[Trial, repair.Retry]] = []  # repaired, waiting for a slot
+        # auto-repair (pip, git) runs on its own thread, one at a time: slots stay watched
+        self._repairing: set[int] = set()
+        self._repaired: queue.SimpleQueue[tuple[Trial, Any, list]] = queue.SimpleQueue()
+        self._repair_lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
     def run(self) -> dict[str, Any]:
@@ -308,6 +313,7 @@ class Loop:
         while True:
             for slot in list(self.running):
                 self._poll(slot)
+            self._collect_repairs()
             if self.stop_now:
                 self._kill_all(f"{local.INTERRUPTED}: stopped by the user", wait=False)
                 self.stop_reason = self.stop_reason or "stopped now by the user"
@@ -317,7 +323,7 @@ class Loop:
             if free and not self.stop_reason:
                 self._check_limits()
             if self.stop_reason:
-                if not self.running:
+                if not self.running and (not self._repairing or self.stop_now):
                     return "stopped" if self._graceful.is_set() or self.stop_now else "finished"
             elif free and time.time() >= self._next_ask:
                 while len(self.running) < self.slots and not self.stop_reason:
@@ -366,6 +372,7 @@ class Loop:
             self.max_trials is not None
             and self._trials_total >= self.max_trials
             and not self._retries  # a repaired trial still runs in its failure's place
+            and not self._repairing
         ):
             return f"max_trials={self.max_trials} reached"
         budget = self.cfg.budget
@@ -383,6 +390,8 @@ class Loop:
         if self._retries:
             self._start_retry()
             return True
+        if self._repairing and not self._baseline_done:
+            return None  # a baseline being repaired runs again before the next repeat
         if self.finisher.active():
             step = self.finisher.step()
             if step != EXPLORE:
@@ -771,15 +780,36 @@ class Loop:
         if not self.cfg.repair.enabled or self.journal.retry_links(row.id):
             return
 
-        def log(kind: str, **data: Any) -> None:
-            with self.store.tx() as s:
-                Store.event(s, kind, run_id=self.run_id, trial_id=row.id, **data)
+        events: list[tuple[str, dict[str, Any]]] = []  # stored by the loop's thread
 
-        retry = repair.recover(self.cfg, self.lab, self.state, row, out, log)
-        if retry is not None:  # recorded first: a loop that dies now still runs it later
-            log("repair_pending", params=retry.params, note=retry.note)
-            self._retries.append((row, retry))
-            self.report(f"auto-repair: {retry.note}; trial {row.id} runs again")
+        def work() -> None:
+            retry = None
+            try:
+                with self._repair_lock:  # one at a time: the ledger never installs twice
+                    retry = repair.recover(
+                        self.cfg, self.lab, self.state, row, out,
+                        lambda kind, **data: events.append((kind, data)),
+                    )  # fmt: skip
+            finally:
+                self._repaired.put((row, retry, events))
+
+        self._repairing.add(row.id)
+        threading.Thread(target=work, daemon=True, name=f"nightlab-repair-{row.id}").start()
+
+    def _collect_repairs(self) -> None:
+        """Store what finished repairs did; queue their retries."""
+        while not self._repaired.empty():
+            row, retry, events = self._repaired.get()
+            self._repairing.discard(row.id)
+            with self.store.tx() as s:
+                for kind, data in events:
+                    Store.event(s, kind, run_id=self.run_id, trial_id=row.id, **data)
+                if retry is not None:  # recorded first: a loop that dies now still runs it
+                    Store.event(s, "repair_pending", run_id=self.run_id, trial_id=row.id,
+                                params=retry.params, note=retry.note)  # fmt: skip
+            if retry is not None:
+                self._retries.append((row, retry))
+                self.report(f"auto-repair: {retry.note}; trial {row.id} runs again")
 
     def _start_retry(self) -> None:
         row, retry = self._retries.pop(0)
