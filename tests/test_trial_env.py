@@ -105,3 +105,16 @@ def test_hydra_overrides_read_back_as_the_same_value(value):
     parsed = OverridesParser.create().parse_overrides([override])[0]
     assert parsed.key_or_group == "model.opt"
     assert parsed.value() == value and type(parsed.value()) is type(value)
+
+
+def test_a_sandboxed_trial_gets_a_writable_matplotlib_cache(make_lab, monkeypatch):
+    """$HOME is read-only in the sandbox: matplotlib (imported by Lightning) would warn and
+    rebuild its font cache in every trial."""
+    monkeypatch.delenv("MPLCONFIGDIR", raising=False)
+    lab = make_lab()
+    cfg = load_config(lab)
+    env = spec.build(cfg, lab, lab / "t", 1, {}, 0, lab).env
+    assert env["MPLCONFIGDIR"] == str(lab / ".nightlab" / "cache" / "matplotlib")
+    assert Path(env["MPLCONFIGDIR"]).is_dir()
+    monkeypatch.setenv("MPLCONFIGDIR", "/somewhere/else")  # the user's own choice stands
+    assert spec.build(cfg, lab, lab / "t", 1, {}, 0, lab).env["MPLCONFIGDIR"] == "/somewhere/else"

@@ -72,7 +72,7 @@ def _guard(fn: Any, *args: Any, **kwargs: Any) -> Any:
 @app.command()
 def init(
     path: LabArg,
-    template: Annotated[str, typer.Option(help="digits | minimal")] = "minimal",
+    template: Annotated[str, typer.Option(help="digits | lightning-hydra | minimal")] = "minimal",
 ) -> None:
     """Create a lab folder from a template (a git repo, train.py, IDEA.md, nightlab.toml)."""
     from nightlab.templates import create

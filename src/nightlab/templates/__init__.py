@@ -1,4 +1,5 @@
-"""Lab templates for `nightlab init`: `minimal` (pure Python) and `digits` (PyTorch)."""
+"""Lab templates for `nightlab init`: `minimal` (pure Python), `digits` (PyTorch) and
+`lightning-hydra` (the digits task with PyTorch Lightning + hydra-zen)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 HERE = Path(__file__).parent
-SKIP = shutil.ignore_patterns(".nightlab", "__pycache__", "*.pyc")
+SKIP = shutil.ignore_patterns(".nightlab", "__pycache__", "*.pyc", "outputs")
 
 
 def names() -> list[str]:

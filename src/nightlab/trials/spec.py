@@ -92,6 +92,11 @@ def build(
         NIGHTLAB_SEED=str(seed),
         NIGHTLAB_LAB_DIR=str(lab),
     )
+    prefix = sandbox.prefix(cfg, lab)
+    if prefix and "MPLCONFIGDIR" not in env:  # $HOME is read-only in the sandbox; matplotlib
+        cache = lab / ".nightlab" / "cache" / "matplotlib"  # (torchmetrics, Lightning) would
+        cache.mkdir(parents=True, exist_ok=True)  # warn and rebuild its font cache each trial
+        env["MPLCONFIGDIR"] = str(cache)
     command = cfg.trial.command
     if cfg.trial.params == "hydra":
         command += "".join(f" {shlex.quote(o)}" for o in hydra_overrides(params))
@@ -111,5 +116,5 @@ def build(
         reduce=cfg.objective.reduce,
         maximize=cfg.objective.direction == "maximize",
         max_rss_mb=cfg.trial.max_rss_mb,
-        sandbox=sandbox.prefix(cfg, lab),
+        sandbox=prefix,
     )
