@@ -118,3 +118,17 @@ def test_a_sandboxed_trial_gets_a_writable_matplotlib_cache(make_lab, monkeypatc
     assert Path(env["MPLCONFIGDIR"]).is_dir()
     monkeypatch.setenv("MPLCONFIGDIR", "/somewhere/else")  # the user's own choice stands
     assert spec.build(cfg, lab, lab / "t", 1, {}, 0, lab).env["MPLCONFIGDIR"] == "/somewhere/else"
+
+
+def test_without_nvidia_smi_torch_is_asked_when_the_lab_wants_gpus(tmp_path, monkeypatch):
+    fake = tmp_path / "python"  # a training Python whose torch sees two GPUs
+    fake.write_text("#!/bin/sh\necho 2\n")
+    fake.chmod(0o755)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi here
+    assert spec.detect_gpus(probe_torch=True, python=str(fake)) == ["0", "1"]
+    assert spec.detect_gpus(probe_torch=False, python=str(fake)) == []  # not asked: no probe
+    broken = tmp_path / "broken"
+    broken.write_text("#!/bin/sh\necho 'ModuleNotFoundError: torch' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    assert spec.detect_gpus(probe_torch=True, python=str(broken)) == []

@@ -211,7 +211,11 @@ class Loop:
             for row, data in self.journal.pending_retries()
         ]
         given = self.cfg.executor.gpus
-        self.gpus = [str(g) for g in given] if given is not None else spec.detect_gpus()
+        self.gpus = (
+            [str(g) for g in given]
+            if given is not None
+            else spec.detect_gpus(self.cfg.executor.gpus_per_trial > 0, self.cfg.repair.python)
+        )
         self.data = folder.fingerprint(self.lab, self.cfg.trial.share)
         if self.gpus:
             k = max(1, self.cfg.executor.gpus_per_trial)

@@ -18,18 +18,30 @@ from nightlab.trials import mlflow_run
 from nightlab.trials.local import TrialSpec
 
 
-def detect_gpus() -> list[str]:
-    """The GPUs trials may use: CUDA_VISIBLE_DEVICES if set, else those nvidia-smi lists."""
+def detect_gpus(probe_torch: bool = False, python: str | None = None) -> list[str]:
+    """The GPUs trials may use: CUDA_VISIBLE_DEVICES if set, else those nvidia-smi lists;
+    without nvidia-smi and with `probe_torch` (the lab asked for GPUs), those torch sees
+    (asked in a subprocess of `python`: the loop never imports torch)."""
     given = os.environ.get("CUDA_VISIBLE_DEVICES")
     if given is not None:
         return [g.strip() for g in given.split(",") if g.strip() and g.strip() != "-1"]
     if shutil.which("nvidia-smi") is None:
-        return []
+        return _torch_gpus(python or sys.executable) if probe_torch else []
     try:
         out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired):
         return []
     return [str(i) for i, line in enumerate(out.stdout.splitlines()) if line.startswith("GPU ")]
+
+
+def _torch_gpus(python: str) -> list[str]:
+    probe = "import torch; print(torch.cuda.device_count() if torch.cuda.is_available() else 0)"
+    try:
+        out = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=120)
+        count = int(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else 0
+    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
+        return []
+    return [str(i) for i in range(count)]
 
 
 _HYDRA_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_./-]*")
