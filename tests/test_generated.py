@@ -70,6 +70,17 @@ MODULES = {
     "generated/model_nobuild.py": ("from torch import nn\nNet = nn.Linear\n", "no build()"),
     "generated/util_broken.py": ("import no_such_module_here\n", "ModuleNotFoundError"),
     "generated/util_slow.py": ("import time\ntime.sleep(60)\n", "ran past 8 s"),
+    # a sibling imported relatively, as the trial would import it
+    "generated/util_layers.py": ("from torch import nn\nHIDDEN = 32\n", None),
+    "generated/model_rel.py": (
+        "from torch import nn\nfrom .util_layers import HIDDEN\n"
+        "def build(num_classes):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(64, HIDDEN), nn.Linear(HIDDEN, "
+        "num_classes))\n",
+        None,
+    ),
+    # the lab's code is importable, nightlab's own modules are not (there is no config.py)
+    "generated/util_cfg.py": ("import config\n", "No module named 'config'"),
 }
 
 

@@ -5,8 +5,10 @@ module, is repaired and runs again."""
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -517,7 +519,6 @@ print(f"score={score}", flush=True)
 """
 
 
-
 @pytest.mark.slow
 def test_a_night_repairs_its_baseline_and_carries_on(tmp_path, make_lab) -> None:
     package = tiny_package(
@@ -640,8 +641,11 @@ def test_a_slow_repair_leaves_the_other_slots_watched(tmp_path, make_lab) -> Non
     decisions = [
         {"action": "run", "rationale": "a module the lab lacks", "params": {"mode": "crash"}},
         {"action": "run", "rationale": "a trial that hangs", "params": {"mode": "hang"}},
-    ]
-    lab = make_lab(decisions=decisions, max_trials=5, budget=1)
+    ] + [
+        {"action": "run", "rationale": f"a small boost, number {i}", "params": {"boost": i / 100}}
+        for i in range(1, 5)
+    ]  # more than max_trials allows: none of them may start while the repair runs
+    lab = make_lab(decisions=decisions, max_trials=6, budget=1)
     (lab / "train.py").write_text(IMPORTS_ON_CRASH)
     with (lab / "nightlab.toml").open("a") as fh:
         fh.write(f'\n[executor]\nslots = 2\n\n[repair]\npython = "{slow}"\n'
@@ -657,3 +661,36 @@ def test_a_slow_repair_leaves_the_other_slots_watched(tmp_path, make_lab) -> Non
     events = rows(lab, "SELECT trial_id, data FROM events WHERE kind='auto_repair'")
     assert [e["trial_id"] for e in events] == [by_mode["crash"]["id"]]
     assert json.loads(events[0]["data"])["ok"] is False  # the install failed, and says so
+    assert rows(lab, "SELECT COUNT(*) FROM trials")[0][0] == 6  # max_trials held meanwhile
+
+
+def test_a_repair_cut_short_by_a_dead_loop_is_done_again(tmp_path, make_lab) -> None:
+    from faults.helpers import spawn_loop, try_rows, wait_until
+
+    slow = tmp_path / "slow-python"
+    slow.write_text(SLOW_PIP.replace("sleep 4", "sleep 30"))
+    slow.chmod(0o755)
+    decisions = [
+        {"action": "run", "rationale": "a module the lab lacks", "params": {"mode": "crash"}}
+    ]
+    lab = make_lab(decisions=decisions, max_trials=4)
+    (lab / "train.py").write_text(IMPORTS_ON_CRASH)
+    toml = lab / "nightlab.toml"
+    toml.write_text(toml.read_text() + f'\n[repair]\npython = "{slow}"\n'
+                    'module_package_map = {nightlab_nope_mod = "nightlab-nope-mod"}\n')  # fmt: skip
+    loop = spawn_loop(lab)
+    started = "SELECT trial_id FROM events WHERE kind='repair_started'"
+    assert wait_until(lambda: try_rows(lab, started), 60, proc=loop)
+    os.killpg(loop.pid, signal.SIGKILL)  # the loop dies mid-install (its pip sleeps on)
+    loop.wait()
+    toml.write_text(toml.read_text().replace(str(slow), str(tmp_path / "fast-python")))
+    fast = tmp_path / "fast-python"
+    fast.write_text(SLOW_PIP.replace("sleep 4\n", ""))
+    fast.chmod(0o755)
+    Lab(lab).run(report=lambda line: None)
+
+    events = rows(lab, "SELECT trial_id, kind FROM events WHERE kind IN ('repair_started', "
+                       "'auto_repair', 'repair_done') ORDER BY id")  # fmt: skip
+    kinds = [e["kind"] for e in events]
+    assert kinds == ["repair_started", "repair_started", "auto_repair", "repair_done"], kinds
+    assert len({e["trial_id"] for e in events}) == 1

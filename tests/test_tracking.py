@@ -87,12 +87,12 @@ print(f"score={1.0 + p['boost']}", flush=True)
 def test_trial_run_the_trial_logs_into_its_own_run(make_lab):
     """[tracking] trial_run: nightlab opens the run first, the trial logs into it (as
     Lightning's MLFlowLogger would), and nightlab then adds its own record to that run."""
-    lab = make_lab(max_trials=2, tracking=True)
+    lab = make_lab(max_trials=3, tracking=True)
     (lab / "train.py").write_text(LOGS_ITSELF)
-    toml = lab / "nightlab.toml"
-    toml.write_text(toml.read_text() + "trial_run = true\n")
+    toml = lab / "nightlab.toml"  # 3 baseline trials open their runs at once on a new store
+    toml.write_text(toml.read_text() + "trial_run = true\n\n[executor]\nslots = 3\n")
     final = Lab(lab).run(report=lambda line: None)
-    assert final["trials"]["succeeded"] == 2
+    assert final["trials"]["succeeded"] == 3
     assert unlogged(lab) == 0
 
     from mlflow.tracking import MlflowClient
@@ -100,7 +100,7 @@ def test_trial_run_the_trial_logs_into_its_own_run(make_lab):
     client = MlflowClient(f"sqlite:///{lab / '.nightlab' / 'mlflow.db'}")
     exp = client.get_experiment_by_name("tiny")
     runs = client.search_runs([exp.experiment_id])
-    assert len(runs) == 2  # one run per trial: the trial's own, not a second one
+    assert len(runs) == 3  # one run per trial: the trial's own, not a second one
     conn = sqlite3.connect(lab / ".nightlab" / "state.db")
     stored = dict(conn.execute("SELECT id, mlflow_run_id FROM trials").fetchall())
     conn.close()

@@ -150,3 +150,33 @@ def test_a_night_of_spec_edits_runs_them_normalised(make_lab):
     baseline = rows(lab, "SELECT id FROM trials WHERE kind='baseline' LIMIT 1")[0]["id"]
     ran = (lab / ".nightlab/trials" / str(baseline) / "spec.json").read_text()
     assert json.loads(ran) == {"lr": 0.1, "epochs": 2}
+
+
+def test_odd_json_is_normalised_or_rejected_never_a_crash():
+    width = {"width": Knob(choices=[16, 32, 64], default=16), **FIELDS}
+    assert normalize(width, {"width": 64.0}).spec["width"] == 64  # the choice as declared
+    assert type(normalize(width, {"width": 64.0}).spec["width"]) is int
+    huge = normalize(FIELDS, {"lr": 10**400})
+    assert huge.spec == {} and "is not a finite number" in huge.errors[0]
+    empty = normalize(FIELDS, {"optim": {}})  # "defaults, please"
+    assert empty.errors == [] and empty.spec["optim"] == {"name": "adam", "momentum": 0.9}
+    twice = normalize(FIELDS, {"optim.name": "sgd", "optim": {"name": "adam"}})
+    assert "'optim.name' is given twice" in twice.errors[0]
+    assert "None is not a number" in normalize(FIELDS, {"lr": None}).errors[0]
+
+
+@pytest.mark.slow
+def test_a_resumed_night_checks_its_spec_against_changed_fields(make_lab):
+    from nightlab.trainspec import SpecError
+
+    lab = make_lab(trial_extra=SPEC_LAB, max_trials=3)
+    (lab / "train.py").write_text(SPEC_TRIAL)
+    (lab / "spec.json").write_text(json.dumps({"lr": 0.1, "epochs": 2}))
+    Lab(lab).run(report=lambda line: None)
+    toml = lab / "nightlab.toml"
+    epochs = "[spec.epochs]\nlow = 1\nhigh = 10\ndefault = 2\n"
+    toml.write_text(toml.read_text().replace(epochs, ""))
+    with pytest.raises(SpecError, match="unknown field 'epochs'"):
+        Lab(lab).run(max_trials=5, report=lambda line: None)
+    assert rows(lab, "SELECT COUNT(*) FROM trials WHERE status='running'")[0][0] == 0
+    assert rows(lab, "SELECT COUNT(*) FROM trials")[0][0] == 3  # nothing half-started

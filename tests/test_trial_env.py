@@ -95,7 +95,8 @@ def test_shared_data_reaches_the_trial_and_is_fingerprinted(make_lab):
 @pytest.mark.parametrize(
     "value",
     [64, 3e-3, 1e-05, -2, 0.0, True, False, None, "adam", "resnet18", "a.b/c-d", "3", "1e-3",
-     "true", "null", "with space", "a,b", "it's", "x=y", "${oc.env:HOME}", [1, 2], ["a", "b c"]],
+     "true", "null", "with space", "a,b", "it's", "x=y", "${oc.env:HOME}", [1, 2], ["a", "b c"],
+     "C:\\dir\\x", "ends with\\", "it\\'s", "\\\\server\\share"],
 )  # fmt: skip
 def test_hydra_overrides_read_back_as_the_same_value(value):
     """What nightlab appends is parsed by Hydra's own grammar into the value it meant."""

@@ -5,6 +5,7 @@ one commit on top of the base, and a run must not repeat a trial that already ra
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ def admit(
     db: Path,
     base: str,
     base_params: dict[str, Any],
+    tick: Callable[[], bool] = lambda: True,
 ) -> tuple[GateResult, str]:
     """(the gate's result, the commit to run: `base`, or a new one holding the edits)."""
     if decision.action == "run" and (hit := protect.edited(
@@ -47,7 +49,7 @@ def admit(
     if gate.files:
         message = f"nightlab: {decision.hypothesis or decision.rationale}"[:200]
         commit = ws.commit_files(base, gate.files, message)
-        if reasons := generated.vet(cfg, ws.lab, ws, commit, list(gate.files)):
+        if reasons := generated.vet(cfg, ws.lab, ws, commit, list(gate.files), tick):
             return GateResult(False, reasons), base
     params = cfg.normalize({**base_params, **decision.params})
     if (other := twin(ws, db, commit, params)) is not None:

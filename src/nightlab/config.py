@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
+import shutil
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -295,6 +298,16 @@ class RepairSection(_Section):
         default_factory=lambda: ["Unsupported model.name"],
         description="Regexes on stderr that mean the model name is not supported.",
     )
+
+    def interpreter(self, lab: Path) -> str | None:
+        """The training Python as a runnable path (`python`, default nightlab's; a relative
+        path is the lab's), or None when it is not an executable."""
+        python = self.python or sys.executable
+        if "/" not in python:
+            return shutil.which(python)
+        path = Path(python).expanduser()
+        path = path if path.is_absolute() else Path(lab) / path
+        return str(path) if path.is_file() and os.access(path, os.X_OK) else None
 
 
 class ReportSection(_Section):

@@ -13,8 +13,9 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from nightlab import sandbox, smoke
@@ -29,9 +30,21 @@ def written(cfg: Config, files: list[str]) -> list[str]:
     return [f for f in files if editable(f, cfg.trial.generated)]
 
 
-def vet(cfg: Config, lab: Path, ws: Workspace, commit: str, files: list[str]) -> list[str]:
+SCRIPT = "_nightlab_smoke.py"  # smoke.py's copy at the root of the exported code
+TICK_S = 0.1
+
+
+def vet(
+    cfg: Config,
+    lab: Path,
+    ws: Workspace,
+    commit: str,
+    files: list[str],
+    tick: Callable[[], bool] = lambda: True,
+) -> list[str]:
     """Smoke-check each generated module in `files` at `commit`; the reasons to reject
-    (empty when all pass)."""
+    (empty when all pass). `tick` is called while a check runs (the loop watches its
+    trials there); when it returns False the check is abandoned and the module rejected."""
     modules = written(cfg, files)
     if not modules:
         return []
@@ -39,35 +52,49 @@ def vet(cfg: Config, lab: Path, ws: Workspace, commit: str, files: list[str]) ->
     scratch = Path(tempfile.mkdtemp(prefix="smoke-", dir=state if state.is_dir() else None))
     try:
         ws.export(commit, scratch)
-        return [r for m in modules if (r := _check(cfg, lab, scratch, m))]
+        shutil.copyfile(smoke.__file__, scratch / SCRIPT)
+        return [r for m in modules if (r := _check(cfg, lab, scratch, m, tick))]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _check(cfg: Config, lab: Path, workdir: Path, module: str) -> str | None:
+def _check(
+    cfg: Config, lab: Path, workdir: Path, module: str, tick: Callable[[], bool]
+) -> str | None:
     kind = smoke.kind_of(module)
+    fail = f"generated module {module} failed its smoke check ({kind})"
     opts = {
         "batch": cfg.smoke.batch,
         "input_shape": cfg.smoke.input_shape,
         "num_classes": cfg.smoke.num_classes,
     }
-    python = cfg.repair.python or sys.executable
-    argv = [python, str(Path(smoke.__file__)), kind, module, json.dumps(opts)]
+    python = cfg.repair.interpreter(lab)
+    if python is None:
+        return f"{fail}: [repair] python = {cfg.repair.python!r} is not an executable"
+    argv = [python, SCRIPT, kind, module, json.dumps(opts)]
     also = (cfg.agents.api_key_env,) if cfg.agents.api_key_env else ()
     env = {**scrub_env(os.environ, cfg.trial.pass_env, also), "PYTHONDONTWRITEBYTECODE": "1"}
     proc = subprocess.Popen(
         [*sandbox.prefix(cfg, lab), *argv], cwd=workdir, env=env, stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
-    try:
-        _, err = proc.communicate(timeout=cfg.smoke.timeout_seconds)
-    except subprocess.TimeoutExpired:
+    deadline = time.monotonic() + cfg.smoke.timeout_seconds
+    why = None
+    while why is None:
+        try:
+            _, err = proc.communicate(timeout=TICK_S)
+            break
+        except subprocess.TimeoutExpired:
+            if time.monotonic() > deadline:
+                why = f"it ran past {cfg.smoke.timeout_seconds:g} s ([smoke] timeout_seconds)"
+            elif not tick():
+                why = "the night is stopping"
+    if why is not None:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
-        why = f"it ran past {cfg.smoke.timeout_seconds:g} s ([smoke] timeout_seconds)"
-        return f"generated module {module} failed its smoke check ({kind}): {why}"
+        return f"{fail}: {why}"
     if proc.returncode == 0:
         return None
     lines = [line for line in err.strip().splitlines() if line.strip()]
     why = lines[-1] if lines else f"the check exited with {proc.returncode} and said nothing"
-    return f"generated module {module} failed its smoke check ({kind}): {why}"
+    return f"{fail}: {why}"

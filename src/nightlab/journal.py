@@ -160,6 +160,20 @@ class Journal:
                     out.append((trial, data))
             return out
 
+    def unfinished_repairs(self) -> list[Trial]:
+        """Failed trials whose auto-repair began but never ended (the loop stopped or died)."""
+        with self.store.tx() as s:
+            kinds = {"repair_started": set(), "repair_done": set()}
+            for kind, trial_id in s.execute(select(Event.kind, Event.trial_id).where(
+                    Event.kind.in_(tuple(kinds)))):  # fmt: skip
+                kinds[kind].add(trial_id)
+            out = []
+            for trial_id in sorted(kinds["repair_started"] - kinds["repair_done"]):
+                trial = s.get(Trial, trial_id)
+                s.expunge(trial)
+                out.append(trial)
+            return out
+
     def retry_links(self, trial_id: int) -> bool:
         """True when `trial_id` is a retry or was retried (one repair pass per failure)."""
         with self.store.tx() as s:

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from nightlab import fmt, protect, ratchet, repair, sandbox, trainspec
@@ -168,6 +169,8 @@ class Loop:
                 Store.set_meta(s, "base_commit", base)
                 Store.set_meta(s, "night_id", uuid.uuid4().hex)
                 Store.event(s, "snapshot", commit=base)
+            else:
+                self._check_spec(base, quiet=True)  # [spec] may have changed since
             self.night_id = Store.get_meta(s, "night_id")
         if resumed and self.ws.changed_since(base):
             self.report(
@@ -210,11 +213,16 @@ class Loop:
             (row, repair.Retry(data["params"], data["note"]))
             for row, data in self.journal.pending_retries()
         ]
+        for row in self.journal.unfinished_repairs():  # cut short by a stop or a crash
+            self._repair(row, SimpleNamespace(status=row.status, log_tail=local.log_tail(
+                self.state / "trials" / str(row.id))), again=True)  # fmt: skip
         given = self.cfg.executor.gpus
         self.gpus = (
             [str(g) for g in given]
             if given is not None
-            else spec.detect_gpus(self.cfg.executor.gpus_per_trial > 0, self.cfg.repair.python)
+            else spec.detect_gpus(
+                self.cfg.executor.gpus_per_trial > 0, self.cfg.repair.interpreter(self.lab)
+            )
         )
         self.data = folder.fingerprint(self.lab, self.cfg.trial.share)
         if self.gpus:
@@ -230,6 +238,14 @@ class Loop:
         finished = self.store.trials(Trial.status != "running")
         self.worker.resume(finished, self.journal.decisions_by(self.worker.name))
         self.journal.render_storyline()
+        if self.cfg.tracking.enabled and self.cfg.tracking.trial_run:
+            from nightlab.trials import mlflow_run
+
+            if error := mlflow_run.prepare(self._mlflow_opts()):
+                raise NightError(
+                    f"[tracking] trial_run: the MLflow store could not be prepared: {error}. "
+                    "Fix the store or server, or set [tracking] trial_run = false"
+                )
         self.tracking = self._start_tracking()
         if (limit := self._limit_reached()) and not self.running:
             self.report(
@@ -327,7 +343,7 @@ class Loop:
             if free and not self.stop_reason:
                 self._check_limits()
             if self.stop_reason:
-                if not self.running and (not self._repairing or self.stop_now):
+                if not self.running:  # a repair still going is done again next start
                     return "stopped" if self._graceful.is_set() or self.stop_now else "finished"
             elif free and time.time() >= self._next_ask:
                 while len(self.running) < self.slots and not self.stop_reason:
@@ -367,14 +383,16 @@ class Loop:
         else:
             self.stop_reason = limit
 
+    def _at_max_trials(self) -> bool:
+        return self.max_trials is not None and self._trials_total >= self.max_trials
+
     def _limit_reached(self) -> str | None:
         if self.deadline and time.time() >= self.deadline:
             return "time budget reached"
         if (ends := self.finisher.ends()) and time.time() >= ends:
             return "the finish-up deadline is reached"
         if (
-            self.max_trials is not None
-            and self._trials_total >= self.max_trials
+            self._at_max_trials()
             and not self._retries  # a repaired trial still runs in its failure's place
             and not self._repairing
         ):
@@ -394,8 +412,8 @@ class Loop:
         if self._retries:
             self._start_retry()
             return True
-        if self._repairing and not self._baseline_done:
-            return None  # a baseline being repaired runs again before the next repeat
+        if self._repairing and (not self._baseline_done or self._at_max_trials()):
+            return None  # a repaired trial runs in its failure's place, before anything new
         if self.finisher.active():
             step = self.finisher.step()
             if step != EXPLORE:
@@ -591,8 +609,10 @@ class Loop:
         base = best[2] if best else self.base_commit
         try:
             base_params = best[3] if best else self.cfg.defaults()
-            gate, commit = admit(decision, self.cfg, self.ws, self.store.path, base, base_params)
-        except (WorkspaceError, ValueError, OSError) as exc:  # git refused what the model wrote
+            gate, commit = admit(
+                decision, self.cfg, self.ws, self.store.path, base, base_params, self._watch
+            )
+        except (WorkspaceError, ValueError, OSError, OverflowError) as exc:  # git refused it
             gate, commit = GateResult(False, [f"the edit cannot be applied: {exc}"]), base
         if not gate.accepted or decision.action != "run":
             self.journal.idle(self.worker.name, decision, gate.reasons, usage)
@@ -608,11 +628,18 @@ class Loop:
         self._waits = 0
         return True
 
-    def _check_spec(self, commit: str) -> None:
+    def _watch(self) -> bool:
+        """Called while admission waits (a smoke check): the running trials stay watched;
+        False once the night must stop now."""
+        for slot in list(self.running):
+            self._poll(slot)
+        return not self.stop_now
+
+    def _check_spec(self, commit: str, quiet: bool = False) -> None:
         """The lab's own spec must run: fail now, not at the baseline."""
         if self.cfg.trial.spec:
             notes = trainspec.for_commit(self.cfg, self._reader(commit)).notes
-            if notes:
+            if notes and not quiet:
                 self.report(f"{self.cfg.trial.spec} as it runs: {'; '.join(notes)}")
 
     def _reader(self, commit: str) -> Callable[[str], str | None]:
@@ -645,6 +672,8 @@ class Loop:
         )
         slot = min(set(range(self.slots)) - set(self.running))
         worker = {"baseline": "baseline", "trial": self.worker.name}.get(kind, FINISH_WORKER)
+        # the normalised spec is what runs; it is checked before anything is recorded
+        ran = trainspec.for_commit(self.cfg, self._reader(commit)) if self.cfg.trial.spec else None
         trial_id, trace = self.journal.open_trial(
             worker,
             decision,
@@ -672,8 +701,7 @@ class Loop:
         )  # fmt: skip
         if kind == "test":  # the one run that may read the held-out test split
             build.env["NIGHTLAB_TEST"] = "1"
-        if self.cfg.trial.spec:  # the normalised spec is what runs, and is recorded
-            ran = trainspec.for_commit(self.cfg, self._reader(commit))
+        if ran is not None:  # the normalised spec is what runs, and is recorded
             (trial_dir / "spec.json").write_text(ran.text())
             build.env["NIGHTLAB_SPEC"] = str(trial_dir / "spec.json")
         running = slurm.start(self.cfg, build) if self.slurm else local.start(build)
@@ -778,10 +806,10 @@ class Loop:
         if self.progress:
             self.progress(self._trials_total - len(self.running), self.max_trials)
 
-    def _repair(self, row: Trial, out: local.Outcome) -> None:
-        """One auto-repair pass for a failed trial (not for a retry, nor twice); a repaired
-        trial runs again on the next free slot."""
-        if not self.cfg.repair.enabled or self.journal.retry_links(row.id):
+    def _repair(self, row: Trial, out: Any, again: bool = False) -> None:
+        """One auto-repair pass for a failed trial (not for a retry, nor twice unless the
+        first was cut short: `again`); a repaired trial runs again on the next free slot."""
+        if not self.cfg.repair.enabled or self.journal.retry_links(row.id) and not again:
             return
 
         events: list[tuple[str, dict[str, Any]]] = []  # stored by the loop's thread
@@ -797,6 +825,8 @@ class Loop:
             finally:
                 self._repaired.put((row, retry, events))
 
+        with self.store.tx() as s:  # a loop that dies mid-repair repairs it again next start
+            Store.event(s, "repair_started", run_id=self.run_id, trial_id=row.id)
         self._repairing.add(row.id)
         threading.Thread(target=work, daemon=True, name=f"nightlab-repair-{row.id}").start()
 
@@ -808,6 +838,7 @@ class Loop:
             with self.store.tx() as s:
                 for kind, data in events:
                     Store.event(s, kind, run_id=self.run_id, trial_id=row.id, **data)
+                Store.event(s, "repair_done", run_id=self.run_id, trial_id=row.id)
                 if retry is not None:  # recorded first: a loop that dies now still runs it
                     Store.event(s, "repair_pending", run_id=self.run_id, trial_id=row.id,
                                 params=retry.params, note=retry.note)  # fmt: skip

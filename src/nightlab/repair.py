@@ -392,12 +392,7 @@ class _Repair:
     def _python(self) -> str | None:
         """The training environment's interpreter, or None (with an event) when missing."""
         python = self.rc.python or sys.executable
-        if os.sep in python or (os.altsep and os.altsep in python):
-            path = Path(python).expanduser()
-            path = path if path.is_absolute() else self.lab / path
-            found = str(path) if os.access(path, os.X_OK) and path.is_file() else None
-        else:
-            found = shutil.which(python)
+        found = self.rc.interpreter(self.lab)
         if found is None:
             self.event(
                 "install",

@@ -1,5 +1,6 @@
-"""The smoke check of one generated module, run in a subprocess of the training Python:
-`python -m nightlab.smoke KIND FILE OPTIONS_JSON` in a copy of the code to be run.
+"""The smoke check of one generated module, run in a subprocess of the training Python,
+from a copy of this file placed at the root of a copy of the code to be run (so the lab's
+own modules, not nightlab's, are importable): `python SCRIPT KIND FILE OPTIONS_JSON`.
 
 * `augmentation` (files named `aug_*`/`augment*`): `build()` returns a callable that maps a
   float tensor batch `(batch, *input_shape)` to a finite tensor of the same shape. It must
@@ -51,6 +52,11 @@ def _mentions_totensor(source: str) -> bool:
 
 
 def _load(path: Path) -> Any:
+    """Import the module as the trial would: by its dotted name from the code's root (so its
+    relative imports work), or from its file where the path is not a module name."""
+    dotted = ".".join(path.with_suffix("").parts)
+    if all(part.isidentifier() for part in dotted.split(".")):
+        return importlib.import_module(dotted)
     spec = importlib.util.spec_from_file_location(path.stem, path)
     if spec is None or spec.loader is None:
         raise SmokeFailure(f"{path} cannot be imported as a Python module")
@@ -76,7 +82,6 @@ def check(kind: str, path: str, opts: dict[str, Any]) -> str:
             f"{path} uses ToTensor: a generated augmentation works on tensors (the runner "
             "converts images once); remove ToTensor"
         )
-    sys.path.insert(0, str(Path.cwd()))  # the module may import the lab's own code
     module = _load(Path(path))
     if kind == "module":
         return f"{path} imports"

@@ -61,8 +61,10 @@ class Tracker:
             self._client, self._experiment_id = client, exp_id
         return self._client
 
-    @property
-    def experiment_id(self) -> str | None:
+    def prepare(self) -> str:
+        """Create the store's tables and the experiment if need be; the experiment id."""
+        self._connect()
+        assert self._experiment_id is not None
         return self._experiment_id
 
     def open_run(self, trial_id: int) -> str:

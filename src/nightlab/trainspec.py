@@ -46,8 +46,12 @@ def normalize_text(cfg: Config, text: str) -> Normalized:
 
 
 def normalize(fields: dict[str, Knob], raw: dict[str, Any], name: str = "spec") -> Normalized:
-    flat = _flatten(raw)
     out = Normalized({})
+    try:
+        flat = _flatten(raw)
+    except ValueError as exc:
+        out.errors.append(f"{name}: {exc}")
+        return out
     for key in flat:
         if key not in fields:
             out.errors.append(
@@ -75,8 +79,9 @@ def normalize(fields: dict[str, Knob], raw: dict[str, Any], name: str = "spec") 
 def _coerce(knob: Knob, value: Any) -> tuple[Any, str | None, str | None]:
     """(value, note, error) for one field."""
     if knob.kind == "categorical":
-        if knob.violation(value) is None:
-            return value, None, None
+        if knob.violation(value) is None:  # the choice as declared: 64, never 64.0
+            same = [c for c in knob.choices or [] if c == value and type(c) is not bool]
+            return (same[0] if same and type(value) is not bool else value), None, None
         return None, None, f"{value!r} is not one of {knob.choices}"
     if isinstance(value, str):
         try:
@@ -85,8 +90,12 @@ def _coerce(knob: Knob, value: Any) -> tuple[Any, str | None, str | None]:
             return None, None, f"{value!r} is not a number"
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None, None, f"{value!r} is not a number"
-    if not math.isfinite(value):
-        return None, None, f"{value!r} is not a finite number"
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # a JSON integer beyond any float
+        finite = False
+    if not finite:
+        return None, None, f"{str(value)[:40]} is not a finite number"
     note = None
     if knob.kind == "int" and value != round(value):
         note = f"{value!r} rounded to {round(value)} (an integer field)"
@@ -105,10 +114,11 @@ def _flatten(obj: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in obj.items():
         dotted = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(_flatten(value, dotted + "."))
-        else:
-            flat[dotted] = value
+        inner = _flatten(value, dotted + ".") if isinstance(value, dict) else {dotted: value}
+        for name, leaf in inner.items():  # an empty object adds nothing: its defaults apply
+            if name in flat:
+                raise ValueError(f"field {name!r} is given twice (nested and dotted)")
+            flat[name] = leaf
     return flat
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,14 +24,36 @@ def wrap(command: str, opts: dict[str, Any]) -> str:
     return shlex.join([sys.executable, "-m", __name__, json.dumps(opts), command])
 
 
+def prepare(opts: dict[str, Any], timeout: float = 300) -> str | None:
+    """Create the MLflow store and experiment once, before trials open runs in parallel
+    (concurrent first connections to a new sqlite store break its migration); the error,
+    or None."""
+    argv = [sys.executable, "-m", __name__, "--prepare", json.dumps(opts)]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return f"no answer from {opts['uri']} in {timeout:g} s"
+    lines = (done.stderr or done.stdout).strip().splitlines()
+    return None if done.returncode == 0 else (lines[-1] if lines else f"exit {done.returncode}")
+
+
 def main() -> int:
     from nightlab.tracking import RUN_ID_FILE, Tracker
 
+    if sys.argv[1] == "--prepare":
+        opts = json.loads(sys.argv[2])
+        Tracker(opts["uri"], opts["experiment"], Path(opts["artifacts"]), opts["night"]).prepare()
+        return 0
     opts, command = json.loads(sys.argv[1]), sys.argv[2]
     tracker = Tracker(opts["uri"], opts["experiment"], Path(opts["artifacts"]), opts["night"])
+    trial_dir = os.environ.get("NIGHTLAB_TRIAL_DIR")
+    opened = Path(trial_dir) / RUN_ID_FILE if trial_dir else None
     try:
-        run_id = tracker.open_run(int(opts["trial_id"]))
-        experiment = tracker.experiment_id
+        experiment = tracker.prepare()
+        if opened is not None and opened.is_file():  # a requeued job: the same run again
+            run_id = opened.read_text().strip()
+        else:
+            run_id = tracker.open_run(int(opts["trial_id"]))
     except Exception as exc:  # the trial fails with the reason, never runs untracked
         print(
             f"nightlab: could not open the trial's MLflow run at {opts['uri']}: "
@@ -39,9 +62,8 @@ def main() -> int:
             file=sys.stderr,
         )
         return 2
-    trial_dir = os.environ.get("NIGHTLAB_TRIAL_DIR")
-    if trial_dir:
-        (Path(trial_dir) / RUN_ID_FILE).write_text(run_id)
+    if opened is not None:
+        opened.write_text(run_id)
     env = {
         **os.environ,
         "MLFLOW_TRACKING_URI": opts["uri"],

@@ -194,13 +194,14 @@ class SlurmTrial:
             live = _scontrol(self.job_id)
             if live and live["JobState"] not in ENDED:
                 state, restarts = live["JobState"], max(restarts, int(live["Restarts"]))
+            # giving up: kill() scancels, so a job Slurm requeues after all never runs unseen
             elif self._kill is None and self.requeues >= MAX_REQUEUES:
-                self._kill = ("killed", f"slurm: job {self.job_id} ended {state} again after "
-                              "it was requeued once already: not requeued again")  # fmt: skip
+                self.kill("killed", f"slurm: job {self.job_id} ended {state} again after "
+                          "it was requeued once already: not requeued again")  # fmt: skip
             elif self._kill is None:
                 if error := _requeue(self.job_id):
-                    self._kill = ("killed", f"slurm: job {self.job_id} ended {state} and "
-                                  f"could not be requeued: {error}")  # fmt: skip
+                    self.kill("killed", f"slurm: job {self.job_id} ended {state} and could "
+                              f"not be requeued: {error}")  # fmt: skip
                 else:
                     state, restarts, by = "REQUEUED", restarts + 1, "nightlab"
         # the run going on now, if sacct has it (not while a requeued job has no record yet)

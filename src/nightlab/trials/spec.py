@@ -64,7 +64,9 @@ def hydra_value(value: Any) -> str:
     text = str(value)
     if _HYDRA_PLAIN.fullmatch(text) and text.lower() not in _HYDRA_WORDS:
         return text
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    # inside quotes Hydra unescapes only backslashes before a quote or the closing quote
+    text = re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, text)
+    return "'" + text.replace("'", "\\'") + "'"
 
 
 def hydra_overrides(params: dict[str, Any]) -> list[str]:
