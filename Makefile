@@ -12,7 +12,7 @@ TORCH_SPEC ?= torch==2.13.0
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 QUIET := 2>&1 | { grep -v "^WARNING: Location" || true; }
 
-.PHONY: install sandbox-deps system-deps slurm-up slurm-down demo test lint bench mlflow-ui clean
+.PHONY: install sandbox-deps system-deps slurm-up slurm-down demo demo-lightning test lint bench mlflow-ui clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,13 @@ demo: install sandbox-deps
 	$(BIN)/nightlab run .demo/digits --run-hours 1 --finishup-minutes 20 --final-rounds 1 --top-k 2
 	@echo "The report: open .demo/digits/.nightlab/reports/*/report.html in a browser"
 	@echo "Browse the runs in MLflow's UI: make mlflow-ui  (http://127.0.0.1:5000)"
+
+# The same night on the user's own stack: Lightning + hydra-zen, hydra overrides, and
+# Lightning's MLFlowLogger writing into each trial's own MLflow run.
+demo-lightning: install sandbox-deps
+	rm -rf .demo/lightning-hydra && mkdir -p .demo && cp -r examples/lightning-hydra .demo/
+	$(BIN)/nightlab run .demo/lightning-hydra --max-trials 6 --run-hours 1 \
+	  --finishup-minutes 20 --final-rounds 1 --top-k 2
 
 # System packages nightlab and its tests drive for real, installed when running as root:
 # bubblewrap sandboxes trials and agents; chromium renders report.html headless in tests.
