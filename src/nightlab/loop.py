@@ -9,7 +9,6 @@ running are watched to their end (or recorded as killed) and the night carries o
 from __future__ import annotations
 
 import os
-import queue
 import signal
 import sys
 import threading
@@ -18,10 +17,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
-from nightlab import fmt, protect, ratchet, repair, sandbox, trainspec
+from nightlab import fmt, protect, ratchet, sandbox, trainspec
 from nightlab.admit import admit
 from nightlab.agents import Worker, context, make_mentor, make_worker
 from nightlab.agents.decision import Decision
@@ -34,6 +32,7 @@ from nightlab.finishup import FinishUp
 from nightlab.journal import Journal
 from nightlab.lock import LabLock
 from nightlab.redact import redact
+from nightlab.repairs import Repairs
 from nightlab.store import read
 from nightlab.store.db import Store, Trial
 from nightlab.thinking import Thinker, Thought
@@ -109,11 +108,6 @@ class Loop:
         self.finisher = Finisher(self)
         self._finish_request = finish  # from `run --finishup-minutes`: stored at start
         self.report_top_k: int | None = None  # set by finish-up: the report is due
-        self._retries: list[tuple[Trial, repair.Retry]] = []  # repaired, waiting for a slot
-        # auto-repair (pip, git) runs on its own thread, one at a time: slots stay watched
-        self._repairing: set[int] = set()
-        self._repaired: queue.SimpleQueue[tuple[Trial, Any, list]] = queue.SimpleQueue()
-        self._repair_lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
     def run(self) -> dict[str, Any]:
@@ -121,6 +115,9 @@ class Loop:
         lock.acquire()
         self.store = Store(self.state / "state.db")
         self.journal = Journal(self.store, self.state, self.cfg.lab.name, self.cfg.objective.metric)
+        self.repairs = Repairs(
+            self.cfg, self.lab, self.state, self.store, self.journal, self.report
+        )
         try:
             self.store.migrate()
             sandbox.require(self.cfg)
@@ -209,13 +206,7 @@ class Loop:
         self._reconcile()
         self._rewrite_results()
         self._trials_total = self.journal.trial_count()  # without the trials it cut short
-        self._retries = [
-            (row, repair.Retry(data["params"], data["note"]))
-            for row, data in self.journal.pending_retries()
-        ]
-        for row in self.journal.unfinished_repairs():  # cut short by a stop or a crash
-            self._repair(row, SimpleNamespace(status=row.status, log_tail=local.log_tail(
-                self.state / "trials" / str(row.id))), again=True)  # fmt: skip
+        self.repairs.resume(self.run_id)
         given = self.cfg.executor.gpus
         self.gpus = (
             [str(g) for g in given]
@@ -333,7 +324,7 @@ class Loop:
         while True:
             for slot in list(self.running):
                 self._poll(slot)
-            self._collect_repairs()
+            self.repairs.collect()
             if self.stop_now:
                 self._kill_all(f"{local.INTERRUPTED}: stopped by the user", wait=False)
                 self.stop_reason = self.stop_reason or "stopped now by the user"
@@ -393,8 +384,7 @@ class Loop:
             return "the finish-up deadline is reached"
         if (
             self._at_max_trials()
-            and not self._retries  # a repaired trial still runs in its failure's place
-            and not self._repairing
+            and not self.repairs.busy  # a repaired trial still runs in its failure's place
         ):
             return f"max_trials={self.max_trials} reached"
         budget = self.cfg.budget
@@ -409,10 +399,10 @@ class Loop:
 
     def _next(self) -> bool | None:
         """Start one trial on a free slot: True started, False idle cycle, None wait."""
-        if self._retries:
+        if self.repairs.retries:
             self._start_retry()
             return True
-        if self._repairing and (not self._baseline_done or self._at_max_trials()):
+        if self.repairs.running and (not self._baseline_done or self._at_max_trials()):
             return None  # a repaired trial runs in its failure's place, before anything new
         if self.finisher.active():
             step = self.finisher.step()
@@ -420,7 +410,7 @@ class Loop:
                 return step  # type: ignore[return-value]
         if self._baseline_done:
             return self._cycle()
-        retried = {row.id for row, _ in self._retries} | self.journal.retried()
+        retried = {row.id for row, _ in self.repairs.retries} | self.journal.retried()
         rows = [r for r in self.journal.baseline_states() if r[0] not in retried]
         done = sum(1 for _, st, _ in rows if st == "succeeded")
         live = sum(1 for _, st, _ in rows if st == "running")
@@ -802,52 +792,12 @@ class Loop:
                 )
         self.report(line)
         if kind in ("baseline", "trial") and out.status == "failed":
-            self._repair(row, out)
+            self.repairs.start(row, out)
         if self.progress:
             self.progress(self._trials_total - len(self.running), self.max_trials)
 
-    def _repair(self, row: Trial, out: Any, again: bool = False) -> None:
-        """One auto-repair pass for a failed trial (not for a retry, nor twice unless the
-        first was cut short: `again`); a repaired trial runs again on the next free slot."""
-        if not self.cfg.repair.enabled or self.journal.retry_links(row.id) and not again:
-            return
-
-        events: list[tuple[str, dict[str, Any]]] = []  # stored by the loop's thread
-
-        def work() -> None:
-            retry = None
-            try:
-                with self._repair_lock:  # one at a time: the ledger never installs twice
-                    retry = repair.recover(
-                        self.cfg, self.lab, self.state, row, out,
-                        lambda kind, **data: events.append((kind, data)),
-                    )  # fmt: skip
-            finally:
-                self._repaired.put((row, retry, events))
-
-        with self.store.tx() as s:  # a loop that dies mid-repair repairs it again next start
-            Store.event(s, "repair_started", run_id=self.run_id, trial_id=row.id)
-        self._repairing.add(row.id)
-        threading.Thread(target=work, daemon=True, name=f"nightlab-repair-{row.id}").start()
-
-    def _collect_repairs(self) -> None:
-        """Store what finished repairs did; queue their retries."""
-        while not self._repaired.empty():
-            row, retry, events = self._repaired.get()
-            self._repairing.discard(row.id)
-            with self.store.tx() as s:
-                for kind, data in events:
-                    Store.event(s, kind, run_id=self.run_id, trial_id=row.id, **data)
-                Store.event(s, "repair_done", run_id=self.run_id, trial_id=row.id)
-                if retry is not None:  # recorded first: a loop that dies now still runs it
-                    Store.event(s, "repair_pending", run_id=self.run_id, trial_id=row.id,
-                                params=retry.params, note=retry.note)  # fmt: skip
-            if retry is not None:
-                self._retries.append((row, retry))
-                self.report(f"auto-repair: {retry.note}; trial {row.id} runs again")
-
     def _start_retry(self) -> None:
-        row, retry = self._retries.pop(0)
+        row, retry = self.repairs.retries.pop(0)
         body = {**self.journal.decision_body(row.decision_id), "params": retry.params}
         body.update(
             todo_new=[], resolve_todo_ids=[], notes_update=None, data_exploration_update=None,
