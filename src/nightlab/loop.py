@@ -610,7 +610,8 @@ class Loop:
                 self.stop_reason = f"the worker stopped the night: {decision.rationale}"
             self._waits += 1
             return False
-        trial = self._start(decision, "trial", commit, seed=self.cfg.trial.seed, usage=usage)
+        # the base admission built on, even if a trial watched meanwhile changed the best
+        trial = self._start(decision, "trial", commit, self.cfg.trial.seed, usage, best)
         if gate.notes:
             with self.store.tx() as s:
                 Store.event(s, "spec_normalized", trial_id=trial, notes=gate.notes)
@@ -652,10 +653,17 @@ class Loop:
 
     # ------------------------------------------------------------------ act
     def _start(
-        self, decision: Decision, kind: str, commit: str, seed: int, usage: dict | None = None
+        self,
+        decision: Decision,
+        kind: str,
+        commit: str,
+        seed: int,
+        usage: dict | None = None,
+        best: Best | None = None,
     ) -> int:
-        """Record and launch a trial of `commit` (the gated code) on a free slot."""
-        best = None if kind == "baseline" else self._best()
+        """Record and launch a trial of `commit` (the gated code) on a free slot; `best`:
+        the base it was admitted against (default: the best now)."""
+        best = None if kind == "baseline" else (best or self._best())
         base = best[2] if best else self.base_commit
         params = self.cfg.normalize(
             {**(best[3] if best else self.cfg.defaults()), **decision.params}
