@@ -21,7 +21,7 @@ from pathlib import Path
 from nightlab import sandbox, smoke
 from nightlab.agents.gate import editable
 from nightlab.config import Config
-from nightlab.redact import scrub_env
+from nightlab.redact import trial_env
 from nightlab.trials.workspace import Workspace
 
 
@@ -72,8 +72,7 @@ def _check(
     if python is None:
         return f"{fail}: [repair] python = {cfg.repair.python!r} is not an executable"
     argv = [python, SCRIPT, kind, module, json.dumps(opts)]
-    also = (cfg.agents.api_key_env,) if cfg.agents.api_key_env else ()
-    env = {**scrub_env(os.environ, cfg.trial.pass_env, also), "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {**trial_env(cfg), "PYTHONDONTWRITEBYTECODE": "1"}
     proc = subprocess.Popen(
         [*sandbox.prefix(cfg, lab), *argv], cwd=workdir, env=env, stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,

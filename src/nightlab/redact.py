@@ -54,6 +54,14 @@ def is_secret_name(name: str) -> bool:
     return bool(SECRET_NAME.match(name))
 
 
+def trial_env(cfg: Any) -> dict[str, str]:
+    """This process's environment as trials (and what runs their code) may see it: secrets
+    and the agents' key (`[agents] api_key_env`) removed unless `[trial] pass_env` keeps
+    them."""
+    also = (cfg.agents.api_key_env,) if cfg.agents.api_key_env else ()
+    return scrub_env(os.environ, cfg.trial.pass_env, also)
+
+
 def scrub_env(
     env: Mapping[str, str], keep: list[str] | tuple[str, ...] = (), also: tuple[str, ...] = ()
 ) -> dict[str, str]:

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from nightlab.config import CloneSpec, Config
-from nightlab.redact import scrub_env
+from nightlab.redact import trial_env
 
 EVENT = "auto_repair"
 INSTALL_TIMEOUT_S = 600.0  # one pip install or git command
@@ -408,8 +408,7 @@ class _Repair:
 
     def _env(self) -> dict[str, str]:
         """The trials' environment (agents' keys scrubbed), never prompting for input."""
-        also = (self.cfg.agents.api_key_env,) if self.cfg.agents.api_key_env else ()
-        env = scrub_env(os.environ, self.cfg.trial.pass_env, also)
+        env = trial_env(self.cfg)
         env.update(GIT_TERMINAL_PROMPT="0", PIP_NO_INPUT="1")
         return env
 

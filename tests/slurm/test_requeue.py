@@ -143,16 +143,22 @@ def cluster(slurm_cluster) -> Iterator:
     wait_for(lambda: node_idle(slurm_cluster), timeout=60, what="the node back in service")
 
 
-def test_a_node_failure_requeues_the_job_once_and_the_trial_succeeds(make_lab, cluster):
+def lose_the_run(make_lab, cluster, how) -> tuple[Path, str, str]:
+    """A one-trial night whose running job loses its run to `how(cluster)`; the requeued
+    job starts at once (past Slurm's hold). (the lab, the job id, the night's output)"""
     lab = one_trial_lab(make_lab, cluster)
     night = Night(lab)
     try:
         job = running_with_output(lab, cluster)
-        fail_node(cluster)
+        how(cluster)
         start_now(cluster, job)
-        output = night.wait()
+        return lab, job, night.wait()
     finally:
         night.kill()
+
+
+def test_a_node_failure_requeues_the_job_once_and_the_trial_succeeds(make_lab, cluster):
+    lab, job, output = lose_the_run(make_lab, cluster, fail_node)
     assert trial(lab)[0] == "succeeded" and trial(lab)[2] is not None, trial(lab)
     assert attempts(cluster, job) == ["NODE_FAIL", "COMPLETED"]  # the same job id, run twice
     [event] = requeued_events(lab)
@@ -167,15 +173,7 @@ def test_a_node_failure_requeues_the_job_once_and_the_trial_succeeds(make_lab, c
 def test_a_cancelled_preempted_job_is_requeued_by_nightlab(make_lab, cluster):
     # PreemptMode=CANCEL: Slurm ends the preempted job (PREEMPTED) instead of requeueing it
     cluster.run(["sacctmgr", "-i", "modify", "qos", "normal", "set", "PreemptMode=cancel"])
-    lab = one_trial_lab(make_lab, cluster)
-    night = Night(lab)
-    try:
-        job = running_with_output(lab, cluster)
-        preempt(cluster)
-        start_now(cluster, job)
-        output = night.wait()
-    finally:
-        night.kill()
+    lab, job, output = lose_the_run(make_lab, cluster, preempt)
     assert trial(lab)[0] == "succeeded", trial(lab)
     assert attempts(cluster, job) == ["REQUEUED", "COMPLETED"]  # scontrol requeue's mark
     [event] = requeued_events(lab)

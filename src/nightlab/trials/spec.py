@@ -13,7 +13,7 @@ from typing import Any
 
 from nightlab import sandbox
 from nightlab.config import Config
-from nightlab.redact import scrub_env
+from nightlab.redact import trial_env
 from nightlab.trials import mlflow_run
 from nightlab.trials.local import TrialSpec
 
@@ -89,9 +89,7 @@ def build(
     """The command and environment of one trial (parameters per `[trial] params`); with
     GPUs, slot i sees GPU i mod their number as its only device; with `mlflow` (the
     tracking options, `[tracking] trial_run`) the trial first opens its own MLflow run."""
-    # agents' keys stay out of trials unless [trial] pass_env lists them
-    also = (cfg.agents.api_key_env,) if cfg.agents.api_key_env else ()
-    env = scrub_env(os.environ, cfg.trial.pass_env, also)
+    env = trial_env(cfg)  # agents' keys stay out unless [trial] pass_env lists them
     env["NIGHTLAB_SLOT"] = str(slot)
     if gpus:  # slot i gets the i-th group of gpus_per_trial GPUs (wrapping around)
         k = max(1, cfg.executor.gpus_per_trial)
