@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from nightlab import Lab
-from nightlab.api import LabError
+from nightlab.lab.api import LabError
 
 pytestmark = pytest.mark.slow
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from nightlab.cli import app
 from nightlab.config import Config, Knob
+from nightlab.lab.cli import app
 
 README = (Path(__file__).parents[1] / "README.md").read_text()
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from nightlab import Lab
-from nightlab.finishup import FinishUpError, request
+from nightlab.loop.finish_request import FinishUpError, request
 
 from conftest import cli, status, wait_for
 

@@ -8,7 +8,7 @@ import pytest
 
 from nightlab import Lab
 from nightlab.config import load_config
-from nightlab.generated import vet
+from nightlab.trials.smoke import vet
 from nightlab.trials.workspace import Workspace
 
 from conftest import rows

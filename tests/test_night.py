@@ -185,7 +185,7 @@ def test_budget_kill_and_no_process_left_behind(make_lab):
 def test_failed_baseline_ends_the_night_with_the_fix(make_lab):
     lab = make_lab(max_trials=5)
     (lab / "train.py").write_text("raise SystemExit('no data here')\n")
-    from nightlab.loop import NightError
+    from nightlab.loop.loop import NightError
 
     with pytest.raises(NightError, match="baseline trial 1 failed.*stderr.log.*nightlab reset"):
         Lab(lab).run(report=lambda line: None)

@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from nightlab import Lab
-from nightlab.journal import Journal
+from nightlab.loop.journal import Journal
 from nightlab.store.db import Run, Store
 
 pytestmark = pytest.mark.slow

@@ -19,7 +19,7 @@ import pytest
 
 from nightlab import Lab
 from nightlab.config import Config
-from nightlab.repair import Retry, missing_module, model_params, recover
+from nightlab.trials.repair import Retry, missing_module, model_params, recover
 
 from conftest import rows
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from nightlab import Lab
-from nightlab.sandbox import SandboxError
+from nightlab.trials.sandbox import SandboxError
 
 if shutil.which("bwrap") is None:
     if os.environ.get("CI") == "true":

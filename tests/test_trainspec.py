@@ -9,7 +9,7 @@ import pytest
 
 from nightlab import Lab
 from nightlab.config import ConfigError, Knob, load_config
-from nightlab.trainspec import normalize
+from nightlab.trials.training_spec import normalize
 
 from conftest import rows
 
@@ -92,7 +92,7 @@ def test_config_errors_name_the_fix(make_lab, extra, message):
 
 
 def test_a_lab_whose_own_spec_breaks_its_fields_fails_at_start(make_lab):
-    from nightlab.trainspec import SpecError
+    from nightlab.trials.training_spec import SpecError
 
     lab = make_lab(trial_extra=SPEC_LAB)
     with pytest.raises(SpecError, match="has no spec.json"):
@@ -167,7 +167,7 @@ def test_odd_json_is_normalised_or_rejected_never_a_crash():
 
 @pytest.mark.slow
 def test_a_resumed_night_checks_its_spec_against_changed_fields(make_lab):
-    from nightlab.trainspec import SpecError
+    from nightlab.trials.training_spec import SpecError
 
     lab = make_lab(trial_extra=SPEC_LAB, max_trials=3)
     (lab / "train.py").write_text(SPEC_TRIAL)

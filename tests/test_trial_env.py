@@ -9,20 +9,20 @@ import pytest
 
 from nightlab import Lab
 from nightlab.config import load_config
-from nightlab.trials import spec
+from nightlab.trials import launch
 
 
 def test_slots_map_to_gpus_and_cuda_visible_devices_is_honoured(make_lab, monkeypatch):
     lab = make_lab()
     cfg = load_config(lab)
-    one = spec.build(cfg, lab, lab / "t", 1, {}, 0, lab, slot=1, gpus=["3", "5"])
-    two = spec.build(cfg, lab, lab / "t", 2, {}, 0, lab, slot=2, gpus=["3", "5"])
+    one = launch.build(cfg, lab, lab / "t", 1, {}, 0, lab, slot=1, gpus=["3", "5"])
+    two = launch.build(cfg, lab, lab / "t", 2, {}, 0, lab, slot=2, gpus=["3", "5"])
     assert (one.env["CUDA_VISIBLE_DEVICES"], one.env["NIGHTLAB_SLOT"]) == ("5", "1")
     assert two.env["CUDA_VISIBLE_DEVICES"] == "3"
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,7")
-    assert spec.detect_gpus() == ["2", "7"]
+    assert launch.detect_gpus() == ["2", "7"]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    assert spec.detect_gpus() == []
+    assert launch.detect_gpus() == []
 
 
 def test_gpus_per_trial_gives_each_local_slot_its_own_group(make_lab):
@@ -33,7 +33,7 @@ def test_gpus_per_trial_gives_each_local_slot_its_own_group(make_lab):
     cfg = load_config(lab)
     gpus = [str(g) for g in cfg.executor.gpus]
     seen = [
-        spec.build(cfg, lab, lab / "t", 1, {}, 0, lab, slot=s, gpus=gpus).env[
+        launch.build(cfg, lab, lab / "t", 1, {}, 0, lab, slot=s, gpus=gpus).env[
             "CUDA_VISIBLE_DEVICES"
         ]
         for s in (0, 1, 2)
@@ -102,7 +102,7 @@ def test_hydra_overrides_read_back_as_the_same_value(value):
     """What nightlab appends is parsed by Hydra's own grammar into the value it meant."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    (override,) = spec.hydra_overrides({"model.opt": value})
+    (override,) = launch.hydra_overrides({"model.opt": value})
     parsed = OverridesParser.create().parse_overrides([override])[0]
     assert parsed.key_or_group == "model.opt"
     assert parsed.value() == value and type(parsed.value()) is type(value)
@@ -114,11 +114,11 @@ def test_a_sandboxed_trial_gets_a_writable_matplotlib_cache(make_lab, monkeypatc
     monkeypatch.delenv("MPLCONFIGDIR", raising=False)
     lab = make_lab()
     cfg = load_config(lab)
-    env = spec.build(cfg, lab, lab / "t", 1, {}, 0, lab).env
+    env = launch.build(cfg, lab, lab / "t", 1, {}, 0, lab).env
     assert env["MPLCONFIGDIR"] == str(lab / ".nightlab" / "cache" / "matplotlib")
     assert Path(env["MPLCONFIGDIR"]).is_dir()
     monkeypatch.setenv("MPLCONFIGDIR", "/somewhere/else")  # the user's own choice stands
-    assert spec.build(cfg, lab, lab / "t", 1, {}, 0, lab).env["MPLCONFIGDIR"] == "/somewhere/else"
+    assert launch.build(cfg, lab, lab / "t", 1, {}, 0, lab).env["MPLCONFIGDIR"] == "/somewhere/else"
 
 
 def test_without_nvidia_smi_torch_is_asked_when_the_lab_wants_gpus(tmp_path, monkeypatch):
@@ -127,9 +127,9 @@ def test_without_nvidia_smi_torch_is_asked_when_the_lab_wants_gpus(tmp_path, mon
     fake.chmod(0o755)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi here
-    assert spec.detect_gpus(probe_torch=True, python=str(fake)) == ["0", "1"]
-    assert spec.detect_gpus(probe_torch=False, python=str(fake)) == []  # not asked: no probe
+    assert launch.detect_gpus(probe_torch=True, python=str(fake)) == ["0", "1"]
+    assert launch.detect_gpus(probe_torch=False, python=str(fake)) == []  # not asked: no probe
     broken = tmp_path / "broken"
     broken.write_text("#!/bin/sh\necho 'ModuleNotFoundError: torch' >&2\nexit 1\n")
     broken.chmod(0o755)
-    assert spec.detect_gpus(probe_torch=True, python=str(broken)) == []
+    assert launch.detect_gpus(probe_torch=True, python=str(broken)) == []

@@ -6,9 +6,10 @@ import sqlite3
 
 import pytest
 
-from nightlab import Lab, workpad
+from nightlab import Lab
 from nightlab.agents.context import render
 from nightlab.agents.decision import Decision
+from nightlab.loop import workpad
 from nightlab.store import read
 from nightlab.store.db import Store
 

@@ -12,15 +12,23 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from nightlab.api import Lab
+    from nightlab.lab.api import Lab
 
-__all__ = ["Lab", "params", "log"]
+__all__ = ["Lab", "UserError", "params", "log"]
 __version__ = "0.1.0"
+
+
+class UserError(Exception):
+    """An error the user can fix: the CLI prints its message, not a traceback, and exits
+    with `exit_code`. Every room's own errors derive from it (here, so that catching one
+    imports nothing heavy)."""
+
+    exit_code = 2
 
 
 def __getattr__(name: str) -> Any:
     if name == "Lab":
-        from nightlab.api import Lab
+        from nightlab.lab.api import Lab
 
         return Lab
     raise AttributeError(name)

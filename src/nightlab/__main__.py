@@ -14,19 +14,17 @@ def main() -> None:
         if not any(a.startswith("-") for a in rest):
             import json
 
-            from nightlab.api import Lab
-            from nightlab.errors import USER_ERRORS
+            from nightlab import UserError
+            from nightlab.lab.api import Lab
 
             try:
                 st = Lab(rest[0] if rest else ".").status()
-            except Exception as exc:
-                if type(exc).__name__ not in USER_ERRORS:
-                    raise
+            except (UserError, FileNotFoundError) as exc:
                 sys.stderr.write(f"error: {exc}\n")
-                raise SystemExit(USER_ERRORS[type(exc).__name__]) from None
+                raise SystemExit(getattr(exc, "exit_code", 2)) from None
             sys.stdout.write(json.dumps(st) + "\n")
             return
-    from nightlab.cli import app
+    from nightlab.lab.cli import app
 
     app()
 

@@ -18,11 +18,41 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from nightlab import UserError
+
 CONFIG_NAME = "nightlab.toml"
 
 
-class ConfigError(Exception):
+class ConfigError(UserError):
     """A lab's configuration is missing or wrong; the message says what to change."""
+
+
+class PluginError(UserError):
+    """A plugin named in nightlab.toml is not installed or does not load."""
+
+
+def plugin(group: str, name: str) -> Any:
+    """The object a third-party package registers under entry point `group` (e.g.
+    `nightlab.workers`) as `name`, loaded."""
+    from importlib.metadata import entry_points
+
+    found = [ep for ep in entry_points(group=group) if ep.name == name]
+    if not found:
+        known = sorted({ep.name for ep in entry_points(group=group)})
+        raise PluginError(
+            f"no {group} plugin named {name!r} is installed"
+            + (f" (installed: {', '.join(known)})" if known else "")
+            + "; pip install the package that provides it, or fix the name"
+        )
+    ep = found[0]
+    try:
+        return ep.load()
+    except Exception as exc:
+        package = ep.dist.name if ep.dist else ep.value.split(":")[0]
+        raise PluginError(
+            f"the {group} plugin {name!r} (package {package}) failed to load: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
 
 
 class _Section(BaseModel):

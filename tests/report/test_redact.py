@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from report_nights import baseline, config, hand_store, trial
 
-from nightlab.redact import redact, redact_data, secret_values
 from nightlab.report import write_report
+from nightlab.store.redact import redact, redact_data, secret_values
 
 SECRET = "s3cr3t-value-for-tests-0042"
 

@@ -71,7 +71,7 @@ def files(folder: Path) -> set[str]:
 
 
 def test_template_is_the_example_and_is_listed():
-    from nightlab.templates import names
+    from nightlab.lab.templates import names
 
     assert "lightning-hydra" in names()
     ours = {f for f in files(EXAMPLE) if not f.startswith("outputs")}

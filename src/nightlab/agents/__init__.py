@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
+from nightlab import UserError
 from nightlab.agents.decision import Decision
 from nightlab.config import Config
 
@@ -17,7 +18,7 @@ class Worker(Protocol):
     def resume(self, finished: list[Any], decided: int) -> None: ...
 
 
-class AgentError(Exception):
+class AgentError(UserError):
     """The configured agent backend cannot be used; the message says why and what to do."""
 
 

@@ -21,12 +21,12 @@ from typing import Any
 import psutil
 from pydantic import ValidationError
 
-from nightlab import sandbox
 from nightlab.agents.context import read_mission, render
 from nightlab.agents.decision import Decision, Edit
 from nightlab.agents.gate import editable
 from nightlab.agents.tools import LabView
 from nightlab.config import CommandAgent, Config
+from nightlab.trials import sandbox
 
 TEMPLATES = {  # built in; [agents.commands.NAME] overrides or adds
     "codex": ["codex", "exec", "--full-auto", "--skip-git-repo-check", "{prompt}"],

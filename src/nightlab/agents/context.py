@@ -7,11 +7,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nightlab import fmt, ratchet
+from nightlab import ratchet
 from nightlab.agents import signals
 from nightlab.config import Config
-from nightlab.redact import redact
-from nightlab.store import read
+from nightlab.store import fmt, read
+from nightlab.store.redact import redact
 
 
 def read_mission(lab: Path, cfg: Config, role: str) -> str:

@@ -8,9 +8,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from nightlab import fmt
 from nightlab.agents.decision import Decision
 from nightlab.config import Config, Knob
+from nightlab.store import fmt
 
 
 def _distribution(knob: Knob) -> Any:

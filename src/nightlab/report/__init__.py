@@ -48,11 +48,11 @@ def write_report(
     "test_acc", "value": 0.95}` (None: the newest `test_metric` event, if any).
     Raises FileNotFoundError when the lab never ran, ReportError when asked for something
     the store cannot back (a test figure for an unknown trial, a bad night id)."""
-    from nightlab.redact import redact, secret_values
     from nightlab.report import candidates as cands
     from nightlab.report import html, leaderboard, paper, plots, story
     from nightlab.report.data import ReportError, load, test_figure
     from nightlab.report.doc import to_markdown
+    from nightlab.store.redact import redact, secret_values
 
     if top_k < 1:
         raise ReportError(f"top_k must be at least 1 (got {top_k})")
@@ -98,7 +98,7 @@ def write_report(
 
 def _redacted(obj: Any, secrets: dict[str, str]) -> Any:
     """A copy of a report document with every string passed through `redact`."""
-    from nightlab.redact import redact
+    from nightlab.store.redact import redact
 
     if isinstance(obj, str):
         return redact(obj, secrets)

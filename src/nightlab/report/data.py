@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nightlab import UserError
 from nightlab.config import Config
 from nightlab.store import read
 
@@ -23,7 +24,7 @@ TEST_NOTES = ("test_metric_skipped", "test_metric_missing")
 MENTOR_KINDS = ("mentor", "mentor_review")  # the loop records reviews as `mentor_review`
 
 
-class ReportError(Exception):
+class ReportError(UserError):
     """The report cannot be written as asked; the message says what to do."""
 
 

@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nightlab.redact import redact, redact_data
 from nightlab.report.candidates import Candidate, changed_params, describe_diff
 from nightlab.report.data import Night
 from nightlab.report.doc import md_table
+from nightlab.store.redact import redact, redact_data
 
 SCHEMA_PATH = Path(__file__).with_name("leaderboard.schema.json")
 SCHEMA_VERSION = 1

@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import create_engine, event, select
 from sqlalchemy.orm import Session
 
-from nightlab.redact import redact_data
 from nightlab.store.models import Cycle, Decision, Event, Meta, Note, Run, Todo, Trial
+from nightlab.store.redact import redact_data
 
 __all__ = [
     "Store",

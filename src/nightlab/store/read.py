@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nightlab.lock import held_by
+from nightlab.store.files import held_by
 
 STALE_AFTER_S = 30.0  # a heartbeat older than this: the loop is gone or wedged
 FAILED = ("failed", "timeout", "killed")

@@ -16,7 +16,7 @@ from typing import Any
 
 import psutil
 
-from nightlab.redact import redact
+from nightlab.store.redact import redact
 from nightlab.trials.metrics import MetricReader
 
 KILL_GRACE_S = 3.0

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nightlab import UserError
 from nightlab.config import Config
 from nightlab.trials.local import TrialSpec, conclude, limit_broken, sandboxed_wrapper
 from nightlab.trials.metrics import MetricReader
@@ -46,7 +47,7 @@ REQUEUES = "slurm/requeues.json"  # in the trial folder: the requeues nightlab h
 LOGS = ("stdout.log", "stderr.log", "metrics.jsonl")  # what the metric reader follows
 
 
-class SlurmError(Exception):
+class SlurmError(UserError):
     """Slurm refused the job or is not reachable; the message says what to do."""
 
 

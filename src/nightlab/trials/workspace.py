@@ -16,10 +16,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from nightlab import UserError
+
 MAX_UNTRACKED_MB = 50
 
 
-class WorkspaceError(Exception):
+class WorkspaceError(UserError):
     """Git refused or the lab's files are not in a state nightlab can snapshot."""
 
 

@@ -16,10 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from nightlab import UserError
 from nightlab.config import Config, Knob
 
 
-class SpecError(Exception):
+class SpecError(UserError):
     """The lab's own training spec cannot run; the message names the field and the fix."""
 
 

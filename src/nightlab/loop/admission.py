@@ -9,11 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nightlab import generated, protect, trainspec
 from nightlab.agents.decision import Decision
 from nightlab.agents.gate import GateResult, check, editable
 from nightlab.config import Config
 from nightlab.store import read
+from nightlab.trials import protect, smoke, training_spec
 from nightlab.trials.workspace import Workspace
 
 
@@ -41,7 +41,7 @@ def admit(
     commit = base
     spec = cfg.trial.spec
     if spec and spec in gate.files:  # the spec runs (and is committed) normalised
-        normalized = trainspec.normalize_text(cfg, gate.files[spec])
+        normalized = training_spec.normalize_text(cfg, gate.files[spec])
         if normalized.errors:
             return GateResult(False, normalized.errors), base
         gate.files[spec] = normalized.text()
@@ -49,7 +49,7 @@ def admit(
     if gate.files:
         message = f"nightlab: {decision.hypothesis or decision.rationale}"[:200]
         commit = ws.commit_files(base, gate.files, message)
-        if reasons := generated.vet(cfg, ws.lab, ws, commit, list(gate.files), tick):
+        if reasons := smoke.vet(cfg, ws.lab, ws, commit, list(gate.files), tick):
             return GateResult(False, reasons), base
     params = cfg.normalize({**base_params, **decision.params})
     if (other := twin(ws, db, commit, params)) is not None:

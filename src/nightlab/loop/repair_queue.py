@@ -17,11 +17,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from nightlab import repair
 from nightlab.config import Config
-from nightlab.journal import Journal
+from nightlab.loop.journal import Journal
 from nightlab.store.db import Store, Trial
-from nightlab.trials import local
+from nightlab.trials import local, repair
 
 
 class Repairs:

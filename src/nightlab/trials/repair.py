@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from nightlab.config import CloneSpec, Config
-from nightlab.redact import trial_env
+from nightlab.store.redact import trial_env
 
 EVENT = "auto_repair"
 INSTALL_TIMEOUT_S = 600.0  # one pip install or git command

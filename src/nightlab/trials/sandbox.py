@@ -14,10 +14,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from nightlab import UserError
 from nightlab.config import Config
 
 
-class SandboxError(Exception):
+class SandboxError(UserError):
     """The sandbox the lab asks for cannot run here; the message says what to do."""
 
 

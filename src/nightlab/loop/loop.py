@@ -19,24 +19,24 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from nightlab import fmt, protect, ratchet, sandbox, trainspec
-from nightlab.admit import admit
+from nightlab import UserError, ratchet
 from nightlab.agents import Worker, context, make_mentor, make_worker
 from nightlab.agents.decision import Decision
 from nightlab.agents.gate import GateResult
 from nightlab.agents.tools import LabView
 from nightlab.config import Config
-from nightlab.finishing import EXPLORE, Finisher
-from nightlab.finishing import WORKER as FINISH_WORKER
-from nightlab.finishup import FinishUp
-from nightlab.journal import Journal
-from nightlab.lock import LabLock
-from nightlab.redact import redact
-from nightlab.repairs import Repairs
-from nightlab.store import read
+from nightlab.loop.admission import admit
+from nightlab.loop.finish_request import FinishUp
+from nightlab.loop.finishup import EXPLORE, Finisher
+from nightlab.loop.finishup import WORKER as FINISH_WORKER
+from nightlab.loop.journal import Journal
+from nightlab.loop.lock import LabLock
+from nightlab.loop.repair_queue import Repairs
+from nightlab.loop.thinking import Thinker, Thought
+from nightlab.store import fmt, folder, read
 from nightlab.store.db import Store, Trial
-from nightlab.thinking import Thinker, Thought
-from nightlab.trials import folder, local, slurm, spec
+from nightlab.store.redact import redact
+from nightlab.trials import launch, local, protect, sandbox, slurm, training_spec
 from nightlab.trials.workspace import Workspace, WorkspaceError
 from nightlab.trials.worktrees import WorktreePool
 
@@ -48,8 +48,10 @@ MAX_IDLE_CYCLES = 20
 Best = tuple[float, int, str, dict]  # objective, trial, commit, params of the current base
 
 
-class NightError(Exception):
+class NightError(UserError):
     """The night cannot go on (e.g. the baseline fails); the message says why."""
+
+    exit_code = 1
 
 
 @dataclass
@@ -211,7 +213,7 @@ class Loop:
         self.gpus = (
             [str(g) for g in given]
             if given is not None
-            else spec.detect_gpus(
+            else launch.detect_gpus(
                 self.cfg.executor.gpus_per_trial > 0, self.cfg.repair.interpreter(self.lab)
             )
         )
@@ -230,9 +232,9 @@ class Loop:
         self.worker.resume(finished, self.journal.decisions_by(self.worker.name))
         self.journal.render_storyline()
         if self.cfg.tracking.enabled and self.cfg.tracking.trial_run:
-            from nightlab.trials import mlflow_run
+            from nightlab.tracking import trial_run
 
-            if error := mlflow_run.prepare(self._mlflow_opts()):
+            if error := trial_run.prepare(self._mlflow_opts()):
                 raise NightError(
                     f"[tracking] trial_run: the MLflow store could not be prepared: {error}. "
                     "Fix the store or server, or set [tracking] trial_run = false"
@@ -294,7 +296,7 @@ class Loop:
             self._done.wait(HEARTBEAT_S)
 
     def _mlflow_opts(self) -> dict[str, Any]:
-        from nightlab.tracking import default_uri
+        from nightlab.tracking.mirror import default_uri
 
         return {
             "uri": self.cfg.tracking.mlflow_uri or default_uri(self.state),
@@ -306,7 +308,7 @@ class Loop:
     def _start_tracking(self) -> Any:
         if not self.cfg.tracking.enabled:
             return None
-        from nightlab.tracking import TrackingProcess
+        from nightlab.tracking.mirror import TrackingProcess
 
         opts = self._mlflow_opts()
         return TrackingProcess(
@@ -629,7 +631,7 @@ class Loop:
     def _check_spec(self, commit: str, quiet: bool = False) -> None:
         """The lab's own spec must run: fail now, not at the baseline."""
         if self.cfg.trial.spec:
-            notes = trainspec.for_commit(self.cfg, self._reader(commit)).notes
+            notes = training_spec.for_commit(self.cfg, self._reader(commit)).notes
             if notes and not quiet:
                 self.report(f"{self.cfg.trial.spec} as it runs: {'; '.join(notes)}")
 
@@ -671,7 +673,9 @@ class Loop:
         slot = min(set(range(self.slots)) - set(self.running))
         worker = {"baseline": "baseline", "trial": self.worker.name}.get(kind, FINISH_WORKER)
         # the normalised spec is what runs; it is checked before anything is recorded
-        ran = trainspec.for_commit(self.cfg, self._reader(commit)) if self.cfg.trial.spec else None
+        ran = None
+        if self.cfg.trial.spec:
+            ran = training_spec.for_commit(self.cfg, self._reader(commit))
         trial_id, trace = self.journal.open_trial(
             worker,
             decision,
@@ -693,7 +697,7 @@ class Loop:
         folder.prepare(trial_dir, params, self.ws.diff(self.base_commit, commit), commit, self.data)
         gpus = None if self.slurm else self.gpus  # Slurm gives each job its own GPUs
         tracked = self.cfg.tracking.enabled and self.cfg.tracking.trial_run
-        build = spec.build(
+        build = launch.build(
             self.cfg, self.lab, trial_dir, trial_id, params, seed, workdir, slot, gpus,
             mlflow=self._mlflow_opts() if tracked else None,
         )  # fmt: skip
@@ -836,7 +840,7 @@ class Loop:
         for row in self.store.trials(Trial.status == "running"):
             trial_dir = self.state / "trials" / str(row.id)
             pid = row.pid or _read_pid(trial_dir)
-            watch = spec.build(
+            watch = launch.build(
                 self.cfg, self.lab, trial_dir, row.id, row.params, row.seed, self.lab
             )  # only watched: it was started long ago
             job = self.journal.job_id(row.id)

@@ -15,6 +15,8 @@ from typing import Annotated, Any
 
 import typer
 
+from nightlab import UserError
+
 app = typer.Typer(
     name="nightlab",
     help="Run machine-learning experiments unattended: trials, a ratchet, a record.",
@@ -49,7 +51,7 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _lab(path: Path) -> Any:
-    from nightlab.api import Lab
+    from nightlab.lab.api import Lab
 
     return Lab(path)
 
@@ -59,14 +61,15 @@ def _guard(fn: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
     except Exception as exc:
-        from nightlab.errors import USER_ERRORS, storage_problem
+        from nightlab.store.files import storage_problem
 
         if (problem := storage_problem(exc)) is not None:
             _fail(problem, 2)
-        code = USER_ERRORS.get(type(exc).__name__)
-        if code is None:
-            raise
-        _fail(str(exc), code)
+        if isinstance(exc, UserError):
+            _fail(str(exc), exc.exit_code)
+        if isinstance(exc, FileNotFoundError):
+            _fail(str(exc), 2)
+        raise
 
 
 @app.command()
@@ -75,7 +78,7 @@ def init(
     template: Annotated[str, typer.Option(help="digits | lightning-hydra | minimal")] = "minimal",
 ) -> None:
     """Create a lab folder from a template (a git repo, train.py, IDEA.md, nightlab.toml)."""
-    from nightlab.templates import create
+    from nightlab.lab.templates import create
 
     created = _guard(create, path, template)
     _console().print(
@@ -222,7 +225,7 @@ def watch(
     once: Annotated[bool, typer.Option(help="Print one refresh and exit.")] = False,
 ) -> None:
     """Live status, leaderboard and storyline (Ctrl-C to leave; the loop keeps running)."""
-    from nightlab.views import render
+    from nightlab.lab.views import render
 
     target = _lab(lab)
     console = _console()
@@ -327,13 +330,13 @@ def reset(
 
 
 def _print_summary(st: dict[str, Any]) -> None:
-    from nightlab.views import summary
+    from nightlab.lab.views import summary
 
     _console().print(summary(st))
 
 
 def _print_leaderboard(target: Any, top: int) -> None:
-    from nightlab.views import leaderboard_table
+    from nightlab.lab.views import leaderboard_table
 
     rows = _guard(target.leaderboard, top)
     console = _console()

@@ -17,12 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from nightlab import UserError
 from nightlab.store import read
 
 STATE_DIR = ".nightlab"
 
 
-class LabError(Exception):
+class LabError(UserError):
     """A request the lab cannot honour as asked; the message says what to do."""
 
 
@@ -79,13 +80,13 @@ class Lab:
         `report` receives one human line per event; `progress(ended, max_trials)` is called
         after every recorded trial. `finishup_minutes` makes the last minutes of an
         `hours`-long night its finish-up (see `finish_up`)."""
-        from nightlab.loop import Loop
+        from nightlab.loop.loop import Loop
 
         if hours is not None and hours <= 0:
             raise LabError(f"hours must be more than 0 (got {hours}); leave it out for no limit")
         finish = None
         if finishup_minutes is not None:
-            from nightlab import finishup
+            from nightlab.loop import finish_request
 
             hours = hours if hours is not None else self.config.budget.hours
             if hours is None:
@@ -93,7 +94,7 @@ class Lab:
                     "--finishup-minutes needs the night's length: give --run-hours H "
                     "(or [budget] hours)"
                 )
-            finish = finishup.request(
+            finish = finish_request.request(
                 run_hours=hours, minutes_left=finishup_minutes, final_rounds=final_rounds,
                 top_k=top_k, note=finishup_note,
             )  # fmt: skip
@@ -184,13 +185,13 @@ class Lab:
 
     # ------------------------------------------------------------------ finish-up, report
     def finish_up(self, **request: Any) -> dict[str, Any]:
-        """Request or schedule the finish-up (see `finishup.request` for the forms); a
+        """Request or schedule the finish-up (see `finish_request.request` for the forms); a
         running loop picks it up within a heartbeat. Returns `finish_up_show()`. With
         `report_now` and no loop running, the report is written at once."""
-        from nightlab import finishup
+        from nightlab.loop import finish_request
 
         _ = self.config  # a broken nightlab.toml fails here, not in the loop
-        wanted = finishup.request(**request)
+        wanted = finish_request.request(**request)
         self._store_finish(wanted)
         shown = self.finish_up_show()
         if wanted.report_now and self.status()["state"] != "running":
@@ -201,15 +202,15 @@ class Lab:
 
     def finish_up_show(self) -> dict[str, Any]:
         """The finish-up request with its resolved window (`active`: none pending)."""
-        from nightlab import finishup
+        from nightlab.loop import finish_request
 
         if not self.db.is_file():
             return {"active": False, "summary": "no finish-up requested"}
         with read.connect(self.db) as conn:
-            row = conn.execute("SELECT value FROM meta WHERE key = ?", (finishup.META_KEY,))
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (finish_request.META_KEY,))
             value = row.fetchone()
             started = conn.execute("SELECT MIN(started_at) FROM runs").fetchone()[0]
-        wanted = finishup.parse(value[0]) if value else None
+        wanted = finish_request.parse(value[0]) if value else None
         if wanted is None:
             return {"active": False, "summary": "no finish-up requested"}
         begins, ends = wanted.window(started)
@@ -223,19 +224,19 @@ class Lab:
         }
 
     def finish_up_cancel(self) -> dict[str, Any]:
-        from nightlab import finishup
+        from nightlab.loop import finish_request
 
         shown = self.finish_up_show()
         if not shown["active"]:
             raise LabError(f"no finish-up to cancel ({shown['summary']})")
-        wanted = finishup.FinishUp.model_validate(
-            {k: shown[k] for k in finishup.FinishUp.model_fields}
+        wanted = finish_request.FinishUp.model_validate(
+            {k: shown[k] for k in finish_request.FinishUp.model_fields}
         )
         self._store_finish(wanted.model_copy(update={"phase": "cancelled"}))
         return self.finish_up_show()
 
     def _store_finish(self, wanted: Any) -> None:
-        from nightlab import finishup
+        from nightlab.loop import finish_request
         from nightlab.store.db import Store
 
         self.state.mkdir(parents=True, exist_ok=True)  # a request may precede the first run
@@ -243,13 +244,13 @@ class Lab:
         try:
             store.migrate()
             with store.tx() as s:
-                Store.set_meta(s, finishup.META_KEY, wanted.model_dump())
+                Store.set_meta(s, finish_request.META_KEY, wanted.model_dump())
                 Store.event(s, "finishup_requested", by=os.getpid(), **wanted.model_dump())
         finally:
             store.close()
         with read.connect(self.db) as conn:
             started = conn.execute("SELECT MIN(started_at) FROM runs").fetchone()[0]
-        finishup.mirror(self.state, wanted, started)
+        finish_request.mirror(self.state, wanted, started)
 
     def report(self, *, top_k: int | None = None) -> Path:
         """Write the morning report (under .nightlab/reports/<night>/); returns its folder."""
@@ -306,6 +307,6 @@ class Lab:
     def adopt(self, trial: int) -> dict[str, Any]:
         """Bring trial `trial`'s code (and parameters, as the new defaults) onto the user's
         branch as one commit. Refuses to overwrite uncommitted or diverged user changes."""
-        from nightlab.adopt import adopt
+        from nightlab.lab.adopt import adopt
 
         return adopt(self, trial)

@@ -6,14 +6,17 @@ import fcntl
 import os
 from pathlib import Path
 
+from nightlab import UserError
+from nightlab.store.files import LOCK_NAME
 
-class LabBusy(Exception):
+
+class LabBusy(UserError):
     pass
 
 
 class LabLock:
     def __init__(self, state_dir: Path) -> None:
-        self.path = state_dir / "loop.lock"
+        self.path = state_dir / LOCK_NAME
         self._fd: int | None = None
 
     def acquire(self) -> None:
@@ -36,22 +39,3 @@ class LabLock:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-
-
-def held_by(state_dir: Path) -> int | None:
-    """PID of the loop holding the lab's lock (0 if unreadable), None when no loop holds it.
-
-    The lock is the authority on this machine: the kernel drops it when its process dies,
-    however it dies, while a heartbeat can lag behind a living loop."""
-    try:
-        fd = os.open(state_dir / "loop.lock", os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
-        return int(text) if text.isdigit() else 0
-    finally:
-        os.close(fd)
-    return None

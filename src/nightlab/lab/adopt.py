@@ -11,11 +11,11 @@ from nightlab.store.db import Store, Trial
 from nightlab.trials.workspace import Workspace
 
 if TYPE_CHECKING:
-    from nightlab.api import Lab
+    from nightlab.lab.api import Lab
 
 
 def adopt(lab: Lab, trial_id: int) -> dict[str, Any]:
-    from nightlab.api import LabError
+    from nightlab.lab.api import LabError
 
     if not lab.db.is_file():
         raise LabError(f"{lab.path} has no trials yet; run the lab first")

@@ -18,10 +18,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from nightlab import sandbox, smoke
 from nightlab.agents.gate import editable
 from nightlab.config import Config
-from nightlab.redact import trial_env
+from nightlab.store.redact import trial_env
+from nightlab.trials import sandbox, smoke_script
 from nightlab.trials.workspace import Workspace
 
 
@@ -52,7 +52,7 @@ def vet(
     scratch = Path(tempfile.mkdtemp(prefix="smoke-", dir=state if state.is_dir() else None))
     try:
         ws.export(commit, scratch)
-        shutil.copyfile(smoke.__file__, scratch / SCRIPT)
+        shutil.copyfile(smoke_script.__file__, scratch / SCRIPT)
         return [r for m in modules if (r := _check(cfg, lab, scratch, m, tick))]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -61,7 +61,7 @@ def vet(
 def _check(
     cfg: Config, lab: Path, workdir: Path, module: str, tick: Callable[[], bool]
 ) -> str | None:
-    kind = smoke.kind_of(module)
+    kind = smoke_script.kind_of(module)
     fail = f"generated module {module} failed its smoke check ({kind})"
     opts = {
         "batch": cfg.smoke.batch,

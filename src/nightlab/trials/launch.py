@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nightlab import sandbox
 from nightlab.config import Config
-from nightlab.redact import trial_env
-from nightlab.trials import mlflow_run
+from nightlab.store.redact import trial_env
+from nightlab.tracking import trial_run
+from nightlab.trials import sandbox
 from nightlab.trials.local import TrialSpec
 
 
@@ -115,7 +115,7 @@ def build(
     elif cfg.trial.params == "env":
         env.update({f"NIGHTLAB_PARAM_{k.upper()}": str(v) for k, v in params.items()})
     if mlflow:
-        command = mlflow_run.wrap(command, {**mlflow, "trial_id": trial_id})
+        command = trial_run.wrap(command, {**mlflow, "trial_id": trial_id})
     return TrialSpec(
         trial_id=trial_id,
         command=command,

@@ -1,6 +1,6 @@
 """`[tracking] trial_run`: open the trial's MLflow run, then become the trial's command.
 
-Runs as `python -m nightlab.trials.mlflow_run OPTS COMMAND` at the front of the trial
+Runs as `python -m nightlab.tracking.trial_run OPTS COMMAND` at the front of the trial
 (inside the sandbox when there is one): it creates the run, writes its id to the trial
 folder (so the tracking process fills that same run afterwards), and execs `/bin/sh -c
 COMMAND` with MLFLOW_TRACKING_URI, MLFLOW_EXPERIMENT_ID and MLFLOW_RUN_ID set. The exec
@@ -38,7 +38,7 @@ def prepare(opts: dict[str, Any], timeout: float = 300) -> str | None:
 
 
 def main() -> int:
-    from nightlab.tracking import RUN_ID_FILE, Tracker
+    from nightlab.tracking.mirror import RUN_ID_FILE, Tracker
 
     if sys.argv[1] == "--prepare":
         opts = json.loads(sys.argv[2])

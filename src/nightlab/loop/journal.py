@@ -15,13 +15,13 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from nightlab import workpad
 from nightlab.agents.decision import Decision
+from nightlab.loop import workpad
 from nightlab.ratchet import Verdict
-from nightlab.redact import redact_data
 from nightlab.store import read
 from nightlab.store.db import Cycle, Event, Note, Run, Store, Trial
 from nightlab.store.db import Decision as DecisionRow
+from nightlab.store.redact import redact_data
 from nightlab.trials.local import Outcome, RunningTrial
 
 

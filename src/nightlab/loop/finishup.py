@@ -1,4 +1,4 @@
-"""The loop's side of finish-up (see finishup.py for the request): when it is time, stop
+"""The loop's side of finish-up (see finish_request.py for the request): when it is time, stop
 exploring while a trial can still finish, give the top candidates their confirmation runs
 over new seeds, compute the held-out test metric once for the final pick, write the report
 and end the night.
@@ -14,13 +14,13 @@ import statistics
 import time
 from typing import TYPE_CHECKING, Any
 
-from nightlab import finishup
 from nightlab.agents.decision import Decision
+from nightlab.loop import finish_request
 from nightlab.store import read
 from nightlab.store.db import Store
 
 if TYPE_CHECKING:
-    from nightlab.loop import Loop
+    from nightlab.loop.loop import Loop
 
 EXPLORE = "explore"  # step(): go on with ordinary cycles
 SEED_OFFSET = 1000  # confirmation seeds start here above [trial] seed: never a seed already used
@@ -30,7 +30,7 @@ WORKER = "finish-up"
 class Finisher:
     def __init__(self, loop: Loop) -> None:
         self.loop = loop
-        self.request: finishup.FinishUp | None = None
+        self.request: finish_request.FinishUp | None = None
         self.forced: str | None = None  # a limit reached while finish-up was pending
         self.queue: list[tuple[Any, int]] | None = None  # (candidate, seed) still to run
         self.tested = False
@@ -41,19 +41,19 @@ class Finisher:
         """Read the request from the store (the heartbeat calls this: `nightlab finishup`
         reaches a running loop within a beat)."""
         with read.connect(self.loop.store.path) as conn:
-            row = conn.execute("SELECT value FROM meta WHERE key = ?", (finishup.META_KEY,))
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (finish_request.META_KEY,))
             value = row.fetchone()
             first = conn.execute("SELECT MIN(started_at) FROM runs").fetchone()[0]
         self.night_started = first
-        self.request = finishup.parse(value[0]) if value else None
+        self.request = finish_request.parse(value[0]) if value else None
 
-    def save(self, request: finishup.FinishUp) -> None:
+    def save(self, request: finish_request.FinishUp) -> None:
         """Store a request (from `run --finishup-minutes`) and mirror it."""
         with self.loop.store.tx() as s:
-            Store.set_meta(s, finishup.META_KEY, request.model_dump())
+            Store.set_meta(s, finish_request.META_KEY, request.model_dump())
             Store.event(s, "finishup_requested", run_id=self.loop.run_id, **request.model_dump())
         self.request = request
-        finishup.mirror(self.loop.state, request, self.night_started)
+        finish_request.mirror(self.loop.state, request, self.night_started)
 
     def _phase(self, phase: str, **data: Any) -> None:
         """Move the request to `phase`, unless the user changed or cancelled it meanwhile."""
@@ -61,17 +61,17 @@ class Finisher:
         if request is None or request.phase == phase:
             return
         with self.loop.store.tx() as s:
-            stored = finishup.parse(Store.get_meta(s, finishup.META_KEY))
+            stored = finish_request.parse(Store.get_meta(s, finish_request.META_KEY))
             if stored is None or stored.requested_at != request.requested_at:
                 return
             if stored.phase == "cancelled":
                 self.request = stored
                 return
             request = request.model_copy(update={"phase": phase})
-            Store.set_meta(s, finishup.META_KEY, request.model_dump())
+            Store.set_meta(s, finish_request.META_KEY, request.model_dump())
             Store.event(s, "finishup_phase", run_id=self.loop.run_id, phase=phase, **data)
         self.request = request
-        finishup.mirror(self.loop.state, request, self.night_started)
+        finish_request.mirror(self.loop.state, request, self.night_started)
         self.loop.report(f"finish-up: {phase}" + (f" ({data['why']})" if "why" in data else ""))
 
     @property

@@ -17,7 +17,7 @@ def names() -> list[str]:
 
 def create(dest: Path, template: str) -> Path:
     """Copy `template` into the new folder `dest` and make it a git repository."""
-    from nightlab.api import LabError
+    from nightlab.lab.api import LabError
 
     source = HERE / template
     if not (source / "nightlab.toml").is_file():

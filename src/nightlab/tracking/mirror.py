@@ -1,7 +1,7 @@
 """MLflow: one run per trial (params, metric history, tags, artifacts).
 
 The store is the record; MLflow is a mirror written by a separate process
-(`python -m nightlab.tracking`) so that neither a slow or unreachable server nor MLflow's
+(`python -m nightlab.tracking.mirror`) so that neither a slow or unreachable server nor MLflow's
 own CPU and import time hold up the loop. That process logs every finished trial whose
 `mlflow_run_id` is still empty, so a gap (a crash, a server down) is caught up later.
 """
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from nightlab.redact import redact_data
+from nightlab.store.redact import redact_data
 
 RUN_ID_FILE = "mlflow_run_id"  # in the trial folder: the run a trial logged into itself
 ARTIFACTS = ("params.json", "result.json", "diff.patch", "env.json", "stdout.log", "stderr.log")
@@ -168,7 +168,7 @@ class TrackingProcess:
         }
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "nightlab.tracking", json.dumps(opts)],
+                [sys.executable, "-m", "nightlab.tracking.mirror", json.dumps(opts)],
                 stdin=subprocess.PIPE,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -209,7 +209,7 @@ def serve(db: Path, tracker: Tracker, wake: IO[bytes], scan_s: float = 5.0) -> N
     from sqlalchemy import update
 
     from nightlab.store.db import Cycle, Store, Trial
-    from nightlab.trials.folder import read_history
+    from nightlab.store.folder import read_history
 
     # One mirror per lab: a process left by a loop that died finishes its pass first.
     lock = open(db.parent / "tracking.lock", "w")  # noqa: SIM115 (held for the whole life)

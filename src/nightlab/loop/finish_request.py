@@ -16,12 +16,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from nightlab import UserError
+
 DEFAULT_MINUTES = 60.0
 META_KEY = "finishup"
 Phase = Literal["scheduled", "active", "confirming", "reporting", "done", "cancelled"]
 
 
-class FinishUpError(ValueError):
+class FinishUpError(UserError, ValueError):
     """A finish-up request that cannot be honoured; the message says why."""
 
 

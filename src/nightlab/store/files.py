@@ -1,29 +1,37 @@
-"""Errors a user can fix, by class name, with the exit status the CLI gives them.
+"""Files beside the store: the loop lock's owner, and what a failed write means."""
 
-Matched by name so that the CLI need not import the modules that define them (config
-pulls in pydantic, the loop SQLAlchemy) just to be ready to catch them.
-"""
+from __future__ import annotations
 
-USER_ERRORS = {
-    "ConfigError": 2,  # nightlab.toml missing or wrong
-    "LabError": 2,  # a request the lab cannot honour (api)
-    "LabBusy": 2,  # another loop holds the lab
-    "AgentError": 2,  # the worker backend cannot be built
-    "WorkspaceError": 2,  # git refused, or the lab cannot be snapshotted
-    "FileNotFoundError": 2,
-    "FinishUpError": 2,  # a finish-up request that cannot be honoured
-    "ReportError": 2,  # a report the store cannot back
-    "SandboxError": 2,  # the sandbox the lab asks for cannot run here
-    "SpecError": 2,  # the lab's training spec ([trial] spec) breaks its [spec] fields
-    "NightError": 1,  # the night could not go on (e.g. the baseline failed)
-}
+import errno
+import fcntl
+import os
+from pathlib import Path
+
+LOCK_NAME = "loop.lock"
+
+
+def held_by(state_dir: Path) -> int | None:
+    """PID of the loop holding the lab's lock (0 if unreadable), None when no loop holds it.
+
+    The lock is the authority on this machine: the kernel drops it when its process dies,
+    however it dies, while a heartbeat can lag behind a living loop."""
+    try:
+        fd = os.open(state_dir / LOCK_NAME, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        return int(text) if text.isdigit() else 0
+    finally:
+        os.close(fd)
+    return None
 
 
 def storage_problem(exc: BaseException) -> str | None:
     """One line for a full disk or a read-only / unwritable state folder (the store is left
     as it was: every write is one transaction), or None for any other error."""
-    import errno
-
     seen: BaseException | None = exc
     while seen is not None:  # look through the chain (SQLAlchemy wraps sqlite's errors)
         text = str(seen).lower()

@@ -9,7 +9,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from nightlab import fmt
+from nightlab.store import fmt
 
 STATE_STYLE = {
     "running": "bold green",
