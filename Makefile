@@ -17,9 +17,11 @@ QUIET := 2>&1 | { grep -v "^WARNING: Location" || true; }
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+$(VENV)/.installed: pyproject.toml $(wildcard tests/plugins/*/pyproject.toml) | $(BIN)/python
 	$(PIP) install -q "$(TORCH_SPEC)" $(QUIET)
 	$(PIP) install -q -e ".[dev,examples]" $(QUIET)
+	# the tests' own plugin packages (entry points nightlab.workers / executors / notifiers)
+	for p in tests/plugins/*/pyproject.toml; do [ -f "$$p" ] && $(PIP) install -q -e "$$(dirname $$p)" $(QUIET); done; true
 	touch $@
 
 install: $(VENV)/.installed
