@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml $(wildcard tests/plugins/*/pyproject.toml) | 
 	$(PIP) install -q "$(TORCH_SPEC)" $(QUIET)
 	$(PIP) install -q -e ".[dev,examples]" $(QUIET)
 	# the tests' own plugin packages (entry points nightlab.workers / executors / notifiers)
-	for p in tests/plugins/*/pyproject.toml; do [ -f "$$p" ] && $(PIP) install -q -e "$$(dirname $$p)" $(QUIET); done; true
+	$(foreach p,$(wildcard tests/plugins/*/pyproject.toml),$(PIP) install -q -e $(dir $(p)) $(QUIET);)
 	touch $@
 
 install: $(VENV)/.installed
