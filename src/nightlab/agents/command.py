@@ -23,9 +23,8 @@ from pydantic import ValidationError
 
 from nightlab.agents.context import read_mission, render
 from nightlab.agents.decision import Decision, Edit
-from nightlab.agents.gate import editable
 from nightlab.agents.tools import LabView
-from nightlab.config import CommandAgent, Config
+from nightlab.config import CommandAgent, Config, matches
 from nightlab.trials import sandbox
 
 TEMPLATES = {  # built in; [agents.commands.NAME] overrides or adds
@@ -116,7 +115,7 @@ class CommandWorker:
             "decision_file": str(work / DECISION_FILE),
             "workdir": str(work),
         }
-        files = [p for p in sorted(base) if editable(p, self.cfg.editable_files)]
+        files = [p for p in sorted(base) if matches(p, self.cfg.editable_files)]
         argv = [
             arg
             for item in self.agent.argv
