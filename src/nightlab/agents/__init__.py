@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
-from nightlab import UserError
 from nightlab.agents.decision import Decision
+from nightlab.agents.errors import AgentError
 from nightlab.config import Config
 
 
@@ -16,10 +16,6 @@ class Worker(Protocol):
     def decide(self, context: dict[str, Any]) -> Decision: ...
     def observe(self, trial: Any) -> None: ...
     def resume(self, finished: list[Any], decided: int) -> None: ...
-
-
-class AgentError(UserError):
-    """The configured agent backend cannot be used; the message says why and what to do."""
 
 
 def make_worker(spec: str, cfg: Config, lab: Path) -> Worker:

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from nightlab.agents.context import read_mission, render
 from nightlab.agents.decision import Decision, Edit
+from nightlab.agents.errors import AgentError
 from nightlab.agents.tools import LabView
 from nightlab.config import CommandAgent, Config, matches
 from nightlab.trials import sandbox
@@ -59,8 +60,6 @@ class CommandAgentError(Exception):
 
 def template(name: str, cfg: Config) -> CommandAgent:
     """The command for `command:NAME`; an unknown name or a missing program fails now."""
-    from nightlab.agents import AgentError
-
     agent = cfg.agents.commands.get(name)
     if agent is None and name in TEMPLATES:
         agent = CommandAgent(argv=TEMPLATES[name])

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_ai.usage import RunUsage, UsageLimits
 
-from nightlab.agents import llm
+import nightlab.agents.llm as llm  # by module: tests replace llm.resolve_model
 from nightlab.agents.context import read_mission
 from nightlab.agents.decision import Decision
 from nightlab.config import Config
