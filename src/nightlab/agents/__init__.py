@@ -1,21 +1,14 @@
-"""Agent backends: what fills the worker role and turns context into a decision."""
+"""Agent backends: what fills the worker role (and the mentor's) and turns context into a
+decision. The loop's side of them is declared in `worker` (the `Worker` and `Reviewer`
+protocols, and `BaseWorker`, the defaults every built-in worker inherits)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
 
-from nightlab.agents.decision import Decision
 from nightlab.agents.errors import AgentError
+from nightlab.agents.worker import BaseWorker, Reviewer, Worker
 from nightlab.config import Config
-
-
-class Worker(Protocol):
-    name: str
-
-    def decide(self, context: dict[str, Any]) -> Decision: ...
-    def observe(self, trial: Any) -> None: ...
-    def resume(self, finished: list[Any], decided: int) -> None: ...
 
 
 def make_worker(spec: str, cfg: Config, lab: Path) -> Worker:
@@ -58,7 +51,7 @@ def make_worker(spec: str, cfg: Config, lab: Path) -> Worker:
     )
 
 
-def make_mentor(spec: str, cfg: Config, lab: Path) -> Any:
+def make_mentor(spec: str, cfg: Config, lab: Path) -> Reviewer:
     """The mentor for a model string; an unusable one fails the run at start."""
     from nightlab.agents.llm import LLMWorkerError
     from nightlab.agents.mentor import Mentor
@@ -68,6 +61,9 @@ def make_mentor(spec: str, cfg: Config, lab: Path) -> Any:
         return Mentor(spec, cfg, lab)
     except LLMWorkerError as exc:
         raise AgentError(f"mentor: {exc}") from None
+
+
+__all__ = ["AgentError", "BaseWorker", "Reviewer", "Worker", "make_mentor", "make_worker"]
 
 
 def _require_price(spec: str, cfg: Config, role: str) -> None:

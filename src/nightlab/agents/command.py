@@ -25,6 +25,7 @@ from nightlab.agents.context import read_mission, render
 from nightlab.agents.decision import Decision, Edit
 from nightlab.agents.errors import AgentError
 from nightlab.agents.tools import LabView
+from nightlab.agents.worker import BaseWorker
 from nightlab.config import CommandAgent, Config, matches
 from nightlab.trials import sandbox
 
@@ -85,7 +86,7 @@ def template(name: str, cfg: Config) -> CommandAgent:
     return agent
 
 
-class CommandWorker:
+class CommandWorker(BaseWorker):
     wants_context = True
     slow = True  # minutes per decision: it thinks while the loop watches the trials
 
