@@ -253,8 +253,9 @@ class CommandAgent(_Section):
 class AgentsSection(_Section):
     worker: str = Field(
         "search",
-        description='"search", "replay:FILE", a pydantic-ai model "openai:gpt-4o" or a '
-        'coding-agent CLI "command:NAME"',
+        description='"search", "replay:FILE", a pydantic-ai model "openai:gpt-4o", a '
+        'coding-agent CLI "command:NAME" or a worker plugin "NAME:ARGS" (entry-point group '
+        '"nightlab.workers")',
     )
     commands: dict[str, CommandAgent] = Field(
         default_factory=dict,

@@ -43,6 +43,10 @@ class LLMWorkerError(Exception):
     pass
 
 
+class UnknownModelError(LLMWorkerError):
+    """pydantic-ai knows no model (no provider) by that name."""
+
+
 def resolve_model(spec: str, cfg: Config, role: str = "worker") -> Any:
     """The pydantic-ai model for `spec`; an unusable one fails now, naming the fix.
     `[agents] base_url` serves the worker only."""
@@ -69,7 +73,8 @@ def resolve_model(spec: str, cfg: Config, role: str = "worker") -> Any:
     try:
         return infer_model(spec)
     except UserError as exc:
-        raise LLMWorkerError(f"worker {spec!r}: {exc}") from None
+        error = UnknownModelError if str(exc).startswith("Unknown model") else LLMWorkerError
+        raise error(f"worker {spec!r}: {exc}") from None
 
 
 def _probe(base_url: str, key: str) -> None:
