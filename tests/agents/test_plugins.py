@@ -1,7 +1,7 @@
-"""Workers from other packages, through entry points: the test plugin package
+"""Workers and notifiers from other packages, through entry points: the test plugin package
 tests/plugins/nightlab_plugin_worker (installed into the venv by the Makefile) registers the
-worker `steps` (`steps:0.5,2` runs boost=0.5, then boost=2, then stops) and a worker whose
-package fails to import (`steps-broken`)."""
+worker `steps` (`steps:0.5,2` runs boost=0.5, then boost=2, then stops), a worker whose
+package fails to import (`steps-broken`), and the notifiers `record` and `record-broken`."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from nightlab import Lab
+from nightlab import Lab, UserError
 from nightlab.agents import AgentError, BaseWorker, make_worker
 from nightlab.config import PluginError, load_config
+from nightlab.lab import notifiers
 
 from conftest import cli, rows
 
@@ -96,3 +97,21 @@ def test_the_cli_shows_the_one_line_error_and_exits_2(make_lab, spec, expected):
     assert expected in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
+
+# notifiers -----------------------------------------------------------------------------------
+
+
+def test_a_registered_notifier_loads_by_name():
+    notifier = notifiers.load("record")()
+    notifier("the night ended")
+    assert notifier.sent == ["the night ended"]
+    assert notifiers.GROUP == "nightlab.notifiers"
+
+
+def test_a_missing_or_broken_notifier_is_a_one_line_user_error():
+    with pytest.raises(PluginError, match="no nightlab.notifiers plugin named 'nobody'") as info:
+        notifiers.load("nobody")
+    assert "record" in str(info.value)  # what is installed
+    with pytest.raises(PluginError, match=f"package {PACKAGE}") as info:
+        notifiers.load("record-broken")
+    assert isinstance(info.value, UserError) and "\n" not in str(info.value)

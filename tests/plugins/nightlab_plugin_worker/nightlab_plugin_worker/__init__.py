@@ -1,5 +1,5 @@
 """A worker plugin as a third party writes one: `worker = "steps:0.5,2"` runs one trial per
-boost value, in order, then stops."""
+boost value, in order, then stops; and a notifier that only records what it is told."""
 
 from __future__ import annotations
 
@@ -43,3 +43,12 @@ def make(args: str, cfg: Config, lab: Path) -> StepsWorker:
         raise AgentError("worker 'steps' needs a [search.boost] knob")
     return StepsWorker(f"steps:{args}", boosts)
 
+
+class RecordingNotifier:
+    """Remembers every message it is given (the notifications issue defines the calls)."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def __call__(self, message: str) -> None:
+        self.sent.append(message)
