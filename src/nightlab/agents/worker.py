@@ -8,12 +8,10 @@ factory fills in any default a plugin's worker leaves out.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from nightlab.agents.decision import Decision, Review
-
-if TYPE_CHECKING:
-    from nightlab.agents.tools import LabView
+from nightlab.agents.tools import LabView
 
 Usage = dict[str, int]  # input_tokens, output_tokens, requests of one model call
 
