@@ -2,18 +2,21 @@
 
 Every key is declared here; an unknown, mistyped or missing key fails at load with a
 message naming the key, the file and the fix. The `[search]` knobs are the clamps that
-every worker's parameters are checked against.
+every worker's parameters are checked against; `matches` is the one reading of the
+`editable`/`protected`/`generated` globs; `plugin` loads what other packages register.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import os
+import re
 import shutil
 import sys
 import tomllib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -53,6 +56,29 @@ def plugin(group: str, name: str) -> Any:
             f"the {group} plugin {name!r} (package {package}) failed to load: "
             f"{type(exc).__name__}: {exc}"
         ) from exc
+
+
+def matches(path: str, patterns: list[str]) -> bool:
+    """True when the lab-relative `path` matches one of the globs of nightlab.toml
+    (`editable`, `protected`, `generated`) and stays inside the lab: one spelling per file
+    ("./x", "x/", "a//b" never match), no absolute path, no "..", no .git, no control
+    characters."""
+    p = PurePosixPath(path)
+    if p.as_posix() != path:  # "./x", "x/", "a//b": one spelling per file, or git refuses
+        return False
+    if p.is_absolute() or ".." in p.parts or "\\" in path or not path.strip():
+        return False
+    if any(ord(ch) < 32 for ch in path) or any(part.lower() == ".git" for part in p.parts):
+        return False
+    return any(_glob(pat).fullmatch(path) for pat in patterns)
+
+
+@functools.cache
+def _glob(pattern: str) -> re.Pattern[str]:
+    """Shell-style: `*` and `?` stay inside one folder, `**` crosses folders."""
+    parts = re.split(r"(\*\*/?|\*|\?)", pattern)
+    rx = {"**": ".*", "**/": "(?:.*/)?", "*": "[^/]*", "?": "[^/]"}
+    return re.compile("".join(rx.get(part, re.escape(part)) for part in parts))
 
 
 class _Section(BaseModel):
@@ -227,8 +253,9 @@ class CommandAgent(_Section):
 class AgentsSection(_Section):
     worker: str = Field(
         "search",
-        description='"search", "replay:FILE", a pydantic-ai model "openai:gpt-4o" or a '
-        'coding-agent CLI "command:NAME"',
+        description='"search", "replay:FILE", a pydantic-ai model "openai:gpt-4o", a '
+        'coding-agent CLI "command:NAME" or a worker plugin "NAME:ARGS" (entry-point group '
+        '"nightlab.workers")',
     )
     commands: dict[str, CommandAgent] = Field(
         default_factory=dict,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from nightlab.agents.decision import Decision, Edit
-from nightlab.agents.gate import check, editable
-from nightlab.config import Config
+from nightlab.agents.gate import check
+from nightlab.config import Config, matches
 from nightlab.trials.workspace import Workspace
 
 GOOD = "lower lr: the loss curve oscillates after epoch 3"
@@ -131,12 +131,12 @@ def test_edit_outside_the_editable_files_is_rejected(cfg, path):
 
 
 def test_editable_matches_globs_but_never_leaves_the_lab():
-    assert editable("train.py", ["train.py"])
-    assert editable("models/a.py", ["models/*.py"])
-    assert not editable("models/a.txt", ["models/*.py"])
-    assert not editable("Train.py", ["train.py"])  # case matters
-    assert not editable("../models/a.py", ["*"])
-    assert not editable("/etc/passwd", ["*"])
+    assert matches("train.py", ["train.py"])
+    assert matches("models/a.py", ["models/*.py"])
+    assert not matches("models/a.txt", ["models/*.py"])
+    assert not matches("Train.py", ["train.py"])  # case matters
+    assert not matches("../models/a.py", ["*"])
+    assert not matches("/etc/passwd", ["*"])
 
 
 def test_edit_whose_search_text_is_absent_is_rejected(cfg):

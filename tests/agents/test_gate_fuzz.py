@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from nightlab.agents.decision import Decision
-from nightlab.agents.gate import check, editable
-from nightlab.config import Config
+from nightlab.agents.gate import check
+from nightlab.config import Config, matches
 
 CFG = Config.model_validate({
     "lab": {"name": "fuzz"},
@@ -88,7 +88,7 @@ def test_the_gate_never_crashes_and_never_passes_a_bad_edit(body):
         return
     assert CFG.param_violations(decision.params) == []
     for path, text in result.files.items():
-        assert editable(path, CFG.trial.editable)
+        assert matches(path, CFG.trial.editable)
         assert path == "train.py" or (path.startswith("gen/") and path.count("/") == 1)
         assert ".." not in path and not path.startswith("/")
         assert isinstance(text, str)

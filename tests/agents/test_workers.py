@@ -9,8 +9,10 @@ from types import SimpleNamespace
 import pytest
 from pydantic import ValidationError
 
-from nightlab.agents import AgentError, make_worker
+from nightlab.agents import AgentError, BaseWorker, make_worker
+from nightlab.agents.command import CommandWorker
 from nightlab.agents.gate import check
+from nightlab.agents.llm import LLMWorker
 from nightlab.agents.replay import ReplayError, ReplayWorker
 from nightlab.agents.search import SearchWorker
 from nightlab.config import Config
@@ -159,6 +161,27 @@ def test_make_worker_builds_the_search_worker(tmp_path):
     worker = make_worker("search", make_cfg(), tmp_path)
     assert worker.name == "search"
     assert worker.decide({}).action == "run"
+
+
+@pytest.mark.parametrize(
+    ("cls", "slow"),
+    [(SearchWorker, False), (ReplayWorker, False), (LLMWorker, True), (CommandWorker, True)],
+)
+def test_every_built_in_worker_declares_what_the_loop_uses(cls, slow):
+    """The Worker protocol, attribute by attribute: the loop probes none of them."""
+    assert issubclass(cls, BaseWorker)
+    for method in ("decide", "observe", "resume"):
+        assert callable(getattr(cls, method))
+    assert (cls.slow, cls.wants_context) == (slow, slow)  # the slow ones read the context
+    assert cls.view is None and cls.last_usage is None  # until the loop, or a call, sets them
+
+
+def test_the_fast_workers_built_by_the_factory_have_every_worker_attribute(tmp_path, replay_file):
+    for spec, lab in (("search", tmp_path), ("replay:decisions.jsonl", replay_file.parent)):
+        worker = make_worker(spec, make_cfg(), lab)
+        assert worker.name and worker.slow is False and worker.wants_context is False
+        assert worker.view is None and worker.last_usage is None
+        worker.view = "the loop's LabView"  # the loop sets it, whatever the worker
 
 
 def test_search_proposals_stay_inside_the_clamps_and_pass_the_gate():

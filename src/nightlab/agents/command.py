@@ -23,9 +23,10 @@ from pydantic import ValidationError
 
 from nightlab.agents.context import read_mission, render
 from nightlab.agents.decision import Decision, Edit
-from nightlab.agents.gate import editable
+from nightlab.agents.errors import AgentError
 from nightlab.agents.tools import LabView
-from nightlab.config import CommandAgent, Config
+from nightlab.agents.worker import BaseWorker
+from nightlab.config import CommandAgent, Config, matches
 from nightlab.trials import sandbox
 
 TEMPLATES = {  # built in; [agents.commands.NAME] overrides or adds
@@ -60,8 +61,6 @@ class CommandAgentError(Exception):
 
 def template(name: str, cfg: Config) -> CommandAgent:
     """The command for `command:NAME`; an unknown name or a missing program fails now."""
-    from nightlab.agents import AgentError
-
     agent = cfg.agents.commands.get(name)
     if agent is None and name in TEMPLATES:
         agent = CommandAgent(argv=TEMPLATES[name])
@@ -87,7 +86,7 @@ def template(name: str, cfg: Config) -> CommandAgent:
     return agent
 
 
-class CommandWorker:
+class CommandWorker(BaseWorker):
     wants_context = True
     slow = True  # minutes per decision: it thinks while the loop watches the trials
 
@@ -116,7 +115,7 @@ class CommandWorker:
             "decision_file": str(work / DECISION_FILE),
             "workdir": str(work),
         }
-        files = [p for p in sorted(base) if editable(p, self.cfg.editable_files)]
+        files = [p for p in sorted(base) if matches(p, self.cfg.editable_files)]
         argv = [
             arg
             for item in self.agent.argv

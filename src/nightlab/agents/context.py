@@ -7,8 +7,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import nightlab.agents.signals as signals
 from nightlab import ratchet
-from nightlab.agents import signals
+from nightlab.agents.errors import AgentError
 from nightlab.config import Config
 from nightlab.store import fmt, read
 from nightlab.store.redact import redact
@@ -17,8 +18,6 @@ from nightlab.store.redact import redact
 def read_mission(lab: Path, cfg: Config, role: str) -> str:
     """A role's extra instructions: the file `[agents] {role}_mission`, else
     `{ROLE}_MISSION.md` in the lab, else `[agents] mission_file`; a named file must exist."""
-    from nightlab.agents import AgentError
-
     key, value = f"{role}_mission", getattr(cfg.agents, f"{role}_mission")
     if value is None:
         own = lab / f"{role.upper()}_MISSION.md"

@@ -1,5 +1,6 @@
-"""The decision: what a worker answers each cycle. Every backend produces this model and
-every decision passes the same gate before anything runs."""
+"""What the agents answer: the worker's Decision each cycle (every backend produces this
+model and every decision passes the same gate before anything runs) and the mentor's Review
+of it."""
 
 from __future__ import annotations
 
@@ -44,3 +45,15 @@ class Decision(BaseModel):
     notes_update: str | None = None
     data_exploration_update: str | None = None
     resolve_todo_ids: list[int] = Field(default_factory=list)
+
+
+class Review(BaseModel):
+    """The mentor's answer: its verdict on the night and, rarely, a better decision."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    verdict: Literal["on_track", "off_track"]
+    critique: str = Field(description="Two or three sentences on the trajectory.")
+    question: str | None = Field(None, description="At most one critical question.")
+    todo: str | None = Field(None, description="At most one TODO, only when challenging.")
+    replacement: Decision | None = Field(None, description="A better decision, if any.")

@@ -3,14 +3,16 @@
 
 from __future__ import annotations
 
-import functools
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 
 from nightlab.agents.decision import Decision
-from nightlab.config import Config
+from nightlab.config import Config, matches
+
+# The glob matcher lives in config (it reads nightlab.toml's globs); this old name stays
+# only for trials/smoke.py, trials/protect.py and loop/admission.py until they import
+# `nightlab.config.matches` themselves.
+editable = matches
 
 MIN_RATIONALE = 12
 TRIVIAL = {"try", "test", "run", "n/a", "na", "none", "because", "todo", "idk"}
@@ -24,25 +26,6 @@ class GateResult:
     notes: list[str] = field(default_factory=list)  # what admission changed (spec clamps)
 
 
-def editable(path: str, patterns: list[str]) -> bool:
-    p = PurePosixPath(path)
-    if p.as_posix() != path:  # "./x", "x/", "a//b": one spelling per file, or git refuses
-        return False
-    if p.is_absolute() or ".." in p.parts or "\\" in path or not path.strip():
-        return False
-    if any(ord(ch) < 32 for ch in path) or any(part.lower() == ".git" for part in p.parts):
-        return False
-    return any(_glob(pat).fullmatch(path) for pat in patterns)
-
-
-@functools.cache
-def _glob(pattern: str) -> re.Pattern[str]:
-    """Shell-style: `*` and `?` stay inside one folder, `**` crosses folders."""
-    parts = re.split(r"(\*\*/?|\*|\?)", pattern)
-    rx = {"**": ".*", "**/": "(?:.*/)?", "*": "[^/]*", "?": "[^/]"}
-    return re.compile("".join(rx.get(part, re.escape(part)) for part in parts))
-
-
 def check(decision: Decision, cfg: Config, read: Callable[[str], str | None]) -> GateResult:
     """Judge `decision`; `read(path)` gives an editable file's content at the base (or None)."""
     reasons: list[str] = []
@@ -53,7 +36,7 @@ def check(decision: Decision, cfg: Config, read: Callable[[str], str | None]) ->
     if decision.action == "run":
         reasons += cfg.param_violations(decision.params)
         for edit in decision.edits:
-            if not editable(edit.file, cfg.editable_files):
+            if not matches(edit.file, cfg.editable_files):
                 reasons.append(f"{edit.file!r} is not editable (allowed: {cfg.editable_files})")
                 continue
             current = files.get(edit.file)

@@ -18,6 +18,7 @@ from pydantic_ai.usage import RunUsage, UsageLimits
 from nightlab.agents.context import read_mission, render
 from nightlab.agents.decision import Decision
 from nightlab.agents.tools import LabView
+from nightlab.agents.worker import BaseWorker, Usage
 from nightlab.config import Config
 
 MAX_REQUESTS = 12  # model requests per decision (tool calls and retries included)
@@ -40,6 +41,10 @@ RULES = (
 
 class LLMWorkerError(Exception):
     pass
+
+
+class UnknownModelError(LLMWorkerError):
+    """pydantic-ai knows no model (no provider) by that name."""
 
 
 def resolve_model(spec: str, cfg: Config, role: str = "worker") -> Any:
@@ -68,7 +73,8 @@ def resolve_model(spec: str, cfg: Config, role: str = "worker") -> Any:
     try:
         return infer_model(spec)
     except UserError as exc:
-        raise LLMWorkerError(f"worker {spec!r}: {exc}") from None
+        error = UnknownModelError if str(exc).startswith("Unknown model") else LLMWorkerError
+        raise error(f"worker {spec!r}: {exc}") from None
 
 
 def _probe(base_url: str, key: str) -> None:
@@ -132,7 +138,7 @@ def usage_of(usage: Any) -> dict[str, int]:
     }
 
 
-class LLMWorker:
+class LLMWorker(BaseWorker):
     wants_context = True  # the loop renders the full context only for workers that read it
     slow = True  # it thinks in the background while the loop watches the trials
 
@@ -151,7 +157,7 @@ class LLMWorker:
             retries=3,
             model_settings={"timeout": TIMEOUT_S},
         )
-        self.last_usage: dict[str, int] | None = None
+        self.last_usage: Usage | None = None
 
     def decide(self, context: dict[str, Any]) -> Decision:
         if self.view is None:

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
 from pydantic_ai.usage import RunUsage, UsageLimits
 
-from nightlab.agents import llm
+import nightlab.agents.llm as llm  # by module: tests replace llm.resolve_model
 from nightlab.agents.context import read_mission
-from nightlab.agents.decision import Decision
+from nightlab.agents.decision import Decision, Review
+from nightlab.agents.worker import Usage
 from nightlab.config import Config
+
+__all__ = ["Mentor", "Review", "RULES"]
 
 RULES = (
     "Judge the trajectory, not the wording: is the night learning something?",
@@ -25,17 +27,10 @@ RULES = (
 )
 
 
-class Review(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    verdict: Literal["on_track", "off_track"]
-    critique: str = Field(description="Two or three sentences on the trajectory.")
-    question: str | None = Field(None, description="At most one critical question.")
-    todo: str | None = Field(None, description="At most one TODO, only when challenging.")
-    replacement: Decision | None = Field(None, description="A better decision, if any.")
-
-
 class Mentor:
+    """The built-in mentor (`[agents] mentor = "MODEL"`): a pydantic-ai model answering a
+    Review; it satisfies the `nightlab.agents.worker.Reviewer` protocol."""
+
     def __init__(self, spec: str, cfg: Config, lab: Path, model: Any = None) -> None:
         from pydantic_ai import Agent
 
@@ -50,7 +45,7 @@ class Mentor:
             retries=3,
             model_settings={"timeout": llm.TIMEOUT_S},
         )
-        self.last_usage: dict[str, int] | None = None
+        self.last_usage: Usage | None = None
 
     def review(self, context: str, decision: Decision, why: str) -> Review:
         prompt = (

@@ -10,13 +10,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from nightlab.agents.decision import Decision
+from nightlab.agents.worker import BaseWorker
 
 
 class ReplayError(Exception):
     pass
 
 
-class ReplayWorker:
+class ReplayWorker(BaseWorker):
     def __init__(self, path: Path, name: str) -> None:
         self.name = name
         if not path.is_file():

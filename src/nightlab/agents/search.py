@@ -9,6 +9,7 @@ import math
 from typing import Any
 
 from nightlab.agents.decision import Decision
+from nightlab.agents.worker import BaseWorker
 from nightlab.config import Config, Knob
 from nightlab.store import fmt
 
@@ -27,7 +28,7 @@ def _distribution(knob: Knob) -> Any:
     return FloatDistribution(knob.low, knob.high, log=knob.log)
 
 
-class SearchWorker:
+class SearchWorker(BaseWorker):
     name = "search"
 
     def __init__(self, cfg: Config, seed: int = 0) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nightlab.agents.gate import editable
+from nightlab.config import matches
 
 MAX_CHARS = 20_000  # a tool answer never floods the context
 
@@ -28,7 +28,7 @@ class LabView:
     export: Callable[[Path], None] | None = None  # writes the base code into a folder
 
     def _is_editable(self, path: str) -> bool:
-        return editable(path, self.editable)
+        return matches(path, self.editable)
 
     def list_files(self) -> list[str]:
         """The editable files of the current best code."""
