@@ -45,8 +45,9 @@ def make_worker(spec: str, cfg: Config, lab: Path) -> Worker:
             raise AgentError(str(exc)) from None
     if spec.startswith("command:"):
         from nightlab.agents.command import CommandWorker
+        from nightlab.trials import process
 
-        return CommandWorker(spec.removeprefix("command:"), cfg, lab)
+        return CommandWorker(spec.removeprefix("command:"), cfg, lab, runner=process.run)
     if ":" in spec:
         from nightlab.agents.llm import LLMWorker, LLMWorkerError
 
