@@ -73,6 +73,7 @@ def test_a_local_trial_is_a_trial_and_is_found_again_by_its_handle(make_lab, tmp
     again = attach(cfg, trial.spec, Handle(pid=handle.pid, pid_started_at=handle.pid_started_at),
                    trial.started_at)  # fmt: skip
     assert again is not None and again.handle == handle
+    assert attach(cfg, trial.spec, handle, trial.started_at, using=ex).handle == handle
     again.kill("killed", f"{local.INTERRUPTED}: test")
     assert finish(again).status == "killed"
     finish(trial)  # reaped by its parent

@@ -101,12 +101,20 @@ def executor_for(cfg: Config, kind: str | None = None) -> Executor:
     return made
 
 
-def attach(cfg: Config, spec: TrialSpec, handle: Handle, started_at: float) -> Trial | None:
+def attach(
+    cfg: Config,
+    spec: TrialSpec,
+    handle: Handle,
+    started_at: float,
+    using: Executor | None = None,
+) -> Trial | None:
     """Watch again a trial a dead loop left running, through the executor that started it:
     `handle.kind`, or for a handle recorded without one, slurm when it has a job id and
-    local otherwise (the lab's `[executor] kind` may have changed since)."""
+    local otherwise (the lab's `[executor] kind` may have changed since). `using`, the
+    loop's own executor, serves when it is of that kind."""
     kind = handle.kind or (slurm.KIND if handle.job_id else local.KIND)
-    return executor_for(cfg, kind).attach(spec, handle, started_at)
+    ex = using if using is not None and using.kind == kind else executor_for(cfg, kind)
+    return ex.attach(spec, handle, started_at)
 
 
 def _package(factory: Any) -> str:
