@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from nightlab import UserError
 
 CONFIG_NAME = "nightlab.toml"
+EXECUTORS = ("local", "slurm")  # built-in `[executor] kind`s; others are plugins
 
 
 class ConfigError(UserError):
@@ -286,7 +287,11 @@ class AgentsSection(_Section):
 
 
 class ExecutorSection(_Section):
-    kind: Literal["local", "slurm"] = Field("local", description="Where trials run.")
+    kind: str = Field(
+        "local",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description='Where trials run: "local", "slurm", or an installed executor plugin.',
+    )
     slots: int = Field(1, ge=1, le=256, description="Trials run in parallel.")
     partition: str | None = Field(None, description="Slurm partition (default: the cluster's).")
     time_minutes: int | None = Field(
@@ -461,6 +466,7 @@ def load_config(lab_dir: Path) -> Config:
     except ValidationError as exc:
         raise ConfigError(_explain(exc, path, raw)) from None
     _check_files(cfg, Path(lab_dir), path)
+    _check_executor(cfg, path)
     return cfg
 
 
@@ -488,6 +494,27 @@ def _check_files(cfg: Config, lab: Path, path: Path) -> None:
                 f"{path}: [trial] share entry {entry!r} does not exist in {lab}; "
                 "create it or remove it from the list"
             )
+
+
+def _check_executor(cfg: Config, path: Path) -> None:
+    """A kind that is neither built in nor registered by an installed plugin fails now (the
+    plugin itself is only imported when the night starts)."""
+    from importlib.metadata import entry_points
+
+    kind = cfg.executor.kind
+    if kind in EXECUTORS:
+        return
+    plugins = sorted({ep.name for ep in entry_points(group="nightlab.executors")})
+    if kind not in plugins:
+        hint = difflib.get_close_matches(kind, [*EXECUTORS, *plugins], n=1)
+        raise ConfigError(
+            f"{path}: [executor] kind = {kind!r} is no executor: "
+            + (f"did you mean {hint[0]!r}? " if hint else "")
+            + f"built in: {', '.join(EXECUTORS)}; plugins installed: "
+            + (", ".join(plugins) or "none")
+            + "; pip install the package that registers it under the entry point group "
+            "nightlab.executors"
+        )
 
 
 def _fields_of(model: type[BaseModel]) -> list[str]:

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-import psutil
 from pydantic import ValidationError
 
 from nightlab.agents.context import read_mission, render
@@ -28,6 +25,7 @@ from nightlab.agents.tools import LabView
 from nightlab.agents.worker import BaseWorker
 from nightlab.config import CommandAgent, Config, matches
 from nightlab.trials import sandbox
+from nightlab.trials.process import Runner
 
 TEMPLATES = {  # built in; [agents.commands.NAME] overrides or adds
     "codex": ["codex", "exec", "--full-auto", "--skip-git-repo-check", "{prompt}"],
@@ -90,10 +88,11 @@ class CommandWorker(BaseWorker):
     wants_context = True
     slow = True  # minutes per decision: it thinks while the loop watches the trials
 
-    def __init__(self, name: str, cfg: Config, lab: Path) -> None:
+    def __init__(self, name: str, cfg: Config, lab: Path, *, runner: Runner) -> None:
         self.name = f"command:{name}"
         self.agent = template(name, cfg)
         self.cfg, self.lab = cfg, lab
+        self.runner = runner  # runs the CLI in its own session, killed whole at the timeout
         self.mission = read_mission(lab, cfg, "worker")
         self.runs = lab / ".nightlab" / "agents"
         self.view: LabView | None = None  # given by the loop before the first decision
@@ -134,24 +133,16 @@ class CommandWorker(BaseWorker):
             "NIGHTLAB_DECISION_FILE": str(work / DECISION_FILE),
             "NIGHTLAB_PROMPT_FILE": str(log.parent / "prompt.md"),
         }
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                argv, cwd=work, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, start_new_session=True,
-            )  # fmt: skip
-            try:
-                code = proc.wait(timeout=self.agent.timeout_s)
-            except subprocess.TimeoutExpired:
-                _kill_tree(proc)
-                raise CommandAgentError(
-                    f"{self.name} ran past its {self.agent.timeout_s:g} s timeout and was "
-                    f"killed (output: {log})"
-                ) from None
-            finally:
-                _kill_tree(proc)  # helpers it left behind
-        if code != 0:
+        # its helpers left behind are killed too
+        done = self.runner(argv, cwd=work, env=env, timeout=self.agent.timeout_s, log=log)
+        if done.exit_code is None:
             raise CommandAgentError(
-                f"{self.name} exited with status {code}: {_tail(log)} (output: {log})"
+                f"{self.name} ran past its {self.agent.timeout_s:g} s timeout and was "
+                f"killed (output: {log})"
+            )
+        if done.exit_code != 0:
+            raise CommandAgentError(
+                f"{self.name} exited with status {done.exit_code}: {_tail(log)} (output: {log})"
             )
 
     def _collect(self, work: Path, base: dict[str, bytes], run: Path) -> Decision:
@@ -212,20 +203,3 @@ def _tail(log: Path, chars: int = 600) -> str:
     text = log.read_text(errors="replace").strip() if log.is_file() else ""
     return f"…{text[-chars:]}" if len(text) > chars else text or "no output"
 
-
-def _kill_tree(proc: subprocess.Popen) -> None:
-    """SIGKILL the agent's session (it was started in its own) and anything it spawned."""
-    try:
-        children = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.Error:
-        children = []
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    for child in children:
-        try:
-            child.kill()
-        except psutil.Error:
-            pass
-    proc.wait()

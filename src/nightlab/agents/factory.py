@@ -77,8 +77,9 @@ def make_worker(spec: str, cfg: Config, lab: Path) -> Worker:
             raise AgentError(str(exc)) from None
     if name == "command" and ":" in spec:
         from nightlab.agents.command import CommandWorker
+        from nightlab.trials import process
 
-        return CommandWorker(args, cfg, lab)
+        return CommandWorker(args, cfg, lab, runner=process.run)
     plugins = registered()
     if name and name not in BUILT_IN and name in plugins:
         return _plugin_worker(spec, name, args, cfg, lab)

@@ -15,7 +15,7 @@ from nightlab.config import Config
 from nightlab.store.redact import trial_env
 from nightlab.tracking import trial_run
 from nightlab.trials import sandbox
-from nightlab.trials.local import TrialSpec
+from nightlab.trials.watch import TrialSpec
 
 
 def detect_gpus(probe_torch: bool = False, python: str | None = None) -> list[str]:

@@ -4,25 +4,28 @@ for budget, silence (hang) and a diverging objective, and killed as a whole tree
 from __future__ import annotations
 
 import os
-import select
 import shlex
 import signal
-import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from nightlab.config import Config
 from nightlab.store.redact import redact
+from nightlab.trials import process
 from nightlab.trials.metrics import MetricReader
+from nightlab.trials.watch import Handle, Outcome, TrialSpec
+from nightlab.trials.watch import wait_any as wait_any  # the loop's entry point, kept here
 
+KIND = "local"
 KILL_GRACE_S = 3.0
 INTERRUPTED = "interrupted"  # reasons of trials cut short by nightlab's own fate, not theirs
 RSS_SAMPLE_S = 0.5
 TAIL_LINES = 40
+POLL_EVERY_S = 0.01  # wait_any's sleep for a trial without a pidfd (an old kernel)
 
 # The trial's own exit status lands in a file, so a loop that died and came back can still
 # tell how a trial it did not witness ended.
@@ -36,46 +39,40 @@ exit $rc
 """
 
 
-@dataclass
-class TrialSpec:
-    trial_id: int
-    command: str
-    workdir: Path
-    trial_dir: Path
-    env: dict[str, str]
-    budget_s: float
-    hang_s: float | None
-    metric: str
-    reduce: str
-    maximize: bool
-    max_rss_mb: float | None = None
-    sandbox: list[str] = field(default_factory=list)  # argv prefix: bwrap … --
+class LocalExecutor:
+    """`[executor] kind = "local"`: `slots` trials at once on this machine, sharing its GPUs;
+    implements executor.Executor."""
 
+    kind = KIND
+    local_gpus = True
 
-@dataclass
-class Outcome:
-    status: str  # succeeded|failed|timeout|killed
-    exit_code: int | None
-    wall_s: float
-    peak_rss_mb: float | None
-    objective: float | None
-    metrics: dict[str, float]
-    reason: str | None
-    log_tail: str | None
-    history: list[dict] = field(default_factory=list)
+    def __init__(self, cfg: Config) -> None:
+        self.slots = cfg.executor.slots
+
+    def start(self, spec: TrialSpec) -> RunningTrial:
+        return start(spec)
+
+    def attach(self, spec: TrialSpec, handle: Handle, started_at: float) -> RunningTrial | None:
+        if handle.pid is None:
+            return None
+        return attach(spec, handle.pid, handle.pid_started_at, started_at)
 
 
 class RunningTrial:
-    """A trial process this loop watches (started here, or re-attached after a crash)."""
+    """A trial process this loop watches (started here, or re-attached after a crash);
+    implements executor.Trial."""
+
+    poll_every = POLL_EVERY_S
 
     def __init__(self, spec: TrialSpec, pid: int, started_at: float, own: bool) -> None:
         self.spec = spec
         self.pid = pid  # the wrapper shell: it leads its own session and process group
         self.started_at = started_at
         self.own = own  # our child (reaped with wait4) or an orphan from a dead loop
-        self.created = _create_time(pid)  # identifies the process beyond its reusable pid
+        self.created = process.create_time(pid)  # identifies the process beyond its pid
         self.reader = MetricReader(spec.trial_dir, spec.metric)
-        self.pidfd = _pidfd(pid)  # readable the moment the process ends (see wait_any)
+        self.pidfd = process.pidfd(pid)  # readable the moment the process ends (wait_any)
+        self.events: list[dict[str, Any]] = []  # none so far: a local trial reports nothing
         self.last_output = time.time()
         self.peak_rss_kb = 0
         self._next_rss = 0.0
@@ -83,6 +80,13 @@ class RunningTrial:
         self._kill_by: float | None = None  # SIGKILL what is left at this time
         self._doomed: list[psutil.Process] = []
         self._seen: list[psutil.Process] = []  # every descendant sampled: setsid ones too
+
+    @property
+    def handle(self) -> Handle:
+        return Handle(kind=KIND, pid=self.pid, pid_started_at=self.created)
+
+    def fileno(self) -> int | None:
+        return self.pidfd
 
     def poll(self, now: float | None = None) -> Outcome | None:
         """Check the process once; an Outcome when it has ended (and is reaped)."""
@@ -96,7 +100,7 @@ class RunningTrial:
             self._check_limits(now, new)
             if self._kill_by is not None and now >= self._kill_by:
                 self._kill_by = None
-                _signal_all(self.pid, self._doomed, signal.SIGKILL)
+                process.signal_all(self.pid, self._doomed, signal.SIGKILL)
             return None
         if self.pidfd is not None:
             os.close(self.pidfd)
@@ -109,30 +113,29 @@ class RunningTrial:
     def _reap(self) -> int | None | str:
         """Exit status if ended; 'gone' for an orphan that ended; None while alive."""
         if self.own:
-            if os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+            if not process.exited(self.pid):
                 return None
             if (
                 self._kill_by is not None
                 and time.time() < self._kill_by
-                and any(_alive(p) for p in self._doomed if p.pid != self.pid)
+                and any(process.alive(p) for p in self._doomed if p.pid != self.pid)
             ):
                 return None  # killed: the command still has its grace period to save state
             # The leader is a zombie, so its pid and group id cannot be reused yet: kill what
             # the trial left running in its group (and descendants that left it), then reap.
-            _signal_all(self.pid, [p for p in self._seen if p.pid != self.pid], signal.SIGKILL)
+            leftover = [p for p in self._seen if p.pid != self.pid]
+            process.signal_all(self.pid, leftover, signal.SIGKILL)
             threading.Thread(  # daemons it started between samples: off the loop's path
                 target=sweep, args=(self.spec.trial_dir, self.started_at), daemon=True
             ).start()
-            _, status, _usage = os.wait4(self.pid, 0)
-            # not usage.ru_maxrss: after fork it counts the loop's own pages (the sampler does not)
-            return os.waitstatus_to_exitcode(status)
-        if _create_time(self.pid) == self.created and self.created is not None:
+            return process.reap(self.pid)  # (its peak memory is the sampler's, not rusage's)
+        if process.create_time(self.pid) == self.created and self.created is not None:
             try:
                 if psutil.Process(self.pid).status() != psutil.STATUS_ZOMBIE:
                     return None
             except psutil.Error:
                 pass
-        _signal_group(self.pid, signal.SIGKILL)
+        process.signal_group(self.pid, signal.SIGKILL)
         return "gone"
 
     def _sample_rss(self, now: float) -> None:
@@ -140,9 +143,9 @@ class RunningTrial:
             return
         self._next_rss = now + RSS_SAMPLE_S
         rss = 0
-        tree = _tree(self.pid)
+        tree = process.tree(self.pid)
         known = {p.pid for p in tree}
-        self._seen = [p for p in self._seen if p.pid not in known and _alive(p)] + tree
+        self._seen = [p for p in self._seen if p.pid not in known and process.alive(p)] + tree
         for proc in tree:
             try:
                 rss += proc.memory_info().rss
@@ -161,8 +164,8 @@ class RunningTrial:
         """SIGTERM the whole tree now, SIGKILL what is left after `grace` (from poll)."""
         if self._kill is None:
             self._kill = (status, reason)
-            self._doomed = _tree(self.pid)
-            _signal_all(self.pid, self._doomed, signal.SIGTERM)
+            self._doomed = process.tree(self.pid)
+            process.signal_all(self.pid, self._doomed, signal.SIGTERM)
             self._kill_by = time.time() + grace
 
 
@@ -237,18 +240,11 @@ def start(spec: TrialSpec) -> RunningTrial:
         open(spec.trial_dir / "stdout.log", "ab") as out,
         open(spec.trial_dir / "stderr.log", "ab") as err,
     ):
-        proc = subprocess.Popen(
-            ["/bin/sh", "-c", sandboxed_wrapper(spec)],
-            cwd=spec.workdir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
+        pid = process.spawn(
+            ["/bin/sh", "-c", sandboxed_wrapper(spec)], cwd=spec.workdir, env=env, stdout=out,
             stderr=err,
-            start_new_session=True,
-        )
-    # Popen must not reap the child behind our back: _reap waits for it (pidfd, waitid).
-    proc.returncode = 0
-    return RunningTrial(spec, proc.pid, time.time(), own=True)
+        )  # fmt: skip
+    return RunningTrial(spec, pid, time.time(), own=True)
 
 
 def sandboxed_wrapper(spec: TrialSpec) -> str:
@@ -260,35 +256,9 @@ def sandboxed_wrapper(spec: TrialSpec) -> str:
     return _WRAPPER.format(command=command)
 
 
-def wait_any(trials: list[RunningTrial], timeout: float, wake: int | None = None) -> None:
-    """Sleep until one of `trials` ends, `wake` (an fd) turns readable, or `timeout` passes,
-    whichever comes first."""
-    fds = [t.pidfd for t in trials if t.pidfd is not None]
-    if len(fds) < len(trials):  # no pidfd (a Slurm job, an old kernel, a vanished pid): poll
-        timeout = min(timeout, 0.05 if any(t.pid is None for t in trials) else 0.01)
-    if wake is not None:
-        fds.append(wake)
-    if fds:
-        select.select(fds, [], [], timeout)
-    else:
-        time.sleep(timeout)
-
-
-def _pidfd(pid: int) -> int | None:
-    try:
-        return os.pidfd_open(pid)
-    except (OSError, AttributeError):
-        return None
-
-
-def _create_time(pid: int) -> float | None:
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        return None
-
-
-def attach(spec: TrialSpec, pid: int, created: float | None, started_at: float):
+def attach(
+    spec: TrialSpec, pid: int, created: float | None, started_at: float
+) -> RunningTrial | None:
     """Re-attach to a trial a dead loop left running; None when it is gone or the pid now
     belongs to another process (then it must never be signalled)."""
     try:
@@ -308,50 +278,7 @@ def attach(spec: TrialSpec, pid: int, created: float | None, started_at: float):
 def sweep(trial_dir: Path, since: float) -> list[int]:
     """SIGKILL processes a trial left behind outside its process group (a daemon that
     called setsid): those started since `since` whose environment names `trial_dir`."""
-    killed = []
-    for proc in psutil.process_iter(["create_time"]):
-        try:
-            if (proc.info["create_time"] or 0) < since - 1:
-                continue
-            if proc.environ().get("NIGHTLAB_TRIAL_DIR") == str(trial_dir):
-                proc.kill()
-                killed.append(proc.pid)
-        except psutil.Error:
-            pass
-    return killed
-
-
-def _alive(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def _tree(pid: int) -> list[psutil.Process]:
-    try:
-        root = psutil.Process(pid)
-        return [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return []
-
-
-def _signal_all(pgid: int, procs: list[psutil.Process], sig: int) -> None:
-    """Signal the trial's process group and every descendant (also those that left it)."""
-    _signal_group(pgid, sig)
-    for proc in procs:
-        try:
-            if proc.is_running():  # psutil checks the create time: never a reused pid
-                proc.send_signal(sig)
-        except psutil.Error:
-            pass
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
+    return process.sweep("NIGHTLAB_TRIAL_DIR", str(trial_dir), since)
 
 
 def _read_exit_code(trial_dir: Path) -> int | None:

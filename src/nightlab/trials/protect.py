@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from nightlab.agents.gate import editable as matches
+from nightlab.config import matches
 from nightlab.trials.workspace import Workspace
 
 REASON = "harness_changed"

@@ -32,8 +32,11 @@ from typing import Any
 
 from nightlab import UserError
 from nightlab.config import Config
-from nightlab.trials.local import TrialSpec, conclude, limit_broken, sandboxed_wrapper
+from nightlab.trials.local import conclude, limit_broken, sandboxed_wrapper
 from nightlab.trials.metrics import MetricReader
+from nightlab.trials.watch import Handle, Outcome, TrialSpec
+
+KIND = "slurm"
 
 STATE_EVERY_S = 1.0  # ask Slurm (sacct) at most this often
 ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED",
@@ -45,6 +48,7 @@ MAX_REQUEUES = 1
 SIGNAL_WAIT_S = 30.0  # a signal exit status: wait this long for Slurm to say what happened
 REQUEUES = "slurm/requeues.json"  # in the trial folder: the requeues nightlab has recorded
 LOGS = ("stdout.log", "stderr.log", "metrics.jsonl")  # what the metric reader follows
+POLL_EVERY_S = 0.05  # wait_any's sleep: a job has no file descriptor to wait on
 
 
 class SlurmError(UserError):
@@ -118,6 +122,26 @@ def executor(cfg: Config, folder: Path) -> Any:
     return slurm
 
 
+class SlurmExecutor:
+    """`[executor] kind = "slurm"`: each trial a Slurm job, `max_concurrent` at once (default
+    `slots`), with the GPUs Slurm gives it; implements executor.Executor."""
+
+    kind = KIND
+    local_gpus = False  # Slurm gives each job its own GPUs
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.slots = cfg.executor.max_concurrent or cfg.executor.slots
+
+    def start(self, spec: TrialSpec) -> SlurmTrial:
+        return start(self.cfg, spec)
+
+    def attach(self, spec: TrialSpec, handle: Handle, started_at: float) -> SlurmTrial | None:
+        if handle.job_id is None:
+            return None
+        return attach(spec, handle.job_id, started_at)
+
+
 def start(cfg: Config, spec: TrialSpec) -> SlurmTrial:
     spec.trial_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -146,7 +170,7 @@ class Attempt:
 
 
 class SlurmTrial:
-    """A trial running as a Slurm job; the loop's watcher interface (poll, kill, events).
+    """A trial running as a Slurm job; implements executor.Trial (poll, kill, events).
 
     After a requeue the budget clock starts afresh: `started_at` is the moment the requeued
     run starts on a node (sacct's Start), so the lost run's time is not charged to it. While
@@ -157,9 +181,9 @@ class SlurmTrial:
     requeued run's metrics count (the reader starts where the logs ended at the requeue).
     """
 
-    pid = None  # no local process: nothing to signal or wait for here
-    pidfd = None
-    created = None
+    poll_every = POLL_EVERY_S
+    # Read by today's loop (journal.started) instead of `handle`; remove once it reads handle.
+    pid = created = None
 
     def __init__(self, spec: TrialSpec, job: Any, started_at: float) -> None:
         self.spec, self.job, self.started_at = spec, job, started_at
@@ -175,6 +199,13 @@ class SlurmTrial:
         self.reader = _reader(spec, done[-1]["offsets"] if done else None)
         if done:
             self.started_at = max(started_at, done[-1]["clock"])
+
+    @property
+    def handle(self) -> Handle:
+        return Handle(kind=KIND, job_id=self.job_id)
+
+    def fileno(self) -> None:
+        return None  # nothing local to wait on: wait_any polls it every POLL_EVERY_S
 
     def state(self, force: bool = False) -> str:
         """The job's Slurm state (refreshed at most every STATE_EVERY_S); a lost job is
@@ -245,7 +276,7 @@ class SlurmTrial:
                        f"{by}: it starts over with a fresh budget; a second loss ends it",
         })  # fmt: skip
 
-    def poll(self, now: float | None = None) -> Any:
+    def poll(self, now: float | None = None) -> Outcome | None:
         now = now or time.time()
         state = self.state()
         new = self.reader.read()

@@ -1,5 +1,5 @@
 """Generated modules (`[trial] generated`): a module an agent writes is smoke-checked in a
-subprocess before any trial uses it (see smoke.py for what each kind must do).
+subprocess before any trial uses it (see smoke_script.py for what each kind must do).
 
 The check runs the code to be run, exported from its commit into a scratch folder, with
 the training Python (`[repair] python`, default nightlab's), in the trial sandbox, under
@@ -9,29 +9,23 @@ the training Python (`[repair] python`, default nightlab's), in the trial sandbo
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-from nightlab.agents.gate import editable
-from nightlab.config import Config
+from nightlab.config import Config, matches
 from nightlab.store.redact import trial_env
-from nightlab.trials import sandbox, smoke_script
+from nightlab.trials import process, sandbox, smoke_script
 from nightlab.trials.workspace import Workspace
 
 
 def written(cfg: Config, files: list[str]) -> list[str]:
     """The files among `files` that are generated modules."""
-    return [f for f in files if editable(f, cfg.trial.generated)]
+    return [f for f in files if matches(f, cfg.trial.generated)]
 
 
 SCRIPT = "_nightlab_smoke.py"  # smoke.py's copy at the root of the exported code
-TICK_S = 0.1
 
 
 def vet(
@@ -73,27 +67,16 @@ def _check(
         return f"{fail}: [repair] python = {cfg.repair.python!r} is not an executable"
     argv = [python, SCRIPT, kind, module, json.dumps(opts)]
     env = {**trial_env(cfg), "PYTHONDONTWRITEBYTECODE": "1"}
-    proc = subprocess.Popen(
-        [*sandbox.prefix(cfg, lab), *argv], cwd=workdir, env=env, stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    done = process.run(
+        [*sandbox.prefix(cfg, lab), *argv], cwd=workdir, env=env,
+        timeout=cfg.smoke.timeout_seconds, apart=True, tick=tick,
     )  # fmt: skip
-    deadline = time.monotonic() + cfg.smoke.timeout_seconds
-    why = None
-    while why is None:
-        try:
-            _, err = proc.communicate(timeout=TICK_S)
-            break
-        except subprocess.TimeoutExpired:
-            if time.monotonic() > deadline:
-                why = f"it ran past {cfg.smoke.timeout_seconds:g} s ([smoke] timeout_seconds)"
-            elif not tick():
-                why = "the night is stopping"
-    if why is not None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        return f"{fail}: {why}"
-    if proc.returncode == 0:
+    if done.killed == "deadline":
+        return f"{fail}: it ran past {cfg.smoke.timeout_seconds:g} s ([smoke] timeout_seconds)"
+    if done.killed is not None:
+        return f"{fail}: the night is stopping"
+    if done.ok:
         return None
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    why = lines[-1] if lines else f"the check exited with {proc.returncode} and said nothing"
+    lines = [line for line in done.errors.strip().splitlines() if line.strip()]
+    why = lines[-1] if lines else f"the check exited with {done.exit_code} and said nothing"
     return f"{fail}: {why}"

@@ -14,15 +14,32 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nightlab import UserError
+
+if TYPE_CHECKING:
+    from nightlab.trials.process import Finished
 
 MAX_UNTRACKED_MB = 50
 
 
 class WorkspaceError(UserError):
     """Git refused or the lab's files are not in a state nightlab can snapshot."""
+
+
+def clone(
+    origin: str, dest: Path, ref: str | None, run: Callable[[list[str]], Finished]
+) -> list[Finished]:
+    """Clone the repository `origin` into `dest` (a repository of its own, not the lab's:
+    auto-repair's packages) and check out `ref`; each git command as `run` ran it, up to
+    the first that failed."""
+    steps = [run(["git", "clone", "--quiet", "--", origin, str(dest)])]
+    if steps[-1].ok and ref:
+        steps.append(run(["git", "-C", str(dest), "checkout", "--quiet", ref]))
+    return steps
 
 
 class Workspace:
