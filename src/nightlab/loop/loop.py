@@ -20,9 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nightlab import ratchet
 from nightlab.agents import make_mentor, make_worker
-from nightlab.agents.decision import Decision
 from nightlab.config import Config
 from nightlab.loop import opening
 from nightlab.loop.baseline import Baseline
@@ -31,12 +29,14 @@ from nightlab.loop.cycle import Cycles
 from nightlab.loop.finish_request import FinishUp
 from nightlab.loop.finishup import WORKER as FINISH_WORKER
 from nightlab.loop.finishup import Done, Finisher
+from nightlab.loop.heartbeat import Heartbeat
 from nightlab.loop.journal import Journal
 from nightlab.loop.lock import LabLock
 from nightlab.loop.night import Next, Night, NightError, Run
+from nightlab.loop.recording import Recorder
 from nightlab.loop.repair_queue import Repairs
 from nightlab.loop.slots import CHECK_S, POLL_S, Slots
-from nightlab.store import folder, read
+from nightlab.store import read
 from nightlab.store.db import Store, Trial
 from nightlab.store.redact import redact
 from nightlab.trials import local, sandbox
@@ -44,7 +44,6 @@ from nightlab.trials.workspace import Workspace
 
 __all__ = ["Loop", "NightError"]
 
-HEARTBEAT_S = 2.0
 MAX_IDLE_CYCLES = 20
 
 
@@ -76,10 +75,8 @@ class Loop:
         self.report_top_k: int | None = None  # set when finish-up is done: the report is due
         self.tracking: Any = None
         self._graceful = threading.Event()  # stop after the running trials
-        self._done = threading.Event()  # the run is over: the heartbeat ends
         self._next_ask = 0.0
         self._ended = False
-        self._tracking_gone = False
 
     # ------------------------------------------------------------------ the night
     def run(self) -> dict[str, Any]:
@@ -88,7 +85,6 @@ class Loop:
         lock.acquire()
         store = Store(state / "state.db")
         journal = Journal(store, state, self.cfg.lab.name, self.cfg.objective.metric)
-        self.night = None
         try:
             store.migrate()
             sandbox.require(self.cfg)
@@ -98,8 +94,7 @@ class Loop:
             self.night = Night(self.lab, self.cfg, store, journal, ws, self.report, self.slot_count)
             self._assemble(self.night)
             self._open(self.night)
-            previous = signal.signal(signal.SIGTERM, self._signal), signal.signal(
-                signal.SIGINT, self._signal)
+            previous = [signal.signal(sig, self._signal) for sig in (signal.SIGTERM, signal.SIGINT)]
             try:
                 end = self._main()
             except NightError as exc:
@@ -123,14 +118,18 @@ class Loop:
 
     def _assemble(self, night: Night) -> None:
         self.worker = make_worker(self.worker_choice, self.cfg, self.lab)
-        mentor = make_mentor(self.cfg.agents.mentor, self.cfg, self.lab) if (
-            self.cfg.agents.mentor) else None
+        mentor = None
+        if self.cfg.agents.mentor:
+            mentor = make_mentor(self.cfg.agents.mentor, self.cfg, self.lab)
         self.finisher = Finisher(night)
-        self.repairs = Repairs(self.cfg, self.lab, night.state, night.store, night.journal,
-                               self.report)
+        self.repairs = Repairs(
+            self.cfg, self.lab, night.state, night.store, night.journal, self.report
+        )
         self.budget = Budget(night, self.max_trials, self.finisher, self.repairs)
-        self.slots = Slots(night, self._record)
+        self.record = Recorder(night, self.worker, self.finisher, self.repairs, self._progress)
+        self.slots = Slots(night, self.record)
         self.baseline = Baseline(night)
+        self.heartbeat = Heartbeat(night.journal, self.finisher, self._graceful)
         self.cycles = Cycles(night, self.worker, mentor, self.budget, self.slots,
                              self.finisher, self._watch)
         if hasattr(self.worker, "view"):
@@ -145,7 +144,7 @@ class Loop:
             self.finisher.save(self.finish_request)
         elif self.finisher.pending:
             self.report(self.finisher.request.describe(self.finisher.night_started))
-        threading.Thread(target=self._beat, daemon=True, name="nightlab-heartbeat").start()
+        self.heartbeat.start()
         self.budget.load()
         self.slots.reattach()
         opening.rewrite_results(night)
@@ -156,7 +155,7 @@ class Loop:
         finished = night.store.trials(Trial.status != "running")
         self.worker.resume(finished, night.journal.decisions_by(self.worker.name))
         night.journal.render_storyline()
-        self.tracking = opening.start_tracking(night)
+        self.tracking = self.record.tracking = opening.start_tracking(night)
         if (limit := self.budget.limit_reached()) and not self.slots.running:
             self.report(
                 f"nothing to do: {limit} (raise it, e.g. --max-trials "
@@ -236,46 +235,13 @@ class Loop:
         return trial_id
 
     def _start_retry(self) -> Next:
-        row, retry = self.repairs.retries.pop(0)
-        body = {**self.night.journal.decision_body(row.decision_id), "params": retry.params}
-        body.update(
-            todo_new=[], resolve_todo_ids=[], notes_update=None, data_exploration_update=None,
-            edits=[], rationale=f"retry of trial {row.id} after auto-repair: {retry.note}",
-        )
-        new = self._start(Run(Decision.model_validate(body), row.kind, row.commit, row.seed))
+        row, retry, decision = self.repairs.next_retry()
+        new = self._start(Run(decision, row.kind, row.commit, row.seed))
         self.night.event("run_outcome_retry", run_id=self.night.run_id, trial_id=new,
-                         retry_of=row.id, note=retry.note)
+                         retry_of=row.id, note=retry.note)  # fmt: skip
         return Next.STARTED
 
-    def _record(self, trial_id: int, trace: str, kind: str, out: local.Outcome) -> None:
-        night = self.night
-        best, verdict = night.best(), None
-        out = self.finisher.screen(trial_id, kind, out)
-        if kind in ("baseline", "confirm", "test"):
-            label = {"confirm": "confirmation"}.get(kind, kind)
-        elif out.status == "succeeded" and best is not None:
-            verdict = ratchet.judge(self.cfg, out.objective, best.objective, night.sigma())
-            label = verdict.verdict
-        else:
-            label = "discarded"
-        row, line = night.journal.close_trial(trial_id, trace, out, label, verdict)
-        night.forget()  # a recorded trial may have moved the best or the noise
-        folder.finish(night.trial_dir(trial_id), row.record(trace), out.history)
-        if label == "kept":
-            night.ws.set_best(row.commit)
-        if kind in ("baseline", "trial"):
-            self.worker.observe(row)
-        if self.tracking:
-            self.tracking.submit(trial_id)
-            if not self.tracking.alive() and not self._tracking_gone:
-                self._tracking_gone = True
-                self.report(
-                    "MLflow: the tracking process has exited (see .nightlab/tracking.log); "
-                    "trials stay in the store and are logged next start"
-                )
-        self.report(line)
-        if kind in ("baseline", "trial") and out.status == "failed":
-            self.repairs.start(row, out)
+    def _progress(self) -> None:
         if self.progress:
             self.progress(self.budget.trials - len(self.slots.running), self.max_trials)
 
@@ -301,52 +267,27 @@ class Loop:
         else:
             self.stop_now = True
 
-    def _beat(self) -> None:
-        while not self._done.is_set():
-            try:
-                if self.night.journal.beat():
-                    self._graceful.set()
-                self.finisher.refresh()
-            except Exception as exc:  # keep beating; the main thread reports store failures
-                print(f"nightlab: heartbeat failed: {exc}", file=sys.stderr)
-            self._done.wait(HEARTBEAT_S)
-
     def _close(self, state: str, reason: str) -> dict[str, Any]:
         night = self.night
-        if self._ended:
-            return read.status(night.store.path, self.cfg.lab.name)
-        self._ended = True
-        self.slots.close()
-        if self.tracking:
-            self.tracking.close()
-        unused = self.cycles.close()
-        if unused:  # a decision made ahead but never used still cost tokens
-            with night.store.tx() as s:
+        if not self._ended:
+            self._ended = True
+            self.slots.close()
+            if self.tracking:
+                self.tracking.close()
+            if unused := self.cycles.close():  # a decision made ahead but never used cost
                 for usage in (unused.usage, unused.mentor_usage):
                     if usage:
-                        Store.event(s, "agent_usage", run_id=night.run_id, unused=True, **usage)
-        left = night.journal.close_run(state, reason, mlflow=self.tracking is not None)
-        if self.report_top_k or (
-            state in ("finished", "stopped") and self.cfg.report.auto and self.budget.trials
-        ):  # after the run is closed: the report tells how the night ended
-            self.finisher.reported(self._write_report(self.report_top_k))
-        self._done.set()  # the heartbeat beats until the run is closed
-        self.report(f"run {night.run_id} {state}: {reason}")
-        if left:
-            self.report(f"MLflow: {left} trial(s) not logged yet (see .nightlab/tracking.log); "
-                        "they are logged at the next start")
+                        night.event("agent_usage", run_id=night.run_id, unused=True, **usage)
+            left = night.journal.close_run(state, reason, mlflow=self.tracking is not None)
+            if self.report_top_k or (
+                state in ("finished", "stopped") and self.cfg.report.auto and self.budget.trials
+            ):  # after the run is closed: the report tells how the night ended
+                self.finisher.reported(opening.write_report(night, self.report_top_k))
+            self.heartbeat.stop()  # the heartbeat beats until the run is closed
+            self.report(f"run {night.run_id} {state}: {reason}")
+            if left:
+                self.report(
+                    f"MLflow: {left} trial(s) not logged yet (see .nightlab/tracking.log); "
+                    "they are logged at the next start"
+                )
         return read.status(night.store.path, self.cfg.lab.name)
-
-    def _write_report(self, top_k: int | None = None) -> Path | None:
-        """The morning report; a failure is recorded and reported, never fatal."""
-        from nightlab.report import write_report
-
-        try:
-            where = write_report(self.lab, self.cfg, top_k=top_k or self.cfg.report.top_k)
-        except Exception as exc:
-            self.night.event("report_failed", run_id=self.night.run_id, error=f"{exc}"[:2000])
-            self.report(f"the report could not be written: {type(exc).__name__}: {exc}")
-            return None
-        self.night.event("report_written", run_id=self.night.run_id, path=str(where))
-        self.report(f"report: {where / 'final_paper_report.md'}")
-        return where

@@ -1,6 +1,7 @@
 """Opening a night, or resuming one: the code it starts from (snapshotted once, when the
-night begins), the protected files' hashes, this run's row and deadline, the GPUs, and the
-MLflow side (the store a trial's own run writes to, the mirror process).
+night begins), the protected files' hashes, this run's row and deadline, the GPUs, the
+MLflow side (the store a trial's own run writes to, the mirror process); and the morning
+report when the run ends.
 
 A new loop on a night a dead one left carries on from the store: what was snapshotted and
 hashed then still holds.
@@ -125,3 +126,18 @@ def start_tracking(night: Night) -> Any:
         night.store.path, opts["uri"], opts["experiment"], Path(opts["artifacts"]),
         night.state / "tracking.log", night.night_id,
     )  # fmt: skip
+
+
+def write_report(night: Night, top_k: int | None = None) -> Path | None:
+    """The morning report; a failure is recorded and reported, never fatal."""
+    from nightlab.report import write_report as write
+
+    try:
+        where = write(night.lab, night.cfg, top_k=top_k or night.cfg.report.top_k)
+    except Exception as exc:
+        night.event("report_failed", run_id=night.run_id, error=f"{exc}"[:2000])
+        night.report(f"the report could not be written: {type(exc).__name__}: {exc}")
+        return None
+    night.event("report_written", run_id=night.run_id, path=str(where))
+    night.report(f"report: {where / 'final_paper_report.md'}")
+    return where

@@ -17,6 +17,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from nightlab.agents.decision import Decision
 from nightlab.config import Config
 from nightlab.loop.journal import Journal
 from nightlab.store.db import Store, Trial
@@ -95,3 +96,14 @@ class Repairs:
             if retry is not None:
                 self.retries.append((row, retry))
                 self.report(f"auto-repair: {retry.note}; trial {row.id} runs again")
+
+    def next_retry(self) -> tuple[Trial, repair.Retry, Decision]:
+        """The next repaired trial to run again, with the decision that runs it: the failed
+        trial's own, with the repaired parameters."""
+        row, retry = self.retries.pop(0)
+        body = {**self.journal.decision_body(row.decision_id), "params": retry.params}
+        body.update(
+            todo_new=[], resolve_todo_ids=[], notes_update=None, data_exploration_update=None,
+            edits=[], rationale=f"retry of trial {row.id} after auto-repair: {retry.note}",
+        )  # fmt: skip
+        return row, retry, Decision.model_validate(body)
