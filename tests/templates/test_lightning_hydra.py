@@ -21,7 +21,7 @@ from conftest import cli, rows, status
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "lightning-hydra"
-TEMPLATE = REPO / "src" / "nightlab" / "templates" / "lightning-hydra"
+TEMPLATE = REPO / "src" / "nightlab" / "lab" / "templates" / "lightning-hydra"
 COPY_SKIP = shutil.ignore_patterns("outputs", "__pycache__", ".nightlab")
 
 
