@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from nightlab.agents.decision import Decision
 from nightlab.loop.night import Next, Night, NightError, Run
+from nightlab.store import history
 from nightlab.trials import local
 
 
@@ -16,16 +17,17 @@ class Baseline:
     def complete(self) -> bool:
         """All baseline repeats have run (finish-up waits for them: no noise, no ranking)."""
         if not self.done:
-            states = self.night.journal.baseline_states()
+            states = history.baseline_states(self.night.store)
             succeeded = sum(1 for _, st, _ in states if st == "succeeded")
             return succeeded >= self.night.cfg.ratchet.baseline_repeats
         return True
 
-    def next(self, retried: set[int]) -> Run | Next | None:
+    def next(self, waiting: set[int]) -> Run | Next | None:
         """The next repeat to start, WAIT (the noise estimate is not ready), or None (done).
-        `retried`: failed repeats that auto-repair runs again (they do not count)."""
+        Failed repeats that auto-repair ran again, or will (`waiting`), do not count."""
         night, cfg = self.night, self.night.cfg
-        rows = [r for r in night.journal.baseline_states() if r[0] not in retried]
+        retried = waiting | history.retried(night.store)
+        rows = [r for r in history.baseline_states(night.store) if r[0] not in retried]
         done = sum(1 for _, st, _ in rows if st == "succeeded")
         live = sum(1 for _, st, _ in rows if st == "running")
         fatal = [

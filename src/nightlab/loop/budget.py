@@ -9,7 +9,7 @@ from typing import Any
 from nightlab.loop.finishup import Finisher
 from nightlab.loop.night import Night
 from nightlab.loop.repair_queue import Repairs
-from nightlab.store import read
+from nightlab.store import history, read
 
 
 class Budget:
@@ -23,7 +23,7 @@ class Budget:
 
     def load(self) -> None:
         """What the night spent before this run (the budget is the night's)."""
-        self.trials = self.night.journal.trial_count()
+        self.trials = history.trial_count(self.night.store)
         with read.connect(self.night.store.path) as conn:
             spent = read.usage(conn)
         self.spent = {

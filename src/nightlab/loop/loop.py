@@ -36,7 +36,7 @@ from nightlab.loop.night import Next, Night, NightError, Run
 from nightlab.loop.recording import Recorder
 from nightlab.loop.repair_queue import Repairs
 from nightlab.loop.slots import CHECK_S, POLL_S, Slots
-from nightlab.store import read
+from nightlab.store import history, read
 from nightlab.store.db import Store, Trial
 from nightlab.store.redact import redact
 from nightlab.trials import local, sandbox
@@ -153,7 +153,7 @@ class Loop:
         self.slots.open(opening.gpus(night), opening.trial_runs(night))
         night.ws.set_best(night.base())
         finished = night.store.trials(Trial.status != "running")
-        self.worker.resume(finished, night.journal.decisions_by(self.worker.name))
+        self.worker.resume(finished, history.decisions_by(night.store, self.worker.name))
         night.journal.render_storyline()
         self.tracking = self.record.tracking = opening.start_tracking(night)
         if (limit := self.budget.limit_reached()) and not self.slots.running:
@@ -211,8 +211,8 @@ class Loop:
         if self.finisher.active():
             step = self.finisher.step(self.slots.kinds(), self.baseline.complete())
         if step is Next.EXPLORE and not self.baseline.done:
-            retried = {row.id for row, _ in self.repairs.retries} | self.night.journal.retried()
-            step = self.baseline.next(retried) or Next.EXPLORE
+            waiting = {row.id for row, _ in self.repairs.retries}
+            step = self.baseline.next(waiting) or Next.EXPLORE
         if step is Next.EXPLORE:
             step = self.cycles.next()
             self.stop_reason = self.cycles.stop_reason or self.stop_reason

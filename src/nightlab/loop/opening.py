@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nightlab.loop.night import Night, NightError
-from nightlab.store import folder, read
+from nightlab.store import folder, history, read
 from nightlab.store.db import Store, Trial
 from nightlab.trials import launch, protect, training_spec
 
@@ -66,7 +66,7 @@ def rewrite_results(night: Night) -> None:
     missing = [i for (i,) in settled if not (night.trial_dir(i) / "result.json").is_file()]
     if not missing:
         return
-    traces = night.journal.traces()
+    traces = history.traces(night.store)
     for row in night.store.trials(Trial.id.in_(missing)):
         result = row.record(traces.get(row.cycle_id))
         folder.write_json(night.trial_dir(row.id) / "result.json", result)

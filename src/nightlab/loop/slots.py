@@ -15,7 +15,7 @@ from typing import Any
 
 from nightlab.loop.night import Night, Run
 from nightlab.ratchet import Best
-from nightlab.store import fmt, folder
+from nightlab.store import fmt, folder, history
 from nightlab.store.db import Trial
 from nightlab.trials import launch, local, protect, slurm, training_spec
 from nightlab.trials.worktrees import WorktreePool
@@ -168,7 +168,7 @@ class Slots:
             watch = launch.build(
                 cfg, night.lab, trial_dir, row.id, row.params, row.seed, night.lab
             )  # only watched: it was started long ago
-            job = night.journal.job_id(row.id)
+            job = history.job_id(night.store, row.id)
             if job:  # a Slurm job still queued or running is watched again
                 live: Any = slurm.attach(watch, job, row.started_at)
             else:
