@@ -10,6 +10,16 @@ from nightlab.config import Config
 
 
 @dataclass(frozen=True)
+class Best:
+    """The current base: the last kept trial, else the baseline."""
+
+    objective: float
+    trial: int
+    commit: str
+    params: dict
+
+
+@dataclass(frozen=True)
 class Verdict:
     verdict: str  # kept|discarded
     improvement: float  # signed, positive is better

@@ -1,5 +1,5 @@
-"""The loop's side of finish-up (see finish_request.py for the request): when it is time, stop
-exploring while a trial can still finish, give the top candidates their confirmation runs
+"""The loop's side of finish-up (see finish_request.py for the request): when it is time,
+stop exploring while a trial can still finish, give the top candidates their confirmation runs
 over new seeds, compute the held-out test metric once for the final pick, write the report
 and end the night.
 
@@ -12,24 +12,29 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import time
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from nightlab.agents.decision import Decision
 from nightlab.loop import finish_request
+from nightlab.loop.night import Next, Night, Run
 from nightlab.store import read
 from nightlab.store.db import Store
 
-if TYPE_CHECKING:
-    from nightlab.loop.loop import Loop
-
-EXPLORE = "explore"  # step(): go on with ordinary cycles
 SEED_OFFSET = 1000  # confirmation seeds start here above [trial] seed: never a seed already used
 WORKER = "finish-up"
 
 
+@dataclass(frozen=True)
+class Done:
+    """Finish-up is complete: the night ends and its report shows the top `top_k`."""
+
+    top_k: int
+
+
 class Finisher:
-    def __init__(self, loop: Loop) -> None:
-        self.loop = loop
+    def __init__(self, night: Night) -> None:
+        self.night = night
         self.request: finish_request.FinishUp | None = None
         self.forced: str | None = None  # a limit reached while finish-up was pending
         self.queue: list[tuple[Any, int]] | None = None  # (candidate, seed) still to run
@@ -40,7 +45,7 @@ class Finisher:
     def refresh(self) -> None:
         """Read the request from the store (the heartbeat calls this: `nightlab finishup`
         reaches a running loop within a beat)."""
-        with read.connect(self.loop.store.path) as conn:
+        with read.connect(self.night.store.path) as conn:
             row = conn.execute("SELECT value FROM meta WHERE key = ?", (finish_request.META_KEY,))
             value = row.fetchone()
             first = conn.execute("SELECT MIN(started_at) FROM runs").fetchone()[0]
@@ -49,18 +54,18 @@ class Finisher:
 
     def save(self, request: finish_request.FinishUp) -> None:
         """Store a request (from `run --finishup-minutes`) and mirror it."""
-        with self.loop.store.tx() as s:
+        with self.night.store.tx() as s:
             Store.set_meta(s, finish_request.META_KEY, request.model_dump())
-            Store.event(s, "finishup_requested", run_id=self.loop.run_id, **request.model_dump())
+            Store.event(s, "finishup_requested", run_id=self.night.run_id, **request.model_dump())
         self.request = request
-        finish_request.mirror(self.loop.state, request, self.night_started)
+        finish_request.mirror(self.night.state, request, self.night_started)
 
     def _phase(self, phase: str, **data: Any) -> None:
         """Move the request to `phase`, unless the user changed or cancelled it meanwhile."""
         request = self.request
         if request is None or request.phase == phase:
             return
-        with self.loop.store.tx() as s:
+        with self.night.store.tx() as s:
             stored = finish_request.parse(Store.get_meta(s, finish_request.META_KEY))
             if stored is None or stored.requested_at != request.requested_at:
                 return
@@ -69,10 +74,10 @@ class Finisher:
                 return
             request = request.model_copy(update={"phase": phase})
             Store.set_meta(s, finish_request.META_KEY, request.model_dump())
-            Store.event(s, "finishup_phase", run_id=self.loop.run_id, phase=phase, **data)
+            Store.event(s, "finishup_phase", run_id=self.night.run_id, phase=phase, **data)
         self.request = request
-        finish_request.mirror(self.loop.state, request, self.night_started)
-        self.loop.report(f"finish-up: {phase}" + (f" ({data['why']})" if "why" in data else ""))
+        finish_request.mirror(self.night.state, request, self.night_started)
+        self.night.report(f"finish-up: {phase}" + (f" ({data['why']})" if "why" in data else ""))
 
     @property
     def pending(self) -> bool:
@@ -109,36 +114,37 @@ class Finisher:
     def screen(self, trial_id: int, kind: str, out: Any) -> Any:
         """Selection sees validation metrics only: a test metric a trial printed is dropped,
         except in the final pick's test run, where it is recorded as the `test_metric`."""
-        metric = self.loop.cfg.objective.test_metric
+        metric = self.night.cfg.objective.test_metric
         if not metric or metric not in out.metrics:
             if kind == "test":
-                with self.loop.store.tx() as s:
+                with self.night.store.tx() as s:
                     Store.event(s, "test_metric_missing", trial_id=trial_id, metric=metric,
                                 status=out.status, reason=out.reason)  # fmt: skip
             return out
         value = out.metrics[metric]
         metrics = {k: v for k, v in out.metrics.items() if k != metric}
-        with read.connect(self.loop.store.path) as conn:  # the candidate's first trial names it
+        with read.connect(self.night.store.path) as conn:  # the candidate's first trial names it
             row = conn.execute(
                 "SELECT t.id FROM trials t, trials me WHERE me.id = ? AND t.kind != 'test' "
                 "AND t.[commit] = me.[commit] AND t.params = me.params ORDER BY t.id LIMIT 1",
                 (trial_id,),
             ).fetchone()
         pick = row[0] if row else trial_id
-        with self.loop.store.tx() as s:
+        with self.night.store.tx() as s:
             if kind == "test":
                 Store.event(s, "test_metric", trial_id=pick, trial=pick, metric=metric,
                             value=value, test_trial=trial_id)  # fmt: skip
-                self.loop.report(f"held-out {metric} of the final pick (trial {pick}): {value:g}")
+                self.night.report(f"held-out {metric} of the final pick (trial {pick}): {value:g}")
             else:
                 Store.event(s, "test_metric_ignored", trial_id=trial_id, metric=metric)
         return dataclasses.replace(out, metrics=metrics)
 
     # ------------------------------------------------------------------ steps
-    def step(self) -> bool | str | None:
-        """During finish-up: EXPLORE (an ordinary cycle may run), True (a trial started),
-        None (waiting for running trials), or False (an idle moment)."""
-        loop, request, now = self.loop, self.request, time.time()
+    def step(self, running: list[str], baseline_complete: bool) -> Run | Next | Done:
+        """During finish-up (`running`: the kinds of the trials in flight): EXPLORE (an
+        ordinary cycle may run), a confirmation or test run to start, WAIT (for running
+        trials), or Done."""
+        request, now = self.request, time.time()
         _, ends = self.window()
         est = self.trial_seconds()
         if request.phase == "scheduled":
@@ -146,29 +152,26 @@ class Finisher:
         if request.phase in ("scheduled", "active"):
             need = 0.0 if request.report_now else est * self._confirm_batches()
             hurry = self.forced or request.report_now
-            if not hurry and not loop.baseline_complete():
-                return EXPLORE  # nothing to confirm before the noise is measured
+            if not hurry and not baseline_complete:
+                return Next.EXPLORE  # nothing to confirm before the noise is measured
             if not hurry and ends and now + est + need <= ends:
-                return EXPLORE
-            if any(a.kind == "trial" for a in loop.running.values()):
-                return None  # started to fit the deadline: they join the candidates
+                return Next.EXPLORE
+            if "trial" in running:
+                return Next.WAIT  # started to fit the deadline: they join the candidates
             self._phase("confirming", why=self.forced or "no time for another exploration")
         if self.queue is None:
             self.queue = [] if request.report_now else self._confirmations()
-        while self.queue and (ends is None or now + est <= ends):
+        if self.queue and (ends is None or now + est <= ends):
             candidate, seed = self.queue.pop(0)
-            self._start(candidate, "confirm", seed)
-            return True
-        if loop.running:
-            return None
+            return self._run(candidate, "confirm", seed)
+        if running:
+            return Next.WAIT
         if not self.tested:
             self.tested = True
-            if self._start_test(now, est, ends):
-                return True
+            if (test := self._test_run(now, est, ends)) is not None:
+                return test
         self._phase("reporting")  # the loop writes it once the run is closed, then `done`
-        loop.report_top_k = request.top_k
-        loop.stop_reason = "finish-up complete"
-        return False
+        return Done(request.top_k)
 
     def reported(self, where: Any) -> None:
         if self.request is not None and self.request.phase == "reporting":
@@ -177,33 +180,33 @@ class Finisher:
     def trial_seconds(self) -> float:
         """A trial's expected length, with a margin for starting and recording it: the
         median of the last ten that succeeded, plus 10% and 50 ms."""
-        with read.connect(self.loop.store.path) as conn:
+        with read.connect(self.night.store.path) as conn:
             walls = [r[0] for r in conn.execute(
                 "SELECT wall_s FROM trials WHERE status='succeeded' AND wall_s IS NOT NULL "
                 "ORDER BY id DESC LIMIT 10")]  # fmt: skip
         if not walls:
-            return self.loop.cfg.trial.budget_seconds
+            return self.night.cfg.trial.budget_seconds
         return statistics.median(walls) * 1.1 + 0.05
 
     def _confirm_batches(self) -> int:
         """Trial lengths finish-up needs after exploring: confirmations, then the test run."""
         r = self.request
-        batches = -(-(r.top_k * r.final_rounds) // self.loop.slots) if r.final_rounds else 0
-        return batches + (1 if self.loop.cfg.objective.test_metric else 0)
+        batches = -(-(r.top_k * r.final_rounds) // self.night.slots) if r.final_rounds else 0
+        return batches + (1 if self.night.cfg.objective.test_metric else 0)
 
     def _ranked(self) -> tuple[Any, list[Any]]:
         """The night as the report reads it, and its candidates best first."""
         from nightlab.report import candidates, data
 
-        night = data.load(self.loop.lab, self.loop.cfg)
+        night = data.load(self.night.lab, self.night.cfg)
         return night, candidates.rank(night, candidates.group(night))
 
     def _confirmations(self) -> list[tuple[Any, int]]:
         """The runs still owed: `final_rounds` per top-k candidate, on seeds it never ran."""
-        request, base = self.request, self.loop.cfg.trial.seed + SEED_OFFSET
+        request, base = self.request, self.night.cfg.trial.seed + SEED_OFFSET
         _, ranked = self._ranked()
         todo = []
-        with read.connect(self.loop.store.path) as conn:
+        with read.connect(self.night.store.path) as conn:
             best = (read.best(conn) or {}).get("trial")
         top = ranked[: request.top_k]  # and the ratchet's best: the code on the best branch
         top += [c for c in ranked[request.top_k :] if best in c.ids]
@@ -214,9 +217,9 @@ class Finisher:
             todo += [(candidate, next(seeds)) for _ in range(request.final_rounds - made)]
         return todo
 
-    def _start_test(self, now: float, est: float, ends: float | None) -> bool:
+    def _test_run(self, now: float, est: float, ends: float | None) -> Run | None:
         """Run the final pick once with NIGHTLAB_TEST=1 for `[objective] test_metric`."""
-        metric = self.loop.cfg.objective.test_metric
+        metric = self.night.cfg.objective.test_metric
         if not metric:
             return False
         from nightlab.report.candidates import final_pick
@@ -225,14 +228,15 @@ class Finisher:
         if self.request.report_now or not ranked or (ends is not None and now + est > ends):
             why = "report now" if self.request.report_now else "no time left" if ranked else (
                 "no candidate")  # fmt: skip
-            with self.loop.store.tx() as s:
-                Store.event(s, "test_metric_skipped", run_id=self.loop.run_id, reason=why)
-            return False
+            with self.night.store.tx() as s:
+                Store.event(s, "test_metric_skipped", run_id=self.night.run_id, reason=why)
+            return None
         pick = final_pick(night, ranked, None)  # the best mean among confirmed candidates
-        self._start(pick, "test", pick.first["seed"])
-        return True
+        return self._run(pick, "test", pick.first["seed"])
 
-    def _start(self, candidate: Any, kind: str, seed: int) -> None:
+    def _run(self, candidate: Any, kind: str, seed: int) -> Run:
+        """A finish-up run (`confirm` or `test`) of existing code: no gate, no twin check
+        — it repeats a candidate on purpose."""
         first = candidate.first
         what = "confirmation run" if kind == "confirm" else "held-out test run"
         decision = Decision(
@@ -244,4 +248,4 @@ class Finisher:
             dimension=first.get("dimension"),
             params=dict(first["params"]),
         )
-        self.loop.start_finishing(decision, kind, first["commit"], seed)
+        return Run(decision, kind, first["commit"], seed)

@@ -13,13 +13,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from nightlab.agents.decision import Decision
 from nightlab.loop import workpad
 from nightlab.ratchet import Verdict
-from nightlab.store import read
-from nightlab.store.db import Cycle, Event, Note, Run, Store, Trial
+from nightlab.store import history, read
+from nightlab.store.db import Cycle, Note, Run, Store, Trial
 from nightlab.store.db import Decision as DecisionRow
 from nightlab.store.redact import redact_data
 from nightlab.trials.local import Outcome, RunningTrial
@@ -82,14 +82,8 @@ class Journal:
 
     def close_run(self, state: str, reason: str, mlflow: bool) -> int:
         """End this run; returns how many finished trials MLflow still lacks."""
+        left = history.mlflow_backlog(self.store) if mlflow else 0
         with self.store.tx() as s:
-            left = 0
-            if mlflow:
-                left = s.scalar(
-                    select(func.count(Trial.id)).where(
-                        Trial.mlflow_run_id.is_(None), Trial.status != "running"
-                    )
-                )
             run = s.get(Run, self.run_id)
             if run is not None and run.state == "running":
                 run.state, run.ended_at, run.end_reason = state, time.time(), reason
@@ -97,89 +91,6 @@ class Journal:
                 s, "run_ended", run_id=self.run_id, state=state, reason=reason, mlflow_backlog=left
             )
         return left
-
-    def trial_count(self) -> int:
-        with self.store.tx() as s:
-            # not counted against max_trials: finish-up's confirmation and test runs, and
-            # trials cut short by nightlab's own fate (a killed loop), which run again
-            interrupted = Trial.status.in_(("killed", "timeout")) & func.coalesce(
-                Trial.reason, ""
-            ).like("interrupted%")
-            return s.scalar(
-                select(func.count(Trial.id)).where(
-                    Trial.kind.in_(("baseline", "trial")), ~interrupted
-                )
-            )
-
-    def decisions_by(self, worker: str) -> int:
-        with self.store.tx() as s:
-            return (
-                s.scalar(select(func.count(DecisionRow.id)).where(DecisionRow.worker == worker))
-                or 0
-            )
-
-    def baseline_states(self) -> list[tuple[int, str, str | None]]:
-        """(id, status, reason) of every baseline repeat so far."""
-        with self.store.tx() as s:
-            query = select(Trial.id, Trial.status, Trial.reason).where(Trial.kind == "baseline")
-            return [tuple(r) for r in s.execute(query)]
-
-    def decision_body(self, decision_id: int) -> dict[str, Any]:
-        with self.store.tx() as s:
-            return dict(s.get(DecisionRow, decision_id).body)
-
-    def retried(self) -> set[int]:
-        """Trials that were run again after an auto-repair."""
-        with self.store.tx() as s:
-            rows = s.scalars(select(Event.data).where(Event.kind == "run_outcome_retry"))
-            return {int(d["retry_of"]) for d in rows}
-
-    def traces(self) -> dict[int, str]:
-        """Cycle id → its trace id."""
-        with self.store.tx() as s:
-            return dict(s.execute(select(Cycle.id, Cycle.trace_id)).all())
-
-    def job_id(self, trial_id: int) -> str | None:
-        """The Slurm job a trial was submitted as (None for a local trial)."""
-        with self.store.tx() as s:
-            rows = s.scalars(select(Event.data).where(
-                Event.kind == "trial_started", Event.trial_id == trial_id))  # fmt: skip
-            return next((d["job_id"] for d in rows if d.get("job_id")), None)
-
-    def pending_retries(self) -> list[tuple[Trial, dict[str, Any]]]:
-        """Repaired trials whose retry has not started yet (a loop died in between)."""
-        done = self.retried()
-        with self.store.tx() as s:
-            rows = s.execute(select(Event.trial_id, Event.data).where(
-                Event.kind == "repair_pending"))  # fmt: skip
-            out = []
-            for trial_id, data in rows:
-                if trial_id not in done:
-                    trial = s.get(Trial, trial_id)
-                    s.expunge(trial)
-                    out.append((trial, data))
-            return out
-
-    def unfinished_repairs(self) -> list[Trial]:
-        """Failed trials whose auto-repair began but never ended (the loop stopped or died)."""
-        with self.store.tx() as s:
-            kinds = {"repair_started": set(), "repair_done": set()}
-            for kind, trial_id in s.execute(select(Event.kind, Event.trial_id).where(
-                    Event.kind.in_(tuple(kinds)))):  # fmt: skip
-                kinds[kind].add(trial_id)
-            out = []
-            for trial_id in sorted(kinds["repair_started"] - kinds["repair_done"]):
-                trial = s.get(Trial, trial_id)
-                s.expunge(trial)
-                out.append(trial)
-            return out
-
-    def retry_links(self, trial_id: int) -> bool:
-        """True when `trial_id` is a retry or was retried (one repair pass per failure)."""
-        with self.store.tx() as s:
-            rows = s.execute(select(Event.trial_id, Event.data).where(
-                Event.kind == "run_outcome_retry"))  # fmt: skip
-            return any(t == trial_id or d.get("retry_of") == trial_id for t, d in rows)
 
     # ------------------------------------------------------------------ cycles
 
@@ -378,8 +289,8 @@ class Journal:
 
     def reconciled(self, row: Trial, pid: int | None, alive: bool) -> str:
         """Note a trial found `running` by a new loop; returns its cycle's trace id."""
+        trace = history.trace_of(self.store, row.cycle_id)
         with self.store.tx() as s:
-            trace = s.get(Cycle, row.cycle_id).trace_id
             self._event(
                 s,
                 "reconciled",

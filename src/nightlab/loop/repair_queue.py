@@ -17,8 +17,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from nightlab.agents.decision import Decision
 from nightlab.config import Config
 from nightlab.loop.journal import Journal
+from nightlab.store import history
 from nightlab.store.db import Store, Trial
 from nightlab.trials import local, repair
 
@@ -51,16 +53,16 @@ class Repairs:
         self.run_id = run_id
         self.retries = [
             (row, repair.Retry(data["params"], data["note"]))
-            for row, data in self.journal.pending_retries()
+            for row, data in history.pending_retries(self.store)
         ]
-        for row in self.journal.unfinished_repairs():
+        for row in history.unfinished_repairs(self.store):
             log = local.log_tail(self.state / "trials" / str(row.id))
             self.start(row, SimpleNamespace(status=row.status, log_tail=log), again=True)
 
     def start(self, row: Trial, out: Any, again: bool = False) -> None:
         """One repair pass for a failed trial (not for a retry, nor twice unless the first
         was cut short: `again`)."""
-        if not self.cfg.repair.enabled or self.journal.retry_links(row.id) and not again:
+        if not self.cfg.repair.enabled or history.retry_links(self.store, row.id) and not again:
             return
         events: list[tuple[str, dict[str, Any]]] = []
 
@@ -95,3 +97,14 @@ class Repairs:
             if retry is not None:
                 self.retries.append((row, retry))
                 self.report(f"auto-repair: {retry.note}; trial {row.id} runs again")
+
+    def next_retry(self) -> tuple[Trial, repair.Retry, Decision]:
+        """The next repaired trial to run again, with the decision that runs it: the failed
+        trial's own, with the repaired parameters."""
+        row, retry = self.retries.pop(0)
+        body = {**history.decision_body(self.store, row.decision_id), "params": retry.params}
+        body.update(
+            todo_new=[], resolve_todo_ids=[], notes_update=None, data_exploration_update=None,
+            edits=[], rationale=f"retry of trial {row.id} after auto-repair: {retry.note}",
+        )  # fmt: skip
+        return row, retry, Decision.model_validate(body)

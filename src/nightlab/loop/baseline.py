@@ -1,0 +1,60 @@
+"""The baseline: the defaults on the unmodified code, repeated over seeds to measure the
+noise before any worker trial is judged. A baseline that fails ends the night."""
+
+from __future__ import annotations
+
+from nightlab.agents.decision import Decision
+from nightlab.loop.night import Next, Night, NightError, Run
+from nightlab.store import history
+from nightlab.trials import local
+
+
+class Baseline:
+    def __init__(self, night: Night) -> None:
+        self.night = night
+        self.done = False  # every repeat succeeded: worker cycles may begin
+
+    def complete(self) -> bool:
+        """All baseline repeats have run (finish-up waits for them: no noise, no ranking)."""
+        if not self.done:
+            states = history.baseline_states(self.night.store)
+            succeeded = sum(1 for _, st, _ in states if st == "succeeded")
+            return succeeded >= self.night.cfg.ratchet.baseline_repeats
+        return True
+
+    def next(self, waiting: set[int]) -> Run | Next | None:
+        """The next repeat to start, WAIT (the noise estimate is not ready), or None (done).
+        Failed repeats that auto-repair ran again, or will (`waiting`), do not count."""
+        night, cfg = self.night, self.night.cfg
+        retried = waiting | history.retried(night.store)
+        rows = [r for r in history.baseline_states(night.store) if r[0] not in retried]
+        done = sum(1 for _, st, _ in rows if st == "succeeded")
+        live = sum(1 for _, st, _ in rows if st == "running")
+        fatal = [
+            (i, r)
+            for i, st, r in rows
+            if st in ("failed", "timeout")
+            or (st == "killed" and not (r or "").startswith(local.INTERRUPTED))
+        ]
+        if fatal:
+            tid, why = fatal[0]
+            raise NightError(
+                f"the baseline trial {tid} failed ({why}); see {night.trial_dir(tid)}/"
+                "stderr.log, make the command run with the default parameters, then start a "
+                f"new night: nightlab reset {night.lab} && nightlab run {night.lab}"
+            )
+        repeats = cfg.ratchet.baseline_repeats
+        if done + live < repeats:
+            seed = cfg.trial.seed + len(rows)
+            decision = Decision(
+                action="run",
+                rationale=f"baseline repeat {len(rows) + 1}: defaults, unmodified code, "
+                f"seed {seed} (measures the noise)",
+                hypothesis="the defaults as they are",
+                params=cfg.defaults(),
+            )
+            return Run(decision, "baseline", night.base_commit, seed)
+        if done < repeats:
+            return Next.WAIT
+        self.done = True
+        return None

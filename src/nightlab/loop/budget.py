@@ -1,0 +1,66 @@
+"""The night's limits — time, max_trials, tokens, dollars, the target, the finish-up
+deadline — and what has been spent against them, across restarts."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from nightlab.loop.finishup import Finisher
+from nightlab.loop.night import Night
+from nightlab.loop.repair_queue import Repairs
+from nightlab.store import history, read
+
+
+class Budget:
+    def __init__(
+        self, night: Night, max_trials: int | None, finisher: Finisher, repairs: Repairs
+    ) -> None:
+        self.night, self.max_trials = night, max_trials
+        self.finisher, self.repairs = finisher, repairs
+        self.trials = 0  # counted against max_trials: baseline repeats and worker trials
+        self.spent = {"tokens": 0, "usd": 0.0}
+
+    def load(self) -> None:
+        """What the night spent before this run (the budget is the night's)."""
+        self.trials = history.trial_count(self.night.store)
+        with read.connect(self.night.store.path) as conn:
+            spent = read.usage(conn)
+        self.spent = {
+            "tokens": spent["input_tokens"] + spent["output_tokens"],
+            "usd": spent["usd"] or 0.0,
+        }
+
+    def charge(self, usage: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Count an agent call against the night's token and $ budget."""
+        if usage:
+            self.spent["tokens"] += usage["input_tokens"] + usage["output_tokens"]
+            self.spent["usd"] += usage["usd"] or 0.0
+        return usage
+
+    def trials_left(self) -> int | None:
+        return None if self.max_trials is None else self.max_trials - self.trials
+
+    def at_max_trials(self) -> bool:
+        return self.max_trials is not None and self.trials >= self.max_trials
+
+    def limit_reached(self) -> str | None:
+        """The first limit the night has reached, as a stop reason; None while none is."""
+        night, now = self.night, time.time()
+        if night.deadline and now >= night.deadline:
+            return "time budget reached"
+        if (ends := self.finisher.ends()) and now >= ends:
+            return "the finish-up deadline is reached"
+        if self.at_max_trials() and not self.repairs.busy:
+            # not while a repaired trial still runs in its failure's place
+            return f"max_trials={self.max_trials} reached"
+        budget = night.cfg.budget
+        tokens, usd = self.spent["tokens"], self.spent["usd"]
+        if budget.max_tokens is not None and tokens >= budget.max_tokens:
+            return f"max_tokens={budget.max_tokens} reached ({tokens} used)"
+        if budget.max_usd is not None and usd >= budget.max_usd:
+            return f"max_usd={budget.max_usd:g} reached (${usd:.4f} spent)"
+        target, best = night.cfg.objective.target, night.best()
+        if target is not None and best and not night.cfg.better(target, best.objective):
+            return f"target {target:g} reached"
+        return None

@@ -1,0 +1,210 @@
+"""A worker cycle: the worker's next decision (thought off the loop's thread for slow
+workers), the mentor's review when it is due, then admission — the gate, the edits as a
+commit on the base, the smoke checks, no twin of a trial that already ran.
+
+A cycle decides; the loop starts what it admits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from nightlab.agents import Worker, context
+from nightlab.agents.decision import Decision
+from nightlab.agents.gate import GateResult
+from nightlab.agents.tools import LabView
+from nightlab.loop.admission import admit
+from nightlab.loop.budget import Budget
+from nightlab.loop.finishup import Finisher
+from nightlab.loop.night import Next, Night, Run
+from nightlab.loop.slots import Slots
+from nightlab.loop.thinking import Thinker, Thought
+from nightlab.store import read
+from nightlab.store.db import Store
+from nightlab.trials.workspace import WorkspaceError
+
+
+class Cycles:
+    def __init__(
+        self,
+        night: Night,
+        worker: Worker,
+        mentor: Any,
+        budget: Budget,
+        slots: Slots,
+        finisher: Finisher,
+        watch: Callable[[], bool],
+    ) -> None:
+        self.night, self.worker, self.mentor = night, worker, mentor
+        self.budget, self.slots, self.finisher = budget, slots, finisher
+        self.watch = watch  # called while admission waits (a smoke check); False: stop now
+        self.thinker = Thinker(worker, mentor, night.cfg)
+        self.worker_cycles = 0  # decisions the worker made in this run (mentor cadence)
+        self.waits = 0  # cycles in a row that ran nothing
+        self.errors = 0  # worker errors in a row (the backoff before asking again)
+        self.stop_reason: str | None = None  # set when the worker stops the night
+
+    def next(self) -> Run | Next:
+        """One cycle: a trial to start, IDLE (nothing runnable), or WAIT (still thinking)."""
+        if self.thinker.idle:
+            self._think()
+        if not self.thinker.ready():
+            return Next.WAIT
+        thought = self.thinker.take()
+        decision, usage = thought.decision, self.budget.charge(thought.usage)
+        if isinstance(decision, Exception):
+            wait = Decision(action="wait", rationale=f"worker error: {decision}"[:2000])
+            reason = "worker raised " + type(decision).__name__
+            self.night.journal.idle(self.worker.name, wait, [reason], usage)
+            self.waits += 1
+            self.errors += 1  # a provider in trouble (429, 500, timeouts) is asked less often
+            return Next.IDLE
+        self.errors = 0
+        if self.mentor is not None and thought.why is None and not self.slots.running:
+            # planned while a trial ran; that trial has ended and the night may have stalled
+            if why := self.stalled():
+                self.thinker.review(thought, why, context.render(self.context(full=True)))
+        decision = self._reviewed(thought)
+        best = self.night.best()
+        base = best.commit if best else self.night.base_commit
+        gate, commit = self._admit(decision, base, best.params if best else None)
+        if not gate.accepted or decision.action != "run":
+            self.night.journal.idle(self.worker.name, decision, gate.reasons, usage)
+            if decision.action == "stop" and gate.accepted:
+                self.stop_reason = f"the worker stopped the night: {decision.rationale}"
+            self.waits += 1
+            return Next.IDLE
+        self.waits = 0
+        # the base admission built on, even if a trial watched meanwhile changed the best
+        return Run(decision, "trial", commit, self.night.cfg.trial.seed, usage, best,
+                   tuple(gate.notes))  # fmt: skip
+
+    def plan(self) -> None:
+        """While every slot is busy, get the next decision now so that a freed slot starts
+        at once; it is gated against the base of the moment it runs."""
+        if (
+            self.thinker.idle
+            and self.budget.limit_reached() is None
+            and not self.finisher.active()
+        ):
+            self._think()
+
+    def close(self) -> Thought | None:
+        """End the thinking; a decision made ahead but never used is returned (it cost)."""
+        return self.thinker.close()
+
+    def _admit(self, decision: Decision, base: str, params: dict | None) -> tuple[GateResult, str]:
+        night = self.night
+        try:
+            return admit(
+                decision, night.cfg, night.ws, night.store.path, base,
+                params if params is not None else night.cfg.defaults(), self.watch,
+            )  # fmt: skip
+        except (WorkspaceError, ValueError, OSError, OverflowError) as exc:  # git refused it
+            return GateResult(False, [f"the edit cannot be applied: {exc}"]), base
+
+    # ------------------------------------------------------------------ the worker's view
+    def context(self, full: bool) -> dict[str, Any]:
+        night = self.night
+        best = night.best()
+        ctx = {
+            "objective": night.cfg.objective.model_dump(),
+            "best": None
+            if best is None
+            else {"objective": best.objective, "trial": best.trial, "params": best.params},
+            "in_flight": [a.trial.spec.trial_id for a in self.slots.running.values()],
+            "deadline": night.deadline,
+            "finishup": self.finisher.context(),
+        }
+        return {**ctx, **self._full_context()} if full else ctx
+
+    def _full_context(self) -> dict[str, Any]:
+        """What an LLM worker reads each cycle (see agents/context.py)."""
+        night = self.night
+        return context.gather(
+            night.cfg, night.lab, night.store.path,
+            trials_left=self.budget.trials_left(), deadline=night.deadline,
+            sigma=night.sigma(), stalled=self.stalled(), in_flight=self.slots.in_flight(),
+        )  # fmt: skip
+
+    def lab_view(self) -> LabView:
+        """The worker's read-only window on the lab: files at the current best code."""
+        night = self.night
+
+        def trial_file(trial: int, name: str) -> str | None:
+            path = night.trial_dir(int(trial)) / name
+            return path.read_text(errors="replace") if path.is_file() else None
+
+        return LabView(
+            files=lambda: night.ws.files(night.base()),
+            read=lambda p: night.reader(night.base())(p),
+            editable=night.cfg.editable_files,
+            leaderboard=lambda k: read.leaderboard(
+                night.store.path, night.cfg.objective.direction, k
+            ),
+            trial_file=trial_file,
+            export=lambda dest: night.ws.export(night.base(), dest),
+        )
+
+    # ------------------------------------------------------------------ the mentor
+    def _think(self) -> None:
+        """Start the worker's next decision (in the background for slow workers); the
+        mentor reviews it every mentor_every worker cycles, or when the night stalls with
+        nothing running (never while a trial is mid-execution)."""
+        review = None
+        if self.mentor is not None:
+            self.worker_cycles += 1
+            agents = self.night.cfg.agents
+            every, kind = agents.mentor_every, "the regular review"
+            if agents.interaction_mode == "builder_health_helper":
+                every, kind = agents.mentor_health_every, "a health check of the Builder"
+            why = f"{kind} (every {every} cycles)" if self.worker_cycles % every == 0 else None
+            if why is None and not self.slots.running:
+                why = self.stalled()
+            if why is not None:
+                review = (why, context.render(self.context(full=True)))
+        self.thinker.start(self.context(getattr(self.worker, "wants_context", False)), review)
+
+    def _reviewed(self, thought: Thought) -> Decision:
+        """The decision after the mentor's review: its replacement runs when it judged the
+        night off track and mentor_apply_suggestions is on."""
+        decision = thought.decision
+        assert isinstance(decision, Decision)
+        review, usage = thought.review, self.budget.charge(thought.mentor_usage)
+        if thought.why is None:
+            return decision
+        night = self.night
+        if isinstance(review, Exception):
+            with night.store.tx() as s:
+                Store.event(s, "mentor_error", run_id=night.run_id, error=f"{review}"[:2000])
+                if usage:
+                    Store.event(s, "agent_usage", run_id=night.run_id, role="mentor", **usage)
+            return decision
+        replace = (
+            review.verdict == "off_track"
+            and review.replacement is not None
+            and night.cfg.agents.mentor_apply_suggestions
+        )
+        night.journal.mentor(review, thought.why, usage, replaced=replace)
+        night.report(
+            f"mentor: {review.verdict} ({thought.why}) — {review.critique[:200]}"
+            + (" — its replacement runs" if replace else "")
+        )
+        return review.replacement if replace else decision
+
+    def stalled(self) -> str | None:
+        k = self.night.cfg.agents.stall_trials
+        with read.connect(self.night.store.path) as conn:
+            recent = conn.execute(
+                "SELECT status, verdict FROM trials WHERE kind='trial' AND status != 'running' "
+                "ORDER BY ended_at DESC LIMIT ?",
+                (max(k, 3),),
+            ).fetchall()
+        if len(recent) >= k and not any(v == "kept" for _, v in recent[:k]):
+            return f"stalled: no trial kept in the last {k}"
+        if len(recent) >= 3 and all(st != "succeeded" for st, _ in recent[:3]):
+            return "stalled: the last 3 trials failed"
+        if self.waits >= 5:
+            return f"stalled: {self.waits} cycles in a row ran nothing"
+        return None

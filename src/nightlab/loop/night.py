@@ -1,0 +1,113 @@
+"""The open night as every part of the loop shares it: the lab, its config and store, the
+journal, the git workspace, this run, and the best so far (read from the store).
+
+Also the few values the parts hand back to the loop: what to run next (`Run`) and what
+happened instead (`Next`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from nightlab import UserError
+from nightlab.agents.decision import Decision
+from nightlab.config import Config
+from nightlab.loop.journal import Journal
+from nightlab.ratchet import Best
+from nightlab.store import read
+from nightlab.store.db import Store
+from nightlab.trials.workspace import Workspace
+
+
+class NightError(UserError):
+    """The night cannot go on (e.g. the baseline fails); the message says why."""
+
+    exit_code = 1
+
+
+class Next(Enum):
+    """What a step did when it started nothing itself."""
+
+    STARTED = "a trial started"
+    IDLE = "an idle cycle: nothing runnable"
+    WAIT = "waiting: a thought, the noise estimate or a running trial"
+    EXPLORE = "finish-up not due: an ordinary cycle may run"
+
+
+@dataclass(frozen=True)
+class Run:
+    """A trial to start: the decision, the code to run and against which base it was
+    admitted (None: the best at start time)."""
+
+    decision: Decision
+    kind: str  # baseline | trial | confirm | test
+    commit: str
+    seed: int
+    usage: dict[str, Any] | None = None
+    best: Best | None = None
+    notes: tuple[str, ...] = ()  # what admission normalised (the training spec's clamps)
+
+
+@dataclass
+class Night:
+    lab: Path
+    cfg: Config
+    store: Store
+    journal: Journal
+    ws: Workspace
+    report: Callable[[str], None]
+    slots: int
+    run_id: int | None = None
+    night_id: str = ""
+    base_commit: str = ""
+    deadline: float | None = None
+    protected: dict[str, str] = field(default_factory=dict)
+    _view: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def state(self) -> Path:
+        return self.lab / ".nightlab"
+
+    def trial_dir(self, trial_id: int) -> Path:
+        return self.state / "trials" / str(trial_id)
+
+    def event(self, kind: str, /, **data: Any) -> None:
+        """One event, in its own transaction."""
+        with self.store.tx() as s:
+            Store.event(s, kind, **data)
+
+    def best(self) -> Best | None:
+        """The current base; read once per recorded trial (the store is the truth)."""
+        view = self._view  # one read of the attribute: the worker's thread calls this too
+        if not view:
+            with read.connect(self.store.path) as conn:
+                b, base = read.best(conn), read.baseline(conn)
+            view = {
+                "best": None
+                if b is None
+                else Best(b["objective"], b["trial"], b["commit"], b["params"]),
+                "sigma": base["sigma"] if base else 0.0,
+            }
+            self._view = view
+        return view["best"]
+
+    def sigma(self) -> float:
+        """The noise: the spread of the baseline repeats."""
+        self.best()
+        return self._view.get("sigma", 0.0)
+
+    def base(self) -> str:
+        """The commit new work builds on: the best's, else the night's first snapshot."""
+        best = self.best()
+        return best.commit if best else self.base_commit
+
+    def forget(self) -> None:
+        """A trial was recorded: the best and the noise may have moved."""
+        self._view = {}
+
+    def reader(self, commit: str) -> Callable[[str], str | None]:
+        return lambda path: self.ws.read(commit, path) if self.ws.exists(commit, path) else None

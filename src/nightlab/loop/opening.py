@@ -1,0 +1,143 @@
+"""Opening a night, or resuming one: the code it starts from (snapshotted once, when the
+night begins), the protected files' hashes, this run's row and deadline, the GPUs, the
+MLflow side (the store a trial's own run writes to, the mirror process); and the morning
+report when the run ends.
+
+A new loop on a night a dead one left carries on from the store: what was snapshotted and
+hashed then still holds.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+from nightlab.loop.night import Night, NightError
+from nightlab.store import folder, history, read
+from nightlab.store.db import Store, Trial
+from nightlab.trials import launch, protect, training_spec
+
+
+def open_run(night: Night, hours: float | None, options: dict[str, Any]) -> None:
+    """The night's base commit and id (a new night snapshots the lab's working tree as it
+    is now), its protected files' hashes, and this run with its deadline."""
+    ws, cfg = night.ws, night.cfg
+    with night.store.tx() as s:
+        base = Store.get_meta(s, "base_commit")
+        resumed = base is not None
+        if not resumed:
+            base = ws.snapshot()
+            check_spec(night, base)  # before the night is recorded: the fix is a re-run
+            Store.set_meta(s, "base_commit", base)
+            Store.set_meta(s, "night_id", uuid.uuid4().hex)
+            Store.event(s, "snapshot", commit=base)
+        else:
+            check_spec(night, base, quiet=True)  # [spec] may have changed since
+        night.night_id = Store.get_meta(s, "night_id")
+    if resumed and ws.changed_since(base):
+        night.report(
+            "note: this night continues from the code as it was when it began; your "
+            "changes since then are not used (`nightlab reset` starts a new night from them)"
+        )
+    night.base_commit = base
+    with night.store.tx() as s:  # hashed when the night began; a resumed night keeps them
+        protected = Store.get_meta(s, "protected_sha256")
+        if protected is None:
+            protected = protect.fingerprint(ws, base, cfg.trial.protected)
+            Store.set_meta(s, "protected_sha256", protected)
+    night.protected = protected
+    night.run_id, night.deadline = night.journal.open_run(hours, cfg.budget.hours, options)
+
+
+def check_spec(night: Night, commit: str, quiet: bool = False) -> None:
+    """The lab's own training spec must run: fail now, not at the baseline."""
+    if night.cfg.trial.spec:
+        notes = training_spec.for_commit(night.cfg, night.reader(commit)).notes
+        if notes and not quiet:
+            night.report(f"{night.cfg.trial.spec} as it runs: {'; '.join(notes)}")
+
+
+def rewrite_results(night: Night) -> None:
+    """result.json is written just after a trial's outcome is committed: a loop killed in
+    between leaves none, so a new loop writes it again from the store."""
+    with read.connect(night.store.path) as conn:  # ids only: 10k trials, one stat each
+        settled = conn.execute("SELECT id FROM trials WHERE status != 'running'").fetchall()
+    missing = [i for (i,) in settled if not (night.trial_dir(i) / "result.json").is_file()]
+    if not missing:
+        return
+    traces = history.traces(night.store)
+    for row in night.store.trials(Trial.id.in_(missing)):
+        result = row.record(traces.get(row.cycle_id))
+        folder.write_json(night.trial_dir(row.id) / "result.json", result)
+
+
+def gpus(night: Night) -> list[str]:
+    """The GPUs the slots share out ([executor] gpus, else those detected), reported."""
+    ex = night.cfg.executor
+    found = (
+        [str(g) for g in ex.gpus]
+        if ex.gpus is not None
+        else launch.detect_gpus(ex.gpus_per_trial > 0, night.cfg.repair.interpreter(night.lab))
+    )
+    if found:
+        k = max(1, ex.gpus_per_trial)
+        shared = " (more slots than GPU groups: some share)" if night.slots * k > len(found) else ""
+        night.report(f"GPUs {', '.join(found)}: {k} per slot (CUDA_VISIBLE_DEVICES){shared}")
+    return found
+
+
+def mlflow_options(night: Night) -> dict[str, Any]:
+    from nightlab.tracking.mirror import default_uri
+
+    cfg = night.cfg
+    return {
+        "uri": cfg.tracking.mlflow_uri or default_uri(night.state),
+        "experiment": cfg.tracking.experiment or cfg.lab.name,
+        "artifacts": str(night.state / "mlartifacts"),
+        "night": night.night_id,
+    }
+
+
+def trial_runs(night: Night) -> dict[str, Any] | None:
+    """The MLflow options each trial opens its own run with ([tracking] trial_run); the
+    store is prepared once, before trials open runs in parallel."""
+    if not (night.cfg.tracking.enabled and night.cfg.tracking.trial_run):
+        return None
+    from nightlab.tracking import trial_run
+
+    opts = mlflow_options(night)
+    if error := trial_run.prepare(opts):
+        raise NightError(
+            f"[tracking] trial_run: the MLflow store could not be prepared: {error}. "
+            "Fix the store or server, or set [tracking] trial_run = false"
+        )
+    return opts
+
+
+def start_tracking(night: Night) -> Any:
+    """The MLflow mirror process ([tracking] enabled), or None."""
+    if not night.cfg.tracking.enabled:
+        return None
+    from nightlab.tracking.mirror import TrackingProcess
+
+    opts = mlflow_options(night)
+    return TrackingProcess(
+        night.store.path, opts["uri"], opts["experiment"], Path(opts["artifacts"]),
+        night.state / "tracking.log", night.night_id,
+    )  # fmt: skip
+
+
+def write_report(night: Night, top_k: int | None = None) -> Path | None:
+    """The morning report; a failure is recorded and reported, never fatal."""
+    from nightlab.report import write_report as write
+
+    try:
+        where = write(night.lab, night.cfg, top_k=top_k or night.cfg.report.top_k)
+    except Exception as exc:
+        night.event("report_failed", run_id=night.run_id, error=f"{exc}"[:2000])
+        night.report(f"the report could not be written: {type(exc).__name__}: {exc}")
+        return None
+    night.event("report_written", run_id=night.run_id, path=str(where))
+    night.report(f"report: {where / 'final_paper_report.md'}")
+    return where

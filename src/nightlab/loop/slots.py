@@ -1,0 +1,202 @@
+"""The slots in flight: a trial is launched on a free slot (its folder, worktree, command
+and environment prepared), watched until it ends, checked for protected files it changed,
+and handed to the loop to record; a restarted loop watches again what a dead one left.
+
+Local and Slurm trials are told apart only here and in trials/.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from nightlab.loop.night import Night, Run
+from nightlab.ratchet import Best
+from nightlab.store import fmt, folder, history
+from nightlab.store.db import Trial
+from nightlab.trials import launch, local, protect, slurm, training_spec
+from nightlab.trials.worktrees import WorktreePool
+
+POLL_S = 0.01
+CHECK_S = 0.1  # budget, hang and divergence checks of running trials
+
+Record = Callable[[int, str, str, local.Outcome], None]  # trial, trace, kind, outcome
+
+
+@dataclass
+class Active:
+    """A trial occupying a slot."""
+
+    trial: local.RunningTrial
+    trace: str  # its cycle's trace id
+    kind: str  # baseline|trial|confirm|test
+    tree: str  # its worktree; "" when re-attached from a loop that died
+
+
+class Slots:
+    def __init__(self, night: Night, record: Record) -> None:
+        self.night, self.record = night, record
+        self.running: dict[int, Active] = {}  # by slot
+        self.slurm = night.cfg.executor.kind == "slurm"
+        self.trees: WorktreePool | None = None
+        self.gpus: list[str] = []
+        self.data: Any = None
+        self.mlflow: dict[str, Any] | None = None  # a trial's own MLflow run, if tracked
+
+    def open(self, gpus: list[str], mlflow: dict[str, Any] | None) -> None:
+        """Ready to launch: the GPUs, the shared data's fingerprint, the worktree pool."""
+        night = self.night
+        self.gpus, self.mlflow = gpus, mlflow
+        self.data = folder.fingerprint(night.lab, night.cfg.trial.share)
+        busy = {a.tree for a in self.running.values() if a.tree}
+        self.trees = WorktreePool(night.ws, night.cfg.trial.share, busy=busy)
+
+    def close(self) -> None:
+        if self.trees:
+            self.trees.close()
+
+    @property
+    def free(self) -> bool:
+        return len(self.running) < self.night.slots
+
+    def kinds(self) -> list[str]:
+        return [a.kind for a in self.running.values()]
+
+    def in_flight(self) -> list[dict[str, Any]]:
+        return [{"trial": a.trial.spec.trial_id, "kind": a.kind} for a in self.running.values()]
+
+    # ------------------------------------------------------------------ launch
+    def launch(self, run: Run, worker: str) -> int:
+        """Record and start a trial of `run.commit` (the admitted code) on a free slot."""
+        night, cfg, decision, kind = self.night, self.night.cfg, run.decision, run.kind
+        best: Best | None = None if kind == "baseline" else (run.best or night.best())
+        base = best.commit if best else night.base_commit
+        params = cfg.normalize({**(best.params if best else cfg.defaults()), **decision.params})
+        slot = min(set(range(night.slots)) - set(self.running))
+        # the normalised spec is what runs; it is checked before anything is recorded
+        ran = None
+        if cfg.trial.spec:
+            ran = training_spec.for_commit(cfg, night.reader(run.commit))
+        trial_id, trace = night.journal.open_trial(
+            worker, decision, usage=run.usage, kind=kind, params=params, seed=run.seed,
+            slot=slot, commit=run.commit, base_commit=base,
+            base_trial_id=best.trial if best else None,
+        )  # fmt: skip
+        if run.commit != base:
+            night.ws.keep_trial(trial_id, run.commit)
+        tree, workdir = self.trees.acquire(run.commit)
+        trial_dir = night.trial_dir(trial_id)
+        diff = night.ws.diff(night.base_commit, run.commit)
+        folder.prepare(trial_dir, params, diff, run.commit, self.data)
+        gpus = None if self.slurm else self.gpus  # Slurm gives each job its own GPUs
+        build = launch.build(
+            cfg, night.lab, trial_dir, trial_id, params, run.seed, workdir, slot, gpus,
+            mlflow=self.mlflow,
+        )  # fmt: skip
+        if kind == "test":  # the one run that may read the held-out test split
+            build.env["NIGHTLAB_TEST"] = "1"
+        if ran is not None:  # the normalised spec is what runs, and is recorded
+            (trial_dir / "spec.json").write_text(ran.text())
+            build.env["NIGHTLAB_SPEC"] = str(trial_dir / "spec.json")
+        running = slurm.start(cfg, build) if self.slurm else local.start(build)
+        night.journal.started(trial_id, trace, running, slot, tree)
+        self.running[slot] = Active(running, trace, kind, tree)
+        shown = " ".join(f"{k}={fmt.value(v)}" for k, v in decision.params.items())
+        if decision.edits:
+            shown += f" edits {', '.join(sorted({e.file for e in decision.edits}))}"
+        night.report(f"trial {trial_id} ({kind}) started on slot {slot}: {shown}")
+        return trial_id
+
+    # ------------------------------------------------------------------ watch
+    def poll(self) -> None:
+        """Record every trial that has ended since the last poll."""
+        for slot in list(self.running):
+            self._poll(slot)
+
+    def wait(self, timeout: float, wake: int | None) -> None:
+        """Sleep until a trial ends, `wake` turns readable, or `timeout` passes."""
+        local.wait_any([a.trial for a in self.running.values()], timeout, wake)
+
+    def kill_all(self, reason: str, wait: bool = True) -> None:
+        for active in self.running.values():
+            active.trial.kill("killed", reason)
+        while wait and self.running:
+            self.poll()
+            time.sleep(POLL_S)
+
+    def _poll(self, slot: int) -> None:
+        night, active = self.night, self.running[slot]
+        outcome = active.trial.poll()
+        self._drain_events(active)
+        if outcome is None:
+            return
+        del self.running[slot]
+        workdir = active.trial.spec.workdir  # the lab itself for a trial re-attached after a
+        watched = night.protected and workdir != night.lab  # crash: its worktree is unknown
+        if watched and (touched := protect.changed(workdir, night.protected)):
+            outcome = replace(
+                outcome, status="failed", objective=None,
+                reason=f"{protect.REASON}: the trial changed {', '.join(touched)} (protected; "
+                "restored)",
+            )  # fmt: skip
+        trial_id = active.trial.spec.trial_id
+        self.record(trial_id, active.trace, active.kind, outcome)
+        if active.tree:
+            outputs = night.trial_dir(trial_id) / "outputs"
+            self.trees.release(active.tree, night.base(), outputs)
+
+    def _drain_events(self, active: Active) -> None:
+        """Store what a running trial reported about itself (e.g. a Slurm job requeued)."""
+        events = getattr(active.trial, "events", None)
+        while events:
+            event = events.pop(0)
+            kind, trial_id = event.pop("kind"), active.trial.spec.trial_id
+            self.night.event(kind, trial_id=trial_id, **event)
+            if message := event.get("message"):
+                self.night.report(f"trial {trial_id}: {message}")
+
+    # ------------------------------------------------------------------ restart
+    def reattach(self) -> None:
+        """Trials a dead loop left `running`: watch the live ones, settle the rest."""
+        night, cfg = self.night, self.night.cfg
+        for row in night.store.trials(Trial.status == "running"):
+            trial_dir = night.trial_dir(row.id)
+            pid = row.pid or _read_pid(trial_dir)
+            watch = launch.build(
+                cfg, night.lab, trial_dir, row.id, row.params, row.seed, night.lab
+            )  # only watched: it was started long ago
+            job = history.job_id(night.store, row.id)
+            if job:  # a Slurm job still queued or running is watched again
+                live: Any = slurm.attach(watch, job, row.started_at)
+            else:
+                live = local.attach(watch, pid, row.pid_started_at, row.started_at) if pid else None
+            trace = night.journal.reconciled(row, pid, alive=live is not None)
+            if live is not None and row.slot < night.slots and row.slot not in self.running:
+                self.running[row.slot] = Active(live, trace, row.kind, row.worktree or "")
+                who = f"job {job}" if job else f"pid {pid}"
+                night.report(f"trial {row.id} still running ({who}): watching it again")
+                continue
+            if live is not None:  # more trials than slots now: end it, settle it as killed
+                live.kill("killed", f"{local.INTERRUPTED}: no slot for it after a restart")
+                while (outcome := live.poll()) is None:
+                    time.sleep(POLL_S)
+            elif (trial_dir / "exit_code").is_file():
+                outcome = local.from_files(watch, row.started_at)  # it ended unwatched
+            else:
+                outcome = local.Outcome(
+                    status="killed", exit_code=None, objective=None, metrics={},
+                    wall_s=round(time.time() - row.started_at, 3), peak_rss_mb=None,
+                    log_tail=local.log_tail(trial_dir),
+                    reason=f"{local.INTERRUPTED}: the loop died while this trial ran",
+                )  # fmt: skip
+            self.record(row.id, trace, row.kind, outcome)
+
+
+def _read_pid(trial_dir: Path) -> int | None:
+    try:
+        return int((trial_dir / "pid").read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
