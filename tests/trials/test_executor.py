@@ -110,11 +110,6 @@ def test_a_plugin_executor_runs_trials(make_lab, tmp_path):
     assert (trial.spec.trial_dir / "executor").read_text() == "marked"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the loop (src/nightlab/loop/, being rewritten) still starts trials with "
-    "local.start/slurm.start; it must start them with executor_for(cfg).start(spec)",
-)
 def test_a_night_runs_its_trials_through_a_plugin_executor(make_lab):
     lab = with_executor(make_lab(max_trials=4), "marked")
     Lab(lab).run(report=lambda line: None)
@@ -160,11 +155,6 @@ def test_a_plugin_that_fails_to_import_fails_in_one_line_naming_its_package(make
     assert "ImportError" in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the loop (src/nightlab/loop/, being rewritten) does not call executor_for(cfg) "
-    "yet: until it does, a night with a broken plugin runs its trials locally",
-)
 def test_a_night_with_a_broken_plugin_executor_fails_at_start_naming_the_package(make_lab):
     lab = with_executor(make_lab(), "broken")
     with pytest.raises(PluginError, match=f"'broken' \\(package {PLUGIN_PACKAGE}\\)"):

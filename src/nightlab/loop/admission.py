@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from nightlab.agents.decision import Decision
-from nightlab.agents.gate import GateResult, check, editable
-from nightlab.config import Config
+from nightlab.agents.gate import GateResult, check
+from nightlab.config import Config, matches
 from nightlab.store import read
 from nightlab.trials import protect, smoke, training_spec
 from nightlab.trials.workspace import Workspace
@@ -32,7 +32,7 @@ def admit(
         reasons = [f"{protect.REASON}: {f} is protected ([trial] protected)" for f in hit]
         return GateResult(False, reasons), base
     for edit in decision.edits if decision.action == "run" else []:
-        mode = ws.mode(base, edit.file) if editable(edit.file, cfg.editable_files) else None
+        mode = ws.mode(base, edit.file) if matches(edit.file, cfg.editable_files) else None
         if mode not in (None, "100644", "100755"):
             return GateResult(False, [f"{edit.file!r} is not a regular file ({mode})"]), base
     gate = check(decision, cfg, lambda p: ws.read(base, p) if ws.exists(base, p) else None)

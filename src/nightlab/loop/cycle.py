@@ -164,7 +164,7 @@ class Cycles:
                 why = self.stalled()
             if why is not None:
                 review = (why, context.render(self.context(full=True)))
-        self.thinker.start(self.context(getattr(self.worker, "wants_context", False)), review)
+        self.thinker.start(self.context(self.worker.wants_context), review)
 
     def _reviewed(self, thought: Thought) -> Decision:
         """The decision after the mentor's review: its replacement runs when it judged the

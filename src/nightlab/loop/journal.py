@@ -22,7 +22,8 @@ from nightlab.store import history, read
 from nightlab.store.db import Cycle, Note, Run, Store, Trial
 from nightlab.store.db import Decision as DecisionRow
 from nightlab.store.redact import redact_data
-from nightlab.trials.local import Outcome, RunningTrial
+from nightlab.trials.executor import Outcome
+from nightlab.trials.executor import Trial as RunningTrial
 
 
 def new_trace() -> str:
@@ -198,23 +199,22 @@ class Journal:
             return t.id, trace
 
     def started(self, trial_id: int, trace: str, trial: RunningTrial, slot: int, tree: str) -> None:
-        pid, at = trial.pid, trial.started_at
+        handle, at = trial.handle, trial.started_at
         with self.store.tx() as s:
             s.execute(
                 update(Trial)
                 .where(Trial.id == trial_id)
                 .values(
-                    pid=pid,
+                    pid=handle.pid,
                     worktree=tree,
                     started_at=at,
-                    pid_started_at=trial.created,  # tells the pid apart from a reused one
+                    pid_started_at=handle.pid_started_at,  # tells the pid apart from a reused one
                 )
             )
-            job = getattr(trial, "job_id", None)  # a Slurm job: how a restart finds it again
-            extra = {"job_id": job} if job else {}
-            self._event(
-                s, "trial_started", trace_id=trace, trial_id=trial_id, pid=pid, slot=slot, **extra
-            )
+            # a Slurm job's id: how a restart finds it again
+            extra = {"job_id": handle.job_id} if handle.job_id else {}
+            self._event(s, "trial_started", trace_id=trace, trial_id=trial_id, pid=handle.pid,
+                        slot=slot, **extra)  # fmt: skip
 
     def close_trial(
         self, trial_id: int, trace: str, out: Outcome, label: str, verdict: Verdict | None

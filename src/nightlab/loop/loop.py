@@ -39,7 +39,7 @@ from nightlab.loop.slots import CHECK_S, POLL_S, Slots
 from nightlab.store import history, read
 from nightlab.store.db import Store, Trial
 from nightlab.store.redact import redact
-from nightlab.trials import local, sandbox
+from nightlab.trials import executor, local, sandbox
 from nightlab.trials.workspace import Workspace
 
 __all__ = ["Loop", "NightError"]
@@ -65,8 +65,8 @@ class Loop:
         self.worker_choice = worker or cfg.agents.worker
         self.max_trials = max_trials if max_trials is not None else cfg.budget.max_trials
         self.hours = hours  # given for this run; else [budget] hours, unless resuming
-        ex = cfg.executor
-        self.slot_count = slots or (ex.max_concurrent if ex.kind == "slurm" else None) or ex.slots
+        self.executor = executor.executor_for(cfg)  # a missing plugin fails here, at once
+        self.slot_count = slots or self.executor.slots
         self.report = lambda line: report(redact(line))
         self.progress = progress  # (trials ended, max_trials) after each recorded trial
         self.finish_request = finish  # from `run --finishup-minutes`: stored at start
@@ -127,13 +127,12 @@ class Loop:
         )
         self.budget = Budget(night, self.max_trials, self.finisher, self.repairs)
         self.record = Recorder(night, self.worker, self.finisher, self.repairs, self._progress)
-        self.slots = Slots(night, self.record)
+        self.slots = Slots(night, self.executor, self.record)
         self.baseline = Baseline(night)
         self.heartbeat = Heartbeat(night.journal, self.finisher, self._graceful)
         self.cycles = Cycles(night, self.worker, mentor, self.budget, self.slots,
                              self.finisher, self._watch)
-        if hasattr(self.worker, "view"):
-            self.worker.view = self.cycles.lab_view()
+        self.worker.view = self.cycles.lab_view()
 
     def _open(self, night: Night) -> None:
         options = {"worker": self.worker_choice, "max_trials": self.max_trials,

@@ -17,7 +17,7 @@ from nightlab.loop.night import Night, Run
 from nightlab.ratchet import Best
 from nightlab.store import fmt, folder, history
 from nightlab.store.db import Trial
-from nightlab.trials import launch, local, protect, slurm, training_spec
+from nightlab.trials import executor, launch, local, protect, training_spec
 from nightlab.trials.worktrees import WorktreePool
 
 POLL_S = 0.01
@@ -30,17 +30,16 @@ Record = Callable[[int, str, str, local.Outcome], None]  # trial, trace, kind, o
 class Active:
     """A trial occupying a slot."""
 
-    trial: local.RunningTrial
+    trial: executor.Trial
     trace: str  # its cycle's trace id
     kind: str  # baseline|trial|confirm|test
     tree: str  # its worktree; "" when re-attached from a loop that died
 
 
 class Slots:
-    def __init__(self, night: Night, record: Record) -> None:
-        self.night, self.record = night, record
+    def __init__(self, night: Night, runner: executor.Executor, record: Record) -> None:
+        self.night, self.executor, self.record = night, runner, record
         self.running: dict[int, Active] = {}  # by slot
-        self.slurm = night.cfg.executor.kind == "slurm"
         self.trees: WorktreePool | None = None
         self.gpus: list[str] = []
         self.data: Any = None
@@ -91,7 +90,7 @@ class Slots:
         trial_dir = night.trial_dir(trial_id)
         diff = night.ws.diff(night.base_commit, run.commit)
         folder.prepare(trial_dir, params, diff, run.commit, self.data)
-        gpus = None if self.slurm else self.gpus  # Slurm gives each job its own GPUs
+        gpus = self.gpus if self.executor.local_gpus else None  # else each trial gets its own
         build = launch.build(
             cfg, night.lab, trial_dir, trial_id, params, run.seed, workdir, slot, gpus,
             mlflow=self.mlflow,
@@ -101,7 +100,7 @@ class Slots:
         if ran is not None:  # the normalised spec is what runs, and is recorded
             (trial_dir / "spec.json").write_text(ran.text())
             build.env["NIGHTLAB_SPEC"] = str(trial_dir / "spec.json")
-        running = slurm.start(cfg, build) if self.slurm else local.start(build)
+        running = self.executor.start(build)
         night.journal.started(trial_id, trace, running, slot, tree)
         self.running[slot] = Active(running, trace, kind, tree)
         shown = " ".join(f"{k}={fmt.value(v)}" for k, v in decision.params.items())
@@ -118,7 +117,7 @@ class Slots:
 
     def wait(self, timeout: float, wake: int | None) -> None:
         """Sleep until a trial ends, `wake` turns readable, or `timeout` passes."""
-        local.wait_any([a.trial for a in self.running.values()], timeout, wake)
+        executor.wait_any([a.trial for a in self.running.values()], timeout, wake)
 
     def kill_all(self, reason: str, wait: bool = True) -> None:
         for active in self.running.values():
@@ -150,9 +149,8 @@ class Slots:
 
     def _drain_events(self, active: Active) -> None:
         """Store what a running trial reported about itself (e.g. a Slurm job requeued)."""
-        events = getattr(active.trial, "events", None)
-        while events:
-            event = events.pop(0)
+        while active.trial.events:
+            event = active.trial.events.pop(0)
             kind, trial_id = event.pop("kind"), active.trial.spec.trial_id
             self.night.event(kind, trial_id=trial_id, **event)
             if message := event.get("message"):
@@ -169,10 +167,8 @@ class Slots:
                 cfg, night.lab, trial_dir, row.id, row.params, row.seed, night.lab
             )  # only watched: it was started long ago
             job = history.job_id(night.store, row.id)
-            if job:  # a Slurm job still queued or running is watched again
-                live: Any = slurm.attach(watch, job, row.started_at)
-            else:
-                live = local.attach(watch, pid, row.pid_started_at, row.started_at) if pid else None
+            handle = executor.Handle(pid=pid, pid_started_at=row.pid_started_at, job_id=job)
+            live = executor.attach(cfg, watch, handle, row.started_at, using=self.executor)
             trace = night.journal.reconciled(row, pid, alive=live is not None)
             if live is not None and row.slot < night.slots and row.slot not in self.running:
                 self.running[row.slot] = Active(live, trace, row.kind, row.worktree or "")

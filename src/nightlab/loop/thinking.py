@@ -31,7 +31,7 @@ class Thought:
 
 def priced(agent: Any, cfg: Config) -> dict[str, Any] | None:
     """An agent's last call: its tokens and, where [agents.prices] has it, its cost."""
-    usage = getattr(agent, "last_usage", None)
+    usage = agent.last_usage
     if not usage:
         return None
     price = cfg.agents.prices.get(agent.name)
@@ -47,7 +47,7 @@ def priced(agent: Any, cfg: Config) -> dict[str, Any] | None:
 class Thinker:
     def __init__(self, worker: Any, mentor: Any, cfg: Config) -> None:
         self.worker, self.mentor, self.cfg = worker, mentor, cfg
-        self.inline = not getattr(worker, "slow", False)
+        self.inline = not worker.slow
         self._thread: threading.Thread | None = None
         self._result: Thought | None = None
         self._wake_r, self._wake_w = os.pipe()  # readable once a thought is ready

@@ -182,8 +182,6 @@ class SlurmTrial:
     """
 
     poll_every = POLL_EVERY_S
-    # Read by today's loop (journal.started) instead of `handle`; remove once it reads handle.
-    pid = created = None
 
     def __init__(self, spec: TrialSpec, job: Any, started_at: float) -> None:
         self.spec, self.job, self.started_at = spec, job, started_at
