@@ -16,11 +16,11 @@ from typing import Any
 
 import psutil
 
+from nightlab.store.kinds import INTERRUPTED
 from nightlab.store.redact import redact
 from nightlab.trials.metrics import MetricReader
 
 KILL_GRACE_S = 3.0
-INTERRUPTED = "interrupted"  # reasons of trials cut short by nightlab's own fate, not theirs
 RSS_SAMPLE_S = 0.5
 TAIL_LINES = 40
 
