@@ -16,10 +16,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nightlab import ratchet
 from nightlab.store.files import held_by
+from nightlab.store.kinds import FAILED
 
 STALE_AFTER_S = 30.0  # a heartbeat older than this: the loop is gone or wedged
-FAILED = ("failed", "timeout", "killed")
 
 
 def connect(db: Path) -> sqlite3.Connection:
@@ -69,6 +70,14 @@ def best(conn: sqlite3.Connection) -> dict[str, Any] | None:
     if base is None:
         return None
     return {k: base[k] for k in ("trial", "objective", "params", "commit")}
+
+
+def current_best(conn: sqlite3.Connection) -> ratchet.Best | None:
+    """`best` as the ratchet's `Best` (None before the first baseline repeat succeeded)."""
+    b = best(conn)
+    if b is None:
+        return None
+    return ratchet.Best(b["objective"], b["trial"], b["commit"], b["params"])
 
 
 def run_state(run: sqlite3.Row | None, now: float, state_dir: Path) -> str:
@@ -141,7 +150,7 @@ def status(db: Path, lab_name: str) -> dict[str, Any]:
 
 def leaderboard(db: Path, direction: str, top: int | None = 10) -> list[dict[str, Any]]:
     """Succeeded trials, best objective first, with what was tried."""
-    order = "DESC" if direction == "maximize" else "ASC"
+    order = "DESC" if ratchet.sign(direction) > 0 else "ASC"  # best first
     limit = "" if top is None else f" LIMIT {int(top)}"
     with connect(db) as conn:
         rows = conn.execute(
