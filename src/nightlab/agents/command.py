@@ -26,6 +26,8 @@ from nightlab.agents.decision import Decision, Edit
 from nightlab.agents.gate import editable
 from nightlab.agents.tools import LabView
 from nightlab.config import CommandAgent, Config
+from nightlab.store import files
+from nightlab.store.paths import LabPaths
 from nightlab.trials import sandbox
 
 TEMPLATES = {  # built in; [agents.commands.NAME] overrides or adds
@@ -96,7 +98,7 @@ class CommandWorker:
         self.agent = template(name, cfg)
         self.cfg, self.lab = cfg, lab
         self.mission = read_mission(lab, cfg, "worker")
-        self.runs = lab / ".nightlab" / "agents"
+        self.runs = LabPaths(lab).agents
         self.view: LabView | None = None  # given by the loop before the first decision
         self.last_usage = None  # a CLI reports no tokens nightlab can count
 
@@ -210,7 +212,7 @@ def _files(root: Path) -> list[str]:
 
 
 def _tail(log: Path, chars: int = 600) -> str:
-    text = log.read_text(errors="replace").strip() if log.is_file() else ""
+    text = files.tail(log).strip()
     return f"…{text[-chars:]}" if len(text) > chars else text or "no output"
 
 
