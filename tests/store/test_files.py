@@ -49,7 +49,7 @@ def test_links_planted_at_temporary_names_are_never_written_through(tmp_path, mo
     path = folder / "metrics.jsonl"
     # the names the old writers used, and the first name the writer will draw
     tokens = iter(["aaaaaaaaaaaa", "cccccccccccc", "bbbbbbbbbbbb"])
-    monkeypatch.setattr(files.secrets, "token_hex", lambda n: next(tokens))
+    monkeypatch.setattr(files, "_token", lambda: next(tokens))
     planted = [
         folder / "metrics.jsonl.tmp",
         folder / "metrics.tmp",

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nightlab import UserError
-from nightlab.store import files, queries, read
+from nightlab.store import read
 from nightlab.store.paths import MLARTIFACTS, MLFLOW_DB, STATE_DIR, LabPaths
 
 
@@ -138,8 +138,10 @@ class Lab:
         deadline = time.time() + wait_s
         while time.time() < deadline:
             if proc.poll() is not None:
-                tail = files.tail(log, 15, max_bytes=1 << 20)
-                raise LabError("the background loop exited at once:\n" + tail)
+                from nightlab.store.files import tail
+
+                lines = tail(log, 15, max_bytes=1 << 20)
+                raise LabError("the background loop exited at once:\n" + lines)
             if self.db.is_file():
                 st = self.status()
                 if st["state"] == "running" and st["pid"] == proc.pid:
@@ -199,6 +201,7 @@ class Lab:
     def finish_up_show(self) -> dict[str, Any]:
         """The finish-up request with its resolved window (`active`: none pending)."""
         from nightlab.loop import finish_request
+        from nightlab.store import queries
 
         if not self.db.is_file():
             return {"active": False, "summary": "no finish-up requested"}
@@ -232,6 +235,7 @@ class Lab:
 
     def _store_finish(self, wanted: Any) -> None:
         from nightlab.loop import finish_request
+        from nightlab.store import queries
         from nightlab.store.db import Store
 
         self.state.mkdir(parents=True, exist_ok=True)  # a request may precede the first run

@@ -7,13 +7,11 @@ import errno
 import fcntl
 import json
 import os
-import secrets
 import stat
 from pathlib import Path
 from typing import Any
 
 from nightlab.store.paths import LOCK_NAME, LOGS, LabPaths
-from nightlab.store.redact import redact
 
 __all__ = [
     "LOCK_NAME",
@@ -67,6 +65,10 @@ def storage_problem(exc: BaseException) -> str | None:
     return None
 
 
+def _token() -> str:
+    return os.urandom(6).hex()  # (the secrets module would cost the fast views an import)
+
+
 def write_atomic(path: Path, text: str | bytes) -> None:
     """Replace `path` with `text` at once: a reader (or a crash) sees the old file or the new
     one, never half of one. The data goes to a temporary file created afresh in the same
@@ -76,7 +78,7 @@ def write_atomic(path: Path, text: str | bytes) -> None:
     data = text.encode() if isinstance(text, str) else text
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        tmp = path.with_name(f".{path.name}.{_token()}.tmp")
         try:
             fd = os.open(tmp, flags, 0o666)  # the umask applies, as to any file written
         except FileExistsError:  # a name taken (or planted): draw another
@@ -121,6 +123,8 @@ def tail(path: Path, lines: int | None = None, *, max_bytes: int = TAIL_BYTES) -
 def trial_logs_tail(trial_dir: Path, lines: int = TAIL_LINES) -> str:
     """The last `lines` lines of a trial's stderr.log and stdout.log, each under a heading,
     with secrets redacted (what the store keeps of a failed trial)."""
+    from nightlab.store.redact import redact  # (`status --json` reads the lock, not logs)
+
     parts = []
     for name in LOGS:
         text = tail(Path(trial_dir) / name, lines).splitlines()

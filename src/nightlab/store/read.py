@@ -14,11 +14,13 @@ import sqlite3
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from nightlab import ratchet
 from nightlab.store.files import held_by
 from nightlab.store.kinds import FAILED
+
+if TYPE_CHECKING:
+    from nightlab.ratchet import Best
 
 STALE_AFTER_S = 30.0  # a heartbeat older than this: the loop is gone or wedged
 
@@ -72,12 +74,14 @@ def best(conn: sqlite3.Connection) -> dict[str, Any] | None:
     return {k: base[k] for k in ("trial", "objective", "params", "commit")}
 
 
-def current_best(conn: sqlite3.Connection) -> ratchet.Best | None:
+def current_best(conn: sqlite3.Connection) -> Best | None:
     """`best` as the ratchet's `Best` (None before the first baseline repeat succeeded)."""
+    from nightlab.ratchet import Best  # (dataclasses: an import `status --json` need not pay)
+
     b = best(conn)
     if b is None:
         return None
-    return ratchet.Best(b["objective"], b["trial"], b["commit"], b["params"])
+    return Best(b["objective"], b["trial"], b["commit"], b["params"])
 
 
 def run_state(run: sqlite3.Row | None, now: float, state_dir: Path) -> str:
@@ -150,7 +154,9 @@ def status(db: Path, lab_name: str) -> dict[str, Any]:
 
 def leaderboard(db: Path, direction: str, top: int | None = 10) -> list[dict[str, Any]]:
     """Succeeded trials, best objective first, with what was tried."""
-    order = "DESC" if ratchet.sign(direction) > 0 else "ASC"  # best first
+    from nightlab.ratchet import sign  # (see current_best)
+
+    order = "DESC" if sign(direction) > 0 else "ASC"  # best first
     limit = "" if top is None else f" LIMIT {int(top)}"
     with connect(db) as conn:
         rows = conn.execute(
