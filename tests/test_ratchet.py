@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from nightlab import ratchet
 from nightlab.config import Config
 from nightlab.ratchet import judge, threshold
 
@@ -75,3 +76,28 @@ def test_verdict_describes_itself():
     assert v.describe() == "kept (+1 vs threshold 0.125)"
     worse = judge(make_cfg("minimize", min_delta=0.125), 1.5, best=0.5, sigma=0.0)
     assert worse.describe() == "discarded (-1 vs threshold 0.125)"
+
+
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+@pytest.mark.parametrize(
+    "a, b", [(0.5, 0.25), (0.25, 0.5), (0.5, 0.5), (float("inf"), 1.0), (-1.0, float("inf"))]
+)
+def test_one_direction_rule(direction, a, b):
+    higher = direction == "maximize"
+    assert ratchet.better(direction, a, b) is (a > b if higher else a < b)
+    assert ratchet.gain(direction, a, b) == (a - b if higher else b - a)
+    assert ratchet.sign(direction) == (1.0 if higher else -1.0)
+    assert make_cfg(direction).better(a, b) is ratchet.better(direction, a, b)
+
+
+def test_the_ratchet_imports_no_pydantic():
+    """The fast views (`status`, `leaderboard`) use the direction rule."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, nightlab.store.read, nightlab.ratchet; "
+        "print(sorted({'pydantic', 'sqlalchemy', 'nightlab.config'} & set(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "[]", done.stderr

@@ -91,9 +91,12 @@ class LabSection(_Section):
     brief: str = Field("IDEA.md", description="The brief the agents read (relative to the lab).")
 
 
+Direction = Literal["maximize", "minimize"]  # what is better: see nightlab.ratchet.better
+
+
 class ObjectiveSection(_Section):
     metric: str = Field(min_length=1, description="Metric the trial reports, e.g. val_acc.")
-    direction: Literal["maximize", "minimize"]
+    direction: Direction
     target: float | None = Field(None, description="Stop the night once the best reaches this.")
     reduce: Literal["last", "best"] = Field(
         "last", description="How a trial's metric history becomes its objective."
@@ -421,7 +424,11 @@ class Config(_Section):
         return {name: knob.default for name, knob in self.search.items()}
 
     def better(self, a: float, b: float) -> bool:
-        """True when objective `a` is better than `b` in this lab's direction."""
+        """True when objective `a` is better than `b` in this lab's direction.
+
+        Deprecated: the direction rule is `nightlab.ratchet.better` (which the fast views can
+        import; this module cannot import ratchet). Kept, the same rule, until the loop calls
+        `ratchet.better(cfg.objective.direction, a, b)`; then it goes."""
         return a > b if self.objective.direction == "maximize" else a < b
 
     def normalize(self, params: dict[str, Any]) -> dict[str, Any]:

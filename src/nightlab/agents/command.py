@@ -24,6 +24,8 @@ from nightlab.agents.errors import AgentError
 from nightlab.agents.tools import LabView
 from nightlab.agents.worker import BaseWorker
 from nightlab.config import CommandAgent, Config, matches
+from nightlab.store import files
+from nightlab.store.paths import LabPaths
 from nightlab.trials import sandbox
 from nightlab.trials.process import Runner
 
@@ -94,7 +96,7 @@ class CommandWorker(BaseWorker):
         self.cfg, self.lab = cfg, lab
         self.runner = runner  # runs the CLI in its own session, killed whole at the timeout
         self.mission = read_mission(lab, cfg, "worker")
-        self.runs = lab / ".nightlab" / "agents"
+        self.runs = LabPaths(lab).agents
         self.view: LabView | None = None  # given by the loop before the first decision
         self.last_usage = None  # a CLI reports no tokens nightlab can count
 
@@ -200,6 +202,6 @@ def _files(root: Path) -> list[str]:
 
 
 def _tail(log: Path, chars: int = 600) -> str:
-    text = log.read_text(errors="replace").strip() if log.is_file() else ""
+    text = files.tail(log).strip()
     return f"…{text[-chars:]}" if len(text) > chars else text or "no output"
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nightlab.config import matches
+from nightlab.store.paths import DIFF, LOGS
 
 MAX_CHARS = 20_000  # a tool answer never floods the context
 
@@ -56,7 +57,7 @@ class LabView:
     def tail_log(self, trial: int, lines: int = 40) -> str:
         """The last lines of a trial's stderr and stdout."""
         parts = []
-        for name in ("stderr.log", "stdout.log"):
+        for name in LOGS:
             text = self.trial_file(trial, name)
             if text:
                 parts.append(f"--- {name} ---\n" + "\n".join(text.splitlines()[-lines:]))
@@ -70,7 +71,7 @@ class LabView:
 
     def trial_diff(self, trial: int) -> str:
         """The code change a trial ran with (empty when it only changed parameters)."""
-        text = self.trial_file(trial, "diff.patch")
+        text = self.trial_file(trial, DIFF)
         return _cap(text) if text else f"trial {trial} ran the base code unchanged"
 
 

@@ -19,8 +19,7 @@ from typing import Any
 
 from nightlab import UserError
 from nightlab.store import read
-
-STATE_DIR = ".nightlab"
+from nightlab.store.paths import MLARTIFACTS, MLFLOW_DB, STATE_DIR, LabPaths
 
 
 class LabError(UserError):
@@ -30,8 +29,9 @@ class LabError(UserError):
 class Lab:
     def __init__(self, path: str | Path = ".") -> None:
         self.path = Path(path).resolve()
-        self.state = self.path / STATE_DIR
-        self.db = self.state / "state.db"
+        self.paths = LabPaths(self.path)
+        self.state = self.paths.state
+        self.db = self.paths.db
 
     def __repr__(self) -> str:
         return f"Lab({str(self.path)!r})"
@@ -125,7 +125,7 @@ class Lab:
             if value is not None:
                 args += [f"--{key.replace('_', '-')}", str(value)]
         self.state.mkdir(parents=True, exist_ok=True)
-        log = self.state / "loop.log"
+        log = self.paths.loop_log
         with log.open("ab") as out:
             proc = subprocess.Popen(
                 args,
@@ -138,8 +138,10 @@ class Lab:
         deadline = time.time() + wait_s
         while time.time() < deadline:
             if proc.poll() is not None:
-                tail = log.read_text(errors="replace").splitlines()[-15:]
-                raise LabError("the background loop exited at once:\n" + "\n".join(tail))
+                from nightlab.store.files import tail
+
+                lines = tail(log, 15, max_bytes=1 << 20)
+                raise LabError("the background loop exited at once:\n" + lines)
             if self.db.is_file():
                 st = self.status()
                 if st["state"] == "running" and st["pid"] == proc.pid:
@@ -154,15 +156,11 @@ class Lab:
         current = self.status()
         if current["state"] != "running":
             raise LabError(f"{self.name} is not running (state: {current['state']})")
-        from sqlalchemy import update
-
-        from nightlab.store.db import Run, Store
+        from nightlab.store.db import Store
 
         store = Store(self.db)
         try:
-            with store.tx() as s:
-                s.execute(update(Run).where(Run.id == current["run"]).values(stop_requested=True))
-                Store.event(s, "stop_requested", run_id=current["run"], now=now, by=os.getpid())
+            store.request_stop(current["run"], now=now, by=os.getpid())
         finally:
             store.close()
         if now:
@@ -203,14 +201,14 @@ class Lab:
     def finish_up_show(self) -> dict[str, Any]:
         """The finish-up request with its resolved window (`active`: none pending)."""
         from nightlab.loop import finish_request
+        from nightlab.store import queries
 
         if not self.db.is_file():
             return {"active": False, "summary": "no finish-up requested"}
         with read.connect(self.db) as conn:
-            row = conn.execute("SELECT value FROM meta WHERE key = ?", (finish_request.META_KEY,))
-            value = row.fetchone()
-            started = conn.execute("SELECT MIN(started_at) FROM runs").fetchone()[0]
-        wanted = finish_request.parse(value[0]) if value else None
+            value = queries.meta_value(conn, finish_request.META_KEY)
+            started = queries.night_started(conn)
+        wanted = finish_request.parse(value)
         if wanted is None:
             return {"active": False, "summary": "no finish-up requested"}
         begins, ends = wanted.window(started)
@@ -220,7 +218,7 @@ class Lab:
             "begins_at": begins,
             "ends_at": ends,
             "summary": wanted.describe(started),
-            "file": str(self.state / "FINISH_UP.json"),
+            "file": str(self.paths.finish_up),
         }
 
     def finish_up_cancel(self) -> dict[str, Any]:
@@ -237,6 +235,7 @@ class Lab:
 
     def _store_finish(self, wanted: Any) -> None:
         from nightlab.loop import finish_request
+        from nightlab.store import queries
         from nightlab.store.db import Store
 
         self.state.mkdir(parents=True, exist_ok=True)  # a request may precede the first run
@@ -249,7 +248,7 @@ class Lab:
         finally:
             store.close()
         with read.connect(self.db) as conn:
-            started = conn.execute("SELECT MIN(started_at) FROM runs").fetchone()[0]
+            started = queries.night_started(conn)
         finish_request.mirror(self.state, wanted, started)
 
     def report(self, *, top_k: int | None = None) -> Path:
@@ -287,7 +286,7 @@ class Lab:
         if current["state"] == "running":
             raise LabError(f"{self.name} is running (PID {current['pid']}); stop it first")
         removed: list[str] = []
-        keep = {"mlflow.db", "mlartifacts"} if keep_tracking else set()
+        keep = {MLFLOW_DB, MLARTIFACTS} if keep_tracking else set()
         if self.state.is_dir():
             for entry in self.state.iterdir():
                 if entry.name in keep:

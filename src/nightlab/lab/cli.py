@@ -341,7 +341,7 @@ def _print_leaderboard(target: Any, top: int) -> None:
     rows = _guard(target.leaderboard, top)
     console = _console()
     console.print(leaderboard_table(rows, target.name))
-    mlflow_db = target.state / "mlflow.db"
+    mlflow_db = target.paths.mlflow_db
     if rows and mlflow_db.is_file():
         console.print(
             f"MLflow: every trial is a run in sqlite:///{mlflow_db}; to browse them: "

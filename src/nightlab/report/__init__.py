@@ -26,9 +26,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from nightlab.config import Config
 
-__all__ = ["write_report", "REPORTS_DIR", "PLOT_FILES"]
+__all__ = ["write_report", "PLOT_FILES"]
 
-REPORTS_DIR = "reports"  # under .nightlab/
 PLOT_FILES = ("objective_per_trial.png", "best_so_far.png", "by_dimension.png", "seed_spread.png")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -52,6 +51,7 @@ def write_report(
     from nightlab.report import html, leaderboard, paper, plots, story
     from nightlab.report.data import ReportError, load, test_figure
     from nightlab.report.doc import to_markdown
+    from nightlab.store.files import write_atomic
     from nightlab.store.redact import redact, secret_values
 
     if top_k < 1:
@@ -62,7 +62,7 @@ def write_report(
         )
     lab = Path(lab).resolve()
     night = load(lab, cfg, night_id)
-    out = night.state_dir / REPORTS_DIR / night.night_id
+    out = night.paths.report(night.night_id)
     out.mkdir(parents=True, exist_ok=True)
     for stale in PLOT_FILES:  # a plot skipped now must not show an old picture
         (out / stale).unlink(missing_ok=True)
@@ -88,11 +88,11 @@ def write_report(
     secrets = secret_values()
     board = leaderboard.write(out, night, top, top_k, len(ranked))
     condensed = redact(story.render(night), secrets)
-    (out / "final_condensed_story.md").write_text(condensed)
+    write_atomic(out / "final_condensed_story.md", condensed)
     drawn = plots.draw_all(night, ranked, out)
     doc = _redacted(paper.build(night, pick, ranked, top, drawn, figure), secrets)
-    (out / "final_paper_report.md").write_text(to_markdown(doc))
-    (out / "report.html").write_text(html.render(doc, out, condensed, board))
+    write_atomic(out / "final_paper_report.md", to_markdown(doc))
+    write_atomic(out / "report.html", html.render(doc, out, condensed, board))
     return out
 
 

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nightlab import ratchet
 from nightlab.report.data import TEST_KIND, Night, finite
+from nightlab.store.paths import DIFF
 
 _DIFF_FILE = re.compile(r"^diff --git a/(.+?) b/(.+)$")
 
@@ -122,8 +124,8 @@ def rank(night: Night, candidates: list[Candidate]) -> list[Candidate]:
     """Candidates with a figure, best mean first in the lab's direction (ties: earlier
     trial first); each gets its 1-based `rank`."""
     scored = [c for c in candidates if c.mean is not None]
-    sign = -1.0 if night.maximize else 1.0
-    scored.sort(key=lambda c: (sign * c.mean, c.first["id"]))
+    sign = ratchet.sign(night.direction)
+    scored.sort(key=lambda c: (-sign * c.mean, c.first["id"]))
     for i, c in enumerate(scored, 1):
         c.rank = i
     return scored
@@ -132,7 +134,7 @@ def rank(night: Night, candidates: list[Candidate]) -> list[Candidate]:
 def diff_summary(night: Night, trial: dict[str, Any]) -> dict[str, Any] | None:
     """Files changed and lines added/removed by a trial's code against the night's base:
     from its folder's `diff.patch`, else from git; None when neither is there."""
-    patch = night.state_dir / "trials" / str(trial["id"]) / "diff.patch"
+    patch = night.paths.trial(trial["id"]) / DIFF
     if patch.is_file():
         return parse_patch(patch.read_text(errors="replace"))
     base = night.meta.get("base_commit")

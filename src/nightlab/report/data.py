@@ -1,27 +1,26 @@
 """Everything a report needs, read once from `.nightlab/state.db` (stdlib sqlite3, read-only).
 
-The store's own views live in `nightlab.store.read`; the queries only reports need live here.
+The queries live in the store (`nightlab.store.read`, `nightlab.store.queries`).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import sqlite3
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nightlab import UserError
+from nightlab import UserError, ratchet
 from nightlab.config import Config
-from nightlab.store import read
+from nightlab.store import queries, read
+from nightlab.store.kinds import FAILED, Kind
+from nightlab.store.paths import LabPaths
 
-STATE_DIR = ".nightlab"
-FAILED = ("failed", "timeout", "killed")
-TEST_KIND = "test"  # finish-up's one run of the final pick with NIGHTLAB_TEST=1
+TEST_KIND: Kind = "test"  # finish-up's one run of the final pick with NIGHTLAB_TEST=1
 TEST_NOTES = ("test_metric_skipped", "test_metric_missing")
 MENTOR_KINDS = ("mentor", "mentor_review")  # the loop records reviews as `mentor_review`
+EVENT_KINDS = (*MENTOR_KINDS, "mentor_error", "test_metric", "ratchet", *TEST_NOTES)
 
 
 class ReportError(UserError):
@@ -51,25 +50,31 @@ class Night:
     storyline: list[str] = field(default_factory=list)
 
     @property
+    def paths(self) -> LabPaths:
+        return LabPaths(self.lab)
+
+    @property
     def state_dir(self) -> Path:
-        return self.lab / STATE_DIR
+        return self.paths.state
 
     @property
     def metric(self) -> str:
         return self.cfg.objective.metric
 
     @property
-    def maximize(self) -> bool:
-        return self.cfg.objective.direction == "maximize"
+    def direction(self) -> str:
+        return self.cfg.objective.direction
+
+    def better(self, a: float, b: float) -> bool:
+        """True when objective `a` is better than `b` in this lab's direction."""
+        return ratchet.better(self.direction, a, b)
 
     @property
     def threshold(self) -> float | None:
         """The ratchet's keep threshold, max(min_delta, k·σ) over the baseline's noise."""
         if self.baseline is None:
             return None
-        from nightlab.ratchet import threshold
-
-        return threshold(self.cfg, self.baseline["sigma"])
+        return ratchet.threshold(self.cfg, self.baseline["sigma"])
 
     def trial(self, trial_id: int) -> dict[str, Any] | None:
         return next((t for t in self.trials if t["id"] == trial_id), None)
@@ -101,61 +106,25 @@ def finite(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
-def _json(value: Any, default: Any) -> Any:
-    if value is None:
-        return default
-    try:
-        return json.loads(value)
-    except (TypeError, ValueError):
-        return default
-
-
-def _rows(conn: sqlite3.Connection, sql: str, *args: Any) -> list[dict[str, Any]]:
-    return [dict(r) for r in conn.execute(sql, args).fetchall()]
-
-
 def load(lab: Path, cfg: Config, night_id: str | None = None) -> Night:
     """Read the lab's store; FileNotFoundError (naming the file) when the lab never ran."""
-    db = Path(lab) / STATE_DIR / "state.db"
+    db = LabPaths(lab).db
     with closing(read.connect(db)) as conn:
-        meta = {r["key"]: _json(r["value"], r["value"]) for r in _rows(conn, "SELECT * FROM meta")}
+        meta = queries.meta(conn)
         night = night_id or meta.get("night_id")
         if not night:
             raise ReportError(
                 f"{db} has no night id (meta key `night_id`): the night never began; run "
                 "`nightlab run` first or pass night_id explicitly"
             )
-        runs = _rows(conn, "SELECT * FROM runs ORDER BY id")
-        for r in runs:
-            r["options"] = _json(r["options"], {})
-        cycles = _rows(conn, "SELECT * FROM cycles ORDER BY id")
-        decisions = _rows(
-            conn,
-            "SELECT d.*, c.trace_id, c.started_at AS ts FROM decisions d "
-            "JOIN cycles c ON c.id = d.cycle_id ORDER BY d.id",
-        )
-        for d in decisions:
-            d["accepted"] = bool(d["accepted"])
-            d["reasons"] = _json(d["reasons"], [])
-            d["body"] = _json(d["body"], {})
-        trials = _rows(
-            conn,
-            "SELECT t.*, c.trace_id FROM trials t LEFT JOIN cycles c ON c.id = t.cycle_id "
-            "ORDER BY t.id",
-        )
+        runs = queries.runs(conn)
+        cycles = queries.cycles(conn)
+        decisions = queries.decisions(conn)
+        trials = queries.trials(conn)
         for t in trials:
-            t["params"] = _json(t["params"], {})
-            t["metrics"] = _json(t["metrics"], {})
             if not finite(t["objective"]):
                 t["objective"] = None
-        events = _rows(
-            conn,
-            "SELECT id, ts, kind, trial_id, cycle_trace_id, data FROM events "
-            "WHERE kind IN ('mentor', 'mentor_review', 'mentor_error', 'test_metric', 'ratchet', "
-            "'test_metric_skipped', 'test_metric_missing') ORDER BY id",
-        )
-        for e in events:
-            e["data"] = _json(e["data"], {})
+        events = queries.events(conn, EVENT_KINDS)
         return Night(
             lab=Path(lab),
             cfg=cfg,

@@ -84,7 +84,7 @@ def reached(night: Night, pick: Candidate) -> bool:
     target = night.cfg.objective.target
     if target is None or pick.mean is None:
         return False
-    return pick.mean == target or night.cfg.better(pick.mean, target)
+    return pick.mean == target or night.better(pick.mean, target)
 
 
 def _dimensions() -> list[str]:

@@ -11,6 +11,7 @@ from typing import Any
 from nightlab.report.candidates import Candidate, changed_params, describe_diff
 from nightlab.report.data import Night
 from nightlab.report.doc import md_table
+from nightlab.store.files import write_atomic, write_json
 from nightlab.store.redact import redact, redact_data
 
 SCHEMA_PATH = Path(__file__).with_name("leaderboard.schema.json")
@@ -126,6 +127,6 @@ def to_markdown(night: Night, board: dict[str, Any], top: list[Candidate]) -> st
 def write(out: Path, night: Night, top: list[Candidate], top_k: int, n_all: int) -> dict:
     """Write both files into `out`; returns the JSON document."""
     board = redact_data(build(night, top, top_k, n_all))
-    (out / f"final_leaderboard_top{top_k}.json").write_text(json.dumps(board, indent=2) + "\n")
-    (out / f"final_leaderboard_top{top_k}.md").write_text(redact(to_markdown(night, board, top)))
+    write_json(out / f"final_leaderboard_top{top_k}.json", board, newline=True)
+    write_atomic(out / f"final_leaderboard_top{top_k}.md", redact(to_markdown(night, board, top)))
     return board

@@ -116,7 +116,7 @@ def best_so_far(night: Night, out: Path) -> Plot:
     xs, best, running = [], [], None
     for t in done:
         v = t["objective"]
-        if running is None or night.cfg.better(v, running):
+        if running is None or night.better(v, running):
             running = v
         xs.append(((t["ended_at"] or t["started_at"]) - start) / scale)
         best.append(running)

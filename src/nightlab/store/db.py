@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, select
+from sqlalchemy import create_engine, event, select, update
 from sqlalchemy.orm import Session
 
 from nightlab.store.models import Cycle, Decision, Event, Meta, Note, Run, Todo, Trial
@@ -125,3 +125,27 @@ class Store:
     def trials(self, *where: Any) -> list[Trial]:
         with self.tx() as s:
             return list(s.scalars(select(Trial).where(*where).order_by(Trial.id)))
+
+    # what the front ends and the MLflow mirror write -----------------------------------
+    def request_stop(self, run_id: int, **data: Any) -> None:
+        """Ask run `run_id` to stop after its running trials (the loop reads the flag at its
+        next heartbeat), with a `stop_requested` event carrying `data`."""
+        with self.tx() as s:
+            s.execute(update(Run).where(Run.id == run_id).values(stop_requested=True))
+            Store.event(s, "stop_requested", run_id=run_id, **data)
+
+    def unlogged_trials(self) -> list[tuple[Trial, str]]:
+        """Finished trials not yet in MLflow, with their cycle's trace id, in id order."""
+        with self.tx() as s:
+            rows = s.execute(
+                select(Trial, Cycle.trace_id)
+                .join(Cycle, Cycle.id == Trial.cycle_id)
+                .where(Trial.mlflow_run_id.is_(None), Trial.status != "running")
+                .order_by(Trial.id)
+            ).all()
+        return [(row, trace) for row, trace in rows]
+
+    def set_mlflow_run(self, trial_id: int, run_id: str) -> None:
+        """Record the MLflow run that mirrors trial `trial_id`."""
+        with self.tx() as s:
+            s.execute(update(Trial).where(Trial.id == trial_id).values(mlflow_run_id=run_id))

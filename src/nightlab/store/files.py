@@ -1,13 +1,30 @@
-"""Files beside the store: the loop lock's owner, and what a failed write means."""
+"""Files beside the store: the loop lock's owner, what a failed write means, the one atomic
+write and the one log tail."""
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
+import stat
 from pathlib import Path
+from typing import Any
 
-LOCK_NAME = "loop.lock"
+from nightlab.store.paths import LOCK_NAME, LOGS, LabPaths
+
+__all__ = [
+    "LOCK_NAME",
+    "held_by",
+    "storage_problem",
+    "write_atomic",
+    "write_json",
+    "tail",
+    "trial_logs_tail",
+]
+
+TAIL_BYTES = 16384  # how much of the end of a log a tail reads
+TAIL_LINES = 40  # the lines of each log a trial's tail keeps
 
 
 def held_by(state_dir: Path) -> int | None:
@@ -16,7 +33,7 @@ def held_by(state_dir: Path) -> int | None:
     The lock is the authority on this machine: the kernel drops it when its process dies,
     however it dies, while a heartbeat can lag behind a living loop."""
     try:
-        fd = os.open(state_dir / LOCK_NAME, os.O_RDONLY)
+        fd = os.open(LabPaths.of_state(state_dir).lock, os.O_RDONLY)
     except FileNotFoundError:
         return None
     try:
@@ -46,3 +63,71 @@ def storage_problem(exc: BaseException) -> str | None:
             return f"cannot write {where} ({seen}): make it writable, then run again"
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+def _token() -> str:
+    return os.urandom(6).hex()  # (the secrets module would cost the fast views an import)
+
+
+def write_atomic(path: Path, text: str | bytes) -> None:
+    """Replace `path` with `text` at once: a reader (or a crash) sees the old file or the new
+    one, never half of one. The data goes to a temporary file created afresh in the same
+    folder (O_EXCL|O_NOFOLLOW: a link planted at any name is never written through), which is
+    then renamed over `path` (a link planted at `path` is replaced, not followed)."""
+    path = Path(path)
+    data = text.encode() if isinstance(text, str) else text
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    while True:
+        tmp = path.with_name(f".{path.name}.{_token()}.tmp")
+        try:
+            fd = os.open(tmp, flags, 0o666)  # the umask applies, as to any file written
+        except FileExistsError:  # a name taken (or planted): draw another
+            continue
+        break
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Any, *, indent: int | None = 2, newline: bool = False) -> None:
+    """`data` as JSON (anything else as its string), written with `write_atomic`."""
+    text = json.dumps(data, indent=indent, default=str, allow_nan=True)
+    write_atomic(path, text + "\n" if newline else text)
+
+
+def tail(path: Path, lines: int | None = None, *, max_bytes: int = TAIL_BYTES) -> str:
+    """The end of a text file: its last `max_bytes` bytes decoded (undecodable bytes
+    replaced, newlines as "\\n"), then only its last `lines` lines when given; "" when it is
+    missing, unreadable or not a plain file (a link, a pipe a trial planted is not read)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return ""
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return ""
+        raw = os.pread(fd, max_bytes, max(0, st.st_size - max_bytes))
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)
+    text = raw.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
+    return text if lines is None else "\n".join(text.splitlines()[-lines:])
+
+
+def trial_logs_tail(trial_dir: Path, lines: int = TAIL_LINES) -> str:
+    """The last `lines` lines of a trial's stderr.log and stdout.log, each under a heading,
+    with secrets redacted (what the store keeps of a failed trial)."""
+    from nightlab.store.redact import redact  # (`status --json` reads the lock, not logs)
+
+    parts = []
+    for name in LOGS:
+        text = tail(Path(trial_dir) / name, lines).splitlines()
+        if text:
+            parts.append(f"--- {name} (last {len(text)} lines) ---\n" + "\n".join(text))
+    return redact("\n".join(parts))

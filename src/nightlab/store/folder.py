@@ -12,13 +12,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from nightlab.store import files
+from nightlab.store.paths import ARTIFACTS, DIFF, ENV, METRICS, PARAMS, RESULT
+
 
 def write_json(path: Path, data: Any) -> None:
     """Write atomically: a reader (or a crash) never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)  # a trial settled after a crash may have none
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str, allow_nan=True))
-    tmp.replace(path)
+    files.write_json(path, data)
 
 
 @cache
@@ -56,29 +57,27 @@ def prepare(
     commit: str,
     data: dict[str, str] | None = None,
 ) -> None:
-    (trial_dir / "artifacts").mkdir(parents=True, exist_ok=True)
-    write_json(trial_dir / "params.json", params)
-    (trial_dir / "diff.patch").write_text(diff)
-    write_json(trial_dir / "env.json", {**_environment(), "git_sha": commit, "data": data or {}})
+    (trial_dir / ARTIFACTS).mkdir(parents=True, exist_ok=True)
+    write_json(trial_dir / PARAMS, params)
+    files.write_atomic(trial_dir / DIFF, diff)
+    write_json(trial_dir / ENV, {**_environment(), "git_sha": commit, "data": data or {}})
 
 
 def finish(trial_dir: Path, result: dict[str, Any], history: list[dict[str, Any]]) -> None:
     """result.json, and metrics.jsonl rewritten as the whole history (printed and logged)."""
-    write_json(trial_dir / "result.json", result)
+    write_json(trial_dir / RESULT, result)
     lines = [
         json.dumps({"step": p["step"], "metrics": {p["name"]: p["value"]}, "source": p["source"]})
         for p in history
     ]
-    tmp = trial_dir / "metrics.jsonl.tmp"
-    tmp.write_text("".join(line + "\n" for line in lines))
-    tmp.replace(trial_dir / "metrics.jsonl")
+    files.write_atomic(trial_dir / METRICS, "".join(line + "\n" for line in lines))
 
 
 def read_history(trial_dir: Path) -> list[dict[str, Any]]:
     """The metric history as `finish` wrote it (empty when the trial never finished)."""
     points = []
     try:
-        for line in (trial_dir / "metrics.jsonl").read_text().splitlines():
+        for line in (trial_dir / METRICS).read_text().splitlines():
             rec = json.loads(line)
             for name, value in rec["metrics"].items():
                 step = rec.get("step") or 0

@@ -67,9 +67,9 @@ class Trial(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
     cycle_id: Mapped[int] = mapped_column(ForeignKey("cycles.id"))
     decision_id: Mapped[int] = mapped_column(ForeignKey("decisions.id"))
-    kind: Mapped[str] = mapped_column(String)  # baseline|trial
-    status: Mapped[str] = mapped_column(String)  # running|succeeded|failed|timeout|killed
-    verdict: Mapped[str | None] = mapped_column(String, nullable=True)  # baseline|kept|discarded
+    kind: Mapped[str] = mapped_column(String)  # a kinds.Kind
+    status: Mapped[str] = mapped_column(String)  # a kinds.Status
+    verdict: Mapped[str | None] = mapped_column(String, nullable=True)  # a kinds.Verdict
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
     seed: Mapped[int] = mapped_column(Integer)
     slot: Mapped[int] = mapped_column(Integer)

@@ -14,12 +14,15 @@ import sqlite3
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nightlab.store.files import held_by
+from nightlab.store.kinds import FAILED
+
+if TYPE_CHECKING:
+    from nightlab.ratchet import Best
 
 STALE_AFTER_S = 30.0  # a heartbeat older than this: the loop is gone or wedged
-FAILED = ("failed", "timeout", "killed")
 
 
 def connect(db: Path) -> sqlite3.Connection:
@@ -69,6 +72,16 @@ def best(conn: sqlite3.Connection) -> dict[str, Any] | None:
     if base is None:
         return None
     return {k: base[k] for k in ("trial", "objective", "params", "commit")}
+
+
+def current_best(conn: sqlite3.Connection) -> Best | None:
+    """`best` as the ratchet's `Best` (None before the first baseline repeat succeeded)."""
+    from nightlab.ratchet import Best  # (dataclasses: an import `status --json` need not pay)
+
+    b = best(conn)
+    if b is None:
+        return None
+    return Best(b["objective"], b["trial"], b["commit"], b["params"])
 
 
 def run_state(run: sqlite3.Row | None, now: float, state_dir: Path) -> str:
@@ -141,7 +154,9 @@ def status(db: Path, lab_name: str) -> dict[str, Any]:
 
 def leaderboard(db: Path, direction: str, top: int | None = 10) -> list[dict[str, Any]]:
     """Succeeded trials, best objective first, with what was tried."""
-    order = "DESC" if direction == "maximize" else "ASC"
+    from nightlab.ratchet import sign  # (see current_best)
+
+    order = "DESC" if sign(direction) > 0 else "ASC"  # best first
     limit = "" if top is None else f" LIMIT {int(top)}"
     with connect(db) as conn:
         rows = conn.execute(

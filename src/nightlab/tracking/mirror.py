@@ -19,15 +19,18 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from nightlab.store import paths
+from nightlab.store.paths import LabPaths
 from nightlab.store.redact import redact_data
 
-RUN_ID_FILE = "mlflow_run_id"  # in the trial folder: the run a trial logged into itself
-ARTIFACTS = ("params.json", "result.json", "diff.patch", "env.json", "stdout.log", "stderr.log")
+RUN_ID_FILE = paths.MLFLOW_RUN_ID  # in the trial folder: the run a trial logged into itself
+ARTIFACTS = (paths.PARAMS, paths.RESULT, paths.DIFF, paths.ENV, paths.STDOUT, paths.STDERR)
 STATUS = {"succeeded": "FINISHED", "failed": "FAILED", "timeout": "KILLED", "killed": "KILLED"}
 
 
 def default_uri(state_dir: Path) -> str:
-    return f"sqlite:///{(state_dir / 'mlflow.db').resolve()}"
+    """sqlite in the lab's `.nightlab/mlflow.db` (see LabPaths.mlflow_uri)."""
+    return LabPaths.of_state(state_dir).mlflow_uri
 
 
 class Tracker:
@@ -205,14 +208,12 @@ class TrackingProcess:
 
 def serve(db: Path, tracker: Tracker, wake: IO[bytes], scan_s: float = 5.0) -> None:
     """Log unlogged finished trials until `wake` closes; retry failures with backoff."""
-    from sqlalchemy import select as sql_select
-    from sqlalchemy import update
-
-    from nightlab.store.db import Cycle, Store, Trial
+    from nightlab.store.db import Store
     from nightlab.store.folder import read_history
 
+    where = LabPaths.of_db(db)
     # One mirror per lab: a process left by a loop that died finishes its pass first.
-    lock = open(db.parent / "tracking.lock", "w")  # noqa: SIM115 (held for the whole life)
+    lock = open(where.tracking_lock, "w")  # noqa: SIM115 (held for the whole life)
     fcntl.flock(lock, fcntl.LOCK_EX)
     since = time.time()  # a trial that ended later cannot have a run from an earlier process
     store = Store(db)
@@ -223,18 +224,12 @@ def serve(db: Path, tracker: Tracker, wake: IO[bytes], scan_s: float = 5.0) -> N
             ready, _, _ = select.select([wake], [], [], scan_s)
             if ready and not os.read(wake.fileno(), 65536):
                 open_ = False  # the loop has ended: one last pass, then exit
-        with store.tx() as s:
-            rows = s.execute(
-                sql_select(Trial, Cycle.trace_id)
-                .join(Cycle, Cycle.id == Trial.cycle_id)
-                .where(Trial.mlflow_run_id.is_(None), Trial.status != "running")
-                .order_by(Trial.id)
-            ).all()
+        rows = store.unlogged_trials()
         now = time.time()
         for row, trace in rows:
             if retry_at.get(row.id, (0.0, 0.0))[0] > now and open_:
                 continue
-            trial_dir = db.parent / "trials" / str(row.id)
+            trial_dir = where.trial(row.id)
             record = {**row.record(trace), "history": read_history(trial_dir)}
             try:
                 maybe = row.ended_at is None or row.ended_at < since
@@ -251,8 +246,7 @@ def serve(db: Path, tracker: Tracker, wake: IO[bytes], scan_s: float = 5.0) -> N
                         error=f"{type(exc).__name__}: {exc}"[:2000],
                     )
                 break  # the server is likely down for all of them: wait, then retry
-            with store.tx() as s:
-                s.execute(update(Trial).where(Trial.id == row.id).values(mlflow_run_id=run_id))
+            store.set_mlflow_run(row.id, run_id)
             retry_at.pop(row.id, None)
         if not open_:
             return

@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from nightlab.store.files import write_atomic
+
 
 def wrap(command: str, opts: dict[str, Any]) -> str:
     """`command` preceded by the run opener (`opts`: uri, experiment, artifacts, night,
@@ -63,7 +65,7 @@ def main() -> int:
         )
         return 2
     if opened is not None:
-        opened.write_text(run_id)
+        write_atomic(opened, run_id)
     env = {
         **os.environ,
         "MLFLOW_TRACKING_URI": opts["uri"],

@@ -14,6 +14,7 @@ from typing import Any
 import psutil
 
 from nightlab.config import Config
+from nightlab.store.kinds import INTERRUPTED
 from nightlab.store.redact import redact
 from nightlab.trials import process
 from nightlab.trials.metrics import MetricReader
@@ -22,7 +23,6 @@ from nightlab.trials.watch import wait_any as wait_any  # the loop's entry point
 
 KIND = "local"
 KILL_GRACE_S = 3.0
-INTERRUPTED = "interrupted"  # reasons of trials cut short by nightlab's own fate, not theirs
 RSS_SAMPLE_S = 0.5
 TAIL_LINES = 40
 POLL_EVERY_S = 0.01  # wait_any's sleep for a trial without a pidfd (an old kernel)

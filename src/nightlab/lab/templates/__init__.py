@@ -7,8 +7,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from nightlab.store.paths import STATE_DIR
+
 HERE = Path(__file__).parent
-SKIP = shutil.ignore_patterns(".nightlab", "__pycache__", "*.pyc", "outputs")
+SKIP = shutil.ignore_patterns(STATE_DIR, "__pycache__", "*.pyc", "outputs")
 
 
 def names() -> list[str]:
@@ -28,6 +30,6 @@ def create(dest: Path, template: str) -> Path:
     shutil.copytree(source, dest, ignore=SKIP, dirs_exist_ok=True)
     gitignore = dest / ".gitignore"
     if not gitignore.exists():
-        gitignore.write_text(".nightlab/\n__pycache__/\n")
+        gitignore.write_text(f"{STATE_DIR}/\n__pycache__/\n")
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
     return dest.resolve()

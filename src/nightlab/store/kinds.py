@@ -1,0 +1,37 @@
+"""The words of the `trials` table: what a trial is (kind), how it ended (status), what the
+ratchet made of it (verdict), and the one rule for a trial cut short by nightlab itself.
+
+Plain constants (no SQLAlchemy, no pydantic): the fast views and the trial runners read them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+Kind = Literal["baseline", "trial", "confirm", "test"]
+"""baseline: the default parameters, repeated over seeds (the noise); trial: a worker's
+change; confirm: finish-up's repeat of a top candidate; test: finish-up's one run of the
+final pick with the held-out metric (NIGHTLAB_TEST=1)."""
+KINDS: tuple[Kind, ...] = get_args(Kind)
+EXPLORING: tuple[Kind, ...] = ("baseline", "trial")  # what the worker learns from
+
+Status = Literal["running", "succeeded", "failed", "timeout", "killed"]
+STATUSES: tuple[Status, ...] = get_args(Status)
+FAILED: tuple[Status, ...] = ("failed", "timeout", "killed")  # every way a trial can fail
+
+Verdict = Literal["baseline", "kept", "discarded", "confirmation", "test"]
+"""The `verdict` column: the ratchet's kept/discarded for a trial, else what the run was
+(a baseline repeat, a confirmation run, the held-out test run)."""
+VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
+
+INTERRUPTED = "interrupted"  # reasons of trials cut short by nightlab's own fate, not theirs
+CUT_SHORT: tuple[Status, ...] = ("killed", "timeout")  # the statuses such a trial ends with
+INTERRUPTED_SQL = (  # `interrupted()` over the trials table (GLOB: case-sensitive, as startswith)
+    "(status IN ('killed', 'timeout') AND COALESCE(reason, '') GLOB 'interrupted*')"
+)
+
+
+def interrupted(status: str, reason: str | None) -> bool:
+    """Whether a trial was cut short by nightlab's own fate (a stop, a dead loop, no slot
+    after a restart) rather than by anything it did: such a trial may run again."""
+    return status in CUT_SHORT and (reason or "").startswith(INTERRUPTED)
