@@ -308,28 +308,6 @@ def test_defaults_collects_every_knob_default():
     assert cfg.defaults() == {"lr": 0.5, "opt": "sgd"}
 
 
-@pytest.mark.parametrize(
-    ("direction", "a", "b", "better"),
-    [
-        ("maximize", 0.9, 0.8, True),
-        ("maximize", 0.8, 0.9, False),
-        ("maximize", 0.8, 0.8, False),
-        ("minimize", 0.1, 0.2, True),
-        ("minimize", 0.2, 0.1, False),
-        ("minimize", 0.1, 0.1, False),
-    ],
-)
-def test_better_follows_the_direction(direction, a, b, better):
-    cfg = Config.model_validate(
-        {
-            "lab": {"name": "t"},
-            "objective": {"metric": "loss", "direction": direction},
-            "trial": {"command": "x"},
-        }
-    )
-    assert cfg.better(a, b) is better
-
-
 def test_config_is_frozen():
     cfg = make_config()
     with pytest.raises(ValidationError):

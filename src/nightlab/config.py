@@ -423,14 +423,6 @@ class Config(_Section):
     def defaults(self) -> dict[str, Any]:
         return {name: knob.default for name, knob in self.search.items()}
 
-    def better(self, a: float, b: float) -> bool:
-        """True when objective `a` is better than `b` in this lab's direction.
-
-        Deprecated: the direction rule is `nightlab.ratchet.better` (which the fast views can
-        import; this module cannot import ratchet). Kept, the same rule, until the loop calls
-        `ratchet.better(cfg.objective.direction, a, b)`; then it goes."""
-        return a > b if self.objective.direction == "maximize" else a < b
-
     def normalize(self, params: dict[str, Any]) -> dict[str, Any]:
         """Numbers as their knob's kind (5.0 for an int knob is 5; 1 for a float knob is
         1.0), so the same setting is always recorded, and compared, the same way."""

@@ -4,7 +4,6 @@ one commit on top of the base, and a run must not repeat a trial that already ra
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 from nightlab.agents.decision import Decision
 from nightlab.agents.gate import GateResult, check
 from nightlab.config import Config, matches
-from nightlab.store import read
+from nightlab.store import queries, read
 from nightlab.trials import protect, smoke, training_spec
 from nightlab.trials.workspace import Workspace
 
@@ -61,11 +60,7 @@ def admit(
 def twin(ws: Workspace, db: Path, commit: str, params: dict[str, Any]) -> int | None:
     """A trial that already ran this code (the same tree) with these parameters."""
     with read.connect(db) as conn:
-        rows = conn.execute(  # a trial cut short by nightlab's own fate may run again
-            "SELECT id, [commit] FROM trials WHERE params = ? AND NOT (status IN "
-            "('killed', 'timeout') AND reason LIKE 'interrupted%')",
-            (json.dumps(params),),
-        ).fetchall()
+        rows = queries.ran_with_params(conn, params)  # not those cut short by nightlab
     tree = None
     for trial, other in rows:
         if other == commit:

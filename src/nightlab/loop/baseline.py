@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from nightlab.agents.decision import Decision
 from nightlab.loop.night import Next, Night, NightError, Run
-from nightlab.store import history
-from nightlab.trials import local
+from nightlab.store import history, kinds
 
 
 class Baseline:
@@ -34,7 +33,7 @@ class Baseline:
             (i, r)
             for i, st, r in rows
             if st in ("failed", "timeout")
-            or (st == "killed" and not (r or "").startswith(local.INTERRUPTED))
+            or (st == "killed" and not kinds.interrupted(st, r))
         ]
         if fatal:
             tid, why = fatal[0]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from nightlab import ratchet
 from nightlab.loop.finishup import Finisher
 from nightlab.loop.night import Night
 from nightlab.loop.repair_queue import Repairs
@@ -60,7 +61,9 @@ class Budget:
             return f"max_tokens={budget.max_tokens} reached ({tokens} used)"
         if budget.max_usd is not None and usd >= budget.max_usd:
             return f"max_usd={budget.max_usd:g} reached (${usd:.4f} spent)"
-        target, best = night.cfg.objective.target, night.best()
-        if target is not None and best and not night.cfg.better(target, best.objective):
+        target, best, direction = night.cfg.objective.target, night.best(), night.cfg.objective
+        if target is not None and best and not ratchet.better(
+            direction.direction, target, best.objective
+        ):
             return f"target {target:g} reached"
         return None

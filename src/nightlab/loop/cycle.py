@@ -20,7 +20,7 @@ from nightlab.loop.finishup import Finisher
 from nightlab.loop.night import Next, Night, Run
 from nightlab.loop.slots import Slots
 from nightlab.loop.thinking import Thinker, Thought
-from nightlab.store import read
+from nightlab.store import queries, read
 from nightlab.store.db import Store
 from nightlab.trials.workspace import WorkspaceError
 
@@ -196,11 +196,7 @@ class Cycles:
     def stalled(self) -> str | None:
         k = self.night.cfg.agents.stall_trials
         with read.connect(self.night.store.path) as conn:
-            recent = conn.execute(
-                "SELECT status, verdict FROM trials WHERE kind='trial' AND status != 'running' "
-                "ORDER BY ended_at DESC LIMIT ?",
-                (max(k, 3),),
-            ).fetchall()
+            recent = queries.last_finished_trials(conn, max(k, 3))
         if len(recent) >= k and not any(v == "kept" for _, v in recent[:k]):
             return f"stalled: no trial kept in the last {k}"
         if len(recent) >= 3 and all(st != "succeeded" for st, _ in recent[:3]):

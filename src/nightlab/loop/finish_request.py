@@ -17,6 +17,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from nightlab import UserError
+from nightlab.store import files
+from nightlab.store.paths import LabPaths
 
 DEFAULT_MINUTES = 60.0
 META_KEY = "finishup"
@@ -123,7 +125,7 @@ def parse(value: Any) -> FinishUp | None:
 
 def mirror(state: Path, finish: FinishUp | None, night_started: float | None) -> None:
     """Write `.nightlab/FINISH_UP.json` (removed when there is no request)."""
-    path = state / "FINISH_UP.json"
+    path = LabPaths.of_state(state).finish_up
     if finish is None:
         path.unlink(missing_ok=True)
         return
@@ -134,9 +136,7 @@ def mirror(state: Path, finish: FinishUp | None, night_started: float | None) ->
         "ends_at_utc": _utc(ends),
         "summary": finish.describe(night_started),
     }
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
+    files.write_json(path, data, newline=True)
 
 
 def _parse_utc(text: str) -> float:

@@ -18,7 +18,7 @@ from typing import Any
 from nightlab.agents.decision import Decision
 from nightlab.loop import finish_request
 from nightlab.loop.night import Next, Night, Run
-from nightlab.store import read
+from nightlab.store import queries, read
 from nightlab.store.db import Store
 
 SEED_OFFSET = 1000  # confirmation seeds start here above [trial] seed: never a seed already used
@@ -46,11 +46,9 @@ class Finisher:
         """Read the request from the store (the heartbeat calls this: `nightlab finishup`
         reaches a running loop within a beat)."""
         with read.connect(self.night.store.path) as conn:
-            row = conn.execute("SELECT value FROM meta WHERE key = ?", (finish_request.META_KEY,))
-            value = row.fetchone()
-            first = conn.execute("SELECT MIN(started_at) FROM runs").fetchone()[0]
-        self.night_started = first
-        self.request = finish_request.parse(value[0]) if value else None
+            value = queries.meta_value(conn, finish_request.META_KEY)
+            self.night_started = queries.night_started(conn)
+        self.request = finish_request.parse(value) if value is not None else None
 
     def save(self, request: finish_request.FinishUp) -> None:
         """Store a request (from `run --finishup-minutes`) and mirror it."""
@@ -124,12 +122,7 @@ class Finisher:
         value = out.metrics[metric]
         metrics = {k: v for k, v in out.metrics.items() if k != metric}
         with read.connect(self.night.store.path) as conn:  # the candidate's first trial names it
-            row = conn.execute(
-                "SELECT t.id FROM trials t, trials me WHERE me.id = ? AND t.kind != 'test' "
-                "AND t.[commit] = me.[commit] AND t.params = me.params ORDER BY t.id LIMIT 1",
-                (trial_id,),
-            ).fetchone()
-        pick = row[0] if row else trial_id
+            pick = queries.first_of_candidate(conn, trial_id) or trial_id
         with self.night.store.tx() as s:
             if kind == "test":
                 Store.event(s, "test_metric", trial_id=pick, trial=pick, metric=metric,
@@ -181,9 +174,7 @@ class Finisher:
         """A trial's expected length, with a margin for starting and recording it: the
         median of the last ten that succeeded, plus 10% and 50 ms."""
         with read.connect(self.night.store.path) as conn:
-            walls = [r[0] for r in conn.execute(
-                "SELECT wall_s FROM trials WHERE status='succeeded' AND wall_s IS NOT NULL "
-                "ORDER BY id DESC LIMIT 10")]  # fmt: skip
+            walls = queries.recent_trial_seconds(conn, 10)
         if not walls:
             return self.night.cfg.trial.budget_seconds
         return statistics.median(walls) * 1.1 + 0.05

@@ -21,6 +21,7 @@ from nightlab.ratchet import Verdict
 from nightlab.store import history, read
 from nightlab.store.db import Cycle, Note, Run, Store, Trial
 from nightlab.store.db import Decision as DecisionRow
+from nightlab.store.paths import LabPaths
 from nightlab.store.redact import redact_data
 from nightlab.trials.executor import Outcome
 from nightlab.trials.executor import Trial as RunningTrial
@@ -36,7 +37,7 @@ class Journal:
         self.run_id: int | None = None
         self.lab = lab
         self.metric = metric
-        self.storyline = state / "artifacts" / "storyline.md"
+        self.storyline = LabPaths.of_state(state).storyline
         self.storyline.parent.mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------------ runs

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from nightlab import UserError
-from nightlab.store.files import LOCK_NAME
+from nightlab.store.paths import LOCK_NAME
 
 
 class LabBusy(UserError):

@@ -36,10 +36,11 @@ from nightlab.loop.night import Next, Night, NightError, Run
 from nightlab.loop.recording import Recorder
 from nightlab.loop.repair_queue import Repairs
 from nightlab.loop.slots import CHECK_S, POLL_S, Slots
-from nightlab.store import history, read
+from nightlab.store import history, kinds, read
 from nightlab.store.db import Store, Trial
+from nightlab.store.paths import LabPaths
 from nightlab.store.redact import redact
-from nightlab.trials import executor, local, sandbox
+from nightlab.trials import executor, sandbox
 from nightlab.trials.workspace import Workspace
 
 __all__ = ["Loop", "NightError"]
@@ -80,7 +81,7 @@ class Loop:
 
     # ------------------------------------------------------------------ the night
     def run(self) -> dict[str, Any]:
-        state = self.lab / ".nightlab"
+        state = LabPaths(self.lab).state
         lock = LabLock(state)
         lock.acquire()
         store = Store(state / "state.db")
@@ -98,7 +99,7 @@ class Loop:
             try:
                 end = self._main()
             except NightError as exc:
-                self.slots.kill_all(f"{local.INTERRUPTED}: {exc}")
+                self.slots.kill_all(f"{kinds.INTERRUPTED}: {exc}")
                 self._close("stopped", str(exc))
                 raise
             finally:
@@ -169,7 +170,7 @@ class Loop:
             slots.poll()
             self.repairs.collect()
             if self.stop_now:
-                slots.kill_all(f"{local.INTERRUPTED}: stopped by the user", wait=False)
+                slots.kill_all(f"{kinds.INTERRUPTED}: stopped by the user", wait=False)
                 self.stop_reason = self.stop_reason or "stopped now by the user"
             if self._graceful.is_set() and self.stop_reason is None:
                 self.stop_reason = "stop requested"

@@ -20,6 +20,7 @@ from nightlab.loop.journal import Journal
 from nightlab.ratchet import Best
 from nightlab.store import read
 from nightlab.store.db import Store
+from nightlab.store.paths import LabPaths
 from nightlab.trials.workspace import Workspace
 
 
@@ -69,11 +70,15 @@ class Night:
     _view: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
+    def paths(self) -> LabPaths:
+        return LabPaths(self.lab)
+
+    @property
     def state(self) -> Path:
-        return self.lab / ".nightlab"
+        return self.paths.state
 
     def trial_dir(self, trial_id: int) -> Path:
-        return self.state / "trials" / str(trial_id)
+        return self.paths.trial(trial_id)
 
     def event(self, kind: str, /, **data: Any) -> None:
         """One event, in its own transaction."""
@@ -85,13 +90,8 @@ class Night:
         view = self._view  # one read of the attribute: the worker's thread calls this too
         if not view:
             with read.connect(self.store.path) as conn:
-                b, base = read.best(conn), read.baseline(conn)
-            view = {
-                "best": None
-                if b is None
-                else Best(b["objective"], b["trial"], b["commit"], b["params"]),
-                "sigma": base["sigma"] if base else 0.0,
-            }
+                best, base = read.current_best(conn), read.baseline(conn)
+            view = {"best": best, "sigma": base["sigma"] if base else 0.0}
             self._view = view
         return view["best"]
 

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from nightlab.loop.night import Night, NightError
-from nightlab.store import folder, history, read
+from nightlab.store import folder, history, queries, read
 from nightlab.store.db import Store, Trial
+from nightlab.store.paths import RESULT
 from nightlab.trials import launch, protect, training_spec
 
 
@@ -62,14 +63,14 @@ def rewrite_results(night: Night) -> None:
     """result.json is written just after a trial's outcome is committed: a loop killed in
     between leaves none, so a new loop writes it again from the store."""
     with read.connect(night.store.path) as conn:  # ids only: 10k trials, one stat each
-        settled = conn.execute("SELECT id FROM trials WHERE status != 'running'").fetchall()
-    missing = [i for (i,) in settled if not (night.trial_dir(i) / "result.json").is_file()]
+        settled = queries.settled_trial_ids(conn)
+    missing = [i for i in settled if not (night.trial_dir(i) / RESULT).is_file()]
     if not missing:
         return
     traces = history.traces(night.store)
     for row in night.store.trials(Trial.id.in_(missing)):
         result = row.record(traces.get(row.cycle_id))
-        folder.write_json(night.trial_dir(row.id) / "result.json", result)
+        folder.write_json(night.trial_dir(row.id) / RESULT, result)
 
 
 def gpus(night: Night) -> list[str]:

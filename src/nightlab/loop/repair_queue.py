@@ -20,9 +20,10 @@ from typing import Any
 from nightlab.agents.decision import Decision
 from nightlab.config import Config
 from nightlab.loop.journal import Journal
-from nightlab.store import history
+from nightlab.store import files, history
 from nightlab.store.db import Store, Trial
-from nightlab.trials import local, repair
+from nightlab.store.paths import LabPaths
+from nightlab.trials import repair
 
 
 class Repairs:
@@ -56,7 +57,7 @@ class Repairs:
             for row, data in history.pending_retries(self.store)
         ]
         for row in history.unfinished_repairs(self.store):
-            log = local.log_tail(self.state / "trials" / str(row.id))
+            log = files.trial_logs_tail(LabPaths.of_state(self.state).trial(row.id))
             self.start(row, SimpleNamespace(status=row.status, log_tail=log), again=True)
 
     def start(self, row: Trial, out: Any, again: bool = False) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from nightlab.loop.night import Night, Run
 from nightlab.ratchet import Best
-from nightlab.store import fmt, folder, history
+from nightlab.store import files, fmt, folder, history, kinds
 from nightlab.store.db import Trial
 from nightlab.trials import executor, launch, local, protect, training_spec
 from nightlab.trials.worktrees import WorktreePool
@@ -176,7 +176,7 @@ class Slots:
                 night.report(f"trial {row.id} still running ({who}): watching it again")
                 continue
             if live is not None:  # more trials than slots now: end it, settle it as killed
-                live.kill("killed", f"{local.INTERRUPTED}: no slot for it after a restart")
+                live.kill("killed", f"{kinds.INTERRUPTED}: no slot for it after a restart")
                 while (outcome := live.poll()) is None:
                     time.sleep(POLL_S)
             elif (trial_dir / "exit_code").is_file():
@@ -185,8 +185,8 @@ class Slots:
                 outcome = local.Outcome(
                     status="killed", exit_code=None, objective=None, metrics={},
                     wall_s=round(time.time() - row.started_at, 3), peak_rss_mb=None,
-                    log_tail=local.log_tail(trial_dir),
-                    reason=f"{local.INTERRUPTED}: the loop died while this trial ran",
+                    log_tail=files.trial_logs_tail(trial_dir),
+                    reason=f"{kinds.INTERRUPTED}: the loop died while this trial ran",
                 )  # fmt: skip
             self.record(row.id, trace, row.kind, outcome)
 
