@@ -3,20 +3,18 @@ branch. The only command that writes to the user's working tree, and only when a
 
 from __future__ import annotations
 
-import subprocess
 from typing import TYPE_CHECKING, Any
 
 from nightlab.config import CONFIG_NAME
+from nightlab.lab.errors import LabError
 from nightlab.store.db import Store, Trial
-from nightlab.trials.workspace import Workspace
+from nightlab.trials.workspace import Workspace, WorkspaceError
 
 if TYPE_CHECKING:
     from nightlab.lab.api import Lab
 
 
 def adopt(lab: Lab, trial_id: int) -> dict[str, Any]:
-    from nightlab.lab.api import LabError
-
     if not lab.db.is_file():
         raise LabError(f"{lab.path} has no trials yet; run the lab first")
     cfg = lab.config
@@ -70,20 +68,15 @@ def adopt(lab: Lab, trial_id: int) -> dict[str, Any]:
                 _set_defaults(lab, params_changed)
             objective = f"{cfg.objective.metric}={row.objective:.6g}"
             message = f"nightlab: adopt trial {trial_id} of {cfg.lab.name} ({objective})"
-            for args in (["add", "--", *touched], ["commit", "-q", "-m", message, "--", *touched]):
-                subprocess.run(["git", *args], cwd=lab.path, check=True, capture_output=True)
-        except subprocess.CalledProcessError as exc:  # a hook, no identity, signing...
-            subprocess.run(
-                ["git", "reset", "-q", "--", *touched], cwd=lab.path, capture_output=True
-            )
+            sha = ws.commit_user(touched, message)
+        except WorkspaceError as exc:  # a hook, no identity, signing...
             for rel, data in before.items():
                 if data is None:
                     (lab.path / rel).unlink(missing_ok=True)
                 else:
                     (lab.path / rel).write_bytes(data)
-            err = (exc.stderr or b"").decode(errors="replace").strip()
+            err = str(exc).split(": ", 1)[-1]
             raise LabError(f"git refused the commit, so nothing was changed: {err}") from None
-        sha = ws.git("rev-parse", "HEAD")
         with store.tx() as s:
             Store.event(
                 s,

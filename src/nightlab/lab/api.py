@@ -17,13 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nightlab import UserError
+from nightlab.lab.errors import LabError
 from nightlab.store import read
 from nightlab.store.paths import MLARTIFACTS, MLFLOW_DB, STATE_DIR, LabPaths
 
-
-class LabError(UserError):
-    """A request the lab cannot honour as asked; the message says what to do."""
+__all__ = ["Lab", "LabError"]
 
 
 class Lab:

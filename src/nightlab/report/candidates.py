@@ -8,14 +8,13 @@ from __future__ import annotations
 import json
 import re
 import statistics
-import subprocess
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from nightlab import ratchet
 from nightlab.report.data import TEST_KIND, Night, finite
 from nightlab.store.paths import DIFF
+from nightlab.trials.workspace import diff_numstat, tree_ids
 
 _DIFF_FILE = re.compile(r"^diff --git a/(.+?) b/(.+)$")
 
@@ -83,36 +82,11 @@ class Candidate:
         return text if self.sd is None else f"{text} ± {self.sd:.{digits - 1}g}"
 
 
-def _trees(lab: Path, commits: list[str]) -> dict[str, str]:
-    """Commit → its tree id, so that two commits of the same code group together; a commit
-    git does not know (or no git at all) stands for itself."""
-    unique = sorted(set(commits))
-    if not unique:
-        return {}
-    try:
-        proc = subprocess.run(
-            ["git", "cat-file", "--batch-check=%(objectname) %(objecttype)"],
-            cwd=lab,
-            input="".join(f"{c}^{{tree}}\n" for c in unique),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return {c: c for c in unique}
-    lines = proc.stdout.splitlines() if proc.returncode == 0 else []
-    out = {}
-    for i, commit in enumerate(unique):
-        parts = lines[i].split() if i < len(lines) else []
-        out[commit] = parts[0] if len(parts) == 2 and parts[1] == "tree" else commit
-    return out
-
-
 def group(night: Night) -> list[Candidate]:
     """Every finished trial in a candidate; candidates in order of first appearance.
     Finish-up's test run is no candidate's evidence: it repeats a seed of the final pick."""
     finished = [t for t in night.trials if t["status"] != "running" and t["kind"] != TEST_KIND]
-    trees = _trees(night.lab, [t["commit"] for t in finished])
+    trees = tree_ids(night.lab, [t["commit"] for t in finished])
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for t in finished:
         key = (trees.get(t["commit"], t["commit"]), json.dumps(t["params"], sort_keys=True))
@@ -140,20 +114,11 @@ def diff_summary(night: Night, trial: dict[str, Any]) -> dict[str, Any] | None:
     base = night.meta.get("base_commit")
     if not base:
         return None
-    try:
-        proc = subprocess.run(
-            ["git", "diff", "--numstat", str(base), trial["commit"]],
-            cwd=night.lab,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if proc.returncode != 0:
+    numstat = diff_numstat(night.lab, str(base), trial["commit"])
+    if numstat is None:
         return None
     files, added, removed = [], 0, 0
-    for line in proc.stdout.splitlines():
+    for line in numstat.splitlines():
         a, r, name = line.split("\t", 2)
         files.append(name)
         added += int(a) if a.isdigit() else 0  # binary files count as "-"

@@ -284,6 +284,18 @@ class Workspace:
         out = self.git("status", "--porcelain", "--", *paths) or ""
         return [line[3:] for line in out.splitlines()]
 
+    def commit_user(self, paths: list[str], message: str) -> str:
+        """Commit `paths` of the user's working tree on their branch (`nightlab adopt`);
+        when git refuses (a hook, no identity, signing…) the index is reset and
+        WorkspaceError says why. Returns the new commit."""
+        try:
+            self.git("add", "--", *paths)
+            self.git("commit", "-q", "-m", message, "--", *paths)
+        except WorkspaceError:
+            self.git("reset", "-q", "--", *paths, check=False)
+            raise
+        return self.git("rev-parse", "HEAD")
+
     def drop_refs(self) -> list[str]:
         """Delete this lab's refs and best branch (`nightlab reset`); returns their names."""
         out = (
@@ -296,3 +308,46 @@ class Workspace:
             self.git("update-ref", "-d", ref)
         self.git("worktree", "prune")
         return out.split()
+
+
+def init_repo(folder: Path) -> None:
+    """Make `folder` a new git repository (`nightlab init`)."""
+    subprocess.run(["git", "init", "-q"], cwd=folder, check=True)
+
+
+def tree_ids(lab: Path, commits: list[str]) -> dict[str, str]:
+    """Commit → its tree id, so that two commits of the same code group together; a commit
+    git does not know (or no git at all) stands for itself. Read-only: no Workspace is
+    set up (the report reads labs it must not change)."""
+    unique = sorted(set(commits))
+    if not unique:
+        return {}
+    try:
+        proc = subprocess.run(
+            ["git", "cat-file", "--batch-check=%(objectname) %(objecttype)"],
+            cwd=lab,
+            input="".join(f"{c}^{{tree}}\n" for c in unique),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return {c: c for c in unique}
+    lines = proc.stdout.splitlines() if proc.returncode == 0 else []
+    out = {}
+    for i, commit in enumerate(unique):
+        parts = lines[i].split() if i < len(lines) else []
+        out[commit] = parts[0] if len(parts) == 2 and parts[1] == "tree" else commit
+    return out
+
+
+def diff_numstat(lab: Path, base: str, commit: str) -> str | None:
+    """`git diff --numstat base commit` in `lab`, or None when git cannot tell. Read-only."""
+    try:
+        proc = subprocess.run(
+            ["git", "diff", "--numstat", base, commit],
+            cwd=lab, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout if proc.returncode == 0 else None

@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
+
+from nightlab.lab.errors import LabError
+from nightlab.trials.workspace import init_repo
 
 from nightlab.store.paths import STATE_DIR
 
@@ -19,8 +21,6 @@ def names() -> list[str]:
 
 def create(dest: Path, template: str) -> Path:
     """Copy `template` into the new folder `dest` and make it a git repository."""
-    from nightlab.lab.api import LabError
-
     source = HERE / template
     if not (source / "nightlab.toml").is_file():
         raise LabError(f"unknown template {template!r}; choose one of {', '.join(names())}")
@@ -31,5 +31,5 @@ def create(dest: Path, template: str) -> Path:
     gitignore = dest / ".gitignore"
     if not gitignore.exists():
         gitignore.write_text(f"{STATE_DIR}/\n__pycache__/\n")
-    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    init_repo(dest)
     return dest.resolve()
