@@ -13,7 +13,7 @@ import pytest
 
 from nightlab import Lab
 
-from conftest import NIGHTLAB, cli, status, try_rows, wait_for
+from conftest import NIGHTLAB, cli, rows, status, try_rows, wait_for
 
 
 def slurm_lab(make_lab, cluster, *, sleep: float, max_trials: int, name: str = "lab") -> Path:
@@ -51,9 +51,9 @@ def test_a_night_runs_its_trials_as_slurm_jobs_two_at_a_time(make_lab, slurm_clu
     lab = slurm_lab(make_lab, slurm_cluster, sleep=1.0, max_trials=5)
     final = Lab(lab).run(report=lambda line: None)
     assert final["end_reason"] == "max_trials=5 reached"
-    rows = trials(lab)
-    assert [r[1] for r in rows] == ["succeeded"] * 5 and all(r[3] is not None for r in rows)
-    for trial, *_, job in rows:
+    ran = trials(lab)
+    assert [r[1] for r in ran] == ["succeeded"] * 5 and all(r[3] is not None for r in ran)
+    for trial, *_, job in ran:
         assert slurm_cluster.accounted_state(job).startswith("COMPLETED")
         folder = lab / ".nightlab" / "trials" / str(trial)
         assert "score=" in (folder / "stdout.log").read_text()
@@ -102,6 +102,6 @@ def test_a_restarted_loop_watches_the_jobs_it_left(make_lab, slurm_cluster):
     lines: list[str] = []
     final = Lab(lab).run(report=lines.append)
     assert any(f"still running (job {job})" in line for line in lines)
-    rows = trials(lab)
-    assert [r[1] for r in rows] == ["succeeded"] * 5 and rows[3][4] == job
+    ran = trials(lab)
+    assert [r[1] for r in ran] == ["succeeded"] * 5 and ran[3][4] == job
     assert final["trials"]["total"] == 5
