@@ -23,15 +23,15 @@ def test_two_slots_run_trials_in_parallel_in_separate_worktrees(make_lab, monkey
     lab = make_lab(max_trials=7)
     final = Lab(lab).run(slots=2, report=lambda line: None)
     assert final["trials"]["succeeded"] == 7
-    rows = trials(lab)
+    ran = trials(lab)
     overlaps = sum(
         1
-        for a, b in zip(rows, rows[1:], strict=False)
+        for a, b in zip(ran, ran[1:], strict=False)
         if b["started_at"] < a["ended_at"]  # b started while a still ran
     )
     assert overlaps >= 3
-    assert {r["slot"] for r in rows} == {0, 1}
-    live = [(r["worktree"], r["started_at"], r["ended_at"]) for r in rows]
+    assert {r["slot"] for r in ran} == {0, 1}
+    live = [(r["worktree"], r["started_at"], r["ended_at"]) for r in ran]
     for tree, start, end in live:  # two trials running at once never share a worktree
         assert not any(t == tree and s < end and start < e for t, s, e in live if s != start)
 
@@ -44,9 +44,9 @@ def test_hydra_parameters_arrive_as_overrides(make_lab):
         "print('score=' + str(1.0 + float(args['boost'])))\n"
     )
     Lab(lab).run(report=lambda line: None)
-    rows = trials(lab)
-    assert [r["status"] for r in rows] == ["succeeded"] * 3
-    assert rows[0]["objective"] == pytest.approx(1.0)
+    ran = trials(lab)
+    assert [r["status"] for r in ran] == ["succeeded"] * 3
+    assert ran[0]["objective"] == pytest.approx(1.0)
 
 
 def test_reset_starts_afresh_and_keeps_the_code(make_lab):
@@ -172,10 +172,10 @@ def test_an_unchanged_hydra_project_gets_its_knobs_by_dotted_path(make_lab):
     (lab / "conf").mkdir()
     (lab / "conf" / "config.yaml").write_text(HYDRA_CONF)
     Lab(lab).run(report=lambda line: None)
-    rows = trials(lab)
-    assert [r["status"] for r in rows] == ["succeeded"] * 4
-    assert rows[0]["objective"] == pytest.approx(0.25)  # the yaml's own defaults
-    last = rows[-1]
+    ran = trials(lab)
+    assert [r["status"] for r in ran] == ["succeeded"] * 4
+    assert ran[0]["objective"] == pytest.approx(0.25)  # the yaml's own defaults
+    last = ran[-1]
     assert last["objective"] == pytest.approx(2.0) and last["verdict"] == "kept"
     out = (lab / ".nightlab" / "trials" / str(last["id"]) / "stdout.log").read_text()
     assert "width=64 optim=sgd" in out
