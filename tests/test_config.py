@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from nightlab.config import Config, ConfigError, Knob, load_config
+from nightlab.config import ConfigError, Knob, load_config
+
+from conftest import make_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,17 +45,6 @@ def load_error(lab: Path) -> str:
 
 def with_trial_key(line: str) -> str:
     return BASE + line + "\n"
-
-
-def make_config(**search: dict) -> Config:
-    return Config.model_validate(
-        {
-            "lab": {"name": "t"},
-            "objective": {"metric": "val_acc", "direction": "maximize"},
-            "trial": {"command": "python train.py"},
-            "search": search,
-        }
-    )
 
 
 # the example ---------------------------------------------------------------------------------
@@ -285,9 +276,12 @@ def test_float_bounds_infer_a_float_knob():
 
 def test_param_violations_lists_each_bad_param():
     cfg = make_config(
-        lr={"low": 1e-4, "high": 0.1, "log": True, "default": 0.01},
-        epochs={"low": 1, "high": 10, "type": "int", "default": 5},
-        opt={"choices": ["adam", "sgd"], "default": "adam"},
+        "val_acc",
+        search={
+            "lr": {"low": 1e-4, "high": 0.1, "log": True, "default": 0.01},
+            "epochs": {"low": 1, "high": 10, "type": "int", "default": 5},
+            "opt": {"choices": ["adam", "sgd"], "default": "adam"},
+        },
     )
     assert cfg.param_violations({"lr": 0.05, "epochs": 3, "opt": "sgd"}) == []
     assert cfg.param_violations({}) == []
@@ -302,13 +296,47 @@ def test_param_violations_lists_each_bad_param():
 
 def test_defaults_collects_every_knob_default():
     cfg = make_config(
-        lr={"low": 0.0, "high": 1.0, "default": 0.5},
-        opt={"choices": ["adam", "sgd"], "default": "sgd"},
+        "val_acc",
+        search={
+            "lr": {"low": 0.0, "high": 1.0, "default": 0.5},
+            "opt": {"choices": ["adam", "sgd"], "default": "sgd"},
+        },
     )
     assert cfg.defaults() == {"lr": 0.5, "opt": "sgd"}
 
 
 def test_config_is_frozen():
-    cfg = make_config()
+    cfg = make_config("val_acc")
     with pytest.raises(ValidationError):
         cfg.lab.name = "other"
+
+
+# sections that go together -------------------------------------------------------------------
+
+SPEC = 'spec = "spec.json"\n\n[spec.lr]\nlow = 0.0\nhigh = 1.0\ndefault = 0.1\n'
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ('spec = "spec.json"\n', "go together"),
+        ("\n[spec.lr]\nlow = 0.0\nhigh = 1.0\ndefault = 0.5\n", "go together"),
+        (
+            SPEC + '\n[spec."lr.x"]\nlow = 0\nhigh = 1\ndefault = 0\n',
+            "both a field and a group",
+        ),
+        ('generated = ["generated/*.py"]\n', "[smoke] input_shape"),
+    ],
+)
+def test_spec_and_generated_errors_name_the_fix(make_lab, extra, message):
+    lab = make_lab(trial_extra=extra)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+        load_config(lab)
+
+
+def test_trial_run_needs_tracking(make_lab):
+    lab = make_lab(tracking=False)
+    toml = lab / "nightlab.toml"
+    toml.write_text(toml.read_text() + "trial_run = true\n")
+    with pytest.raises(ConfigError, match="trial_run"):
+        load_config(lab)

@@ -8,16 +8,11 @@ from nightlab import ratchet
 from nightlab.config import Config
 from nightlab.ratchet import judge, threshold
 
+from conftest import make_config
+
 
 def make_cfg(direction: str, min_delta: float = 0.0, k: float = 2.0) -> Config:
-    return Config.model_validate(
-        {
-            "lab": {"name": "t"},
-            "objective": {"metric": "m", "direction": direction},
-            "trial": {"command": "x"},
-            "ratchet": {"min_delta": min_delta, "sigma_multiplier": k},
-        }
-    )
+    return make_config("m", direction, ratchet={"min_delta": min_delta, "sigma_multiplier": k})
 
 
 # dyadic numbers keep every comparison exact

@@ -4,7 +4,6 @@ decision file; nightlab turns that into a decision that passes the same gate as 
 from __future__ import annotations
 
 import json
-import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -18,6 +17,8 @@ from nightlab.agents.command import CommandAgentError, CommandWorker
 from nightlab.agents.gate import check
 from nightlab.agents.tools import LabView
 from nightlab.config import load_config
+
+from conftest import rows
 
 FAKE = Path(__file__).with_name("fake_agent.py")
 CODE = "EXTRA = 0.0\nprint('score=1')\n"
@@ -61,10 +62,9 @@ def test_a_coding_agent_night_keeps_its_edit(make_lab):
     lab = with_agent(make_lab(max_trials=4), "good")
     final = Lab(lab).run(report=lambda line: None)
     assert final["trials"]["total"] == 4
-    with sqlite3.connect(lab / ".nightlab" / "state.db") as conn:
-        trial, verdict, objective = conn.execute(
-            "SELECT id, verdict, objective FROM trials WHERE kind='trial'"
-        ).fetchone()
+    trial, verdict, objective = rows(
+        lab, "SELECT id, verdict, objective FROM trials WHERE kind='trial'"
+    )[0]
     assert verdict == "kept" and objective == pytest.approx(2.0, abs=0.02)
     diff = (lab / ".nightlab" / "trials" / str(trial) / "diff.patch").read_text()
     assert "+EXTRA = 1.0" in diff and "pyc" not in diff

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-from pathlib import Path
-
 import pytest
 
 from nightlab.agents.decision import Decision, Edit
 from nightlab.agents.gate import check
 from nightlab.config import Config, matches
 from nightlab.trials.workspace import Workspace
+
+from conftest import git, make_config
 
 GOOD = "lower lr: the loss curve oscillates after epoch 3"
 
@@ -23,17 +21,14 @@ BASE_FILES = {
 
 @pytest.fixture
 def cfg() -> Config:
-    return Config.model_validate(
-        {
-            "lab": {"name": "t"},
-            "objective": {"metric": "val_acc", "direction": "maximize"},
-            "trial": {"command": "python train.py", "editable": ["train.py", "models/*.py"]},
-            "search": {
-                "lr": {"low": 1e-4, "high": 1.0, "log": True, "default": 0.1},
-                "depth": {"low": 1, "high": 8, "type": "int", "default": 4},
-                "opt": {"choices": ["adam", "sgd"], "default": "adam"},
-            },
-        }
+    return make_config(
+        "val_acc",
+        trial={"editable": ["train.py", "models/*.py"]},
+        search={
+            "lr": {"low": 1e-4, "high": 1.0, "log": True, "default": 0.1},
+            "depth": {"low": 1, "high": 8, "type": "int", "default": 4},
+            "opt": {"choices": ["adam", "sgd"], "default": "adam"},
+        },
     )
 
 
@@ -243,20 +238,8 @@ def test_non_run_action_carrying_edits_is_rejected(cfg):
 # an accepted decision can be committed ------------------------------------------------------
 
 
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
-    ).stdout
-
-
 @pytest.fixture
-def workspace(tmp_path, monkeypatch) -> tuple[Workspace, str]:
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
-    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
-    for who in ("AUTHOR", "COMMITTER"):
-        monkeypatch.setenv(f"GIT_{who}_NAME", "Test User")
-        monkeypatch.setenv(f"GIT_{who}_EMAIL", "user@example.com")
+def workspace(tmp_path, isolated_git) -> tuple[Workspace, str]:
     lab = tmp_path / "lab"
     (lab / "models").mkdir(parents=True)
     for rel, text in BASE_FILES.items():

@@ -10,16 +10,18 @@ from pydantic import ValidationError
 
 from nightlab.agents.decision import Decision
 from nightlab.agents.gate import check
-from nightlab.config import Config, matches
+from nightlab.config import matches
 
-CFG = Config.model_validate({
-    "lab": {"name": "fuzz"},
-    "objective": {"metric": "acc", "direction": "maximize"},
-    "trial": {"command": "python train.py", "editable": ["train.py", "gen/*.py"]},
-    "search": {"lr": {"low": 1e-4, "high": 0.3, "log": True, "default": 0.01},
-               "width": {"choices": [8, 16, 32], "default": 16},
-               "epochs": {"low": 1, "high": 20, "default": 5}},
-})  # fmt: skip
+from conftest import make_config
+
+CFG = make_config(
+    "acc",
+    name="fuzz",
+    trial={"editable": ["train.py", "gen/*.py"]},
+    search={"lr": {"low": 1e-4, "high": 0.3, "log": True, "default": 0.01},
+            "width": {"choices": [8, 16, 32], "default": 16},
+            "epochs": {"low": 1, "high": 20, "default": 5}},
+)  # fmt: skip
 FILES = {"train.py": "lr = 0.01\nwidth = 16\nfor epoch in range(5):\n    train()\n",
          "gen/aug.py": "def aug(x):\n    return x\n", "IDEA.md": "secret brief\n"}  # fmt: skip
 

@@ -4,7 +4,6 @@ against a scripted server on 127.0.0.1 end to end)."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,6 +17,8 @@ from nightlab.agents import AgentError, make_worker
 from nightlab.agents.llm import LLMWorker
 from nightlab.agents.tools import LabView
 from nightlab.config import load_config
+
+from conftest import rows
 
 CODE = "EXTRA = 0.0\nprint('score=1')\n"
 EDIT = {"file": "train.py", "search": "EXTRA = 0.0", "replace": "EXTRA = 1.0"}
@@ -164,9 +165,7 @@ def test_a_scripted_openai_server_drives_a_night_through_the_real_client(make_la
     assert final["best"]["objective"] == pytest.approx(1.99)
     prompt = Scripted.requests[0]["messages"]
     assert any("Maximise score." in (m.get("content") or "") for m in prompt)
-    conn = sqlite3.connect(lab / ".nightlab" / "state.db")
-    usage = conn.execute("SELECT data FROM events WHERE kind='agent_usage'").fetchall()
-    conn.close()
+    usage = rows(lab, "SELECT data FROM events WHERE kind='agent_usage'")
     assert len(usage) == 2 and json.loads(usage[0][0])["input_tokens"] == 200
 
 
@@ -271,11 +270,10 @@ def test_the_loop_watches_its_trials_while_the_model_thinks(make_lab, monkeypatc
         toml.read_text().replace('worker = "replay:decisions.jsonl"', 'worker = "function:s"')
     )
     Lab(lab).run(report=lambda line: None)
-    with sqlite3.connect(lab / ".nightlab" / "state.db") as conn:
-        hung = conn.execute(
-            "SELECT status, ended_at - started_at FROM trials WHERE params LIKE '%hang%'"
-        ).fetchone()
-        statuses = [r[0] for r in conn.execute("SELECT status FROM trials WHERE kind='trial'")]
+    hung = rows(
+        lab, "SELECT status, ended_at - started_at FROM trials WHERE params LIKE '%hang%'"
+    )[0]
+    statuses = [r[0] for r in rows(lab, "SELECT status FROM trials WHERE kind='trial'")]
     assert hung[0] == "timeout" and hung[1] < 2.5, hung  # budget 1 s; the model took 4 s
     assert statuses == ["timeout", "succeeded"]
 
@@ -341,8 +339,7 @@ def test_a_provider_in_trouble_costs_wait_cycles_never_the_night(make_lab):
     assert Flaky.served == Flaky.script  # the client retried 429 and 500, pydantic-ai "fly"
     assert final["end_reason"] == "the worker stopped the night: enough probing for tonight"
     assert final["trials"]["total"] == 4  # baseline ×3 and the boost
-    with sqlite3.connect(lab / ".nightlab" / "state.db") as conn:
-        waits = conn.execute(
-            "SELECT reasons FROM decisions WHERE accepted = 0 AND reasons LIKE '%raised%'"
-        ).fetchall()
+    waits = rows(
+        lab, "SELECT reasons FROM decisions WHERE accepted = 0 AND reasons LIKE '%raised%'"
+    )
     assert [json.loads(r[0]) for r in waits] == [["worker raised ModelServerError"]]

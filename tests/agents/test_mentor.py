@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
 from pydantic_ai.messages import ModelResponse, ToolCallPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from nightlab import Lab
+
+from conftest import rows
 
 pytestmark = pytest.mark.slow
 REVIEWS: list[str] = []
@@ -62,13 +63,11 @@ def test_mentor_reviews_on_cadence_and_its_challenge_replaces_the_decision(make_
     )
     assert len(REVIEWS) == 2  # cycles 2 and 4 of the worker
     assert "regular review" in REVIEWS[0] and '"boost": 0.02' in REVIEWS[0]
-    conn = sqlite3.connect(lab / ".nightlab" / "state.db")
     boosts = [
         json.loads(r[0])["boost"]
-        for r in conn.execute("SELECT params FROM trials WHERE kind='trial' ORDER BY id")
+        for r in rows(lab, "SELECT params FROM trials WHERE kind='trial' ORDER BY id")
     ]
-    todos = conn.execute("SELECT author, text FROM todos").fetchall()
-    conn.close()
+    todos = rows(lab, "SELECT author, text FROM todos")
     assert boosts == [0.3, 1.0, 0.6, 0.7]  # the challenged 0.02 never ran
     assert todos == [("mentor", "measure what a boost of 1.0 does")]
     notes = (lab / ".nightlab" / "artifacts" / "mentor_notes.md").read_text()

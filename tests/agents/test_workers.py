@@ -17,6 +17,8 @@ from nightlab.agents.replay import ReplayError, ReplayWorker
 from nightlab.agents.search import SearchWorker
 from nightlab.config import Config
 
+from conftest import make_config
+
 COMPLETE, FAIL = "COMPLETE", "FAIL"
 
 SEARCH = {
@@ -28,14 +30,7 @@ SEARCH = {
 
 
 def make_cfg(search: dict | None = None, direction: str = "maximize") -> Config:
-    return Config.model_validate(
-        {
-            "lab": {"name": "t"},
-            "objective": {"metric": "val_acc", "direction": direction},
-            "trial": {"command": "python train.py"},
-            "search": SEARCH if search is None else search,
-        }
-    )
+    return make_config("val_acc", direction, search=SEARCH if search is None else search)
 
 
 def finished(params: dict, objective: float | None, status: str = "succeeded"):

@@ -1,8 +1,8 @@
-"""Shared helpers of the fault tests: labs built anywhere (a tmpfs, a module-scoped folder),
-read-only looks at the store, the processes a lab's trials left behind, loops we own.
+"""What only the fault tests need: a lab whose trials misbehave in more ways (`fault_lab`,
+`FAULT_MODES`), checks that a night's record is whole after the faults, the processes a
+lab's trials left behind, SIGKILL, and root-only mounts.
 
-The labs are the ones of `tests/conftest.py` (same TRIAL script, same nightlab.toml), with a
-few more ways for a trial to misbehave (`FAULT_MODES`).
+The labs, rows, git and loops are the shared ones of tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import time
 from collections import Counter
@@ -19,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import MISBEHAVE, NIGHTLAB, TOML, TRIAL
+from conftest import TRIAL, build_lab, rows
 
 # More misbehaviour, spliced into conftest's TRIAL before its final `print(score=...)`.
 # Note: conftest's `mode=orphan` child is `sleep 300 nightlab-test-orphan`, which GNU sleep
@@ -65,79 +64,13 @@ EXTRA_CHOICES = ["leaver", "escape", "chatty", "stubborn", "graceful", "alloc", 
 CHILD_MARK = "nightlab-fault-child"
 
 
-def build_lab(
-    path: Path,
-    *,
-    decisions: list[dict] | None = None,
-    max_trials: int = 6,
-    budget: float = 60,
-    sleep: float = 0.0,
-    trial_extra: str = "",
-    tracking: bool = False,
-    toml_extra: str = "",
-) -> Path:
-    """conftest's `make_lab` at any path (a tmpfs, a module-scoped folder), with the trial
-    script that knows FAULT_MODES (allowed as `mode` values of replayed decisions)."""
-    lab = Path(path)
-    lab.mkdir(parents=True)
-    (lab / "train.py").write_text(FAULT_TRIAL)
-    (lab / "IDEA.md").write_text("Maximise score.\n")
-    worker = "search"
-    knobs = ""
-    if decisions is not None:
-        (lab / "decisions.jsonl").write_text("".join(json.dumps(d) + "\n" for d in decisions))
-        worker = "replay:decisions.jsonl"
-        knobs = MISBEHAVE.format(sleep=sleep).replace(
-            '"silent"]', '"silent", ' + ", ".join(f'"{m}"' for m in EXTRA_CHOICES) + "]"
-        )
-    text = TOML.format(
-        budget=budget,
-        sleep=sleep,
-        max_trials=max_trials,
-        worker=worker,
-        tracking=str(tracking).lower(),
-        trial_extra=trial_extra,
-        knobs=knobs,
-    )
-    (lab / "nightlab.toml").write_text(text + toml_extra)
-    subprocess.run(["git", "init", "-q"], cwd=lab, check=True)
-    return lab
+def fault_lab(path: Path, **options: object) -> Path:
+    """conftest's `build_lab` with the trial script that knows FAULT_MODES (allowed as
+    `mode` values of replayed decisions)."""
+    return build_lab(path, trial=FAULT_TRIAL, modes=EXTRA_CHOICES, **options)
 
 
 # ---------------------------------------------------------------------------------- store
-def connect_ro(lab: Path) -> sqlite3.Connection:
-    """A read-only connection (never creates the file, never writes)."""
-    db = (Path(lab) / ".nightlab" / "state.db").resolve()
-    return sqlite3.connect(db.as_uri() + "?mode=ro", uri=True, timeout=30)
-
-
-def rows(lab: Path, sql: str, *args: object) -> list[tuple]:
-    conn = connect_ro(lab)
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
-
-
-def dict_rows(lab: Path, sql: str, *args: object) -> list[dict]:
-    conn = connect_ro(lab)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute(sql, args).fetchall()]
-    finally:
-        conn.close()
-
-
-def try_rows(lab: Path, sql: str, *args: object) -> list[tuple] | None:
-    """`rows`, or None while the store does not exist yet or its schema is being made."""
-    if not (Path(lab) / ".nightlab" / "state.db").is_file():
-        return None
-    try:
-        return rows(lab, sql, *args)
-    except sqlite3.OperationalError:
-        return None
-
-
 def integrity(lab: Path) -> list[tuple]:
     return rows(lab, "PRAGMA integrity_check")
 
@@ -212,10 +145,6 @@ def assert_rendered_files(lab: Path) -> None:
             assert todo.count(f"#{tid} ") == 1 and text in todo
 
 
-def git(lab: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", *args], cwd=lab, capture_output=True, text=True)
-
-
 # ------------------------------------------------------------------------------ processes
 def lab_processes(lab: Path) -> list[psutil.Process]:
     """Live processes started for this lab's trials (their environment names the lab, or
@@ -252,26 +181,6 @@ def reap(procs: list[psutil.Process]) -> None:
     psutil.wait_procs(procs, timeout=5)
 
 
-def spawn_loop(
-    lab: Path, *args: str, log: Path | None = None, env: dict[str, str] | None = None
-) -> subprocess.Popen:
-    """`python -m nightlab run LAB ARGS` as our own child, in its own session (so that
-    killing its group takes its git children too, never this test)."""
-    out = open(log, "ab") if log else subprocess.DEVNULL
-    try:
-        return subprocess.Popen(
-            [*NIGHTLAB, "run", str(lab), *args],
-            env={**os.environ, "NIGHTLAB_PLAIN": "1", **(env or {})},
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    finally:
-        if log:
-            out.close()
-
-
 def sigkill(proc: subprocess.Popen, group: bool = False) -> None:
     """SIGKILL the loop (and with `group`, its git children as well), then reap it."""
     try:
@@ -282,20 +191,6 @@ def sigkill(proc: subprocess.Popen, group: bool = False) -> None:
     except ProcessLookupError:
         pass
     proc.wait()
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.002, proc=None):
-    """Poll until `predicate()` is truthy (returns it), `proc` exits or `timeout` passes
-    (returns None)."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        if proc is not None and proc.poll() is not None:
-            return None
-        time.sleep(interval)
-    return None
 
 
 # ------------------------------------------------------------------------------- privilege

@@ -26,15 +26,10 @@ from nightlab.agents.decision import Decision
 from nightlab.config import Config, ConfigError, load_config
 from nightlab.trials.metrics import MetricReader, parse_line
 
-from conftest import NIGHTLAB, TOML
+from conftest import NIGHTLAB, git, lab_toml
 
 BASE = tomllib.loads(
-    TOML.format(
-        budget=60,
-        max_trials=6,
-        worker="search",
-        tracking="false",
-        trial_extra="",
+    lab_toml(
         knobs="[search.width]\nchoices = [8, 16]\ndefault = 8\n"
         "[search.epochs]\nlow = 1\nhigh = 9\ndefault = 3\n",
     )
@@ -147,8 +142,7 @@ def load(lab: Path, text: str | bytes) -> Config | ConfigError:
 # ------------------------------------------------------------------------- nightlab.toml
 @FAST
 @given(text=st.one_of(st.text(), toml_ish_lines(), st.binary(max_size=64)))
-@example(text=TOML.format(budget=60, max_trials=6, worker="search", tracking="true",
-                          trial_extra="", knobs=""))  # fmt: skip
+@example(text=lab_toml(tracking=True))
 def test_fuzzed_toml_text_is_a_config_or_a_config_error(lab_dir, text):
     out = load(lab_dir, text)
     event(type(out).__name__)
@@ -185,7 +179,7 @@ def cli_lab(root: Path, text: str) -> Path:
     (lab / "IDEA.md").write_text("Maximise score.\n")
     (lab / "train.py").write_text("print('score=1')\n")
     (lab / "nightlab.toml").write_text(text)
-    subprocess.run(["git", "init", "-q"], cwd=lab, check=True)
+    git(lab, "init", "-q")
     return lab
 
 

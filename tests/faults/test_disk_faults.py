@@ -19,18 +19,14 @@ import pytest
 from helpers import (
     assert_store_intact,
     assert_trials_recorded_once,
-    build_lab,
+    fault_lab,
     lab_processes,
     need_root_mounts,
     reap,
-    rows,
-    spawn_loop,
-    try_rows,
     umount,
-    wait_until,
 )
 
-from conftest import cli
+from conftest import cli, rows, spawn_loop, try_rows, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +65,7 @@ def full_disk(tmp_path_factory):
     disk = base / "disk"
     disk.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], check=True)
-    lab = build_lab(disk / "lab", decisions=DECISIONS, max_trials=60)
+    lab = fault_lab(disk / "lab", decisions=DECISIONS, max_trials=60)
     try:
         loop = spawn_loop(lab, log=base / "full.log")
         five = "SELECT COUNT(*) FROM trials WHERE status='succeeded' HAVING COUNT(*) >= 5"
@@ -146,7 +142,7 @@ def read_only(tmp_path_factory):
     """A night of 4 trials, then `.nightlab/` bind-mounted read-only over itself."""
     base = tmp_path_factory.mktemp("readonly")
     need_root_mounts(base)
-    lab = build_lab(base / "lab", decisions=DECISIONS, max_trials=4)
+    lab = fault_lab(base / "lab", decisions=DECISIONS, max_trials=4)
     assert spawn_loop(lab, log=base / "first.log").wait(timeout=120) == 0
     state = lab / ".nightlab"
     subprocess.run(["mount", "--bind", str(state), str(state)], check=True)

@@ -20,15 +20,13 @@ import pytest
 from helpers import (
     assert_store_intact,
     assert_trials_recorded_once,
-    build_lab,
+    fault_lab,
     lab_processes,
     reap,
-    rows,
     sigkill,
-    spawn_loop,
-    try_rows,
-    wait_until,
 )
+
+from conftest import rows, spawn_loop, try_rows, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +38,7 @@ def finish(lab: Path, *args: str, log: Path) -> tuple[int, str]:
 
 
 def test_a_kill_while_the_first_start_creates_the_schema(tmp_path):
-    lab = build_lab(tmp_path / "lab", max_trials=4)
+    lab = fault_lab(tmp_path / "lab", max_trials=4)
     db = lab / ".nightlab" / "state.db"
 
     def half_made() -> bool:  # nightlab builds a new store as state.db.new, then renames it
@@ -80,7 +78,7 @@ def test_a_kill_while_the_first_start_creates_the_schema(tmp_path):
 def test_a_kill_between_a_trial_row_and_its_folder(tmp_path):
     """A slow `git worktree` (a slow disk) holds the loop between the trial's row and its
     folder; it is killed there, as a reboot would (its git child too)."""
-    lab = build_lab(tmp_path / "lab", max_trials=4)
+    lab = fault_lab(tmp_path / "lab", max_trials=4)
     slow = tmp_path / "slow-git"
     slow.mkdir()
     (slow / "git").write_text(
@@ -111,7 +109,7 @@ def test_a_kill_after_a_trial_is_recorded_but_before_its_result_json(tmp_path):
     """A FIFO where result.json.tmp will be written blocks the loop right after it
     committed trial 4's outcome; it is killed there. (test_random_sigkill.py hit this
     moment by chance: a trial folder left with result.json.tmp and no result.json.)"""
-    lab = build_lab(tmp_path / "lab", max_trials=5)
+    lab = fault_lab(tmp_path / "lab", max_trials=5)
     trial4 = lab / ".nightlab" / "trials" / "4"
     trial4.mkdir(parents=True)
     os.mkfifo(trial4 / "result.json.tmp")
@@ -148,7 +146,7 @@ def test_a_group_kill_while_git_holds_a_lock(tmp_path, lock):
     index, at the first start) and to check out the spare worktree t1 (prepared in the
     background while trial 1 runs); the loop and its git child are killed while git holds
     the lock."""
-    lab = build_lab(tmp_path / "lab", max_trials=4)
+    lab = fault_lab(tmp_path / "lab", max_trials=4)
     data = lab / "notes"
     data.mkdir()
     for i in range(3000):

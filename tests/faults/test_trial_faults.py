@@ -2,7 +2,7 @@
 behind or eat memory, all in one night: each is recorded with the right status and reason
 and the night carries on to the next trial.
 
-tests/test_night.py already checks hang, nan, crash and silent one night each (with nothing
+tests/nights/test_night.py already checks hang, nan, crash and silent one night each (with nothing
 after them), the budget kill, and `mode=orphan` (whose child, `sleep 300
 nightlab-test-orphan`, is rejected by GNU sleep at once: that check never sees a live
 child). Here: all of them in one night with a good trial after the faults, plus a trial
@@ -19,16 +19,15 @@ from helpers import (
     CHILD_MARK,
     assert_store_intact,
     assert_trials_recorded_once,
-    build_lab,
     cmdline,
-    dict_rows,
+    fault_lab,
     lab_processes,
     reap,
-    rows,
-    spawn_loop,
 )
 
 from nightlab import Lab
+
+from conftest import rows, spawn_loop
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +63,7 @@ NIGHT = [  # (decision, status, reason) of each trial after the baseline
 def night(tmp_path_factory):
     """One night through every fault (~10 s): the lab, the final status, the rows of the
     trials after the baseline (in order) and the processes left behind, by mode."""
-    lab = build_lab(
+    lab = fault_lab(
         tmp_path_factory.mktemp("faults") / "lab",
         decisions=[d for d, _, _ in NIGHT],
         max_trials=30,
@@ -73,7 +72,7 @@ def night(tmp_path_factory):
     )
     try:
         final = Lab(lab).run(report=lambda line: None)
-        trials = dict_rows(lab, "SELECT * FROM trials WHERE kind='trial' ORDER BY id")
+        trials = rows(lab, "SELECT * FROM trials WHERE kind='trial' ORDER BY id")
         left = {mode: [p for p in lab_processes(lab) if mode in cmdline(p)] for mode in
                 ("leaver", "escape")}  # fmt: skip
         yield lab, final, trials, left
@@ -150,7 +149,7 @@ def test_a_metrics_line_nightlab_cannot_read_does_not_take_the_night_down(tmp_pa
         run("bigstep", "a trial logging step=10**400 through nightlab.log's JSON lines"),
         run("ok", "a good trial after it", boost=0.5),
     ]
-    lab = build_lab(tmp_path / "lab", decisions=decisions, max_trials=10)
+    lab = fault_lab(tmp_path / "lab", decisions=decisions, max_trials=10)
     loop = spawn_loop(lab, log=tmp_path / "loop.log")
     try:
         code = loop.wait(timeout=120)

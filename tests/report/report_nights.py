@@ -3,15 +3,13 @@ cases a real night cannot produce cheaply (confirmation runs over seeds, long ni
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from nightlab.config import Config
 from nightlab.store.db import Cycle, Decision, Event, Meta, Run, Store, Trial
 
-from conftest import MISBEHAVE, TOML, TRIAL
+from conftest import build_lab, make_config
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SECTIONS = ["Summary", "Approach", "Results", "Challenges", "Recommendations"]
@@ -21,39 +19,18 @@ def real_lab(root: Path, decisions: list[dict], max_trials: int = 20) -> Path:
     """A lab like conftest's `make_lab(decisions=...)`, run to its end by the real loop."""
     from nightlab import Lab
 
-    lab = root / "lab"
-    lab.mkdir(parents=True)
-    (lab / "train.py").write_text(TRIAL)
-    (lab / "IDEA.md").write_text("Maximise score.\n")
-    (lab / "decisions.jsonl").write_text("".join(json.dumps(d) + "\n" for d in decisions))
-    (lab / "nightlab.toml").write_text(
-        TOML.format(
-            budget=60,
-            sleep=0.0,
-            max_trials=max_trials,
-            worker="replay:decisions.jsonl",
-            tracking="false",
-            trial_extra="",
-            knobs=MISBEHAVE.format(sleep=0.0),
-        )
-    )
-    subprocess.run(["git", "init", "-q"], cwd=lab, check=True)
+    lab = build_lab(root / "lab", decisions=decisions, max_trials=max_trials)
     Lab(lab).run(report=lambda line: None)
     return lab
 
 
 def config(direction: str = "maximize", metric: str = "score", **extra: Any) -> Config:
-    raw = {
-        "lab": {"name": "hand"},
-        "objective": {"metric": metric, "direction": direction},
-        "trial": {"command": "python train.py"},
-        "search": {
-            "lr": {"low": 1e-4, "high": 1e-1, "log": True, "default": 1e-3},
-            "depth": {"low": 1, "high": 8, "default": 2},
-        },
-        **extra,
+    """The hand-built nights' config: knobs `lr` and `depth`."""
+    search = {
+        "lr": {"low": 1e-4, "high": 1e-1, "log": True, "default": 1e-3},
+        "depth": {"low": 1, "high": 8, "default": 2},
     }
-    return Config.model_validate(raw)
+    return make_config(metric, direction, name="hand", search=search, **extra)
 
 
 def trial(

@@ -4,9 +4,7 @@ over seeds, minimize, nothing kept, a test figure from an event, a long night, n
 from __future__ import annotations
 
 import json
-import os
 import statistics
-import subprocess
 
 import jsonschema
 import pytest
@@ -15,6 +13,8 @@ from report_nights import SECTIONS, baseline, config, hand_store, is_png, sectio
 from nightlab.report import write_report
 from nightlab.report.candidates import parse_patch
 from nightlab.report.leaderboard import schema
+
+from conftest import git
 
 CONFIRMED = {"lr": 0.01, "depth": 4}
 
@@ -217,20 +217,13 @@ def test_commits_of_the_same_tree_are_one_candidate(tmp_path):
     lab = tmp_path / "lab"
     lab.mkdir()
 
-    def git(*args: str) -> str:
-        env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-               "GIT_COMMITTER_EMAIL": "t@t", "PATH": os.environ["PATH"]}  # fmt: skip
-        proc = subprocess.run(["git", *args], cwd=lab, env=env, capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stderr
-        return proc.stdout.strip()
-
-    git("init", "-q")
+    git(lab, "init", "-q")
     (lab / "train.py").write_text("print('score=1')\n")
-    git("add", "train.py")
-    git("commit", "-q", "-m", "first")
-    first = git("rev-parse", "HEAD")
-    git("commit", "-q", "--allow-empty", "-m", "the same code again")
-    again = git("rev-parse", "HEAD")
+    git(lab, "add", "train.py")
+    git(lab, "commit", "-q", "-m", "first")
+    first = git(lab, "rev-parse", "HEAD").strip()
+    git(lab, "commit", "-q", "--allow-empty", "-m", "the same code again")
+    again = git(lab, "rev-parse", "HEAD").strip()
     assert first != again
     same = {"lr": 0.01, "depth": 2}
     trials = [

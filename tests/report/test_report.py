@@ -19,6 +19,8 @@ from nightlab.report import write_report
 from nightlab.report.data import ReportError
 from nightlab.report.leaderboard import schema
 
+from conftest import rows
+
 EDIT = {"file": "train.py", "search": "EXTRA = 0.0", "replace": "EXTRA = 1.0"}
 DECISIONS = [
     {"action": "run", "rationale": "a planted improvement of +0.5", "params": {"boost": 0.5},
@@ -46,11 +48,7 @@ def night(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def test_the_report_folder_is_named_by_the_night(night):
-    import sqlite3
-
-    conn = sqlite3.connect(night["lab"] / ".nightlab" / "state.db")
-    (night_id,) = conn.execute("SELECT value FROM meta WHERE key='night_id'").fetchone()
-    conn.close()
+    ((night_id,),) = rows(night["lab"], "SELECT value FROM meta WHERE key='night_id'")
     assert night["out"] == night["lab"] / ".nightlab" / "reports" / json.loads(night_id)
     names = {p.name for p in night["out"].iterdir()}
     assert {

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NIGHTLAB, wait_for
+from conftest import NIGHTLAB, try_rows, wait_for
 
 SLEEP_S = 8.0  # the trial runs this long: time to hit it while it runs
 
@@ -64,10 +63,8 @@ class Night:
 
 
 def query(lab: Path, sql: str) -> list[tuple]:
-    if not (lab / ".nightlab" / "state.db").is_file():
-        return []
-    with sqlite3.connect(lab / ".nightlab" / "state.db") as conn:
-        return conn.execute(sql).fetchall()
+    """The rows of `sql`; none while the loop has not made its store."""
+    return try_rows(lab, sql) or []
 
 
 def job_of(lab: Path) -> str | None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 
 from nightlab import Lab
 
-from conftest import NIGHTLAB, cli, status, wait_for
+from conftest import NIGHTLAB, cli, rows, status, try_rows, wait_for
 
 
 def slurm_lab(make_lab, cluster, *, sleep: float, max_trials: int, name: str = "lab") -> Path:
@@ -39,29 +38,27 @@ def no_jobs_left(slurm_cluster):
 
 
 def trials(lab: Path) -> list[tuple]:
-    if not (lab / ".nightlab" / "state.db").is_file():
-        return []  # the loop has not made its store yet
-    with sqlite3.connect(lab / ".nightlab" / "state.db") as conn:
-        return conn.execute(
-            "SELECT t.id, t.status, t.reason, t.objective, json_extract(e.data, '$.job_id') "
-            "FROM trials t JOIN events e ON e.trial_id = t.id AND e.kind = 'trial_started' "
-            "ORDER BY t.id"
-        ).fetchall()
+    found = try_rows(
+        lab,
+        "SELECT t.id, t.status, t.reason, t.objective, json_extract(e.data, '$.job_id') "
+        "FROM trials t JOIN events e ON e.trial_id = t.id AND e.kind = 'trial_started' "
+        "ORDER BY t.id",
+    )
+    return found or []  # none while the loop has not made its store
 
 
 def test_a_night_runs_its_trials_as_slurm_jobs_two_at_a_time(make_lab, slurm_cluster):
     lab = slurm_lab(make_lab, slurm_cluster, sleep=1.0, max_trials=5)
     final = Lab(lab).run(report=lambda line: None)
     assert final["end_reason"] == "max_trials=5 reached"
-    rows = trials(lab)
-    assert [r[1] for r in rows] == ["succeeded"] * 5 and all(r[3] is not None for r in rows)
-    for trial, *_, job in rows:
+    ran = trials(lab)
+    assert [r[1] for r in ran] == ["succeeded"] * 5 and all(r[3] is not None for r in ran)
+    for trial, *_, job in ran:
         assert slurm_cluster.accounted_state(job).startswith("COMPLETED")
         folder = lab / ".nightlab" / "trials" / str(trial)
         assert "score=" in (folder / "stdout.log").read_text()
         assert list((folder / "slurm").glob(f"{job}_*")), "submitit's files in the trial folder"
-    with sqlite3.connect(lab / ".nightlab" / "state.db") as conn:
-        spans = conn.execute("SELECT started_at, ended_at FROM trials ORDER BY id").fetchall()
+    spans = rows(lab, "SELECT started_at, ended_at FROM trials ORDER BY id")
     overlap = any(a[0] < b[1] and b[0] < a[1] for a in spans for b in spans if a != b)
     assert overlap, "two jobs ran at the same time"
 
@@ -105,6 +102,6 @@ def test_a_restarted_loop_watches_the_jobs_it_left(make_lab, slurm_cluster):
     lines: list[str] = []
     final = Lab(lab).run(report=lines.append)
     assert any(f"still running (job {job})" in line for line in lines)
-    rows = trials(lab)
-    assert [r[1] for r in rows] == ["succeeded"] * 5 and rows[3][4] == job
+    ran = trials(lab)
+    assert [r[1] for r in ran] == ["succeeded"] * 5 and ran[3][4] == job
     assert final["trials"]["total"] == 5

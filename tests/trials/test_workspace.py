@@ -3,32 +3,15 @@ user's branch, index or working tree; trial worktrees are clean checkouts."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from nightlab.trials.workspace import Workspace, WorkspaceError
 
+from conftest import git
 
-@pytest.fixture(autouse=True)
-def isolated_git(monkeypatch, tmp_path):
-    """Git that ignores the machine's config and never finds a repository above tmp_path."""
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
-    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
-    for var in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
-        monkeypatch.delenv(var, raising=False)
-    for who in ("AUTHOR", "COMMITTER"):
-        monkeypatch.setenv(f"GIT_{who}_NAME", "Test User")
-        monkeypatch.setenv(f"GIT_{who}_EMAIL", "user@example.com")
-
-
-def git(cwd: Path, *args: str, check: bool = True) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, check=check, capture_output=True, text=True
-    ).stdout
+pytestmark = pytest.mark.usefixtures("isolated_git")  # conftest: no machine config
 
 
 def show(repo: Path, commit: str, path: str) -> str:

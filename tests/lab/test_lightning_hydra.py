@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 
 from nightlab.config import load_config
+from nightlab.lab import templates
 
-from conftest import cli, rows, status
+from conftest import cli, git, rows, status
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "lightning-hydra"
-TEMPLATE = REPO / "src" / "nightlab" / "lab" / "templates" / "lightning-hydra"
+TEMPLATE = Path(templates.__file__).parent / "lightning-hydra"  # what `nightlab init` copies
 COPY_SKIP = shutil.ignore_patterns("outputs", "__pycache__", ".nightlab")
 
 
@@ -259,8 +260,7 @@ def test_init_and_a_search_night_with_hydra_overrides_and_mlflow(lh, tmp_path):
         assert not (folder / "outputs").exists() or not any((folder / "outputs").iterdir())
         assert "train_loss=" in stdout and t["objective"] > 0.05
     assert len(widths) >= 2  # the search varied the width, and each trial got its own
-    git = ["git", "status", "--porcelain", "--untracked-files=all"]
-    untracked = subprocess.run(git, cwd=lab, capture_output=True, text=True).stdout
+    untracked = git(lab, "status", "--porcelain", "--untracked-files=all")
     assert "outputs" not in untracked and ".nightlab" not in untracked  # no litter
 
     from mlflow.tracking import MlflowClient

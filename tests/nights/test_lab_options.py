@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 import json
-import sqlite3
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from nightlab import Lab
 
-from conftest import cli, status
+from conftest import cli, git, rows, status
 
 pytestmark = pytest.mark.slow
 
 
-def trials(lab: Path) -> list[sqlite3.Row]:
-    conn = sqlite3.connect(lab / ".nightlab" / "state.db")
-    conn.row_factory = sqlite3.Row
-    try:
-        return conn.execute("SELECT * FROM trials ORDER BY id").fetchall()
-    finally:
-        conn.close()
+def trials(lab: Path) -> list:
+    return rows(lab, "SELECT * FROM trials ORDER BY id")
 
 
 def test_two_slots_run_trials_in_parallel_in_separate_worktrees(make_lab, monkeypatch):
@@ -30,15 +23,15 @@ def test_two_slots_run_trials_in_parallel_in_separate_worktrees(make_lab, monkey
     lab = make_lab(max_trials=7)
     final = Lab(lab).run(slots=2, report=lambda line: None)
     assert final["trials"]["succeeded"] == 7
-    rows = trials(lab)
+    ran = trials(lab)
     overlaps = sum(
         1
-        for a, b in zip(rows, rows[1:], strict=False)
+        for a, b in zip(ran, ran[1:], strict=False)
         if b["started_at"] < a["ended_at"]  # b started while a still ran
     )
     assert overlaps >= 3
-    assert {r["slot"] for r in rows} == {0, 1}
-    live = [(r["worktree"], r["started_at"], r["ended_at"]) for r in rows]
+    assert {r["slot"] for r in ran} == {0, 1}
+    live = [(r["worktree"], r["started_at"], r["ended_at"]) for r in ran]
     for tree, start, end in live:  # two trials running at once never share a worktree
         assert not any(t == tree and s < end and start < e for t, s, e in live if s != start)
 
@@ -51,26 +44,22 @@ def test_hydra_parameters_arrive_as_overrides(make_lab):
         "print('score=' + str(1.0 + float(args['boost'])))\n"
     )
     Lab(lab).run(report=lambda line: None)
-    rows = trials(lab)
-    assert [r["status"] for r in rows] == ["succeeded"] * 3
-    assert rows[0]["objective"] == pytest.approx(1.0)
+    ran = trials(lab)
+    assert [r["status"] for r in ran] == ["succeeded"] * 3
+    assert ran[0]["objective"] == pytest.approx(1.0)
 
 
 def test_reset_starts_afresh_and_keeps_the_code(make_lab):
     lab = make_lab(max_trials=4, tracking=True)
     Lab(lab).run(report=lambda line: None)
-    refs = subprocess.run(
-        ["git", "for-each-ref", "--format=%(refname)"], cwd=lab, capture_output=True, text=True
-    ).stdout
+    refs = git(lab, "for-each-ref", "--format=%(refname)")
     assert "refs/nightlab/tiny/base" in refs and "refs/heads/nightlab/tiny/best" in refs
     code = (lab / "train.py").read_text()
     removed = cli("reset", str(lab), "--yes", "--keep-tracking").stdout
     assert "MLflow store kept" in removed
     assert (lab / ".nightlab" / "mlflow.db").is_file()
     assert not (lab / ".nightlab" / "state.db").exists()
-    refs = subprocess.run(
-        ["git", "for-each-ref", "--format=%(refname)"], cwd=lab, capture_output=True, text=True
-    ).stdout
+    refs = git(lab, "for-each-ref", "--format=%(refname)")
     assert "nightlab" not in refs
     assert (lab / "train.py").read_text() == code
     assert status(lab)["state"] == "new"
@@ -81,7 +70,7 @@ def test_reset_starts_afresh_and_keeps_the_code(make_lab):
 def test_a_lab_inside_an_ignored_folder_gets_its_own_repo(tmp_path, make_lab):
     outer = tmp_path / "project"
     outer.mkdir()
-    subprocess.run(["git", "init", "-q"], cwd=outer, check=True)
+    git(outer, "init", "-q")
     (outer / ".gitignore").write_text("scratch/\n")
     lab = make_lab(max_trials=3)
     target = outer / "scratch" / "lab"
@@ -92,9 +81,7 @@ def test_a_lab_inside_an_ignored_folder_gets_its_own_repo(tmp_path, make_lab):
     Lab(target).run(report=lambda line: None)
     assert (target / ".git").is_dir()
     assert status(target)["trials"]["succeeded"] == 3
-    outer_status = subprocess.run(
-        ["git", "status", "--porcelain"], cwd=outer, capture_output=True, text=True
-    ).stdout
+    outer_status = git(outer, "status", "--porcelain")
     assert outer_status.strip() == "?? .gitignore"
 
 
@@ -185,10 +172,10 @@ def test_an_unchanged_hydra_project_gets_its_knobs_by_dotted_path(make_lab):
     (lab / "conf").mkdir()
     (lab / "conf" / "config.yaml").write_text(HYDRA_CONF)
     Lab(lab).run(report=lambda line: None)
-    rows = trials(lab)
-    assert [r["status"] for r in rows] == ["succeeded"] * 4
-    assert rows[0]["objective"] == pytest.approx(0.25)  # the yaml's own defaults
-    last = rows[-1]
+    ran = trials(lab)
+    assert [r["status"] for r in ran] == ["succeeded"] * 4
+    assert ran[0]["objective"] == pytest.approx(0.25)  # the yaml's own defaults
+    last = ran[-1]
     assert last["objective"] == pytest.approx(2.0) and last["verdict"] == "kept"
     out = (lab / ".nightlab" / "trials" / str(last["id"]) / "stdout.log").read_text()
     assert "width=64 optim=sgd" in out

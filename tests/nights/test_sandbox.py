@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from nightlab import Lab
 from nightlab.trials.sandbox import SandboxError
+
+from conftest import git
 
 if shutil.which("bwrap") is None:
     if os.environ.get("CI") == "true":
@@ -61,7 +62,7 @@ def probe_lab(make_lab, tmp_path: Path, sandbox: str, name: str) -> tuple[Path, 
                  f'command = "python train.py {outside} {port}"\nsandbox = "{sandbox}"')
         + "\n[ratchet]\nbaseline_repeats = 1\n"
     )  # fmt: skip
-    subprocess.run(["git", "add", "-A"], cwd=lab, check=True)
+    git(lab, "add", "-A")
     try:
         Lab(lab).run(report=lambda line: None)
     finally:

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import time
-from pathlib import Path
 
 import psutil
 import pytest
 
 from nightlab import Lab
-from nightlab.loop.journal import Journal
-from nightlab.store.db import Run, Store
+
+from conftest import execute, rows
 
 pytestmark = pytest.mark.slow
-
-
-def db(lab: Path, sql: str, *args) -> list[tuple]:
-    conn = sqlite3.connect(lab / ".nightlab" / "state.db")
-    try:
-        rows = conn.execute(sql, args).fetchall()
-        conn.commit()
-        return rows
-    finally:
-        conn.close()
 
 
 def test_a_reused_pid_is_never_signalled_and_the_trial_is_settled_from_its_folder(make_lab):
@@ -33,7 +21,7 @@ def test_a_reused_pid_is_never_signalled_and_the_trial_is_settled_from_its_folde
     stranger = subprocess.Popen(["sleep", "300"], start_new_session=True)
     try:
         long_ago = time.time() - 7200  # far beyond the budget: a live trial would be killed
-        db(
+        execute(
             lab,
             "UPDATE trials SET status='running', verdict=NULL, pid=?, pid_started_at=?, "
             "started_at=? WHERE id=4",
@@ -41,10 +29,10 @@ def test_a_reused_pid_is_never_signalled_and_the_trial_is_settled_from_its_folde
             long_ago,
             long_ago,
         )
-        db(lab, "UPDATE runs SET state='running'")
+        execute(lab, "UPDATE runs SET state='running'")
         final = Lab(lab).run(max_trials=5, report=lambda line: None)
         assert psutil.Process(stranger.pid).status() != psutil.STATUS_ZOMBIE
-        (row,) = db(lab, "SELECT status, objective, wall_s FROM trials WHERE id=4")
+        (row,) = rows(lab, "SELECT status, objective, wall_s FROM trials WHERE id=4")
         assert row[0] == "succeeded" and row[1] is not None  # its exit_code file says 0
         assert final["trials"]["total"] == 5 and final["trials"]["running"] == 0
     finally:
@@ -64,31 +52,10 @@ def test_a_replay_file_spelled_another_way_does_not_replay_twice(make_lab):
     )
     rationales = [
         r[0]
-        for r in db(
+        for r in rows(
             lab,
             "SELECT json_extract(body, '$.rationale') FROM decisions WHERE worker LIKE 'replay:%'",
         )
     ]
     assert rationales.count("first replayed decision") == 1
     assert rationales.count("second replayed decision") == 1
-
-
-def test_deadlines_crash_keeps_it_stop_and_config_restart_it(tmp_path):
-    store = Store(tmp_path / "state.db")
-    store.migrate()
-    journal = Journal(store, tmp_path, "lab", "score")
-    _, first = journal.open_run(None, 1.0, {})
-    assert first == pytest.approx(time.time() + 3600, abs=5)
-    # the loop dies; the next run of the same night keeps the end time
-    _, resumed = journal.open_run(None, 1.0, {})
-    assert resumed == first
-    journal.close_run("stopped", "stop requested", mlflow=False)
-    time.sleep(0.01)
-    _, fresh = journal.open_run(None, 1.0, {})  # a stopped night gets a new budget
-    assert fresh > first
-    journal.close_run("stopped", "", mlflow=False)
-    _, explicit = journal.open_run(0.5, 1.0, {})
-    assert explicit == pytest.approx(time.time() + 1800, abs=5)
-    with store.tx() as s:
-        states = [r.state for r in s.query(Run).order_by(Run.id)]
-    assert states == ["crashed", "stopped", "stopped", "running"]

@@ -1,4 +1,4 @@
-"""Auto-repair (`nightlab.repair.recover`): what a failed trial's log asks for, and real
+"""Auto-repair (`nightlab.trials.repair.recover`): what a failed trial's log asks for, and real
 repairs — pip from PyPI, a git clone at a ref, and a night whose first baseline trial lacks a
 module, is repaired and runs again."""
 
@@ -21,7 +21,7 @@ from nightlab import Lab
 from nightlab.config import Config
 from nightlab.trials.repair import Retry, missing_module, model_params, recover
 
-from conftest import rows
+from conftest import git, make_config, rows, spawn_loop, try_rows, wait_until
 
 FIXTURES = Path(__file__).parent / "repair_fixtures"
 TRACEBACK = """Traceback (most recent call last):
@@ -40,14 +40,7 @@ class Events(list):
 
 
 def make_cfg(**repair: Any) -> Config:
-    return Config.model_validate(
-        {
-            "lab": {"name": "t"},
-            "objective": {"metric": "score", "direction": "maximize"},
-            "trial": {"command": "python train.py"},
-            "repair": repair,
-        }
-    )
+    return make_config(repair=repair)
 
 
 def failed_trial(
@@ -142,15 +135,6 @@ def tiny_package(folder: Path, dist: str, module: str, body: str) -> Path:
         f'[project]\nname = "{dist}"\nversion = "1.0"\n'
     )
     return folder
-
-
-def git(cwd: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
-        cwd=cwd,
-        check=True,
-        capture_output=True,
-    )
 
 
 # ---------------------------------------------------------------------- reading the log
@@ -665,8 +649,6 @@ def test_a_slow_repair_leaves_the_other_slots_watched(tmp_path, make_lab) -> Non
 
 
 def test_a_repair_cut_short_by_a_dead_loop_is_done_again(tmp_path, make_lab) -> None:
-    from faults.helpers import spawn_loop, try_rows, wait_until
-
     slow = tmp_path / "slow-python"
     slow.write_text(SLOW_PIP.replace("sleep 4", "sleep 30"))
     slow.chmod(0o755)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,17 +9,9 @@ import pytest
 from nightlab import Lab
 from nightlab.lab.api import LabError
 
+from conftest import git
+
 pytestmark = pytest.mark.slow
-
-
-def git(lab: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
-        cwd=lab,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
 
 
 def night_with_a_kept_edit(make_lab, crlf: bool = False) -> tuple[Path, int]:

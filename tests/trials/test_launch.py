@@ -1,13 +1,12 @@
-"""What a trial finds: its mode bits, its slot and GPU, and its outputs kept."""
+"""How a trial is launched: its slot and GPUs, its environment, its hydra overrides.
+(What a trial finds in a whole night: tests/nights/test_trial_env.py.)"""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
 
-from nightlab import Lab
 from nightlab.config import load_config
 from nightlab.trials import launch
 
@@ -39,57 +38,6 @@ def test_gpus_per_trial_gives_each_local_slot_its_own_group(make_lab):
         for s in (0, 1, 2)
     ]
     assert seen == ["0,2", "3,5", "0,2"]  # a third slot would share the first group
-
-
-@pytest.mark.slow
-def test_an_edited_script_stays_executable_and_outputs_are_kept(make_lab):
-    edit = {"file": "run.sh", "search": "BOOST=0", "replace": "BOOST=1"}
-    lab = make_lab(
-        decisions=[{"action": "run", "rationale": "edit the executable script", "edits": [edit]}],
-        max_trials=4,
-    )
-    script = lab / "run.sh"
-    script.write_text(
-        "#!/bin/sh\nBOOST=0\necho note > out.txt\nmkdir -p logs\n"
-        "echo x > logs/a.log\necho score=$((1 + BOOST))\n"
-    )
-    script.chmod(0o755)
-    toml = lab / "nightlab.toml"
-    toml.write_text(
-        toml.read_text()
-        .replace('command = "python train.py"', 'command = "./run.sh"')
-        .replace('editable = ["train.py"]', 'editable = ["run.sh"]')
-    )
-    final = Lab(lab).run(report=lambda line: None)
-    assert final["trials"]["succeeded"] == 4
-    conn = sqlite3.connect(lab / ".nightlab" / "state.db")
-    (edited,) = conn.execute("SELECT id, objective FROM trials WHERE kind='trial'").fetchall()
-    conn.close()
-    assert edited[1] == 2.0
-    for trial in range(1, 5):
-        outputs = Path(lab / ".nightlab" / "trials" / str(trial) / "outputs")
-        assert (outputs / "out.txt").read_text() == "note\n"
-        assert (outputs / "logs" / "a.log").is_file()
-
-
-@pytest.mark.slow
-def test_shared_data_reaches_the_trial_and_is_fingerprinted(make_lab):
-    import json
-
-    lab = make_lab(max_trials=3, trial_extra='share = ["data"]')
-    (lab / ".gitignore").write_text("data/\n")
-    (lab / "data").mkdir()
-    (lab / "data" / "value.txt").write_text("2.5\n")
-    (lab / "train.py").write_text("print('score=' + open('data/value.txt').read().strip())\n")
-    final = Lab(lab).run(report=lambda line: None)
-    assert final["trials"]["succeeded"] == 3 and final["best"]["objective"] == 2.5
-    env = json.loads((lab / ".nightlab" / "trials" / "1" / "env.json").read_text())
-    first = env["data"]["data"]
-    assert first.startswith("sha256:") and "(1 files)" in first
-    (lab / "data" / "value.txt").write_text("3.5\n")
-    Lab(lab).run(max_trials=4, report=lambda line: None)
-    env = json.loads((lab / ".nightlab" / "trials" / "4" / "env.json").read_text())
-    assert env["data"]["data"] != first
 
 
 @pytest.mark.parametrize(

@@ -5,24 +5,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import NIGHTLAB, cli, status, wait_for
+from conftest import NIGHTLAB, cli, rows, status, try_rows, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def query(lab: Path, sql: str) -> list[tuple]:
-    conn = sqlite3.connect(lab / ".nightlab" / "state.db")
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
 
 
 def spawn(lab: Path, *args: str, sleep: float = 0.5) -> subprocess.Popen:
@@ -36,28 +27,25 @@ def spawn(lab: Path, *args: str, sleep: float = 0.5) -> subprocess.Popen:
 
 
 def running_trials(lab: Path) -> list[tuple]:
-    if not (lab / ".nightlab" / "state.db").exists():
-        return []
-    try:
-        return query(lab, "SELECT id, pid FROM trials WHERE status='running' AND pid IS NOT NULL")
-    except sqlite3.OperationalError:  # the loop is still creating the schema
-        return []
+    """(id, pid) of the running trials; none while the loop is still making its store."""
+    found = try_rows(lab, "SELECT id, pid FROM trials WHERE status='running' AND pid IS NOT NULL")
+    return found or []
 
 
 def assert_nothing_lost(lab: Path, total: int) -> None:
-    assert query(lab, "PRAGMA integrity_check") == [("ok",)]
-    ids = [r[0] for r in query(lab, "SELECT id FROM trials ORDER BY id")]
+    assert rows(lab, "PRAGMA integrity_check") == [("ok",)]
+    ids = [r[0] for r in rows(lab, "SELECT id FROM trials ORDER BY id")]
     assert ids == list(range(1, total + 1))
-    assert query(lab, "SELECT COUNT(*) FROM trials WHERE status='running'") == [(0,)]
+    assert rows(lab, "SELECT COUNT(*) FROM trials WHERE status='running'") == [(0,)]
     for kind in ("trial_created", "trial_finished"):
         counts = dict(
-            query(
+            rows(
                 lab, f"SELECT trial_id, COUNT(*) FROM events WHERE kind='{kind}' GROUP BY trial_id"
             )
         )
         assert counts == {i: 1 for i in ids}, kind
     # one cycle per trial, each closed with its storyline line
-    assert query(
+    assert rows(
         lab,
         "SELECT COUNT(*) FROM cycles c JOIN trials t ON t.cycle_id = c.id "
         "WHERE c.summary LIKE '%trial ' || t.id || ' %'",
@@ -93,15 +81,15 @@ def test_sigkill_of_the_loop_mid_trial_then_restart(make_lab):
     total = 9 + len(casualties)
     assert st["state"] == "finished" and st["trials"]["total"] == total
     assert_nothing_lost(lab, total)
-    statuses = dict(query(lab, "SELECT id, status FROM trials"))
-    reasons = dict(query(lab, "SELECT id, reason FROM trials"))
+    statuses = dict(rows(lab, "SELECT id, status FROM trials"))
+    reasons = dict(rows(lab, "SELECT id, reason FROM trials"))
     for tid in survivors:  # the trial outlived its loop and was watched to its end
         assert statuses[tid] == "succeeded"
     for tid in casualties:
         assert statuses[tid] == "killed" and reasons[tid].startswith("interrupted")
-    reconciled = query(lab, "SELECT trial_id, data FROM events WHERE kind='reconciled'")
+    reconciled = rows(lab, "SELECT trial_id, data FROM events WHERE kind='reconciled'")
     assert {r[0] for r in reconciled} == set(survivors + casualties)
-    runs = query(lab, "SELECT state FROM runs ORDER BY id")
+    runs = rows(lab, "SELECT state FROM runs ORDER BY id")
     assert [r[0] for r in runs] == ["crashed"] * 3 + ["finished"]
     assert st["baseline"]["n"] == 3
 
@@ -143,9 +131,9 @@ def test_stop_now_kills_the_running_trial(make_lab):
         os.environ.pop("TEST_TRIAL_SLEEP")
     st = status(lab)
     assert st["state"] == "stopped"
-    (row,) = query(lab, "SELECT status, reason, wall_s FROM trials")
+    (row,) = rows(lab, "SELECT status, reason, wall_s FROM trials")
     assert row[0] == "killed" and "stopped by the user" in row[1] and row[2] < 20
     events = [
-        json.loads(r[0]) for r in query(lab, "SELECT data FROM events WHERE kind='stop_requested'")
+        json.loads(r[0]) for r in rows(lab, "SELECT data FROM events WHERE kind='stop_requested'")
     ]
     assert events and events[0]["now"] is True

@@ -1,12 +1,10 @@
-"""Housekeeping: TODOs capped by the backlog and deduplicated, notes kept, files rendered."""
+"""Housekeeping: TODOs capped by the backlog and deduplicated, and rendered for the worker.
+(The workpad files of a whole night: tests/nights/test_housekeeping.py.)"""
 
 from __future__ import annotations
 
 import sqlite3
 
-import pytest
-
-from nightlab import Lab
 from nightlab.agents.context import render
 from nightlab.agents.decision import Decision
 from nightlab.loop import workpad
@@ -42,31 +40,3 @@ def test_todo_caps_tighten_as_the_backlog_grows_and_duplicates_drop(tmp_path):
     text = render({"objective": {"metric": "m", "direction": "maximize"}, "todos": focus})
     assert "Open TODOs: 17" in text and "#4" in text and "#20" in text
     conn.close()
-
-
-@pytest.mark.slow
-def test_a_night_keeps_the_workpad_and_renders_it(make_lab):
-    decisions = [
-        {
-            "action": "run",
-            "rationale": "try a bigger boost as a first probe",
-            "params": {"boost": 0.5},
-            "todo_new": ["check the noise band", "try boost 1.0"],
-            "notes_update": "boost looks monotone",
-            "data_exploration_update": "scores ~1.0",
-        },
-        {
-            "action": "analyze",
-            "rationale": "look back at what the first probe taught",
-            "resolve_todo_ids": [1],
-            "todo_new": ["try boost 1.0"],
-        },
-    ]
-    lab = make_lab(decisions=decisions, max_trials=10)
-    Lab(lab).run(report=lambda line: None)
-    art = lab / ".nightlab" / "artifacts"
-    pad = (art / "workpad.md").read_text()
-    assert "## Notes" in pad and "boost looks monotone" in pad and "scores ~1.0" in pad
-    todo = (art / "shared_todo.md").read_text()
-    assert "- [x] #1 (worker) check the noise band" in todo
-    assert "- [ ] #2 (worker) try boost 1.0" in todo and todo.count("try boost 1.0") == 1

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 
 import pytest
 
 from nightlab import Lab
 
-from conftest import status
+from conftest import rows, status
 
 pytestmark = pytest.mark.slow
 
 
 def unlogged(lab) -> int:
-    conn = sqlite3.connect(lab / ".nightlab" / "state.db")
-    try:
-        return conn.execute("SELECT COUNT(*) FROM trials WHERE mlflow_run_id IS NULL").fetchone()[0]
-    finally:
-        conn.close()
+    return rows(lab, "SELECT COUNT(*) FROM trials WHERE mlflow_run_id IS NULL")[0][0]
 
 
 def test_unreachable_mlflow_then_catch_up(make_lab):
@@ -33,9 +28,7 @@ def test_unreachable_mlflow_then_catch_up(make_lab):
     assert final["state"] == "finished" and final["trials"]["succeeded"] == 4
     assert unlogged(lab) == 4
     assert any("4 trial(s) not logged yet" in line for line in lines)
-    conn = sqlite3.connect(lab / ".nightlab" / "state.db")
-    errors = conn.execute("SELECT COUNT(*) FROM events WHERE kind='tracking_error'").fetchone()
-    conn.close()
+    (errors,) = rows(lab, "SELECT COUNT(*) FROM events WHERE kind='tracking_error'")
     assert errors[0] >= 1
 
     # the server "returns" (here: a reachable store); the next start logs the gap
@@ -101,9 +94,7 @@ def test_trial_run_the_trial_logs_into_its_own_run(make_lab):
     exp = client.get_experiment_by_name("tiny")
     runs = client.search_runs([exp.experiment_id])
     assert len(runs) == 3  # one run per trial: the trial's own, not a second one
-    conn = sqlite3.connect(lab / ".nightlab" / "state.db")
-    stored = dict(conn.execute("SELECT id, mlflow_run_id FROM trials").fetchall())
-    conn.close()
+    stored = dict(rows(lab, "SELECT id, mlflow_run_id FROM trials"))
     for run in runs:
         trial = int(run.data.tags["nightlab.trial_id"])
         assert stored[trial] == run.info.run_id
@@ -115,13 +106,3 @@ def test_trial_run_the_trial_logs_into_its_own_run(make_lab):
         assert run.data.metrics["score"] >= 1.0  # nightlab's own metric added
         assert run.data.tags["nightlab.status"] == "succeeded"
         assert run.info.status == "FINISHED"
-
-
-def test_trial_run_needs_tracking(make_lab):
-    from nightlab.config import ConfigError, load_config
-
-    lab = make_lab(tracking=False)
-    toml = lab / "nightlab.toml"
-    toml.write_text(toml.read_text() + "trial_run = true\n")
-    with pytest.raises(ConfigError, match="trial_run"):
-        load_config(lab)

@@ -4,10 +4,10 @@ one at run time fails with that reason, and the file is restored for the next tr
 from __future__ import annotations
 
 import json
-import sqlite3
-import subprocess
 
 from nightlab import Lab
+
+from conftest import git, rows
 
 TRAIN = """
 import json, os
@@ -39,14 +39,13 @@ def test_protected_files_are_neither_edited_nor_changed_by_trials(make_lab):
         )
         + "\n[search.tamper]\nchoices = [false, true]\ndefault = false\n"
     )
-    subprocess.run(["git", "add", "-A"], cwd=lab, check=True)
+    git(lab, "add", "-A")
     Lab(lab).run(report=lambda line: None)
 
-    with sqlite3.connect(lab / ".nightlab" / "state.db") as conn:
-        rejected = conn.execute("SELECT reasons FROM decisions WHERE accepted = 0").fetchone()
-        trials = conn.execute(
-            "SELECT status, reason, objective FROM trials WHERE kind = 'trial' ORDER BY id"
-        ).fetchall()
+    (rejected,) = rows(lab, "SELECT reasons FROM decisions WHERE accepted = 0")
+    trials = rows(
+        lab, "SELECT status, reason, objective FROM trials WHERE kind = 'trial' ORDER BY id"
+    )
     assert json.loads(rejected[0]) == [
         "harness_changed: evaluate.py is protected ([trial] protected)"
     ]

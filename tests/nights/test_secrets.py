@@ -3,16 +3,16 @@ record (store, workpad files, loop output)."""
 
 from __future__ import annotations
 
+import json
+
+from nightlab import Lab
+
+from conftest import connect, git
+
 
 def test_trials_get_no_agent_keys_and_secrets_never_reach_the_record(make_lab, monkeypatch):
     """An agent's key is not in a trial's environment; a secret a trial is given on purpose
     (`pass_env`) and prints is redacted from the store, the prompt files and the output."""
-    import json as _json
-    import sqlite3 as _sqlite3
-    import subprocess as _sp
-
-    from nightlab import Lab
-
     key, token = "sk-test-" + "k" * 24, "tok-" + "t" * 20
     monkeypatch.setenv("OPENAI_API_KEY", key)
     monkeypatch.setenv("HUB_TOKEN", token)
@@ -34,12 +34,15 @@ def test_trials_get_no_agent_keys_and_secrets_never_reach_the_record(make_lab, m
         .replace("[trial]\n", '[trial]\npass_env = ["HUB_TOKEN"]\n')
         .replace("[agents]\n", '[agents]\napi_key_env = "MY_SERVER_KEY"\n')
     )
-    _sp.run(["git", "add", "-A"], cwd=lab, check=True)
+    git(lab, "add", "-A")
     lines: list[str] = []
     Lab(lab).run(report=lines.append)
-    assert _json.loads((lab / "seen.json").read_text()) == ["HUB_TOKEN"]
-    with _sqlite3.connect(lab / ".nightlab" / "state.db") as conn:
+    assert json.loads((lab / "seen.json").read_text()) == ["HUB_TOKEN"]
+    conn = connect(lab)
+    try:
         db = "\n".join(conn.iterdump())  # every row of every table
+    finally:
+        conn.close()
     assert "upload failed with token [redacted HUB_TOKEN]" in db  # the failure, readable
     assert token not in db and key not in db
     for path in (lab / ".nightlab" / "artifacts").iterdir():

@@ -5,17 +5,14 @@ and ends the night; `--show`, `--cancel` and `--report-now` behave."""
 from __future__ import annotations
 
 import json
-import sqlite3
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from nightlab import Lab
-from nightlab.loop.finish_request import FinishUpError, request
 
-from conftest import cli, status, wait_for
+from conftest import cli, git, rows, status, wait_for
 
 # score = 1 + boost + seed noise; the test split is read only when NIGHTLAB_TEST is set (each
 # read is logged in the lab folder), and a `leak` parameter prints it anyway.
@@ -42,7 +39,7 @@ def lab_with_test_metric(make_lab, decisions: list[dict], **kw) -> Path:
         'direction = "maximize"', 'direction = "maximize"\ntest_metric = "test_score"'
     )
     toml.write_text(text + "\n[search.leak]\nchoices = [false, true]\ndefault = false\n")
-    subprocess.run(["git", "add", "-A"], cwd=lab, check=True)
+    git(lab, "add", "-A")
     return lab
 
 
@@ -53,11 +50,6 @@ def probe(i: int, boost: float, **params) -> dict:
         "dimension": "optimization",
         "params": {"boost": boost, **params},
     }
-
-
-def rows(lab: Path, sql: str) -> list[tuple]:
-    with sqlite3.connect(lab / ".nightlab" / "state.db") as conn:
-        return conn.execute(sql).fetchall()
 
 
 def test_a_limit_with_finishup_pending_confirms_tests_and_reports(make_lab):
@@ -146,16 +138,6 @@ def test_show_cancel_and_report_now_from_the_command_line(make_lab):
     ]:
         out = cli("finishup", str(lab), *bad, check=False)
         assert out.returncode == 2 and message in out.stderr, out.stderr
-
-
-def test_run_hours_fix_the_window_when_the_night_starts():
-    wanted = request(run_hours=8, minutes_left=60, now=1000.0)
-    assert wanted.window(None) == (None, None)
-    assert wanted.window(5000.0) == (5000.0 + 7 * 3600, 5000.0 + 8 * 3600)
-    assert request(minutes_left=10, now=0.0).window(None) == (0.0, 600.0)
-    assert request(in_minutes=5, minutes_left=10, now=0.0).window(None) == (300.0, 900.0)
-    with pytest.raises(FinishUpError, match="--in-minutes must be 0 or more"):
-        request(in_minutes=-1)
 
 
 def test_the_report_is_written_when_a_night_ends(make_lab):

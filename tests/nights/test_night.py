@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-from pathlib import Path
 
 import psutil
 import pytest
 
 from nightlab import Lab
 
-from conftest import rows, status
+from conftest import git, rows, status
 
 pytestmark = pytest.mark.slow
 
@@ -25,13 +23,6 @@ CANONICAL = [
     "env.json",
     "artifacts",
 ]
-
-
-
-def git(lab: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=lab, capture_output=True, text=True, check=True
-    ).stdout.strip()
 
 
 def test_search_night_is_recorded_in_store_files_and_mlflow(make_lab):
@@ -125,7 +116,7 @@ def test_ratchet_keeps_real_improvements_only_and_adopt_brings_code(make_lab):
     assert "+EXTRA = 1.0" in diff
 
     git(lab, "add", "-A")
-    git(lab, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "start")
+    git(lab, "commit", "-qm", "start")
     done = Lab(lab).adopt(coded["id"])
     assert done["files"] == ["train.py"] and done["params"] == {"boost": 0.5}
     assert "EXTRA = 1.0" in (lab / "train.py").read_text()

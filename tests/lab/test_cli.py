@@ -1,0 +1,38 @@
+"""The command line a user types: clear errors that name the fix, never a traceback.
+(The status contract and `init` through whole nights: tests/nights/test_cli_nights.py.)"""
+
+from __future__ import annotations
+
+from conftest import cli
+
+
+def test_bad_config_fails_with_key_file_and_fix_and_writes_nothing(make_lab):
+    lab = make_lab()
+    toml = lab / "nightlab.toml"
+    toml.write_text(toml.read_text().replace("command =", "comand ="))
+    proc = cli("run", str(lab), check=False)
+    assert proc.returncode == 2
+    assert "comand" in proc.stderr and "'command'" in proc.stderr and str(toml) in proc.stderr
+    assert "missing required key [trial] command" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (lab / ".nightlab" / "state.db").exists()
+
+
+def test_missing_lab_and_unknown_worker_are_explained(tmp_path, make_lab):
+    proc = cli("run", str(tmp_path / "nowhere"), check=False)
+    assert proc.returncode == 2 and "nightlab init" in proc.stderr
+    lab = make_lab()
+    proc = cli("run", str(lab), "--worker", "gpt-9", check=False)
+    assert proc.returncode == 2 and "unknown worker 'gpt-9'" in proc.stderr
+
+
+def test_a_folder_that_is_not_a_lab_is_named_as_such(tmp_path):
+    for args in (
+        ["status", str(tmp_path), "--json"],
+        ["leaderboard", str(tmp_path)],
+        ["status", str(tmp_path)],
+    ):
+        proc = cli(*args, check=False)
+        assert proc.returncode == 2, args
+        assert "no nightlab.toml" in proc.stderr and "nightlab init" in proc.stderr
+        assert "Traceback" not in proc.stderr
