@@ -4,13 +4,11 @@ map names every room, and the tests it points to exist."""
 from __future__ import annotations
 
 import re
-from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Literal, get_args, get_origin
 
 from pydantic import BaseModel
 
-from nightlab.config import Config, ExecutorSection, Knob
+from nightlab.config import EXECUTORS, Config, Knob
 from nightlab.lab.cli import app
 
 REPO = Path(__file__).parents[1]
@@ -46,16 +44,8 @@ def test_every_command_is_in_the_cli_reference():
 
 def builtin_executor_kinds() -> list[str]:
     """The kinds config.py's [executor] section accepts without a plugin."""
-    kind = ExecutorSection.model_fields["kind"].annotation
-    if get_origin(kind) is Literal:
-        return list(get_args(kind))
-    found = [  # a plain string: the built-in ones are nightlab's own entry points
-        ep.name
-        for ep in entry_points(group="nightlab.executors")
-        if ep.dist is not None and ep.dist.name == "nightlab"
-    ]
-    assert found, f"cannot tell the built-in executor kinds: [executor] kind is {kind}"
-    return found
+    assert EXECUTORS, "config.EXECUTORS names no built-in executor"
+    return list(EXECUTORS)
 
 
 def section_table(heading: str) -> tuple[int, list[str]]:

@@ -7,15 +7,11 @@ the budget plus a minute, a backstop. submitit's files (the sbatch script, its l
 pickled call) live in the trial's folder under `slurm/`. The job id is recorded as an event,
 so a restarted loop re-attaches to jobs still queued or running.
 
-A job lost to its node (NODE_FAIL) or to a job of higher priority (PREEMPTED) is requeued once,
-under the same job id: jobs are submitted with `--requeue`, so Slurm usually requeues them
-itself; one that ended lost without being requeued (PreemptMode=CANCEL) is requeued by
-nightlab with `scontrol requeue`. The requeue is a `trial_requeued` event (`events`, drained
-by the loop into the store). Any second restart of the same job (lost again, or requeued by
-hand) ends the trial as killed: the job is cancelled. The count comes from Slurm's own
-records (sacct, `scontrol show job`'s Restarts), and `slurm/requeues.json` in the trial
-folder keeps what nightlab already recorded, so a restarted loop neither forgets nor repeats.
-See SlurmTrial for the budget of a requeued run and what is kept of the lost one.
+A job lost to its node (NODE_FAIL) or to preemption (PREEMPTED) is requeued once, under the
+same job id (by Slurm with `--requeue`, else by nightlab with `scontrol requeue`), as a
+`trial_requeued` event; a second restart ends the trial as killed (the job is cancelled).
+The count comes from Slurm's records and `slurm/requeues.json` in the trial folder, so a
+restarted loop neither forgets nor repeats. See SlurmTrial for a requeued run's budget.
 """
 
 from __future__ import annotations
@@ -23,15 +19,15 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nightlab import UserError
 from nightlab.config import Config
+from nightlab.store import files
+from nightlab.trials import sacct
 from nightlab.trials.local import conclude, limit_broken, sandboxed_wrapper
 from nightlab.trials.metrics import MetricReader
 from nightlab.trials.watch import Handle, Outcome, TrialSpec
@@ -161,14 +157,6 @@ def attach(spec: TrialSpec, job_id: str, started_at: float) -> SlurmTrial | None
     return None if ended and trial._kill is None else trial
 
 
-@dataclass
-class Attempt:
-    """One run of the job, as sacct keeps it (its start in seconds since the epoch, or None)."""
-
-    state: str
-    start: float | None
-
-
 class SlurmTrial:
     """A trial running as a Slurm job; implements executor.Trial (poll, kill, events).
 
@@ -211,17 +199,17 @@ class SlurmTrial:
         now = time.time()
         if force or now - self._asked >= STATE_EVERY_S:
             self._asked = now
-            attempts = _sacct(self.job_id)
+            attempts = sacct.runs(self.job_id)
             if attempts:  # [] or None: sacct hiccup, or not accounted yet: ask again later
                 self._follow(attempts, now)
         return self._state
 
-    def _follow(self, attempts: list[Attempt], now: float) -> None:
+    def _follow(self, attempts: list[sacct.Attempt], now: float) -> None:
         state = attempts[-1].state
         restarts = len(attempts) - 1 + (state in REQUEUED)
         causes, by = [a.state for a in attempts], "slurm"
         if state in LOST:  # ended lost, or requeued by Slurm and sacct does not say so yet
-            live = _scontrol(self.job_id)
+            live = sacct.job(self.job_id)
             if live and live["JobState"] not in ENDED:
                 state, restarts = live["JobState"], max(restarts, int(live["Restarts"]))
             # giving up: kill() scancels, so a job Slurm requeues after all never runs unseen
@@ -229,7 +217,7 @@ class SlurmTrial:
                 self.kill("killed", f"slurm: job {self.job_id} ended {state} again after "
                           "it was requeued once already: not requeued again")  # fmt: skip
             elif self._kill is None:
-                if error := _requeue(self.job_id):
+                if error := sacct.requeue(self.job_id):
                     self.kill("killed", f"slurm: job {self.job_id} ended {state} and could "
                               f"not be requeued: {error}")  # fmt: skip
                 else:
@@ -249,11 +237,11 @@ class SlurmTrial:
             self.last_output = max(self.last_output, self.started_at)
         self._state = state
 
-    def _requeued(self, cause: str, by: str, current: Attempt | None, now: float) -> None:
+    def _requeued(self, cause: str, by: str, current: sacct.Attempt | None, now: float) -> None:
         """Record a requeue: an event, the file a restarted loop reads, a fresh watch."""
         self.requeues += 1
         self._restarted = False
-        eligible = _epoch((_scontrol(self.job_id) or {}).get("EligibleTime"))
+        eligible = sacct.epoch((sacct.job(self.job_id) or {}).get("EligibleTime"))
         self.started_at = max(now, eligible or now)
         self.last_output = now
         started = current.start if current and current.state not in WAITING else None
@@ -313,55 +301,6 @@ class SlurmTrial:
             self._asked = 0.0
 
 
-def _slurm(args: list[str]) -> subprocess.CompletedProcess | None:
-    """A Slurm client command, times as seconds since the epoch; None if it cannot run."""
-    env = {**os.environ, "SLURM_TIME_FORMAT": "%s"}
-    try:
-        return subprocess.run(args, capture_output=True, text=True, timeout=30, env=env)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-
-
-def _sacct(job_id: str) -> list[Attempt] | None:
-    """Every run of the job, oldest first (sacct -D: a requeued job has one record per run)."""
-    out = _slurm(["sacct", "-n", "-X", "-D", "-P", "-j", job_id, "-o", "JobID,State,Start"])
-    if out is None or out.returncode != 0:
-        return None
-    rows = [line.split("|") for line in out.stdout.splitlines()]
-    return [
-        Attempt((row[1].split() or ["UNKNOWN"])[0], _epoch(row[2]))
-        for row in rows
-        if len(row) >= 3 and row[0] == job_id
-    ]
-
-
-def _scontrol(job_id: str) -> dict[str, str] | None:
-    """The controller's view of the job (JobState, Restarts, EligibleTime); None once it has
-    forgotten the job (MinJobAge after its end) or cannot be asked."""
-    out = _slurm(["scontrol", "-o", "show", "job", job_id])
-    if out is None or out.returncode != 0:
-        return None
-    found = dict(re.findall(r"\b(JobState|Restarts|EligibleTime)=(\S+)", out.stdout))
-    return found if {"JobState", "Restarts"} <= found.keys() else None
-
-
-def _requeue(job_id: str) -> str | None:
-    """`scontrol requeue` the job (same id, back in the queue); the error, if it failed."""
-    out = _slurm(["scontrol", "requeue", job_id])
-    if out is None:
-        return "scontrol could not be run"
-    if out.returncode != 0:
-        return (out.stderr or out.stdout).strip()[:300] or f"exit status {out.returncode}"
-    return None
-
-
-def _epoch(value: str | None) -> float | None:
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None  # "Unknown", "None"
-
-
 def _mtime(path: Path) -> float:
     try:
         return path.stat().st_mtime
@@ -393,11 +332,8 @@ def _read_requeues(trial_dir: Path) -> list[dict[str, Any]]:
 
 
 def _write_requeues(trial_dir: Path, done: list[dict[str, Any]]) -> None:
-    path = trial_dir / REQUEUES
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(done, indent=1))
-    tmp.replace(path)
+    (trial_dir / REQUEUES).parent.mkdir(parents=True, exist_ok=True)
+    files.write_json(trial_dir / REQUEUES, done, indent=1)
 
 
 def _exit_code(trial_dir: Path) -> int | None:
