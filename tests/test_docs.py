@@ -74,16 +74,10 @@ def test_every_executor_kind_is_in_the_concepts_table():
 
 
 def code_map() -> tuple[int, str]:
-    """(line number, text) of the README's code map: a fenced block listing src/nightlab/,
-    else the paragraph that says how the code is laid out."""
-    blocks = re.finditer(r"^```[^\n]*\n(.*?)^```", README, re.M | re.S)
-    for block in blocks:
-        if "src/nightlab" in block.group(1):
-            return README[: block.start()].count("\n") + 1, block.group(1)
-    for match in re.finditer(r"(?:^.+\n?)+", README, re.M):
-        if re.search(r"code map|the code follows", match.group(0), re.I):
-            return README[: match.start()].count("\n") + 1, match.group(0)
-    raise AssertionError("README.md has no code map (a fenced block listing src/nightlab/)")
+    """(line number, text) of the README's code map: the section headed "The code"."""
+    match = re.search(r"^#+ The code\b.*?\n(.*?)(?=^#|\Z)", README, re.M | re.S)
+    assert match, 'README.md has no code map (a section headed "The code")'
+    return README[: match.start()].count("\n") + 1, match.group(1)
 
 
 def names_room(text: str, room: str) -> bool:
