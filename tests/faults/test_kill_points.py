@@ -13,6 +13,8 @@ import json
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -105,15 +107,39 @@ def test_a_kill_between_a_trial_row_and_its_folder(tmp_path):
         reap(lab_processes(lab))
 
 
+# The loop as a user runs it, with one change: writing trial 4's folder (result.json) first
+# reads a FIFO, so the loop blocks right after the store committed trial 4's outcome.
+TRAPPED_LOOP = """
+import os, sys
+from pathlib import Path
+from nightlab.store import folder
+real = folder.finish
+def finish(trial_dir, result, history):
+    if Path(trial_dir).name == "4":
+        Path(os.environ["NIGHTLAB_TEST_TRAP"]).read_text()
+    real(trial_dir, result, history)
+folder.finish = finish
+from nightlab.__main__ import main
+sys.argv = ["nightlab", *sys.argv[1:]]
+main()
+"""
+
+
 def test_a_kill_after_a_trial_is_recorded_but_before_its_result_json(tmp_path):
-    """A FIFO where result.json.tmp will be written blocks the loop right after it
-    committed trial 4's outcome; it is killed there. (test_random_sigkill.py hit this
-    moment by chance: a trial folder left with result.json.tmp and no result.json.)"""
+    """The loop is killed after it committed trial 4's outcome and before it wrote its
+    result.json (test_random_sigkill.py hit this moment by chance: a trial folder left
+    without result.json): the next loop writes it from the store."""
     lab = fault_lab(tmp_path / "lab", max_trials=5)
     trial4 = lab / ".nightlab" / "trials" / "4"
-    trial4.mkdir(parents=True)
-    os.mkfifo(trial4 / "result.json.tmp")
-    loop = spawn_loop(lab, "--max-trials", "4", log=tmp_path / "first.log")
+    trap = tmp_path / "trap"
+    os.mkfifo(trap)
+    with open(tmp_path / "first.log", "ab") as log:
+        loop = subprocess.Popen(
+            [sys.executable, "-c", TRAPPED_LOOP, "run", str(lab), "--max-trials", "4"],
+            env={**os.environ, "NIGHTLAB_PLAIN": "1", "NIGHTLAB_TEST_TRAP": str(trap)},
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
     recorded = wait_until(
         lambda: try_rows(lab, "SELECT 1 FROM events WHERE kind='trial_finished' AND trial_id=4"),
         30,
@@ -122,7 +148,6 @@ def test_a_kill_after_a_trial_is_recorded_but_before_its_result_json(tmp_path):
     time.sleep(0.3)
     blocked = loop.poll() is None
     sigkill(loop)
-    (trial4 / "result.json.tmp").unlink()  # our trap, not a file nightlab made
     if not (
         recorded
         and blocked

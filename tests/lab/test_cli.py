@@ -36,3 +36,27 @@ def test_a_folder_that_is_not_a_lab_is_named_as_such(tmp_path):
         assert proc.returncode == 2, args
         assert "no nightlab.toml" in proc.stderr and "nightlab init" in proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_a_refused_sbatch_is_one_line_not_a_traceback(make_lab, tmp_path):
+    """Every error a user can fix derives from nightlab.UserError and carries its exit
+    status: SlurmError (once missing from a table of class names) included."""
+    import os
+    import subprocess
+
+    from conftest import NIGHTLAB
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("sbatch", "squeue", "sacct", "scontrol", "sinfo"):
+        fake = bin_dir / tool
+        fake.write_text("#!/bin/sh\necho 'error: invalid partition specified: nope' >&2\nexit 1\n")
+        fake.chmod(0o755)
+    lab = make_lab(toml_extra='\n[executor]\nkind = "slurm"\npartition = "nope"\n')
+    env = {**os.environ, "NIGHTLAB_PLAIN": "1", "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    proc = subprocess.run(
+        [*NIGHTLAB, "run", str(lab)], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "sbatch refused trial 1" in proc.stderr and "invalid partition" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -96,3 +96,22 @@ def test_spawn_leaves_the_reaping_to_the_caller(tmp_path: Path):
     assert process.reap(pid) == 7
     if fd is not None:
         os.close(fd)
+
+
+def test_when_the_watcher_raises_nothing_of_the_command_outlives_it(tmp_path: Path):
+    """A tick that raises (the loop recording a trial while a smoke check runs, a Ctrl-C):
+    the command's whole tree is killed before the error goes on."""
+    tag = f"nightlab-test-{uuid.uuid4().hex}"
+    script = f"{sleeper(tag)} & setsid {sleeper(tag)} & wait"
+    calls = []
+
+    def tick() -> bool:
+        calls.append(1)
+        if len(calls) > 3:
+            raise KeyboardInterrupt
+        return True
+
+    with pytest.raises(KeyboardInterrupt):
+        process.run(["sh", "-c", script, tag], cwd=tmp_path, env=ENV, timeout=60, tick=tick)
+    time.sleep(0.2)
+    assert not left_behind(tag)

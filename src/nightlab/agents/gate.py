@@ -9,11 +9,6 @@ from dataclasses import dataclass, field
 from nightlab.agents.decision import Decision
 from nightlab.config import Config, matches
 
-# The glob matcher lives in config (it reads nightlab.toml's globs); this old name stays
-# only for trials/smoke.py, trials/protect.py and loop/admission.py until they import
-# `nightlab.config.matches` themselves.
-editable = matches
-
 MIN_RATIONALE = 12
 TRIVIAL = {"try", "test", "run", "n/a", "na", "none", "because", "todo", "idk"}
 

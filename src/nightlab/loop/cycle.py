@@ -20,7 +20,7 @@ from nightlab.loop.finishup import Finisher
 from nightlab.loop.night import Next, Night, Run
 from nightlab.loop.slots import Slots
 from nightlab.loop.thinking import Thinker, Thought
-from nightlab.store import queries, read
+from nightlab.store import files, queries, read
 from nightlab.store.db import Store
 from nightlab.trials.workspace import WorkspaceError
 
@@ -133,8 +133,8 @@ class Cycles:
         night = self.night
 
         def trial_file(trial: int, name: str) -> str | None:
-            path = night.trial_dir(int(trial)) / name
-            return path.read_text(errors="replace") if path.is_file() else None
+            path = night.trial_dir(int(trial)) / name  # never through a link a trial planted
+            return files.tail(path, max_bytes=1 << 20) if path.is_file() else None
 
         return LabView(
             files=lambda: night.ws.files(night.base()),

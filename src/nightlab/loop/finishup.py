@@ -212,7 +212,7 @@ class Finisher:
         """Run the final pick once with NIGHTLAB_TEST=1 for `[objective] test_metric`."""
         metric = self.night.cfg.objective.test_metric
         if not metric:
-            return False
+            return None
         from nightlab.report.candidates import final_pick
 
         night, ranked = self._ranked()

@@ -214,6 +214,7 @@ class Journal:
             )
             # a Slurm job's id: how a restart finds it again
             extra = {"job_id": handle.job_id} if handle.job_id else {}
+            extra |= {"executor": handle.kind} if handle.kind else {}
             self._event(s, "trial_started", trace_id=trace, trial_id=trial_id, pid=handle.pid,
                         slot=slot, **extra)  # fmt: skip
 

@@ -268,26 +268,37 @@ class Loop:
             self.stop_now = True
 
     def _close(self, state: str, reason: str) -> dict[str, Any]:
+        """End this run once: release the worktrees and the MLflow mirror, record what an
+        unused thought cost, close the run, write the report when due. The run is closed
+        and the heartbeat stopped even when a release fails."""
         night = self.night
         if not self._ended:
             self._ended = True
-            self.slots.close()
-            if self.tracking:
-                self.tracking.close()
-            if unused := self.cycles.close():  # a decision made ahead but never used cost
-                for usage in (unused.usage, unused.mentor_usage):
-                    if usage:
-                        night.event("agent_usage", run_id=night.run_id, unused=True, **usage)
-            left = night.journal.close_run(state, reason, mlflow=self.tracking is not None)
-            if self.report_top_k or (
-                state in ("finished", "stopped") and self.cfg.report.auto and self.budget.trials
-            ):  # after the run is closed: the report tells how the night ended
-                self.finisher.reported(opening.write_report(night, self.report_top_k))
-            self.heartbeat.stop()  # the heartbeat beats until the run is closed
-            self.report(f"run {night.run_id} {state}: {reason}")
-            if left:
-                self.report(
-                    f"MLflow: {left} trial(s) not logged yet (see .nightlab/tracking.log); "
-                    "they are logged at the next start"
-                )
+            try:
+                self.slots.close()
+                if self.tracking:
+                    self.tracking.close()
+            finally:
+                try:
+                    self._close_run(state, reason)
+                finally:
+                    self.heartbeat.stop()
         return read.status(night.store.path, self.cfg.lab.name)
+
+    def _close_run(self, state: str, reason: str) -> None:
+        night = self.night
+        if unused := self.cycles.close():  # a decision made ahead but never used cost
+            for usage in (unused.usage, unused.mentor_usage):
+                if usage:
+                    night.event("agent_usage", run_id=night.run_id, unused=True, **usage)
+        left = night.journal.close_run(state, reason, mlflow=self.tracking is not None)
+        if self.report_top_k or (
+            state in ("finished", "stopped") and self.cfg.report.auto and self.budget.trials
+        ):  # after the run is closed: the report tells how the night ended
+            self.finisher.reported(opening.write_report(night, self.report_top_k))
+        self.report(f"run {night.run_id} {state}: {reason}")
+        if left:
+            self.report(
+                f"MLflow: {left} trial(s) not logged yet (see .nightlab/tracking.log); "
+                "they are logged at the next start"
+            )

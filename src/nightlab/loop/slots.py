@@ -166,8 +166,8 @@ class Slots:
             watch = launch.build(
                 cfg, night.lab, trial_dir, row.id, row.params, row.seed, night.lab
             )  # only watched: it was started long ago
-            job = history.job_id(night.store, row.id)
-            handle = executor.Handle(pid=pid, pid_started_at=row.pid_started_at, job_id=job)
+            kind, job = history.started_as(night.store, row.id)
+            handle = executor.Handle(kind, pid, row.pid_started_at, job)
             live = executor.attach(cfg, watch, handle, row.started_at, using=self.executor)
             trace = night.journal.reconciled(row, pid, alive=live is not None)
             if live is not None and row.slot < night.slots and row.slot not in self.running:

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, not_, select, text
 
 from nightlab.store.db import Store
+from nightlab.store.kinds import EXPLORING, INTERRUPTED_SQL
 from nightlab.store.models import Cycle, Event, Trial
 from nightlab.store.models import Decision as DecisionRow
 
@@ -17,11 +18,8 @@ def trial_count(store: Store) -> int:
     """Trials counted against max_trials: not finish-up's confirmation and test runs, nor
     trials cut short by nightlab's own fate (a killed loop), which run again."""
     with store.tx() as s:
-        interrupted = Trial.status.in_(("killed", "timeout")) & func.coalesce(
-            Trial.reason, ""
-        ).like("interrupted%")
         query = select(func.count(Trial.id)).where(
-            Trial.kind.in_(("baseline", "trial")), ~interrupted
+            Trial.kind.in_(EXPLORING), not_(text(INTERRUPTED_SQL))
         )
         return s.scalar(query)
 
@@ -61,13 +59,16 @@ def trace_of(store: Store, cycle_id: int) -> str:
         return s.get(Cycle, cycle_id).trace_id
 
 
-def job_id(store: Store, trial_id: int) -> str | None:
-    """The Slurm job a trial was submitted as (None for a local trial)."""
+def started_as(store: Store, trial_id: int) -> tuple[str | None, str | None]:
+    """(the executor kind, the job id) a trial was started with, as its `trial_started`
+    event recorded them: how a restarted loop finds it again (None when not recorded)."""
     with store.tx() as s:
         query = select(Event.data).where(
             Event.kind == "trial_started", Event.trial_id == trial_id
         )
-        return next((d["job_id"] for d in s.scalars(query) if d.get("job_id")), None)
+        started = [d for d in s.scalars(query)]
+    kind = next((d["executor"] for d in started if d.get("executor")), None)
+    return kind, next((d["job_id"] for d in started if d.get("job_id")), None)
 
 
 def pending_retries(store: Store) -> list[tuple[Trial, dict[str, Any]]]:

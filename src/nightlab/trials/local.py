@@ -14,17 +14,15 @@ from typing import Any
 import psutil
 
 from nightlab.config import Config
+from nightlab.store import files
 from nightlab.store.kinds import INTERRUPTED
-from nightlab.store.redact import redact
 from nightlab.trials import process
 from nightlab.trials.metrics import MetricReader
 from nightlab.trials.watch import Handle, Outcome, TrialSpec
-from nightlab.trials.watch import wait_any as wait_any  # the loop's entry point, kept here
 
 KIND = "local"
 KILL_GRACE_S = 3.0
 RSS_SAMPLE_S = 0.5
-TAIL_LINES = 40
 POLL_EVERY_S = 0.01  # wait_any's sleep for a trial without a pidfd (an old kernel)
 
 # The trial's own exit status lands in a file, so a loop that died and came back can still
@@ -216,7 +214,7 @@ def conclude(
         objective=objective if status == "succeeded" else None,
         metrics=reader.last(),
         reason=reason,
-        log_tail=None if status == "succeeded" else log_tail(spec.trial_dir),
+        log_tail=None if status == "succeeded" else files.trial_logs_tail(spec.trial_dir),
         history=reader.history,
     )
 
@@ -286,16 +284,3 @@ def _read_exit_code(trial_dir: Path) -> int | None:
         return int((trial_dir / "exit_code").read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
-
-
-def log_tail(trial_dir: Path, lines: int = TAIL_LINES) -> str:
-    parts = []
-    for name in ("stderr.log", "stdout.log"):
-        path = trial_dir / name
-        if path.is_file():
-            with path.open("rb") as fh:
-                fh.seek(max(0, path.stat().st_size - 16384))
-                text = fh.read().decode("utf-8", errors="replace").splitlines()[-lines:]
-            if text:
-                parts.append(f"--- {name} (last {len(text)} lines) ---\n" + "\n".join(text))
-    return redact("\n".join(parts))

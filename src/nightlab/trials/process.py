@@ -98,6 +98,11 @@ def run(
                     time.sleep(min(wait, POLL_S))
                 else:
                     select.select([fd], [], [], wait)
+        except BaseException:  # a tick that raised, a Ctrl-C: nothing of it outlives us
+            signal_all(pid, tree(pid), signal.SIGKILL)
+            reap(pid)
+            raise
+        else:
             signal_group(pid, signal.SIGKILL)  # what it left in its group (leader unreaped)
             code = reap(pid)
         finally:

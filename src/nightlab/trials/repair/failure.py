@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from nightlab.config import Config
+from nightlab.store import files
 
 EVENT = "auto_repair"
 STDERR_BYTES = 65536  # how much of the end of stderr.log is read
@@ -57,15 +58,8 @@ def toml_key(name: str) -> str:
 
 
 def write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    tmp.replace(path)
+    files.write_json(path, data, newline=True)
 
 
 def _read_tail(path: Path) -> str:
-    try:
-        with path.open("rb") as fh:
-            fh.seek(max(0, path.stat().st_size - STDERR_BYTES))
-            return fh.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
+    return files.tail(path, max_bytes=STDERR_BYTES)
