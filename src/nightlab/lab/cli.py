@@ -1,4 +1,4 @@
-"""The `nightlab` command: a Typer app over `nightlab.api.Lab`.
+"""The `nightlab` command: a Typer app over `nightlab.lab.api.Lab`.
 
 Heavy modules (SQLAlchemy, MLflow, torch, Rich tables) are imported inside the commands
 that need them, so `nightlab --help` and `nightlab status --json` start fast.

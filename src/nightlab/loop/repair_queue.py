@@ -1,4 +1,4 @@
-"""The loop's side of auto-repair (repair.py does the repairing): each failed trial's one
+"""The loop's side of auto-repair (trials/repair/ does the repairing): each failed trial's one
 recovery pass runs on its own thread, one at a time, so the other slots stay watched while
 pip or git works; what it did is stored by the loop's thread, and a repaired trial waits
 here for the next free slot.

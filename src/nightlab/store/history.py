@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, not_, select, text
+from sqlalchemy import func, select, text
 
 from nightlab.store.db import Store
 from nightlab.store.kinds import EXPLORING, INTERRUPTED_SQL
@@ -19,7 +19,7 @@ def trial_count(store: Store) -> int:
     trials cut short by nightlab's own fate (a killed loop), which run again."""
     with store.tx() as s:
         query = select(func.count(Trial.id)).where(
-            Trial.kind.in_(EXPLORING), not_(text(INTERRUPTED_SQL))
+            Trial.kind.in_(EXPLORING), text(f"NOT {INTERRUPTED_SQL}")
         )
         return s.scalar(query)
 

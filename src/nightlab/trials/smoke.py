@@ -25,7 +25,7 @@ def written(cfg: Config, files: list[str]) -> list[str]:
     return [f for f in files if matches(f, cfg.trial.generated)]
 
 
-SCRIPT = "_nightlab_smoke.py"  # smoke.py's copy at the root of the exported code
+SCRIPT = "_nightlab_smoke.py"  # smoke_script.py's copy at the root of the exported code
 
 
 def vet(
