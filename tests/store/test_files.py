@@ -106,17 +106,19 @@ def test_tail_does_not_read_through_a_link_or_a_pipe(tmp_path):
     assert files.tail(tmp_path / "stdout.log") == ""  # returns at once, no writer needed
 
 
-def test_trial_logs_tail_is_the_local_executors(tmp_path, monkeypatch):
-    from nightlab.trials import local
-
+def test_a_trial_logs_tail_names_each_log_and_redacts_secrets(tmp_path, monkeypatch):
+    """What the store keeps of a failed trial (the local executor's outcome uses it)."""
     monkeypatch.setenv("SOME_API_KEY", "sk-secret-value-123")
     trial = LabPaths(tmp_path).trial(3)
     trial.mkdir(parents=True)
-    assert files.trial_logs_tail(trial) == local.log_tail(trial) == ""
+    assert files.trial_logs_tail(trial) == ""
     (trial / "stdout.log").write_text("".join(f"out {i}\n" for i in range(60)))
     (trial / "stderr.log").write_text("Traceback\nboom sk-secret-value-123\n")
     got = files.trial_logs_tail(trial)
-    assert got == local.log_tail(trial)
     assert got.startswith("--- stderr.log (last 2 lines) ---\nTraceback\nboom [redacted")
     assert "--- stdout.log (last 40 lines) ---\nout 20\n" in got
-    assert files.trial_logs_tail(trial, 1) == local.log_tail(trial, 1)
+    assert files.trial_logs_tail(trial, 1).endswith("--- stdout.log (last 1 lines) ---\nout 59")
+    (trial / "stderr.log").unlink()
+    (trial / "stderr.log").symlink_to(tmp_path / "secret.txt")  # a trial's planted link
+    (tmp_path / "secret.txt").write_text("the user's secret\n")
+    assert "secret" not in files.trial_logs_tail(trial)
