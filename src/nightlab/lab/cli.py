@@ -102,7 +102,8 @@ Note = Annotated[str, typer.Option(help="A note kept with the finish-up request.
 def run(
     lab: LabArg = HERE,
     worker: Annotated[
-        str | None, typer.Option(help='"search", "replay:FILE", a model or "command:NAME".')
+        str | None,
+        typer.Option(help='"search", "replay:FILE", a model, "command:NAME", plugin "NAME:ARGS".'),
     ] = None,
     max_trials: Annotated[int | None, typer.Option(min=1)] = None,
     hours: Hours = None,

@@ -74,7 +74,6 @@ class Loop:
         self.stop_reason: str | None = None
         self.stop_now = False
         self.report_top_k: int | None = None  # set when finish-up is done: the report is due
-        self.tracking: Any = None
         self._graceful = threading.Event()  # stop after the running trials
         self._next_ask = 0.0
         self._ended = False
@@ -155,7 +154,7 @@ class Loop:
         finished = night.store.trials(Trial.status != "running")
         self.worker.resume(finished, history.decisions_by(night.store, self.worker.name))
         night.journal.render_storyline()
-        self.tracking = self.record.tracking = opening.start_tracking(night)
+        self.record.tracking = opening.start_tracking(night)  # the recorder feeds it
         if (limit := self.budget.limit_reached()) and not self.slots.running:
             self.report(
                 f"nothing to do: {limit} (raise it, e.g. --max-trials "
@@ -276,8 +275,8 @@ class Loop:
             self._ended = True
             try:
                 self.slots.close()
-                if self.tracking:
-                    self.tracking.close()
+                if self.record.tracking:
+                    self.record.tracking.close()
             finally:
                 try:
                     self._close_run(state, reason)
@@ -291,7 +290,7 @@ class Loop:
             for usage in (unused.usage, unused.mentor_usage):
                 if usage:
                     night.event("agent_usage", run_id=night.run_id, unused=True, **usage)
-        left = night.journal.close_run(state, reason, mlflow=self.tracking is not None)
+        left = night.journal.close_run(state, reason, mlflow=self.record.tracking is not None)
         if self.report_top_k or (
             state in ("finished", "stopped") and self.cfg.report.auto and self.budget.trials
         ):  # after the run is closed: the report tells how the night ended
