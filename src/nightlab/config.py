@@ -105,6 +105,11 @@ class ObjectiveSection(_Section):
         None,
         description="A held-out metric, computed once for the final pick (NIGHTLAB_TEST=1).",
     )
+    test_paths: list[str] = Field(
+        default_factory=list,
+        description="Lab paths of the held-out test data: absent from every sandbox but the "
+        "final pick's test run.",
+    )
 
 
 class TrialSection(_Section):
@@ -121,7 +126,18 @@ class TrialSection(_Section):
     )
     share: list[str] = Field(
         default_factory=list,
-        description="Lab paths (e.g. untracked data folders) linked into every trial worktree.",
+        description="Lab paths (e.g. untracked data folders) linked into every trial worktree "
+        "(read-only in the sandbox).",
+    )
+    share_writable: list[str] = Field(
+        default_factory=list,
+        description="The `share` entries trials may also write (e.g. a dataset cache).",
+    )
+    evaluate: str | None = Field(
+        None,
+        description="Sealed evaluation: a command run after the training command, in a fresh "
+        "sandbox with the base commit's protected files and the trial's artifacts read-only; "
+        "the objective comes from it alone.",
     )
     seed: int = Field(0, description="NIGHTLAB_SEED of every trial but the baseline repeats.")
     sandbox: Literal["bwrap", "none"] = Field(
@@ -493,6 +509,23 @@ def _check_files(cfg: Config, lab: Path, path: Path) -> None:
                 f"{path}: [trial] share entry {entry!r} does not exist in {lab}; "
                 "create it or remove it from the list"
             )
+    for entry in cfg.trial.share_writable:
+        if entry not in cfg.trial.share:
+            raise ConfigError(
+                f"{path}: [trial] share_writable entry {entry!r} is not in [trial] share; "
+                "list it there too"
+            )
+    for entry in cfg.objective.test_paths:
+        if Path(entry).is_absolute() or ".." in Path(entry).parts or not entry.strip():
+            raise ConfigError(
+                f"{path}: [objective] test_paths entry {entry!r} leaves the lab; "
+                "use paths relative to the lab folder"
+            )
+    if cfg.trial.evaluate and not cfg.trial.protected:
+        raise ConfigError(
+            f"{path}: [trial] evaluate runs the base commit's protected files, but [trial] "
+            "protected is empty: list the evaluation script (and what it imports) there"
+        )
 
 
 def _check_executor(cfg: Config, path: Path) -> None:
