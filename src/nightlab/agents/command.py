@@ -122,7 +122,8 @@ class CommandWorker(BaseWorker):
             for item in self.agent.argv
             for arg in (files if item == "{files}" else [item.format(**values, files="")])
         ]
-        argv = [*sandbox.prefix(self.cfg, self.lab, agent=True), *argv]
+        box = sandbox.agent_box(self.cfg, work, run / "prompt.md", argv)
+        argv = [*sandbox.prefix(self.cfg, self.lab, box), *argv]
         try:
             self._run(argv, work, run / "output.log")
             return self._collect(work, base, run)
@@ -204,4 +205,3 @@ def _files(root: Path) -> list[str]:
 def _tail(log: Path, chars: int = 600) -> str:
     text = files.tail(log).strip()
     return f"…{text[-chars:]}" if len(text) > chars else text or "no output"
-

@@ -7,17 +7,19 @@ Local and Slurm trials are told apart only here and in trials/.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from nightlab.loop.night import Night, Run
+from nightlab.loop.night import Night, NightError, Run
 from nightlab.ratchet import Best
-from nightlab.store import files, fmt, folder, history, kinds
+from nightlab.store import files, fmt, folder, history, kinds, paths
 from nightlab.store.db import Trial
 from nightlab.trials import executor, launch, local, protect, training_spec
+from nightlab.trials.workspace import WorkspaceError
 from nightlab.trials.worktrees import WorktreePool
 
 POLL_S = 0.01
@@ -33,7 +35,8 @@ class Active:
     trial: executor.Trial
     trace: str  # its cycle's trace id
     kind: str  # baseline|trial|confirm|test
-    tree: str  # its worktree; "" when re-attached from a loop that died
+    tree: str  # its tree; "" when re-attached from a loop that died
+    commit: str = ""  # the code the tree holds (its own files are not outputs)
 
 
 class Slots:
@@ -86,28 +89,53 @@ class Slots:
         )  # fmt: skip
         if run.commit != base:
             night.ws.keep_trial(trial_id, run.commit)
-        tree, workdir = self.trees.acquire(run.commit)
         trial_dir = night.trial_dir(trial_id)
+        try:
+            tree, workdir = self.trees.acquire(run.commit)
+        except WorkspaceError as exc:  # e.g. a file name the disk refuses: the trial fails
+            self._unlaunchable(trial_id, trace, kind, f"its code could not be checked out: {exc}")
+            return trial_id
         diff = night.ws.diff(night.base_commit, run.commit)
         folder.prepare(trial_dir, params, diff, run.commit, self.data)
+        if cfg.trial.evaluate:  # the sealed evaluation's own copy of the protected files
+            self._evaluation_files(trial_dir / paths.EVAL)
         gpus = self.gpus if self.executor.local_gpus else None  # else each trial gets its own
         build = launch.build(
             cfg, night.lab, trial_dir, trial_id, params, run.seed, workdir, slot, gpus,
-            mlflow=self.mlflow,
+            mlflow=self.mlflow, protected=night.protected, test=kind == "test",
+            tree=night.ws.tree_root(tree),
         )  # fmt: skip
-        if kind == "test":  # the one run that may read the held-out test split
-            build.env["NIGHTLAB_TEST"] = "1"
         if ran is not None:  # the normalised spec is what runs, and is recorded
             (trial_dir / "spec.json").write_text(ran.text())
-            build.env["NIGHTLAB_SPEC"] = str(trial_dir / "spec.json")
+            (trial_dir / paths.OUT / "spec.json").write_text(ran.text())  # the trial's copy
+            build.env["NIGHTLAB_SPEC"] = str(trial_dir / paths.OUT / "spec.json")
         running = self.executor.start(build)
         night.journal.started(trial_id, trace, running, slot, tree)
-        self.running[slot] = Active(running, trace, kind, tree)
+        self.running[slot] = Active(running, trace, kind, tree, run.commit)
         shown = " ".join(f"{k}={fmt.value(v)}" for k, v in decision.params.items())
         if decision.edits:
             shown += f" edits {', '.join(sorted({e.file for e in decision.edits}))}"
         night.report(f"trial {trial_id} ({kind}) started on slot {slot}: {shown}")
         return trial_id
+
+    def _evaluation_files(self, folder: Path) -> None:
+        """The night's base commit's protected files, each checked against its hash."""
+        night = self.night
+        for path, digest in night.protected.items():
+            data = night.ws.blob(night.base_commit, path)
+            if hashlib.sha256(data).hexdigest() != digest:
+                raise NightError(f"protected file {path} no longer matches its hash at start")
+            target = folder / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+
+    def _unlaunchable(self, trial_id: int, trace: str, kind: str, reason: str) -> None:
+        outcome = local.Outcome(
+            status="failed", exit_code=None, objective=None, metrics={}, wall_s=0.0,
+            peak_rss_mb=None, log_tail=None, reason=reason,
+        )  # fmt: skip
+        self.night.report(f"trial {trial_id} ({kind}) failed before it started: {reason}")
+        self.record(trial_id, trace, kind, outcome)
 
     # ------------------------------------------------------------------ watch
     def poll(self) -> None:
@@ -142,10 +170,11 @@ class Slots:
                 "restored)",
             )  # fmt: skip
         trial_id = active.trial.spec.trial_id
+        folder.collect(night.trial_dir(trial_id))
         self.record(trial_id, active.trace, active.kind, outcome)
         if active.tree:
-            outputs = night.trial_dir(trial_id) / "outputs"
-            self.trees.release(active.tree, night.base(), outputs)
+            outputs = night.trial_dir(trial_id) / paths.OUTPUTS
+            self.trees.release(active.tree, night.base(), outputs, active.commit)
 
     def _drain_events(self, active: Active) -> None:
         """Store what a running trial reported about itself (e.g. a Slurm job requeued)."""
@@ -171,7 +200,9 @@ class Slots:
             live = executor.attach(cfg, watch, handle, row.started_at, using=self.executor)
             trace = night.journal.reconciled(row, pid, alive=live is not None)
             if live is not None and row.slot < night.slots and row.slot not in self.running:
-                self.running[row.slot] = Active(live, trace, row.kind, row.worktree or "")
+                self.running[row.slot] = Active(
+                    live, trace, row.kind, row.worktree or "", row.commit or ""
+                )
                 who = f"job {job}" if job else f"pid {pid}"
                 night.report(f"trial {row.id} still running ({who}): watching it again")
                 continue
@@ -188,6 +219,7 @@ class Slots:
                     log_tail=files.trial_logs_tail(trial_dir),
                     reason=f"{kinds.INTERRUPTED}: the loop died while this trial ran",
                 )  # fmt: skip
+            folder.collect(trial_dir)
             self.record(row.id, trace, row.kind, outcome)
 
 

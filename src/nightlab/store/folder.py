@@ -1,19 +1,23 @@
 """The canonical trial folder `.nightlab/trials/<id>/`: params.json, stdout.log,
-stderr.log, metrics.jsonl, result.json, diff.patch, env.json and artifacts/."""
+stderr.log, metrics.jsonl, result.json, diff.patch, env.json (the record: the loop's), and
+out/ (the trial's own: its params copy, the metrics it logs, its artifacts/)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
+import re
+import stat
 import sys
 from functools import cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from nightlab.store import files
-from nightlab.store.paths import ARTIFACTS, DIFF, ENV, METRICS, PARAMS, RESULT
+from nightlab.store import files, paths
+from nightlab.store.paths import ARTIFACTS, DIFF, ENV, METRICS, OUT, PARAMS, RESULT
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -57,10 +61,43 @@ def prepare(
     commit: str,
     data: dict[str, str] | None = None,
 ) -> None:
-    (trial_dir / ARTIFACTS).mkdir(parents=True, exist_ok=True)
+    (trial_dir / OUT / ARTIFACTS).mkdir(parents=True, exist_ok=True)  # the trial's to write
     write_json(trial_dir / PARAMS, params)
+    write_json(trial_dir / OUT / PARAMS, params)  # the trial's copy: the record keeps its own
     files.write_atomic(trial_dir / DIFF, diff)
     write_json(trial_dir / ENV, {**_environment(), "git_sha": commit, "data": data or {}})
+
+
+def collect(trial_dir: Path) -> list[str]:
+    """Once a trial has ended: drop from its out/ whatever is not a regular file (a link
+    must never lead a reader of the folder elsewhere), and take the MLflow run id it wrote
+    into the record when it looks like one. Returns what was dropped."""
+    out, dropped = trial_dir / OUT, []
+    if out.is_symlink() or not out.is_dir():
+        return dropped
+    for folder, dirs, names, fd in os.fwalk(out, follow_symlinks=False):
+        for name in names + [d for d in dirs if os.path.islink(os.path.join(folder, d))]:
+            mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
+            if not stat.S_ISREG(mode):
+                os.unlink(name, dir_fd=fd)
+                dropped.append(os.path.relpath(os.path.join(folder, name), out))
+    run_id = _read_small(out / paths.MLFLOW_RUN_ID, 128)
+    if run_id and re.fullmatch(r"[0-9a-fA-F]{8,64}", run_id.strip()):
+        files.write_atomic(trial_dir / paths.MLFLOW_RUN_ID, run_id.strip())
+    return dropped
+
+
+def _read_small(path: Path, limit: int) -> str | None:
+    """The text of a regular file of at most `limit` bytes, never through a link."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        data = fh.read(limit + 1)
+    return None if len(data) > limit else data.decode(errors="replace")
 
 
 def finish(trial_dir: Path, result: dict[str, Any], history: list[dict[str, Any]]) -> None:

@@ -31,6 +31,10 @@ PID = "pid"
 EXIT_CODE = "exit_code"
 MLFLOW_RUN_ID = "mlflow_run_id"  # the MLflow run a trial logged into itself
 OUTPUTS = "outputs"
+OUT = "out"  # the one folder of its own a trial may write: metrics.jsonl, artifacts/, params
+EVAL = "eval"  # sealed evaluation: the base's protected files, run on the trial's artifacts
+EVAL_LOG = "eval.log"  # what the evaluation printed
+EVAL_EXIT_CODE = "eval_exit_code"
 LOGS = (STDERR, STDOUT)  # a trial's logs, in the order a tail shows them
 
 LOCK_NAME = "loop.lock"

@@ -1,8 +1,9 @@
 """`[tracking] trial_run`: open the trial's MLflow run, then become the trial's command.
 
 Runs as `python -m nightlab.tracking.trial_run OPTS COMMAND` at the front of the trial
-(inside the sandbox when there is one): it creates the run, writes its id to the trial
-folder (so the tracking process fills that same run afterwards), and execs `/bin/sh -c
+(inside the sandbox when there is one): it creates the run, writes its id to the trial's
+out/ folder (the loop copies it into the record, and the tracking process fills that same
+run afterwards), and execs `/bin/sh -c
 COMMAND` with MLFLOW_TRACKING_URI, MLFLOW_EXPERIMENT_ID and MLFLOW_RUN_ID set. The exec
 keeps the process, so budgets, signals and the exit code are the trial's own.
 """
@@ -48,8 +49,8 @@ def main() -> int:
         return 0
     opts, command = json.loads(sys.argv[1]), sys.argv[2]
     tracker = Tracker(opts["uri"], opts["experiment"], Path(opts["artifacts"]), opts["night"])
-    trial_dir = os.environ.get("NIGHTLAB_TRIAL_DIR")
-    opened = Path(trial_dir) / RUN_ID_FILE if trial_dir else None
+    out = os.environ.get("NIGHTLAB_METRICS")  # in the trial's own out/, the one it writes
+    opened = Path(out).parent / RUN_ID_FILE if out else None
     try:
         experiment = tracker.prepare()
         if opened is not None and opened.is_file():  # a requeued job: the same run again

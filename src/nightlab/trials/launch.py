@@ -8,10 +8,12 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from nightlab.config import Config
+from nightlab.store import paths
 from nightlab.store.redact import trial_env
 from nightlab.tracking import trial_run
 from nightlab.trials import sandbox
@@ -85,30 +87,41 @@ def build(
     slot: int = 0,
     gpus: list[str] | None = None,
     mlflow: dict[str, Any] | None = None,
+    protected: Iterable[str] = (),
+    test: bool = False,
+    tree: Path | None = None,
 ) -> TrialSpec:
     """The command and environment of one trial (parameters per `[trial] params`); with
     GPUs, slot i sees GPU i mod their number as its only device; with `mlflow` (the
-    tracking options, `[tracking] trial_run`) the trial first opens its own MLflow run."""
+    tracking options, `[tracking] trial_run`) the trial first opens its own MLflow run.
+    The trial's box shows it its `tree` (default `workdir`, the lab's folder in it) and
+    its output folder (`out/` of its trial folder) and, read-only, the `protected` files
+    (lab-relative); only a `test` run sees the held-out test data and gets NIGHTLAB_TEST=1."""
     env = trial_env(cfg)  # agents' keys stay out unless [trial] pass_env lists them
+    env.pop("NIGHTLAB_TEST", None)  # only the loop says a run is the test run
     env["NIGHTLAB_SLOT"] = str(slot)
     if gpus:  # slot i gets the i-th group of gpus_per_trial GPUs (wrapping around)
         k = max(1, cfg.executor.gpus_per_trial)
         env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus[(slot * k + j) % len(gpus)] for j in range(k))
     # `python` in the command is the interpreter nightlab runs with
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    out = trial_dir / paths.OUT
     env.update(
         PYTHONUNBUFFERED="1",
         NIGHTLAB_TRIAL_ID=str(trial_id),
-        NIGHTLAB_PARAMS=str(trial_dir / "params.json"),
-        NIGHTLAB_METRICS=str(trial_dir / "metrics.jsonl"),
+        NIGHTLAB_PARAMS=str(out / paths.PARAMS),
+        NIGHTLAB_METRICS=str(out / paths.METRICS),
+        NIGHTLAB_ARTIFACTS=str(out / paths.ARTIFACTS),
         NIGHTLAB_SEED=str(seed),
-        NIGHTLAB_LAB_DIR=str(lab),
+        NIGHTLAB_LAB_DIR=str(workdir),  # the lab as the trial sees it: its own tree
     )
-    prefix = sandbox.prefix(cfg, lab)
-    if prefix and "MPLCONFIGDIR" not in env:  # $HOME is read-only in the sandbox; matplotlib
-        cache = lab / ".nightlab" / "cache" / "matplotlib"  # (torchmetrics, Lightning) would
-        cache.mkdir(parents=True, exist_ok=True)  # warn and rebuild its font cache each trial
-        env["MPLCONFIGDIR"] = str(cache)
+    if test:
+        env["NIGHTLAB_TEST"] = "1"
+    protected = list(protected)
+    box = sandbox.trial_box(cfg, lab, tree or workdir, workdir, out, protected, test=test)
+    prefix = sandbox.prefix(cfg, lab, box)
+    if prefix and "MPLCONFIGDIR" not in env:  # $HOME is read-only in the sandbox: matplotlib
+        env["MPLCONFIGDIR"] = "/tmp/matplotlib"  # (imported by Lightning) caches in its /tmp
     command = cfg.trial.command
     if cfg.trial.params == "hydra":
         command += "".join(f" {shlex.quote(o)}" for o in hydra_overrides(params))
@@ -116,7 +129,7 @@ def build(
         env.update({f"NIGHTLAB_PARAM_{k.upper()}": str(v) for k, v in params.items()})
     if mlflow:
         command = trial_run.wrap(command, {**mlflow, "trial_id": trial_id})
-    return TrialSpec(
+    spec = TrialSpec(
         trial_id=trial_id,
         command=command,
         workdir=workdir,
@@ -130,3 +143,14 @@ def build(
         max_rss_mb=cfg.trial.max_rss_mb,
         sandbox=prefix,
     )
+    if cfg.trial.evaluate:
+        spec.evaluate = cfg.trial.evaluate
+        evaluation = trial_dir / paths.EVAL
+        box = sandbox.Box(
+            writable=(evaluation,),
+            readonly=(out / paths.ARTIFACTS, *(evaluation / p for p in protected)),
+            masked=() if test else tuple(sandbox.test_paths(cfg, lab, evaluation)),
+            network=cfg.trial.network,
+        )
+        spec.eval_sandbox = sandbox.prefix(cfg, lab, box)
+    return spec

@@ -14,7 +14,7 @@ from typing import Any
 import psutil
 
 from nightlab.config import Config
-from nightlab.store import files
+from nightlab.store import files, paths
 from nightlab.store.kinds import INTERRUPTED
 from nightlab.trials import process
 from nightlab.trials.metrics import MetricReader
@@ -26,14 +26,20 @@ RSS_SAMPLE_S = 0.5
 POLL_EVERY_S = 0.01  # wait_any's sleep for a trial without a pidfd (an old kernel)
 
 # The trial's own exit status lands in a file, so a loop that died and came back can still
-# tell how a trial it did not witness ended.
+# tell how a trial it did not witness ended. A sealed evaluation runs after a training that
+# exited 0, from its own folder; its status lands in a file of its own.
 _WRAPPER = """echo $$ > "$NIGHTLAB_TRIAL_DIR/pid"
 (
 {command}
 )
 rc=$?
-printf %s "$rc" > "$NIGHTLAB_TRIAL_DIR/exit_code"
+{evaluate}printf %s "$rc" > "$NIGHTLAB_TRIAL_DIR/exit_code"
 exit $rc
+"""
+_EVALUATE = """if [ $rc -eq 0 ]; then
+  (cd {folder} && NIGHTLAB_METRICS={metrics} {command}) > "$NIGHTLAB_TRIAL_DIR/{log}" 2>&1
+  printf %s "$?" > "$NIGHTLAB_TRIAL_DIR/{code}"
+fi
 """
 
 
@@ -68,7 +74,7 @@ class RunningTrial:
         self.started_at = started_at
         self.own = own  # our child (reaped with wait4) or an orphan from a dead loop
         self.created = process.create_time(pid)  # identifies the process beyond its pid
-        self.reader = MetricReader(spec.trial_dir, spec.metric)
+        self.reader = reader_for(spec)
         self.pidfd = process.pidfd(pid)  # readable the moment the process ends (wait_any)
         self.events: list[dict[str, Any]] = []  # none so far: a local trial reports nothing
         self.last_output = time.time()
@@ -181,6 +187,21 @@ def limit_broken(trial: Any, now: float, new: list[dict]) -> tuple[str, str] | N
     return None
 
 
+def reader_for(spec: TrialSpec) -> MetricReader:
+    """The reader of what a trial prints and logs (`nightlab.log` writes into its out/)."""
+    return MetricReader(spec.trial_dir, spec.metric, metrics=f"{paths.OUT}/{paths.METRICS}")
+
+
+def evaluation(spec: TrialSpec) -> tuple[MetricReader, int | None]:
+    """What the sealed evaluation reported, and its exit status (None: it never ran)."""
+    reader = MetricReader(
+        spec.trial_dir, spec.metric, logs=(paths.EVAL_LOG,),
+        metrics=f"{paths.EVAL}/{paths.METRICS}",
+    )  # fmt: skip
+    reader.read(final=True)
+    return reader, _read_exit_code(spec.trial_dir, paths.EVAL_EXIT_CODE)
+
+
 def conclude(
     spec: TrialSpec,
     reader: MetricReader,
@@ -189,8 +210,17 @@ def conclude(
     wall_s: float,
     peak_rss_mb: float | None,
 ) -> Outcome:
-    """How a trial ended, from its exit status, its metrics and why it was killed."""
+    """How a trial ended, from its exit status, its metrics and why it was killed; with a
+    sealed evaluation the objective is what the evaluation reported, never the trial."""
     objective = reader.reduce(spec.reduce, spec.maximize)
+    metrics, history = reader.last(), list(reader.history)
+    evaluated, eval_code = None, None
+    if spec.evaluate:
+        evaluated, eval_code = evaluation(spec)
+        objective = evaluated.reduce(spec.reduce, spec.maximize)
+        metrics.pop(spec.metric, None)  # the trial's own claim does not count
+        metrics.update(evaluated.last())
+        history += [{**p, "source": "eval"} for p in evaluated.history]
     if kill:
         status, reason = kill
     elif exit_code is None:
@@ -198,11 +228,16 @@ def conclude(
         reason = f"{INTERRUPTED}: it ended while no loop watched it, leaving no exit status"
     elif exit_code != 0:
         status, reason = "failed", f"exit status {exit_code}"
+    elif spec.evaluate and eval_code != 0:
+        status = "failed"
+        reason = f"evaluation ([trial] evaluate) exited with status {eval_code}"
     elif objective is None:
         status = "failed"
         reason = (
-            f"exited 0 but never reported {spec.metric!r}: print `{spec.metric}=<value>` "
-            f"or call nightlab.log({spec.metric}=...)"
+            f"the evaluation ([trial] evaluate) never reported {spec.metric!r}"
+            if spec.evaluate
+            else f"exited 0 but never reported {spec.metric!r}: print "
+            f"`{spec.metric}=<value>` or call nightlab.log({spec.metric}=...)"
         )
     else:
         status, reason = "succeeded", None
@@ -212,16 +247,16 @@ def conclude(
         wall_s=round(wall_s, 3),
         peak_rss_mb=None if peak_rss_mb is None else round(peak_rss_mb, 1),
         objective=objective if status == "succeeded" else None,
-        metrics=reader.last(),
+        metrics=metrics,
         reason=reason,
         log_tail=None if status == "succeeded" else files.trial_logs_tail(spec.trial_dir),
-        history=reader.history,
+        history=history,
     )
 
 
 def from_files(spec: TrialSpec, started_at: float) -> Outcome:
     """The outcome of a trial that ended while no loop watched it, from its folder alone."""
-    reader = MetricReader(spec.trial_dir, spec.metric)
+    reader = reader_for(spec)
     reader.read(final=True)
     code_file = spec.trial_dir / "exit_code"
     ended = code_file.stat().st_mtime if code_file.is_file() else time.time()
@@ -248,10 +283,20 @@ def start(spec: TrialSpec) -> RunningTrial:
 def sandboxed_wrapper(spec: TrialSpec) -> str:
     """The wrapper script around the trial's command, run inside the sandbox when there is
     one (the wrapper stays outside, so pid and exit_code are written whatever it does)."""
-    command = spec.command
-    if spec.sandbox:
-        command = shlex.join([*spec.sandbox, "/bin/sh", "-c", spec.command])
-    return _WRAPPER.format(command=command)
+    evaluate = ""
+    if spec.evaluate:
+        folder = spec.trial_dir / paths.EVAL
+        evaluate = _EVALUATE.format(
+            folder=shlex.quote(str(folder)),
+            metrics=shlex.quote(str(folder / paths.METRICS)),
+            command=_boxed(spec.eval_sandbox, spec.evaluate),
+            log=paths.EVAL_LOG, code=paths.EVAL_EXIT_CODE,
+        )  # fmt: skip
+    return _WRAPPER.format(command=_boxed(spec.sandbox, spec.command), evaluate=evaluate)
+
+
+def _boxed(prefix: list[str], command: str) -> str:
+    return shlex.join([*prefix, "/bin/sh", "-c", command]) if prefix else command
 
 
 def attach(
@@ -279,8 +324,8 @@ def sweep(trial_dir: Path, since: float) -> list[int]:
     return process.sweep("NIGHTLAB_TRIAL_DIR", str(trial_dir), since)
 
 
-def _read_exit_code(trial_dir: Path) -> int | None:
+def _read_exit_code(trial_dir: Path, name: str = paths.EXIT_CODE) -> int | None:
     try:
-        return int((trial_dir / "exit_code").read_text().strip())
+        return int((trial_dir / name).read_text().strip())
     except (FileNotFoundError, ValueError):
         return None

@@ -49,11 +49,13 @@ class MetricReader:
     objective: str
     history: list[dict[str, Any]] = field(default_factory=list)
     grew: bool = False  # new bytes arrived during the last read (for hang detection)
+    logs: tuple[str, ...] = ("stdout.log", "stderr.log")
+    metrics: str = "metrics.jsonl"
 
     def __post_init__(self) -> None:
         d = self.trial_dir
-        self._text = [_Tail(d / "stdout.log"), _Tail(d / "stderr.log")]
-        self._json = _Tail(d / "metrics.jsonl")
+        self._text = [_Tail(d / name) for name in self.logs]
+        self._json = _Tail(d / self.metrics)
         self._counts: dict[str, int] = {}
 
     def read(self, final: bool = False) -> list[dict[str, Any]]:

@@ -1,7 +1,13 @@
-"""The sandbox trials and coding agents run in: Debian's bubblewrap (`bwrap`). The lab folder
-and /tmp are writable, the rest of the system read-only, the lab's `.git` read-only, and
-trials have no network unless `[trial] network = true` (agents keep theirs: they call their
-API, and may write their own settings in $HOME).
+"""The sealed box trials and coding agents run in: Debian's bubblewrap (`bwrap`).
+
+A box sees the system read-only, a private /tmp, /run and /dev (GPU devices passed
+through), its own PID, IPC and network namespaces (the loop and the host's ports are out
+of sight), no capabilities even when nightlab runs as root, and dies with its parent.
+Of the lab it sees only what it is given: its own tree and output folder (writable),
+`[trial] share` paths (read-only unless `share_writable`), the Python nightlab runs with.
+Hidden entirely: the lab folder (the user's tree: nightlab.toml, the brief, their code),
+the repository around it, its `.git` and `.nightlab/` (the store, trial folders, other
+trees, locks). Protected files are read-only binds; `[objective] test_paths` are masked.
 
 `[trial] sandbox = "none"` is an explicit choice; a lab that asks for bwrap on a machine
 without a working one fails at start, never silently unsandboxed.
@@ -9,13 +15,24 @@ without a working one fails at start, never silently unsandboxed.
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import subprocess
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from nightlab import UserError
 from nightlab.config import Config
+from nightlab.store.paths import STATE_DIR
+
+# what every box gets: no capabilities (root included), every namespace of its own
+_SEAL = ["--unshare-all", "--cap-drop", "ALL", "--new-session", "--die-with-parent"]
+_GPU_DEVICES = ("/dev/nvidia*", "/dev/dri", "/dev/kfd")
+# a coding agent's own settings in $HOME, by program: writable for it, the rest read-only
+AGENT_HOMES = {"codex": (".codex",), "claude": (".claude", ".claude.json"), "aider": (".aider",)}
 
 
 class SandboxError(UserError):
@@ -34,7 +51,7 @@ def require(cfg: Config) -> None:
             "to run trials and agents unsandboxed"
         )
     probe = subprocess.run(
-        [bwrap, "--ro-bind", "/", "/", "--dev-bind", "/dev", "/dev", "true"],
+        [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", *_SEAL, "true"],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     if probe.returncode != 0:
@@ -45,19 +62,170 @@ def require(cfg: Config) -> None:
         )
 
 
-def prefix(cfg: Config, lab: Path, *, agent: bool = False) -> list[str]:
-    """The argv that runs a command inside the sandbox ([] for `sandbox = "none"`)."""
+@dataclass(frozen=True)
+class Box:
+    """What one sandboxed command may see of the lab, beyond the read-only system."""
+
+    writable: tuple[Path, ...] = ()  # its tree, its output folder
+    readonly: tuple[Path, ...] = ()  # protected files, shared data, a prompt file
+    masked: tuple[Path, ...] = ()  # held-out test data: present on the host, absent here
+    network: bool = False
+    home: tuple[str, ...] = ()  # $HOME entries it may write (a coding agent's settings)
+
+
+def prefix(cfg: Config, lab: Path, box: Box) -> list[str]:
+    """The argv that runs a command inside `box` ([] for `sandbox = "none"`)."""
     if cfg.trial.sandbox == "none":
         return []
-    lab = lab.resolve()
-    # /tmp stays the host's and writable: temp files, and tools or data kept there, work
-    argv = ["bwrap", "--ro-bind", "/", "/", "--dev-bind", "/dev", "/dev", "--proc", "/proc",
-            "--bind", "/tmp", "/tmp", "--bind", str(lab), str(lab)]  # fmt: skip
-    if (lab / ".git").exists():
-        argv += ["--ro-bind", str(lab / ".git"), str(lab / ".git")]
+    argv = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    for pattern in _GPU_DEVICES:
+        for dev in sorted(glob.glob(pattern)):
+            argv += ["--dev-bind", dev, dev]
+    hidden = _hidden(Path(lab).resolve())
+    argv += ["--perms", "1777", "--tmpfs", "/tmp", "--perms", "0555", "--tmpfs", "/run"]
+    for root in _outermost(hidden):  # empty and read-only, where the real folder was
+        argv += ["--perms", "0555", "--tmpfs", root]
+    if box.network and os.path.isdir("/run/systemd/resolve"):  # /etc/resolv.conf's target
+        argv += ["--ro-bind", "/run/systemd/resolve", "/run/systemd/resolve"]
+    for path in _runtime(hidden):  # the interpreter and nightlab itself, where hidden
+        argv += ["--ro-bind", path, path]
     home = os.environ.get("HOME")
-    if agent and home and Path(home).is_dir():
-        argv += ["--bind", home, home]  # a coding agent keeps its login and settings
-    if not agent and not cfg.trial.network:
-        argv.append("--unshare-net")
-    return [*argv, "--die-with-parent", "--"]
+    for entry in box.home if home else ():
+        path = os.path.join(home, entry)
+        if os.path.lexists(path):
+            argv += ["--bind", path, path]
+    for path in box.writable:
+        argv += ["--bind", str(path), str(path)]
+    for path in box.readonly:
+        if os.path.lexists(path):
+            argv += ["--ro-bind", str(path), str(path)]
+    for path in box.masked:
+        if os.path.isdir(path) and not os.path.islink(path):
+            argv += ["--tmpfs", str(path)]
+        elif os.path.lexists(path):
+            argv += ["--ro-bind", "/dev/null", str(path)]
+    argv += _SEAL + (["--share-net"] if box.network else [])
+    return [*argv, "--"]
+
+
+def trial_box(
+    cfg: Config,
+    lab: Path,
+    tree: Path,
+    workdir: Path,
+    out: Path,
+    protected: Iterable[str],
+    *,
+    test: bool = False,
+) -> Box:
+    """A trial's box: its tree (the lab's folder in it is `workdir`) and output folder
+    writable, its protected files (lab-relative paths) and shared data read-only, the
+    held-out test data absent unless this is the test run. Protected files are read-only
+    binds: they cannot be swapped during the run and restored before the end."""
+    lab = Path(lab).resolve()
+    writable = [lab / entry for entry in cfg.trial.share_writable]
+    shared = [lab / entry for entry in cfg.trial.share if lab / entry not in writable]
+    return Box(
+        writable=(tree, out, *writable),
+        readonly=(*shared, *training_python(cfg, lab), *(workdir / p for p in protected)),
+        masked=() if test else tuple(test_paths(cfg, lab, workdir)),
+        network=cfg.trial.network,
+    )
+
+
+def smoke_box(cfg: Config, lab: Path, scratch: Path) -> Box:
+    """A smoke check's box: its throwaway copy of the code, nothing else of the lab."""
+    return Box(writable=(scratch,), readonly=tuple(training_python(cfg, lab)))
+
+
+def training_python(cfg: Config, lab: Path) -> list[Path]:
+    """The environment of `[repair] python` (the training interpreter) where it lies in the
+    lab (a git-ignored venv): shown read-only, unless that would show the lab itself."""
+    python = cfg.repair.interpreter(lab) if cfg.repair.python else None
+    if python is None:
+        return []
+    env = Path(os.path.abspath(python)).parent.parent  # venv/bin/python: not resolved
+    if any(Path(h).is_relative_to(env) for h in _hidden(lab)):
+        return []
+    return [env]
+
+
+def test_paths(cfg: Config, lab: Path, tree: Path) -> list[Path]:
+    """Where `[objective] test_paths` are, in the trial's tree and in the shared data."""
+    out = []
+    for entry in cfg.objective.test_paths:
+        out.append(tree / entry)
+        if any(Path(entry).is_relative_to(s) for s in cfg.trial.share):
+            out.append(lab / entry)
+    return out
+
+
+def agent_box(cfg: Config, work: Path, prompt: Path, argv: list[str]) -> Box:
+    """A coding agent's box: its scratch copy writable, its prompt and the files its command
+    line names readable, its network, and its own settings folder in $HOME."""
+    program = shutil.which(argv[0]) if argv else None
+    named = [Path(a) for a in argv if a.startswith("/") and os.path.isfile(a)]
+    if program:
+        named.append(Path(program).resolve())
+    return Box(
+        writable=(work,),
+        readonly=(prompt, *dict.fromkeys(named)),
+        network=True,
+        home=AGENT_HOMES.get(Path(argv[0]).name, ()) if argv else (),
+    )
+
+
+_HIDDEN: dict[Path, tuple[str, ...]] = {}
+
+
+def _hidden(lab: Path) -> tuple[str, ...]:
+    """The lab, its state, the repository around it and that repository's git folder."""
+    if lab in _HIDDEN:
+        return _HIDDEN[lab]
+    out = [str(lab), str(lab / STATE_DIR)]
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel", "--absolute-git-dir", "--git-common-dir"],
+            cwd=lab, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        lines = done.stdout.splitlines() if done.returncode == 0 else []
+    except (OSError, subprocess.SubprocessError):
+        lines = []
+    home = os.environ.get("HOME", "")
+    for i, line in enumerate(lines):
+        path = Path(line) if Path(line).is_absolute() else lab / line
+        path = path.resolve()
+        if i == 0 and str(path) in ("/", home):
+            continue  # a repository around the whole disk or home: hide the lab only
+        out.append(str(path))
+    hidden = tuple(dict.fromkeys(out))
+    if lines:  # known for good once the lab is a repository
+        _HIDDEN[lab] = hidden
+    return hidden
+
+
+def _outermost(paths: Iterable[str]) -> list[str]:
+    """`paths` without those inside another one (one mount hides them all)."""
+    ordered = sorted(set(paths), key=len)
+    kept: list[str] = []
+    for path in ordered:
+        if not any(Path(path).is_relative_to(k) for k in kept):
+            kept.append(path)
+    return kept
+
+
+def _runtime(hidden: tuple[str, ...]) -> list[str]:
+    """Nightlab's interpreter, its environment and nightlab itself, where a hidden folder
+    (or the private /tmp) would hide them: trials run `python` and import nightlab."""
+    import nightlab
+
+    roots = ["/tmp", "/run", *hidden]
+    sensitive = [Path(h) for h in hidden]
+    wanted = [sys.prefix, sys.base_prefix, str(Path(nightlab.__file__).resolve().parents[1])]
+    out = []
+    for path in dict.fromkeys(os.path.realpath(p) for p in wanted):
+        inside = any(Path(path).is_relative_to(r) for r in roots)
+        exposes = any(s.is_relative_to(path) for s in sensitive)
+        if inside and not exposes:
+            out.append(path)
+    return out

@@ -28,7 +28,7 @@ from nightlab import UserError
 from nightlab.config import Config
 from nightlab.store import files
 from nightlab.trials import sacct
-from nightlab.trials.local import conclude, limit_broken, sandboxed_wrapper
+from nightlab.trials.local import conclude, limit_broken, reader_for, sandboxed_wrapper
 from nightlab.trials.metrics import MetricReader
 from nightlab.trials.watch import Handle, Outcome, TrialSpec
 
@@ -43,7 +43,7 @@ WAITING = {"PENDING", "CONFIGURING", *REQUEUED}  # not running (yet): no output 
 MAX_REQUEUES = 1
 SIGNAL_WAIT_S = 30.0  # a signal exit status: wait this long for Slurm to say what happened
 REQUEUES = "slurm/requeues.json"  # in the trial folder: the requeues nightlab has recorded
-LOGS = ("stdout.log", "stderr.log", "metrics.jsonl")  # what the metric reader follows
+LOGS = ("stdout.log", "stderr.log", "out/metrics.jsonl")  # what the metric reader follows
 POLL_EVERY_S = 0.05  # wait_any's sleep: a job has no file descriptor to wait on
 
 
@@ -87,7 +87,7 @@ class Command:
                     fh.seek(-1, os.SEEK_END)
                     if fh.read(1) != b"\n":
                         fh.write(b"\n")
-            if name != "metrics.jsonl":
+            if not name.endswith(".jsonl"):
                 with path.open("a") as fh:
                     fh.write(f"[nightlab] Slurm restarted job {job} (restart {restarts}), "
                              "the run starts over\n")  # fmt: skip
@@ -317,9 +317,10 @@ def _size(path: Path) -> int:
 
 def _reader(spec: TrialSpec, offsets: dict[str, int] | None) -> MetricReader:
     """A metric reader of the trial folder that skips what the logs held at `offsets`."""
-    reader = MetricReader(spec.trial_dir, spec.metric)
+    reader = reader_for(spec)
     for tail in (*reader._text, reader._json):
-        tail.offset = (offsets or {}).get(tail.path.name, 0)
+        rel = tail.path.relative_to(spec.trial_dir).as_posix()
+        tail.offset = (offsets or {}).get(rel, (offsets or {}).get(tail.path.name, 0))
     return reader
 
 

@@ -68,7 +68,8 @@ def _check(
     argv = [python, SCRIPT, kind, module, json.dumps(opts)]
     env = {**trial_env(cfg), "PYTHONDONTWRITEBYTECODE": "1"}
     done = process.run(
-        [*sandbox.prefix(cfg, lab), *argv], cwd=workdir, env=env,
+        [*sandbox.prefix(cfg, lab, sandbox.smoke_box(cfg, lab, workdir)), *argv], cwd=workdir,
+        env=env,
         timeout=cfg.smoke.timeout_seconds, apart=True, tick=tick,
     )  # fmt: skip
     if done.killed == "deadline":

@@ -32,6 +32,8 @@ class TrialSpec:
     maximize: bool
     max_rss_mb: float | None = None
     sandbox: list[str] = field(default_factory=list)  # argv prefix: bwrap … --
+    evaluate: str | None = None  # [trial] evaluate: the objective comes from it alone
+    eval_sandbox: list[str] = field(default_factory=list)
 
 
 @dataclass

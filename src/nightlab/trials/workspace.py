@@ -1,8 +1,9 @@
 """nightlab's own git history inside the lab's repository.
 
 The user's working tree, index and branch are never touched: snapshots and trial commits
-are built with a private index file (git plumbing), trials run in worktrees under
-`.nightlab/worktrees/`, and results live on refs that only nightlab writes:
+are built with a private index file (git plumbing), trials run in plain copies under
+`.nightlab/worktrees/` (no .git: recreated before every trial), and results live on refs
+that only nightlab writes:
 `refs/nightlab/<lab>/base` (the snapshot a night started from), `.../trials/<id>` (every
 trial's code) and the branch `nightlab/<lab>/best` (the best code so far).
 """
@@ -13,6 +14,7 @@ import io
 import os
 import re
 import shutil
+import stat
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
     from nightlab.trials.process import Finished
 
 MAX_UNTRACKED_MB = 50
+# nightlab's own git calls run no hook and no fsmonitor of the repository's config
+SAFE = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false")
 
 
 class WorkspaceError(UserError):
@@ -49,6 +53,7 @@ class Workspace:
         safe = re.sub(r"[^A-Za-z0-9._-]+", "-", lab_name).strip("-.") or "lab"
         self.branch = f"nightlab/{safe}/best"
         self.refs = f"refs/nightlab/{safe}"  # base, trials/<id>: one namespace per lab
+        self.git_env: dict[str, str] = {}
         top = self.git("rev-parse", "--show-toplevel", check=False)
         if top is not None and self.git("check-ignore", "-q", ".", check=False) is not None:
             top = None  # the lab sits in a folder its enclosing repo ignores: not its code
@@ -57,6 +62,9 @@ class Workspace:
             top = str(self.lab)
         self.top = Path(top)
         self.prefix = self.git("rev-parse", "--show-prefix") or ""
+        # from here on every git call names its repository: none is discovered from a folder
+        self.git_env = {"GIT_DIR": self.git("rev-parse", "--absolute-git-dir"),
+                        "GIT_WORK_TREE": str(self.top)}  # fmt: skip
         self._exclude_state_dir()
 
     # git ------------------------------------------------------------------------------
@@ -68,11 +76,12 @@ class Workspace:
         input: bytes | None = None,
         check: bool = True,
         strip: bool = True,
+        hooks: bool = False,
     ) -> str | None:
         proc = subprocess.run(
-            ["git", *args],
+            ["git", *(() if hooks else SAFE), *args],
             cwd=cwd or self.lab,
-            env={**os.environ, "GIT_TERMINAL_PROMPT": "0", **(env or {})},
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0", **self.git_env, **(env or {})},
             input=input,
             capture_output=True,
         )
@@ -86,18 +95,9 @@ class Workspace:
 
     def clear_stale_locks(self) -> list[str]:
         """Remove git lock files a killed loop's git children left in nightlab's own index
-        files and worktrees (only call this holding the lab lock: no git of ours runs)."""
-        common = Path(self.git("rev-parse", "--git-common-dir"))
-        common = common if common.is_absolute() else self.lab / common
+        files (only call this holding the lab lock: no git of ours runs)."""
         stale = list(self.state.glob("index.*.lock"))
-        for admin in (common / "worktrees").glob("*"):
-            gitdir = admin / "gitdir"  # where that worktree lives: ours only
-            try:
-                where = Path(gitdir.read_text().strip()).resolve()
-            except OSError:
-                continue
-            if where.is_relative_to(self.state):
-                stale += [admin / "index.lock", admin / "HEAD.lock"]
+        self.git("worktree", "prune")  # admin folders of git worktrees older versions made
         removed = []
         for lock in stale:
             if lock.is_file():
@@ -172,8 +172,9 @@ class Workspace:
     def blob(self, commit: str, path: str) -> bytes:
         """The exact bytes of lab-relative `path` at `commit`."""
         proc = subprocess.run(
-            ["git", "show", f"{commit}:{self.prefix}{path}"], cwd=self.lab, capture_output=True
-        )
+            ["git", *SAFE, "show", f"{commit}:{self.prefix}{path}"], cwd=self.lab,
+            env={**os.environ, **self.git_env}, capture_output=True,
+        )  # fmt: skip
         if proc.returncode != 0:
             raise WorkspaceError(f"{path} is not in {commit[:12]}: {proc.stderr.decode().strip()}")
         return proc.stdout
@@ -189,8 +190,8 @@ class Workspace:
         import tarfile
 
         tree = f"{commit}:{self.prefix.rstrip('/')}" if self.prefix else commit
-        proc = subprocess.run(["git", "archive", "--format=tar", tree], cwd=self.lab,
-                              capture_output=True)  # fmt: skip
+        proc = subprocess.run(["git", *SAFE, "archive", "--format=tar", tree], cwd=self.lab,
+                              env={**os.environ, **self.git_env}, capture_output=True)  # fmt: skip
         if proc.returncode != 0:
             raise WorkspaceError(f"git archive {tree}: {proc.stderr.decode().strip()}")
         dest.mkdir(parents=True, exist_ok=True)
@@ -241,40 +242,50 @@ class Workspace:
     def set_best(self, sha: str) -> None:
         self.set_ref(f"refs/heads/{self.branch}", sha)
 
-    # worktrees -----------------------------------------------------------------------------
+    # trial trees ----------------------------------------------------------------------------
     def checkout(self, name: str, sha: str, share: list[str]) -> Path:
-        """The clean worktree `name` at `sha`; returns the lab folder inside it."""
-        tree = self.state / "worktrees" / name
-        if not (tree / ".git").exists():
-            self.git("worktree", "prune")
-            self.git("worktree", "add", "--detach", "--force", str(tree), sha)
-        else:
-            self.git("checkout", "--detach", "--force", "-q", sha, cwd=tree)
-            self.git("clean", "-ffdxq", cwd=tree)
+        """The trial tree `name`, recreated from scratch as the repository's files at `sha`
+        (a plain folder: no .git a trial could point elsewhere, nothing left by an earlier
+        trial); returns the lab's folder in it. `share` entries are links to the lab's."""
+        tree = self.tree_root(name)
+        remove(tree)
+        tree.mkdir(parents=True)
+        env = self._index_env(f"tree-{name}")
+        self.git("read-tree", sha, env=env)  # the whole repository: a lab may import beside it
+        self.git("checkout-index", "-a", "-f", f"--prefix={tree}/", env=env)
         workdir = tree / self.prefix
+        workdir.mkdir(parents=True, exist_ok=True)
         for entry in share:
             link = workdir / entry
             link.parent.mkdir(parents=True, exist_ok=True)
-            if not link.exists() and not link.is_symlink():
+            if not os.path.lexists(link):
                 link.symlink_to(self.lab / entry)
         return workdir
 
-    def keep_outputs(self, name: str, dest: Path, share: list[str]) -> list[str]:
-        """Move what a trial wrote into worktree `name` (untracked files, ignored ones too)
-        to `dest`, before the tree is cleaned for the next trial; returns what moved."""
-        tree = self.state / "worktrees" / name
-        if not (tree / ".git").exists():
+    def tree_root(self, name: str) -> Path:
+        """The folder of trial tree `name` (the lab's files are at its `prefix`)."""
+        return self.state / "worktrees" / name
+
+    def keep_outputs(self, name: str, dest: Path, tracked: set[str]) -> list[str]:
+        """Move what a trial wrote into the lab's folder of its tree (files not among
+        `tracked`, the commit's lab-relative files) to `dest`; symlinks and anything but
+        regular files stay behind (deleted with the tree: a trial's link must never lead
+        the loop elsewhere). Returns what moved."""
+        tree = self.tree_root(name) / self.prefix
+        if tree.is_symlink() or not tree.is_dir():
             return []
-        listed = self.git("ls-files", "-o", "-z", "--directory", cwd=tree, strip=False) or ""
-        links = {f"{self.prefix}{entry}".rstrip("/") for entry in share}
         moved = []
-        for rel in filter(None, listed.split("\0")):
-            if rel.rstrip("/") in links:
-                continue
-            target = dest / rel.rstrip("/")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(tree / rel.rstrip("/"), target)
-            moved.append(rel.rstrip("/"))
+        # by folder descriptor, never by path: a link swapped in for a folder is not followed
+        for folder, _dirs, names, fd in os.fwalk(tree, follow_symlinks=False):
+            for entry in names:
+                rel = Path(folder, entry).relative_to(tree).as_posix()
+                mode = os.stat(entry, dir_fd=fd, follow_symlinks=False).st_mode
+                if rel in tracked or not stat.S_ISREG(mode):
+                    continue
+                target = dest / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(entry, target, src_dir_fd=fd)
+                moved.append(rel)
         return moved
 
     def user_branch(self) -> str | None:
@@ -289,8 +300,8 @@ class Workspace:
         when git refuses (a hook, no identity, signing…) the index is reset and
         WorkspaceError says why. Returns the new commit."""
         try:
-            self.git("add", "--", *paths)
-            self.git("commit", "-q", "-m", message, "--", *paths)
+            self.git("add", "--", *paths, hooks=True)  # the user's own commit: their hooks
+            self.git("commit", "-q", "-m", message, "--", *paths, hooks=True)
         except WorkspaceError:
             self.git("reset", "-q", "--", *paths, check=False)
             raise
@@ -310,6 +321,14 @@ class Workspace:
         return out.split()
 
 
+def remove(path: Path) -> None:
+    """Delete `path` (a folder or a link) without following any link in or at it."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)  # unlinks links inside rather than following them
+
+
 def init_repo(folder: Path) -> None:
     """Make `folder` a new git repository (`nightlab init`)."""
     subprocess.run(["git", "init", "-q"], cwd=folder, check=True)
@@ -324,7 +343,7 @@ def tree_ids(lab: Path, commits: list[str]) -> dict[str, str]:
         return {}
     try:
         proc = subprocess.run(
-            ["git", "cat-file", "--batch-check=%(objectname) %(objecttype)"],
+            ["git", *SAFE, "cat-file", "--batch-check=%(objectname) %(objecttype)"],
             cwd=lab,
             input="".join(f"{c}^{{tree}}\n" for c in unique),
             capture_output=True,
@@ -345,7 +364,7 @@ def diff_numstat(lab: Path, base: str, commit: str) -> str | None:
     """`git diff --numstat base commit` in `lab`, or None when git cannot tell. Read-only."""
     try:
         proc = subprocess.run(
-            ["git", "diff", "--numstat", base, commit],
+            ["git", *SAFE, "diff", "--numstat", base, commit],
             cwd=lab, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
     except (OSError, subprocess.SubprocessError):
