@@ -140,6 +140,9 @@ def hostile_lab(
         toml_extra="\n[ratchet]\nbaseline_repeats = 1\n" + toml_extra,
         trial_extra='sandbox = "bwrap"\n' + trial_extra,
     )
+    # what the loop itself adds on its first start: fingerprints of .git see only the trial
+    exclude = lab / ".git" / "info" / "exclude"
+    exclude.write_text(exclude.read_text() + ".nightlab/\n")
     if command:
         toml = lab / "nightlab.toml"
         toml.write_text(
