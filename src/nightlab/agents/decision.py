@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_PARAMS_DEPTH = 16  # nesting of a parameter's value (a knob's value is flat or nearly)
+MAX_PARAMS_VALUES = 10_000  # values and keys in all params together
 
 Action = Literal["run", "wait", "analyze", "research", "report", "stop"]
 Dimension = Literal[
@@ -41,6 +44,16 @@ class Decision(BaseModel):
         default_factory=dict, description="Overrides on top of the best trial's parameters."
     )
     edits: list[Edit] = Field(default_factory=list)
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _bounded(cls, params: Any) -> Any:
+        """A nested value deeper or larger than any knob takes is refused here, before
+        anything (recording the decision included) recurses into it."""
+        if why := unbounded(params):
+            raise ValueError(f"params {why}")
+        return params
+
     todo_new: list[str] = Field(default_factory=list, max_length=2)
     notes_update: str | None = None
     data_exploration_update: str | None = None
@@ -57,3 +70,22 @@ class Review(BaseModel):
     question: str | None = Field(None, description="At most one critical question.")
     todo: str | None = Field(None, description="At most one TODO, only when challenging.")
     replacement: Decision | None = Field(None, description="A better decision, if any.")
+
+
+def unbounded(data: Any) -> str | None:
+    """Why JSON-like `data` is too deep or too big for a decision (None: it is fine);
+    walked without recursion."""
+    stack, seen = [(data, 0)], 0
+    while stack:
+        value, depth = stack.pop()
+        seen += 1
+        if seen > MAX_PARAMS_VALUES:
+            return f"hold over {MAX_PARAMS_VALUES} values"
+        if depth > MAX_PARAMS_DEPTH:
+            return f"are nested deeper than {MAX_PARAMS_DEPTH} levels"
+        if isinstance(value, dict):
+            stack += [(v, depth + 1) for v in value.values()]
+            seen += len(value)
+        elif isinstance(value, list | tuple):
+            stack += [(v, depth + 1) for v in value]
+    return None

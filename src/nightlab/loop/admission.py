@@ -1,6 +1,7 @@
 """Admission of a decision: the gate (agents/gate.py), then the checks that need git and the
-store. Only regular files are edited (never a symlink, folder or submodule), the edits become
-one commit on top of the base, and a run must not repeat a trial that already ran."""
+store. Only regular files are edited (the gate refuses a symlink, folder or submodule of the
+base), the edits become one commit on top of the base, and a run must not repeat a trial that
+already ran."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 from nightlab.agents.decision import Decision
 from nightlab.agents.gate import GateResult, check
-from nightlab.config import Config, matches
+from nightlab.config import Config
 from nightlab.store import queries, read
 from nightlab.trials import protect, smoke, training_spec
 from nightlab.trials.workspace import Workspace
@@ -30,11 +31,11 @@ def admit(
             [e.file for e in decision.edits], cfg.trial.protected)):  # fmt: skip
         reasons = [f"{protect.REASON}: {f} is protected ([trial] protected)" for f in hit]
         return GateResult(False, reasons), base
-    for edit in decision.edits if decision.action == "run" else []:
-        mode = ws.mode(base, edit.file) if matches(edit.file, cfg.editable_files) else None
-        if mode not in (None, "100644", "100755"):
-            return GateResult(False, [f"{edit.file!r} is not a regular file ({mode})"]), base
-    gate = check(decision, cfg, lambda p: ws.read(base, p) if ws.exists(base, p) else None)
+    gate = check(
+        decision, cfg,
+        read=lambda p: ws.read(base, p) if ws.exists(base, p) else None,
+        mode=lambda p: ws.mode(base, p),
+    )  # fmt: skip
     if not gate.accepted or decision.action != "run":
         return gate, base
     commit = base

@@ -8,6 +8,8 @@ A cycle decides; the loop starts what it admits.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
+from tarfile import TarError
 from typing import Any
 
 from nightlab.agents import Worker, context
@@ -22,6 +24,7 @@ from nightlab.loop.slots import Slots
 from nightlab.loop.thinking import Thinker, Thought
 from nightlab.store import files, queries, read
 from nightlab.store.db import Store
+from nightlab.trials import smoke
 from nightlab.trials.workspace import WorkspaceError
 
 
@@ -83,11 +86,7 @@ class Cycles:
     def plan(self) -> None:
         """While every slot is busy, get the next decision now so that a freed slot starts
         at once; it is gated against the base of the moment it runs."""
-        if (
-            self.thinker.idle
-            and self.budget.limit_reached() is None
-            and not self.finisher.active()
-        ):
+        if self.thinker.idle and self.budget.limit_reached() is None and not self.finisher.active():
             self._think()
 
     def close(self) -> Thought | None:
@@ -101,8 +100,10 @@ class Cycles:
                 decision, night.cfg, night.ws, night.store.path, base,
                 params if params is not None else night.cfg.defaults(), self.watch,
             )  # fmt: skip
-        except (WorkspaceError, ValueError, OSError, OverflowError) as exc:  # git refused it
-            return GateResult(False, [f"the edit cannot be applied: {exc}"]), base
+        except (WorkspaceError, ValueError, OSError, OverflowError, TarError) as exc:
+            return GateResult(False, [f"the edit cannot be applied: {exc}"]), base  # git refused
+        except RecursionError:  # a hostile structure got past every cap: a wait, not a crash
+            return GateResult(False, ["the decision is nested too deeply to be judged"]), base
 
     # ------------------------------------------------------------------ the worker's view
     def context(self, full: bool) -> dict[str, Any]:
@@ -136,6 +137,9 @@ class Cycles:
             path = night.trial_dir(int(trial)) / name  # never through a link a trial planted
             return files.tail(path, max_bytes=1 << 20) if path.is_file() else None
 
+        def export(dest: Path) -> None:  # the user's links to absolute paths are left out
+            smoke.export(night.ws, night.base(), dest, links=False)
+
         return LabView(
             files=lambda: night.ws.files(night.base()),
             read=lambda p: night.reader(night.base())(p),
@@ -144,7 +148,7 @@ class Cycles:
                 night.store.path, night.cfg.objective.direction, k
             ),
             trial_file=trial_file,
-            export=lambda dest: night.ws.export(night.base(), dest),
+            export=export,
         )
 
     # ------------------------------------------------------------------ the mentor

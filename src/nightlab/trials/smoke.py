@@ -3,13 +3,22 @@ subprocess before any trial uses it (see smoke_script.py for what each kind must
 
 The check runs the code to be run, exported from its commit into a scratch folder, with
 the training Python (`[repair] python`, default nightlab's), in the trial sandbox, under
-`[smoke] timeout_seconds`; a module that fails is rejected with its error.
+`[smoke] timeout_seconds`; a module that fails is rejected with its error, and so is every
+module of a commit whose code cannot be exported.
+
+A symlink the lab committed to an absolute path (`datasets -> /data`) is the user's and
+legitimate: `export` writes it last, after every file, so nothing is ever written through
+it; a link that leaves the folder any other way is left out.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import shutil
+import subprocess
+import tarfile
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +26,7 @@ from pathlib import Path
 from nightlab.config import Config, matches
 from nightlab.store.redact import trial_env
 from nightlab.trials import process, sandbox, smoke_script
-from nightlab.trials.workspace import Workspace
+from nightlab.trials.workspace import Workspace, WorkspaceError
 
 
 def written(cfg: Config, files: list[str]) -> list[str]:
@@ -45,11 +54,50 @@ def vet(
     state = lab / ".nightlab"
     scratch = Path(tempfile.mkdtemp(prefix="smoke-", dir=state if state.is_dir() else None))
     try:
-        ws.export(commit, scratch)
-        shutil.copyfile(smoke_script.__file__, scratch / SCRIPT)
+        try:
+            export(ws, commit, scratch)
+            (scratch / SCRIPT).unlink(missing_ok=True)  # never copied through a committed link
+            shutil.copyfile(smoke_script.__file__, scratch / SCRIPT)
+        except (WorkspaceError, tarfile.TarError, OSError, ValueError) as exc:
+            why = f"the code of {commit[:12]} cannot be exported for the check: {exc}"
+            return [f"generated module {m} failed its smoke check: {why}" for m in modules]
         return [r for m in modules if (r := _check(cfg, lab, scratch, m, tick))]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def export(ws: Workspace, commit: str, dest: Path, links: bool = True) -> list[str]:
+    """The lab's files at `commit` written into the folder `dest` (like `Workspace.export`,
+    which refuses a commit holding a link to an absolute path); returns the links that were
+    left out. With `links`, absolute links are written, last; without, left out too."""
+    tree = f"{commit}:{ws.prefix.rstrip('/')}" if ws.prefix else commit
+    proc = subprocess.run(["git", "archive", "--format=tar", tree], cwd=ws.lab,
+                          capture_output=True)  # fmt: skip
+    if proc.returncode != 0:
+        raise WorkspaceError(f"git archive {tree}: {proc.stderr.decode(errors='replace')}")
+    dest.mkdir(parents=True, exist_ok=True)
+    later: list[tarfile.TarInfo] = []
+
+    def keep(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
+        try:
+            return tarfile.data_filter(member, path)
+        except (tarfile.AbsoluteLinkError, tarfile.LinkOutsideDestinationError):
+            later.append(member)
+            return None
+
+    with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tar:
+        tar.extractall(dest, filter=keep)
+    skipped = []
+    for member in later:
+        link = dest / member.name
+        inside = link.parent.resolve().is_relative_to(dest.resolve())
+        if links and member.issym() and os.path.isabs(member.linkname) and inside:
+            if not link.is_symlink() and not link.exists():
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(member.linkname)  # nothing is written after it
+                continue
+        skipped.append(member.name)
+    return skipped
 
 
 def _check(

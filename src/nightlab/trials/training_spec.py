@@ -10,14 +10,21 @@ objects are addressed by dotted names (`[spec."optim.lr"]` is `{"optim": {"lr": 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from nightlab import UserError
 from nightlab.config import Config, Knob
+
+MAX_BYTES = 1 << 20  # a training spec is a few lines of knobs
+MAX_DEPTH = 32  # levels of nested objects and arrays
+_STRINGS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')  # a JSON string, escapes included
+_BRACKETS = re.compile(r"[^\[\]{}]")
 
 
 class SpecError(UserError):
@@ -35,15 +42,32 @@ class Normalized:
 
 
 def normalize_text(cfg: Config, text: str) -> Normalized:
-    """Parse and normalise the spec file's content (see the module docstring)."""
+    """Parse and normalise the spec file's content (see the module docstring); a spec over
+    MAX_BYTES or nested deeper than MAX_DEPTH is an error before it is parsed."""
     name = cfg.trial.spec
+    if why := _unparsable(text):
+        return Normalized({}, errors=[f"{name} is refused: {why}"])
     try:
         raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return Normalized({}, errors=[f"{name} is not valid JSON: {exc}"])
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, an integer of 5000 digits
+        return Normalized({}, errors=[f"{name} is not valid JSON: {str(exc)[:200]}"])
     if not isinstance(raw, dict):
         return Normalized({}, errors=[f"{name} must hold a JSON object, not {type(raw).__name__}"])
     return normalize(cfg.spec, raw, name or "spec")
+
+
+def _unparsable(text: str) -> str | None:
+    """Why `text` is too big or too deep to parse (None: it is not): the brackets outside
+    strings are counted without parsing, so a hostile spec never reaches the recursion of
+    json (or of this module)."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_BYTES:
+        return f"{size} bytes (a spec holds at most {MAX_BYTES})"
+    brackets = _BRACKETS.sub("", _STRINGS.sub("", text))
+    steps = (1 if ch in "[{" else -1 for ch in brackets)
+    if max(itertools.accumulate(steps), default=0) > MAX_DEPTH:
+        return f"nested deeper than {MAX_DEPTH} levels of objects and arrays"
+    return None
 
 
 def normalize(fields: dict[str, Knob], raw: dict[str, Any], name: str = "spec") -> Normalized:
@@ -83,14 +107,14 @@ def _coerce(knob: Knob, value: Any) -> tuple[Any, str | None, str | None]:
         if knob.violation(value) is None:  # the choice as declared: 64, never 64.0
             same = [c for c in knob.choices or [] if c == value and type(c) is not bool]
             return (same[0] if same and type(value) is not bool else value), None, None
-        return None, None, f"{value!r} is not one of {knob.choices}"
+        return None, None, f"{_short(value)} is not one of {knob.choices}"
     if isinstance(value, str):
         try:
             value = float(value.strip())
         except ValueError:
-            return None, None, f"{value!r} is not a number"
+            return None, None, f"{_short(value)} is not a number"
     if isinstance(value, bool) or not isinstance(value, int | float):
-        return None, None, f"{value!r} is not a number"
+        return None, None, f"{_short(value)} is not a number"
     try:
         finite = math.isfinite(value)
     except OverflowError:  # a JSON integer beyond any float
@@ -109,6 +133,12 @@ def _coerce(knob: Knob, value: Any) -> tuple[Any, str | None, str | None]:
         note = f"{value!r} clamped to {clamped!r} (range {low}..{high})"
         value = clamped
     return value, note, None
+
+
+def _short(value: Any) -> str:
+    """`repr(value)`, at most ~80 characters of it (a reason is read, not a dump)."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:70]}…({len(text)} characters)"
 
 
 def _flatten(obj: dict[str, Any], prefix: str = "") -> dict[str, Any]:
