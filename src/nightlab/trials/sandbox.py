@@ -96,8 +96,9 @@ def prefix(cfg: Config, lab: Path, box: Box) -> list[str]:
             argv += ["--bind", path, path]
     for path in box.writable:
         argv += ["--bind", str(path), str(path)]
-    for path in box.readonly:
-        if os.path.lexists(path):
+    unseen = ["/tmp", "/run", *hidden]
+    for path in box.readonly:  # visible already where nothing hides it
+        if os.path.lexists(path) and any(Path(path).is_relative_to(u) for u in unseen):
             argv += ["--ro-bind", str(path), str(path)]
     for path in box.masked:
         if os.path.isdir(path) and not os.path.islink(path):
