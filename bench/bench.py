@@ -12,6 +12,8 @@ folders; one table (benchmark, measured, target, verdict) is printed at the end.
 5. Trials per hour with 1, 2 and 4 local slots on 2 s sleep trials, as a share of the ideal.
 6. Slurm (needs root: scripts/slurm-local.sh starts a local cluster): from a slot freeing to
    the next trial's command running in its job.
+7. Output floods: the metric reader on a 300 MB line without a newline and on 2M metric
+   lines (in a process of its own): its memory growth and time until it stops ([limits]).
 """
 
 from __future__ import annotations
@@ -310,6 +312,37 @@ def occupancy(root: Path, n: int) -> tuple[float, float]:
     return busy / (rows[-1][1] - rows[0][0]), TRIAL_S / (TRIAL_S + THINK_S)
 
 
+# ---------------------------------------------------------------------- 7. output floods
+FLOOD = """
+import resource, sys, time
+from pathlib import Path
+from nightlab.trials.metrics import MetricReader
+root = Path(sys.argv[1])
+(root / "line").mkdir(); (root / "lines").mkdir()
+with open(root / "line" / "stdout.log", "wb") as fh:
+    for _ in range(300):
+        fh.write(b"x" * 2**20)
+with open(root / "lines" / "stdout.log", "wb") as fh:
+    fh.writelines(b"step=%d loss=0.5 score=0.25\\n" % i for i in range(2_000_000))
+before, t0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_counter()
+for name in ("line", "lines"):
+    reader = MetricReader(root / name, "score")
+    while reader.flood is None and (reader.read() or reader.grew):
+        pass
+    assert reader.flood, name
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before, time.perf_counter() - t0)
+"""
+
+
+def flood(root: Path) -> tuple[float, float]:
+    """(MB the reader's process grew by, seconds) reading two floods to their limit."""
+    folder = root / "flood"
+    folder.mkdir()
+    out = subprocess.run([sys.executable, "-c", FLOOD, str(folder)], capture_output=True,
+                         text=True, check=True).stdout.split()  # fmt: skip
+    return int(out[0]) / 1024, float(out[1])
+
+
 def main() -> None:
     unknown = [a for a in sys.argv[1:] if a != "--quick"]
     if unknown:
@@ -365,6 +398,11 @@ def main() -> None:
             table.append(("Slurm: slot freed → next trial running (median, max)",
                           f"{statistics.median(gaps):.2f} s (max {max(gaps):.2f} s)", "≤ 2 s",
                           verdict(statistics.median(gaps), 2.0)))  # fmt: skip
+        print("  output floods …", file=sys.stderr, flush=True)
+        grown, secs = flood(root)
+        table.append(("metric reader: 300 MB line, 2M metric lines (memory grown, time)",
+                      f"+{grown:.0f} MB, {secs:.2f} s", "≤ 150 MB",
+                      verdict(grown, 150)))  # fmt: skip
         print("  status / leaderboard on 10,000 trials …", file=sys.stderr, flush=True)
         table += cli_rows(root, reps)
         helps = timed(lambda: subprocess.run([NIGHTLAB, "--help"], capture_output=True), reps)

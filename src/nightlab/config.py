@@ -396,6 +396,36 @@ class ReportSection(_Section):
     top_k: int = Field(10, ge=1, le=1000, description="Candidates in the report's leaderboard.")
 
 
+class LimitsSection(_Section):
+    """Bounded input: what the loop reads of a trial's output. Past any of these the trial
+    is killed (`killed`, reason `output_flood: ...` naming the limit) and nothing more of
+    its output is read, so the loop's memory stays flat whatever a trial prints."""
+
+    max_line_bytes: int = Field(
+        1 << 20,
+        ge=1024,
+        description="Longest line (bytes) of stdout.log, stderr.log or metrics.jsonl; a "
+        "longer line is never held in memory.",
+    )
+    max_metric_name: int = Field(
+        200, ge=8, description="Longest metric name (characters) a trial may report."
+    )
+    max_metric_names: int = Field(
+        1000, ge=1, description="Distinct metric names one trial may report."
+    )
+    max_points: int = Field(
+        200_000,
+        ge=100,
+        description="Metric points (one name, one value) one trial may report in all; the "
+        "loop holds them until the trial is recorded (at most about 0.5 KB apiece).",
+    )
+    max_log_mb: float = Field(
+        1024,
+        gt=0,
+        description="Size (MiB) of stdout.log, stderr.log and metrics.jsonl together.",
+    )
+
+
 class Config(_Section):
     lab: LabSection
     objective: ObjectiveSection
@@ -410,6 +440,7 @@ class Config(_Section):
     tracking: TrackingSection = TrackingSection()
     report: ReportSection = ReportSection()
     repair: RepairSection = RepairSection()
+    limits: LimitsSection = LimitsSection()
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:

@@ -175,8 +175,11 @@ class RunningTrial:
 
 def limit_broken(trial: Any, now: float, new: list[dict]) -> tuple[str, str] | None:
     """(status, reason) when a watched trial must be killed: its objective diverged (only
-    the new points are checked: histories grow long), its budget is spent, or it hangs."""
+    the new points are checked: histories grow long), its budget is spent, it hangs, or its
+    output passed a [limits] limit (the reader then stops reading it)."""
     spec = trial.spec
+    if trial.reader.flood:
+        return "killed", trial.reader.flood
     bad = trial.reader.diverged(new)
     if bad is not None:
         return "killed", f"diverged: {spec.metric}={bad}"
