@@ -57,6 +57,7 @@ def gather(
         budget.append(f"{trials_left} trial(s) left")
     if deadline:
         budget.append(f"{(deadline - time.time()) / 60:.0f} minute(s) left")
+
     def clamps(knobs: dict[str, Any]) -> list[str]:
         return [
             f"- {name}: "
@@ -148,7 +149,8 @@ def render(ctx: dict[str, Any]) -> str:
             f"{last.get('reason') or fmt.value(last.get('objective'))}"
         )
         if last["status"] != "succeeded" and last.get("log_tail"):
-            out.append(f"Fix errors first. Log tail:\n```\n{last['log_tail'][-3000:]}\n```")
+            tail = redact(last["log_tail"])[-3000:]  # before the cut, which could halve one
+            out.append(f"Fix errors first. Log tail:\n```\n{tail}\n```")
     if ctx.get("workpad"):
         out.append(f"\n# Workpad (latest)\n{ctx['workpad']}")
     if ctx.get("mentor"):

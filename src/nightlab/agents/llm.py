@@ -20,6 +20,7 @@ from nightlab.agents.decision import Decision
 from nightlab.agents.tools import LabView
 from nightlab.agents.worker import BaseWorker, Usage
 from nightlab.config import Config
+from nightlab.store.redact import add_secret_names, config_secret_names, redact_data
 
 MAX_REQUESTS = 12  # model requests per decision (tool calls and retries included)
 TIMEOUT_S = 180.0  # per request: a hung server is an error, not a hung night
@@ -53,6 +54,7 @@ def resolve_model(spec: str, cfg: Config, role: str = "worker") -> Any:
     from pydantic_ai.exceptions import UserError
 
     agents = cfg.agents
+    add_secret_names(*config_secret_names(cfg))  # the key's value is redacted everywhere
     if agents.base_url and role == "worker":
         from pydantic_ai.models.openai import OpenAIChatModel
         from pydantic_ai.providers.openai import OpenAIProvider
@@ -98,7 +100,7 @@ def _probe(base_url: str, key: str) -> None:
 
 def _list_files(ctx: RunContext[LabView]) -> list[str]:
     """The files you may edit, in the current best code."""
-    return ctx.deps.list_files()
+    return redact_data(ctx.deps.list_files())
 
 
 def _read_file(ctx: RunContext[LabView], path: str) -> str:
@@ -144,6 +146,7 @@ class LLMWorker(BaseWorker):
 
     def __init__(self, spec: str, cfg: Config, lab: Path, model: Any = None) -> None:
         self.name = spec
+        add_secret_names(*config_secret_names(cfg))
         self.view: LabView | None = None  # given by the loop before the first decision
         mission = read_mission(lab, cfg, "worker")
         rules = "\n".join(f"{i}. {rule}" for i, rule in enumerate(RULES, 1))

@@ -1,7 +1,8 @@
 """What an LLM worker may look at: a read-only view of the lab, built by the loop.
 
 Every tool reads; none writes or runs anything. Files are read at the current best code
-(the base the next trial starts from), restricted to the lab's `editable` files.
+(the base the next trial starts from), restricted to the lab's `editable` files. Every
+answer (errors included) is redacted (store/redact.py) before the model sees it.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from typing import Any
 
 from nightlab.config import matches
 from nightlab.store.paths import DIFF, LOGS
+from nightlab.store.redact import redact
 
 MAX_CHARS = 20_000  # a tool answer never floods the context
+SPLIT_MARGIN = 200  # a log is redacted this many lines before its tail (split secrets)
 
 
 @dataclass
@@ -56,10 +59,12 @@ class LabView:
 
     def tail_log(self, trial: int, lines: int = 40) -> str:
         """The last lines of a trial's stderr and stdout."""
-        parts = []
+        parts, lines = [], max(1, min(int(lines), 10_000))
         for name in LOGS:
             text = self.trial_file(trial, name)
             if text:
+                # redacted before the cut: a secret split over lines before the tail is whole
+                text = redact("\n".join(text.splitlines()[-(lines + SPLIT_MARGIN) :]))
                 parts.append(f"--- {name} ---\n" + "\n".join(text.splitlines()[-lines:]))
         return _cap("\n".join(parts) or f"no logs for trial {trial}")
 
@@ -76,21 +81,24 @@ class LabView:
 
 
 def _cap(text: str) -> str:
+    text = redact(text)  # before the cut, which could halve a secret
     return text if len(text) <= MAX_CHARS else text[:MAX_CHARS] + "\n… (cut)"
 
 
-def _answer_errors(method: Callable[..., str]) -> Callable[..., str]:
-    """A tool never raises into the model run: a failure is an answer the model can read."""
+def _answer_safely(method: Callable[..., str]) -> Callable[..., str]:
+    """A tool never raises into the model run (a failure is an answer the model can read),
+    and never shows it a secret (every answer is redacted)."""
 
     @functools.wraps(method)
     def safe(*args: Any, **kwargs: Any) -> str:
         try:
-            return method(*args, **kwargs)
+            answer = method(*args, **kwargs)
         except Exception as exc:
-            return f"error: {type(exc).__name__}: {exc}"[:500]
+            answer = f"error: {type(exc).__name__}: {exc}"[:500]
+        return redact(answer)
 
     return safe
 
 
 for _name in ("read_file", "grep", "tail_log", "show_leaderboard", "trial_diff"):
-    setattr(LabView, _name, _answer_errors(getattr(LabView, _name)))
+    setattr(LabView, _name, _answer_safely(getattr(LabView, _name)))

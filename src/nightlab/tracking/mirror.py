@@ -4,28 +4,80 @@ The store is the record; MLflow is a mirror written by a separate process
 (`python -m nightlab.tracking.mirror`) so that neither a slow or unreachable server nor MLflow's
 own CPU and import time hold up the loop. That process logs every finished trial whose
 `mlflow_run_id` is still empty, so a gap (a crash, a server down) is caught up later.
+
+What a trial wrote is hostile input here: metric and param names MLflow would refuse are
+made valid (see mlflow_key) or skipped, with a `tracking_names` event; one trial that cannot
+be logged never holds up the others; artifacts are uploaded as redacted copies, never the
+raw files.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import math
 import os
+import re
 import select
 import subprocess
 import sys
+import tempfile
 import time
+import tomllib
 from pathlib import Path
 from typing import IO, Any
 
+from nightlab.config import CONFIG_NAME
 from nightlab.store import paths
 from nightlab.store.paths import LabPaths
-from nightlab.store.redact import redact_data
+from nightlab.store.redact import add_secret_names, redact, redact_bytes, redact_data
 
 RUN_ID_FILE = paths.MLFLOW_RUN_ID  # in the trial folder: the run a trial logged into itself
 ARTIFACTS = (paths.PARAMS, paths.RESULT, paths.DIFF, paths.ENV, paths.STDOUT, paths.STDERR)
 STATUS = {"succeeded": "FINISHED", "failed": "FAILED", "timeout": "KILLED", "killed": "KILLED"}
+MAX_KEY = 250  # MLflow's longest metric, param or tag key
+BAD_KEY_CHARS = re.compile(r"[^/\w.\- :]")  # MLflow's allowed set, negated
+INT64 = 2**63 - 1
+# MLflow's answers that blame the data logged, not the server (other trials can still go)
+DATA_ERRORS = {"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "RESOURCE_ALREADY_EXISTS"}
+
+
+def mlflow_key(name: Any) -> str | None:
+    """`name` as a key MLflow accepts (its characters, no `.`/`..` path segments, at most
+    MAX_KEY characters; a cut name ends with a hash of the whole, so two stay apart), secrets
+    redacted; None when nothing usable is left."""
+    key = BAD_KEY_CHARS.sub("_", redact(str(name)))
+    key = "/".join({".": "_", "..": "__"}.get(part, part) for part in key.split("/") if part)
+    if key.startswith(".."):
+        key = "_" + key[1:]
+    if len(key) > MAX_KEY:
+        digest = hashlib.sha1(str(name).encode("utf-8", "surrogateescape")).hexdigest()[:8]
+        key = key[: MAX_KEY - 9].rstrip("/") + "-" + digest
+    return key if key.strip() else None
+
+
+def metric_points(history: list[dict[str, Any]], ts: int) -> tuple[list[Any], dict[str, Any]]:
+    """MLflow metrics for a trial's history, and the names changed ({name: key}) or skipped
+    ({name: None}); points that are not finite numbers at an int64 step are left out."""
+    from mlflow.entities import Metric
+
+    keys: dict[str, str | None] = {}
+    metrics, seen = [], set()
+    for p in history:
+        name, value, step = p.get("name"), p.get("value"), p.get("step") or 0
+        if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in (value, step)):
+            continue
+        if not (math.isfinite(value) and math.isfinite(step) and abs(step) <= INT64):
+            continue
+        if name not in keys:
+            keys[name] = mlflow_key(name)
+        key = keys[name]
+        if key is not None and (key, int(step), float(value)) not in seen:
+            seen.add((key, int(step), float(value)))
+            metrics.append(Metric(key, float(value), ts, int(step)))
+    changed = {str(n)[:300]: k for n, k in keys.items() if k != n}
+    return metrics, changed
 
 
 def default_uri(state_dir: Path) -> str:
@@ -43,6 +95,7 @@ class Tracker:
         self.artifact_dir = artifact_dir
         self._client: Any = None
         self._experiment_id: str | None = None
+        self.changed_names: dict[str, str | None] = {}  # of the last trial logged (see serve)
 
     def _connect(self) -> Any:
         if self._client is None:
@@ -83,11 +136,11 @@ class Tracker:
         """Create (or, when `maybe_logged`, find) the trial's run and fill it; returns the
         MLflow run id. A run the trial logged into itself (see open_run) keeps what the
         trial logged: nightlab adds only the params and metrics it does not have."""
-        from mlflow.entities import Metric, Param, RunTag
+        from mlflow.entities import Param, RunTag
 
+        self.changed_names = {}
         client = self._connect()
-        opened = trial_dir / RUN_ID_FILE
-        own = opened.read_text().strip() if opened.is_file() else ""
+        had = self._own_run(client, trial_dir, trial["id"])
         tags = {
             "nightlab.trial_id": str(trial["id"]),
             "nightlab.night_id": self.night_id,
@@ -102,7 +155,7 @@ class Tracker:
         }
         tags = redact_data(tags)
         found = (
-            not own
+            had is None
             and maybe_logged
             and client.search_runs(
                 [self._experiment_id],
@@ -111,10 +164,8 @@ class Tracker:
                 max_results=1,
             )
         )
-        had: Any = None
-        if own:
-            run_id = own
-            had = client.get_run(run_id).data
+        if had is not None:
+            run_id, had = had.info.run_id, had.data
         elif found:
             run_id = found[0].info.run_id
         else:
@@ -126,28 +177,95 @@ class Tracker:
             )
             run_id = run.info.run_id
         ts = int((trial.get("ended_at") or time.time()) * 1000)
-        metrics = [
-            Metric(p["name"], p["value"], ts, int(p["step"]))
-            for p in trial.get("history", [])
-            if math.isfinite(p["value"])
-        ]
-        params = [Param(k, str(v)[:6000]) for k, v in redact_data(trial["params"]).items()]
+        metrics, self.changed_names = metric_points(trial.get("history", []), ts)
+        params: dict[str, str] = {}
+        for name, value in redact_data(trial["params"]).items():
+            key = mlflow_key(name)
+            if key is None or key in params:
+                self.changed_names[str(name)[:300]] = None
+            else:
+                params[key] = str(value)[:6000]
+                if key != name:
+                    self.changed_names[str(name)[:300]] = key
         if had is not None:  # MLflow refuses to change a param the trial logged already
-            params = [p for p in params if p.key not in had.params]
+            params = {k: v for k, v in params.items() if k not in had.params}
             metrics = [m for m in metrics if m.key not in had.metrics]
-        for start in range(0, max(len(metrics), 1), 1000):
-            client.log_batch(
-                run_id,
-                metrics=metrics[start : start + 1000],
-                params=params if start == 0 else [],
-                tags=[RunTag(k, v) for k, v in tags.items()] if start == 0 else [],
-            )
-        for name in ARTIFACTS:
-            path = trial_dir / name
-            if path.is_file() and path.stat().st_size:
-                client.log_artifact(run_id, str(path))
+        # MLflow's batch limits: 100 params, 100 tags, 1000 entries in all
+        pairs = [Param(k, v) for k, v in params.items()]
+        for i in range(0, max(len(pairs), 1), 100):
+            tagged = [RunTag(k, v) for k, v in tags.items()] if i == 0 else []
+            client.log_batch(run_id, params=pairs[i : i + 100], tags=tagged)
+        for i in range(0, len(metrics), 1000):
+            self._log_metrics(client, run_id, metrics[i : i + 1000])
+        self._log_artifacts(client, run_id, trial_dir)
         client.set_terminated(run_id, status=STATUS.get(trial["status"], "FAILED"), end_time=ts)
         return run_id
+
+    def _log_metrics(self, client: Any, run_id: str, metrics: list[Any]) -> None:
+        """One batch; if the store refuses it while it answers (a file store cannot hold
+        both `a` and `a/b`), a batch per key, leaving out the keys it refuses."""
+        try:
+            client.log_batch(run_id, metrics=metrics)
+            return
+        except Exception:
+            if not self.reachable():
+                raise
+        by_key: dict[str, list[Any]] = {}
+        for m in metrics:
+            by_key.setdefault(m.key, []).append(m)
+        for key, points in by_key.items():
+            try:
+                client.log_batch(run_id, metrics=points)
+            except Exception:
+                if not self.reachable():
+                    raise
+                self.changed_names[key] = None
+
+    def _own_run(self, client: Any, trial_dir: Path, trial_id: int) -> Any:
+        """The run the trial opened for itself (see open_run), or None: a run id file the
+        trial wrote is trusted only for a run of this trial in this night's experiment."""
+        from mlflow.exceptions import MlflowException
+
+        opened = trial_dir / RUN_ID_FILE
+        if opened.is_symlink() or not opened.is_file():
+            return None
+        own = opened.read_text(errors="replace").strip()[:100]
+        try:
+            run = client.get_run(own) if own else None
+        except MlflowException as exc:
+            if getattr(exc, "error_code", None) in {"RESOURCE_DOES_NOT_EXIST", *DATA_ERRORS}:
+                return None  # not a run: the trial gets one of its own below
+            raise
+        tags = run.data.tags if run is not None else {}
+        mine = (
+            run is not None
+            and run.info.experiment_id == self._experiment_id
+            and tags.get("nightlab.trial_id") == str(trial_id)
+            and tags.get("nightlab.night_id") == self.night_id
+        )
+        return run if mine else None
+
+    @staticmethod
+    def _log_artifacts(client: Any, run_id: str, trial_dir: Path) -> None:
+        """The trial's files as redacted copies (the raw logs never leave the lab)."""
+        with tempfile.TemporaryDirectory(prefix="nightlab-mlflow-") as tmp:
+            for name in ARTIFACTS:
+                path = trial_dir / name
+                if path.is_symlink() or not path.is_file() or not path.stat().st_size:
+                    continue  # a trial could plant a link to a file outside its folder
+                copy = Path(tmp) / name
+                copy.write_bytes(redact_bytes(path.read_bytes()))
+                client.log_artifact(run_id, str(copy))
+
+    def reachable(self) -> bool:
+        """Whether the store answers now (after a failure: the trial's fault or the server's)."""
+        if self._client is None:
+            return False
+        try:
+            self._client.get_experiment(self._experiment_id)
+            return True
+        except Exception:
+            return False
 
 
 class TrackingProcess:
@@ -243,13 +361,29 @@ def serve(db: Path, tracker: Tracker, wake: IO[bytes], scan_s: float = 5.0) -> N
                         "tracking_error",
                         trial_id=row.id,
                         retry_in_s=wait,
-                        error=f"{type(exc).__name__}: {exc}"[:2000],
+                        error=redact(f"{type(exc).__name__}: {exc}")[:2000],
                     )
+                if tracker.reachable():
+                    continue  # this trial's data: the others are logged all the same
                 break  # the server is likely down for all of them: wait, then retry
+            if tracker.changed_names:
+                with store.tx() as s:
+                    Store.event(s, "tracking_names", trial_id=row.id, changed=tracker.changed_names)
             store.set_mlflow_run(row.id, run_id)
             retry_at.pop(row.id, None)
         if not open_:
             return
+
+
+def agents_key_env(lab: Path) -> str | None:
+    """`[agents] api_key_env` of the lab's config (its value is redacted here too); None
+    when unset or unreadable (the loop has read and checked the config already)."""
+    try:
+        raw = tomllib.loads((Path(lab) / CONFIG_NAME).read_text())
+        name = raw.get("agents", {}).get("api_key_env")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return name if isinstance(name, str) else None
 
 
 def main() -> None:
@@ -257,6 +391,7 @@ def main() -> None:
     writes (this is plumbing between nightlab's own processes, not a user command)."""
     opts = json.loads(sys.argv[1])
     os.nice(10)  # the mirror yields the CPU to the trials and the loop
+    add_secret_names(agents_key_env(LabPaths.of_db(opts["db"]).lab))
     tracker = Tracker(opts["uri"], opts["experiment"], Path(opts["artifacts"]), opts["night"])
     serve(Path(opts["db"]), tracker, sys.stdin.buffer)
 
