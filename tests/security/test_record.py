@@ -10,7 +10,8 @@ import time
 import uuid
 
 import pytest
-from hostile import (
+
+from .hostile import (
     ATTACK_SCORE,
     attack_row,
     digest,
@@ -21,7 +22,6 @@ from hostile import (
     trial_dir,
     trials,
 )
-
 from conftest import git, rows, spawn_loop, try_rows, wait_for
 
 pytestmark = pytest.mark.slow

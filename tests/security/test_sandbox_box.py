@@ -16,7 +16,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from hostile import (
+
+from .hostile import (
     ATTACK_SCORE,
     attack_row,
     digest,
@@ -27,7 +28,6 @@ from hostile import (
     seen,
     wait_none_alive,
 )
-
 from conftest import build_lab, spawn_loop
 
 pytestmark = pytest.mark.slow

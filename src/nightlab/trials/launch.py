@@ -142,6 +142,7 @@ def build(
         maximize=cfg.objective.direction == "maximize",
         max_rss_mb=cfg.trial.max_rss_mb,
         sandbox=prefix,
+        limits=cfg.limits,
     )
     if cfg.trial.evaluate:
         spec.evaluate = cfg.trial.evaluate

@@ -192,14 +192,16 @@ def limit_broken(trial: Any, now: float, new: list[dict]) -> tuple[str, str] | N
 
 def reader_for(spec: TrialSpec) -> MetricReader:
     """The reader of what a trial prints and logs (`nightlab.log` writes into its out/)."""
-    return MetricReader(spec.trial_dir, spec.metric, metrics=f"{paths.OUT}/{paths.METRICS}")
+    return MetricReader(
+        spec.trial_dir, spec.metric, metrics=f"{paths.OUT}/{paths.METRICS}", limits=spec.limits
+    )
 
 
 def evaluation(spec: TrialSpec) -> tuple[MetricReader, int | None]:
     """What the sealed evaluation reported, and its exit status (None: it never ran)."""
     reader = MetricReader(
         spec.trial_dir, spec.metric, logs=(paths.EVAL_LOG,),
-        metrics=f"{paths.EVAL}/{paths.METRICS}",
+        metrics=f"{paths.EVAL}/{paths.METRICS}", limits=spec.limits,
     )  # fmt: skip
     reader.read(final=True)
     return reader, _read_exit_code(spec.trial_dir, paths.EVAL_EXIT_CODE)
@@ -218,11 +220,15 @@ def conclude(
     objective = reader.reduce(spec.reduce, spec.maximize)
     metrics, history = reader.last(), list(reader.history)
     evaluated, eval_code = None, None
+    if kill is None and reader.flood:  # it flooded, then ended before a poll saw it
+        kill = ("killed", reader.flood)
     if spec.evaluate:
         evaluated, eval_code = evaluation(spec)
         objective = evaluated.reduce(spec.reduce, spec.maximize)
         metrics.pop(spec.metric, None)  # the trial's own claim does not count
         metrics.update(evaluated.last())
+        if kill is None and evaluated.flood:
+            kill = ("killed", evaluated.flood)
         history += [{**p, "source": "eval"} for p in evaluated.history]
     if kill:
         status, reason = kill

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from nightlab import UserError
 from nightlab.config import Config
-from nightlab.store.paths import STATE_DIR
+from nightlab.store.paths import STATE_DIR, LabPaths
 
 # what every box gets: no capabilities (root included), every namespace of its own
 _SEAL = ["--unshare-all", "--cap-drop", "ALL", "--new-session", "--die-with-parent"]
@@ -128,7 +128,8 @@ def trial_box(
     shared = [lab / entry for entry in cfg.trial.share if lab / entry not in writable]
     return Box(
         writable=(tree, out, *writable),
-        readonly=(*shared, *training_python(cfg, lab), *(workdir / p for p in protected)),
+        readonly=(*shared, *training_python(cfg, lab), LabPaths(lab).repair / "clones",
+                  *(workdir / p for p in protected)),  # fmt: skip
         masked=() if test else tuple(test_paths(cfg, lab, workdir)),
         network=cfg.trial.network,
     )

@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from nightlab.trials.executor import Trial
@@ -32,6 +32,7 @@ class TrialSpec:
     maximize: bool
     max_rss_mb: float | None = None
     sandbox: list[str] = field(default_factory=list)  # argv prefix: bwrap … --
+    limits: Any = None  # [limits]: caps on what a trial may print and log (None: defaults)
     evaluate: str | None = None  # [trial] evaluate: the objective comes from it alone
     eval_sandbox: list[str] = field(default_factory=list)
 

@@ -1,0 +1,154 @@
+"""Class 8, protected evaluation bypassed, and class 9, the held-out test read by a trial.
+
+With `[trial] evaluate`, the objective comes from the lab's own evaluation, run from the
+night's base commit in a box of its own on the trial's artifacts: what the trial prints
+(an `atexit` hook's extra `score=` line), a package shadowing a protected module, or a
+swap of the protected evaluation script during the run change nothing. With
+`[objective] test_paths`, the test data is absent from every box but the test run's, and
+only the loop sets NIGHTLAB_TEST."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from nightlab import Lab
+
+from conftest import build_lab, git, rows
+
+if shutil.which("bwrap") is None:
+    pytest.skip("bubblewrap is not installed (apt-get install bubblewrap)", allow_module_level=True)
+
+# The trial "learns" a number (boost) and saves it as its artifact; the evaluation scores
+# that artifact against the labels in the protected data.py: score = 1 - |pred - truth|.
+DATA = "TRUTH = 0.25\n"
+EVALUATE = """
+import json, os
+from pathlib import Path
+from data import TRUTH
+pred = json.loads((Path(os.environ["NIGHTLAB_ARTIFACTS"]) / "pred.json").read_text())
+print(f"score={1 - abs(pred - TRUTH)}")
+"""
+HONEST = """
+import json, os
+from pathlib import Path
+p = json.load(open(os.environ["NIGHTLAB_PARAMS"]))
+(Path(os.environ["NIGHTLAB_ARTIFACTS"]) / "pred.json").write_text(json.dumps(p["boost"]))
+print("score=0.5")  # the trial's own claim: not what counts
+"""
+HOSTILE = """
+import atexit, json, os
+from pathlib import Path
+p = json.load(open(os.environ["NIGHTLAB_PARAMS"]))
+out = Path(os.environ["NIGHTLAB_ARTIFACTS"])
+(out / "pred.json").write_text(json.dumps(p["boost"]))
+tried = {}
+def attempt(name, fn):
+    try:
+        fn()
+        tried[name] = "ok"
+    except OSError as exc:
+        tried[name] = type(exc).__name__
+# shadow the protected data.py with a package whose TRUTH matches any prediction
+Path("data").mkdir(exist_ok=True)
+attempt("shadow", lambda: Path("data/__init__.py").write_text(f"TRUTH = {p['boost']}\\n"))
+# swap the protected evaluation for one that prints a perfect score (and restore it later)
+attempt("swap", lambda: Path("evaluate.py").write_text("print('score=1.0')\\n"))
+attempt("rename", lambda: os.rename("evaluate.py", "evaluate.bak"))
+(out / "tried.json").write_text(json.dumps(tried))
+atexit.register(lambda: print("score=1000", flush=True))  # a forged last line
+print("score=999")
+"""
+
+
+def evaluated_lab(tmp_path, trial: str, boost: float):
+    lab = build_lab(
+        tmp_path / "lab",
+        trial=trial,
+        decisions=[
+            {
+                "action": "run",
+                "rationale": "try this boost on the evaluation",
+                "params": {"boost": boost},
+            }
+        ],
+        max_trials=4,
+        trial_extra='evaluate = "python evaluate.py"\nprotected = ["evaluate.py", "data.py"]',
+    )
+    (lab / "data.py").write_text(DATA)
+    (lab / "evaluate.py").write_text(EVALUATE)
+    git(lab, "add", "-A")
+    return lab
+
+
+def test_the_objective_comes_from_the_sealed_evaluation_only(tmp_path):
+    lab = evaluated_lab(tmp_path, HONEST, 0.15)
+    Lab(lab).run(report=lambda line: None)
+    got = {r["kind"]: r for r in rows(lab, "SELECT kind, status, objective FROM trials")}
+    assert got["trial"]["status"] == "succeeded"
+    # baseline: boost 0 → 1 - 0.25; the trial: boost 0.15 → 1 - 0.10; never the printed 0.5
+    assert got["baseline"]["objective"] == pytest.approx(0.75)
+    assert got["trial"]["objective"] == pytest.approx(0.90)
+
+
+def test_a_hostile_trial_cannot_forge_shadow_or_swap_the_evaluation(tmp_path):
+    lab = evaluated_lab(tmp_path, HOSTILE, 0.9)
+    Lab(lab).run(report=lambda line: None)
+    trial = rows(lab, "SELECT id, status, objective, verdict FROM trials WHERE kind = 'trial'")[0]
+    tried = json.loads(
+        (lab / ".nightlab" / "trials" / str(trial["id"]) / "out/artifacts/tried.json").read_text()
+    )
+    assert tried["swap"] != "ok" and tried["rename"] != "ok"  # protected: read-only binds
+    assert tried["shadow"] == "ok"  # it may write its own tree, but the evaluation
+    assert trial["objective"] == pytest.approx(1 - abs(0.9 - 0.25))  # never sees it
+    assert trial["verdict"] != "kept"  # 0.35 is worse than the baseline's 0.75
+    assert (lab / "evaluate.py").read_text() == EVALUATE
+
+
+HELD_OUT = """
+import json, os
+from pathlib import Path
+seen = {
+    "env": os.environ.get("NIGHTLAB_TEST"),
+    "test": Path("data/test.csv").is_file() and Path("data/test.csv").read_text(),
+}
+(Path(os.environ["NIGHTLAB_ARTIFACTS"]) / "seen.json").write_text(json.dumps(seen))
+print("score=1")
+if os.environ.get("NIGHTLAB_TEST") == "1":
+    print(f"test_score={len(seen['test'] or '')}")
+"""
+
+
+def test_the_held_out_test_data_is_absent_from_every_run_but_the_test_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("NIGHTLAB_TEST", "1")  # set around the loop: a trial must not inherit it
+    lab = build_lab(
+        tmp_path / "lab",
+        trial=HELD_OUT,
+        max_trials=4,
+        decisions=[
+            {
+                "action": "run",
+                "rationale": "probe: boost 0.5 maps the response",
+                "dimension": "optimization",
+                "params": {"boost": 0.5},
+            }
+        ],
+    )
+    toml = (lab / "nightlab.toml").read_text()
+    toml = toml.replace('direction = "maximize"', 'direction = "maximize"\ntest_metric = '
+                        '"test_score"\ntest_paths = ["data/test.csv"]')  # fmt: skip
+    (lab / "nightlab.toml").write_text(toml)
+    (lab / "data").mkdir()
+    (lab / "data" / "test.csv").write_text("secret,labels\n")
+    git(lab, "add", "-A")
+    Lab(lab).finish_up(run_hours=8, minutes_left=60, final_rounds=1, top_k=1, note="t")
+    Lab(lab).run(report=lambda line: None)
+    seen = {}
+    for row in rows(lab, "SELECT id, kind FROM trials"):
+        path = lab / ".nightlab" / "trials" / str(row["id"]) / "out/artifacts/seen.json"
+        seen.setdefault(row["kind"], []).append(json.loads(path.read_text()))
+    assert seen["test"] == [{"env": "1", "test": "secret,labels\n"}]
+    for kind in ("baseline", "trial"):
+        assert all(s["env"] is None and not s["test"] for s in seen[kind]), seen[kind]
