@@ -91,6 +91,8 @@ class Loop:
             ws = Workspace(self.lab, state, self.cfg.lab.name)
             for stale in ws.clear_stale_locks():
                 self.report(f"removed a git lock a killed loop left behind: {stale}")
+            if warning := sandbox.unsealed_warning(self.cfg):
+                self.report(warning)
             self.night = Night(self.lab, self.cfg, store, journal, ws, self.report, self.slot_count)
             self._assemble(self.night)
             self._open(self.night)

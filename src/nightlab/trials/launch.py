@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,20 @@ def hydra_overrides(params: dict[str, Any]) -> list[str]:
     return [f"{key}={hydra_value(value)}" for key, value in params.items()]
 
 
+def tracking_paths(mlflow: dict[str, Any]) -> list[Path]:
+    """What `[tracking] trial_run` opens to a sealed trial: a local MLflow store (the
+    sqlite file itself, or a file store's folder) and its artifact folder. The MLflow
+    mirror, never the record: state.db and the trial folders stay out of sight."""
+    uri, out = str(mlflow["uri"]), []
+    if uri.startswith("sqlite:///"):
+        out.append(Path(uri.removeprefix("sqlite:///")))
+    elif uri.startswith("file:") or "://" not in uri:
+        out.append(Path(uri.removeprefix("file://").removeprefix("file:")))
+    artifacts = Path(mlflow["artifacts"])
+    artifacts.mkdir(parents=True, exist_ok=True)
+    return [p for p in out if p.exists()] + [artifacts]
+
+
 def build(
     cfg: Config,
     lab: Path,
@@ -119,6 +134,8 @@ def build(
         env["NIGHTLAB_TEST"] = "1"
     protected = list(protected)
     box = sandbox.trial_box(cfg, lab, tree or workdir, workdir, out, protected, test=test)
+    if mlflow:  # the trial logs into its own run: the local MLflow store is opened to it
+        box = replace(box, writable=(*box.writable, *tracking_paths(mlflow)))
     prefix = sandbox.prefix(cfg, lab, box)
     if prefix and "MPLCONFIGDIR" not in env:  # $HOME is read-only in the sandbox: matplotlib
         env["MPLCONFIGDIR"] = "/tmp/matplotlib"  # (imported by Lightning) caches in its /tmp

@@ -305,7 +305,16 @@ def sandboxed_wrapper(spec: TrialSpec) -> str:
 
 
 def _boxed(prefix: list[str], command: str) -> str:
-    return shlex.join([*prefix, "/bin/sh", "-c", command]) if prefix else command
+    """`command` inside the box; where the box cannot be built (a Slurm node without
+    bubblewrap) it does not run at all, and says so."""
+    if not prefix:
+        return command
+    missing = (
+        'command -v bwrap >/dev/null 2>&1 || { echo "nightlab: bubblewrap is not installed '
+        'on $(uname -n), so this trial cannot be sealed and did not run: install it there '
+        '(apt-get install bubblewrap) or set [trial] sandbox = \\"none\\"" >&2; exit 126; }'
+    )
+    return f"{missing}\n" + shlex.join([*prefix, "/bin/sh", "-c", command])
 
 
 def attach(

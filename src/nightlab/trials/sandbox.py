@@ -62,6 +62,22 @@ def require(cfg: Config) -> None:
         )
 
 
+def unsealed_warning(cfg: Config) -> str | None:
+    """What the night cannot seal, said at start: nothing under `sandbox = "none"`; on
+    Slurm, a node without bubblewrap (checked only there, when a job starts)."""
+    if cfg.trial.sandbox == "none":
+        return (
+            'warning: [trial] sandbox = "none": trials and agents run unsealed, with your '
+            "user's rights over the lab, its record and the network"
+        )
+    if cfg.executor.kind == "slurm":
+        return (
+            "warning: Slurm trials are sealed by bubblewrap on their node; a trial on a node "
+            "without it does not run (exit 126, naming the node) rather than run unsealed"
+        )
+    return None
+
+
 @dataclass(frozen=True)
 class Box:
     """What one sandboxed command may see of the lab, beyond the read-only system."""

@@ -1,0 +1,136 @@
+"""The boxes other than a trial's: a coding agent's (its scratch copy, its prompt, its own
+settings folder in $HOME, nothing of the lab), a smoke check's (a throwaway copy), and a
+node without bubblewrap (nothing runs unsealed)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from nightlab.config import load_config
+from nightlab.trials import sandbox
+from nightlab.trials.local import sandboxed_wrapper
+from nightlab.trials.watch import TrialSpec
+
+from conftest import build_lab, git
+
+if shutil.which("bwrap") is None:
+    pytest.skip("bubblewrap is not installed (apt-get install bubblewrap)", allow_module_level=True)
+
+PROBE = r"""
+for path in "$@"; do
+  if [ -e "$path" ]; then seen=seen; else seen=absent; fi
+  if ( echo x >> "$path" ) 2>/dev/null; then echo "$path $seen writable"
+  else echo "$path $seen no-write"; fi
+done
+"""
+
+
+def probe(argv: list[str], paths: list[Path], cwd: Path, env: dict | None = None) -> dict:
+    done = subprocess.run(
+        [*argv, "/bin/sh", "-c", PROBE, "probe", *map(str, paths)],
+        cwd=cwd, capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return {
+        line.rsplit(" ", 2)[0]: tuple(line.rsplit(" ", 2)[1:])
+        for line in done.stdout.split("\n")
+        if line
+    }
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Path:
+    lab = build_lab(tmp_path / "lab")
+    git(lab, "add", "-A")
+    git(lab, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    (lab / ".nightlab" / "trials" / "1").mkdir(parents=True)
+    (lab / ".nightlab" / "state.db").write_text("the record")
+    return lab
+
+
+@pytest.fixture
+def home(monkeypatch):
+    """A $HOME outside /tmp (a box has a private /tmp of its own)."""
+    home = Path(tempfile.mkdtemp(prefix="nightlab-home-", dir="/var/tmp"))
+    monkeypatch.setenv("HOME", str(home))
+    yield home
+    shutil.rmtree(home)
+
+
+def test_a_coding_agent_writes_its_scratch_and_its_settings_only(lab, home):
+    (home / ".codex").mkdir(parents=True)
+    (home / ".bashrc").write_text("# the user's\n")
+    run = lab / ".nightlab" / "agents" / "r1"
+    work = run / "work"
+    work.mkdir(parents=True)
+    (run / "prompt.md").write_text("the prompt")
+    cfg = load_config(lab)
+    box = sandbox.agent_box(cfg, work, run / "prompt.md", ["codex", "exec"])
+    seen = probe(sandbox.prefix(cfg, lab, box), [
+        work / "edit.py", run / "prompt.md", home / ".codex" / "auth.json", home / ".bashrc",
+        lab / "train.py", lab / "nightlab.toml", lab / ".nightlab" / "state.db",
+        lab / ".git" / "config", lab / ".nightlab" / "trials" / "1",
+    ], work)  # fmt: skip
+    assert seen[str(work / "edit.py")][1] == "writable"
+    assert seen[str(run / "prompt.md")] == ("seen", "no-write")
+    assert seen[str(home / ".codex" / "auth.json")][1] == "writable"  # its own settings
+    assert seen[str(home / ".bashrc")] == ("seen", "no-write")  # never the user's shell
+    for hidden in ("train.py", "nightlab.toml", ".nightlab/state.db", ".git/config"):
+        assert seen[str(lab / hidden)][0] == "absent", hidden
+    assert (lab / "nightlab.toml").read_text().endswith("\n") and "x" not in (
+        lab / ".nightlab" / "state.db"
+    ).read_text().replace("the record", "")
+
+
+def test_a_smoke_check_sees_its_throwaway_copy_only(lab):
+    cfg = load_config(lab)
+    scratch = lab / ".nightlab" / "smoke-1"
+    scratch.mkdir()
+    box = sandbox.smoke_box(cfg, lab, scratch)
+    spare = lab / ".nightlab" / "worktrees" / "t1"
+    spare.mkdir(parents=True)
+    seen = probe(sandbox.prefix(cfg, lab, box),
+                 [scratch / "m.py", spare / "train.py", lab / "train.py"], scratch)  # fmt: skip
+    assert seen[str(scratch / "m.py")][1] == "writable"
+    assert seen[str(spare / "train.py")][0] == "absent"  # a spare tree is out of its reach
+    assert seen[str(lab / "train.py")][0] == "absent"
+    assert not (spare / "train.py").exists()
+
+
+def test_a_node_without_bubblewrap_runs_nothing_unsealed(lab, tmp_path):
+    """On a Slurm node the box is built by the job; no bwrap there: the trial fails, saying
+    why, and its command never ran."""
+    cfg = load_config(lab)
+    trial_dir = tmp_path / "trial"
+    trial_dir.mkdir()
+    marker = tmp_path / "ran"
+    spec = TrialSpec(
+        trial_id=1, command=f"touch {marker}", workdir=lab, trial_dir=trial_dir, env={},
+        budget_s=60, hang_s=None, metric="score", reduce="last", maximize=True,
+        sandbox=sandbox.prefix(cfg, lab, sandbox.Box(writable=(lab,))),
+    )  # fmt: skip
+    bare = tmp_path / "bin"  # a PATH with a shell's tools but no bwrap
+    bare.mkdir()
+    for tool in ("uname", "cat", "touch"):
+        (bare / tool).symlink_to(shutil.which(tool))
+    env = {"PATH": str(bare), "NIGHTLAB_TRIAL_DIR": str(trial_dir)}
+    done = subprocess.run(["/bin/sh", "-c", sandboxed_wrapper(spec)], cwd=lab, env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 126
+    assert "bubblewrap is not installed on" in done.stderr and "sandbox" in done.stderr
+    assert not marker.exists()
+    assert (trial_dir / "exit_code").read_text() == "126"
+
+
+def test_the_night_says_at_start_what_it_cannot_seal(lab):
+    cfg = load_config(lab)
+    assert sandbox.unsealed_warning(cfg) is None
+    none = cfg.model_copy(update={"trial": cfg.trial.model_copy(update={"sandbox": "none"})})
+    assert "unsealed" in sandbox.unsealed_warning(none)
+    slurm = cfg.model_copy(update={"executor": cfg.executor.model_copy(update={"kind": "slurm"})})
+    assert "node without it does not run" in sandbox.unsealed_warning(slurm)
