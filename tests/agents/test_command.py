@@ -134,7 +134,7 @@ def test_builtin_templates_hand_the_prompt_to_the_cli(make_lab, tmp_path, monkey
     for name in ("codex", "claude", "aider"):
         script = bin_dir / name
         script.write_text(
-            '#!/bin/sh\nprintf "%s\\0" "$@" > "$(dirname "$NIGHTLAB_PROMPT_FILE")/argv"\nexit 3\n'
+            '#!/bin/sh\nprintf "%s\\0" "$@"\nexit 3\n'  # its output: the run's output.log
         )
         script.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
@@ -145,7 +145,7 @@ def test_builtin_templates_hand_the_prompt_to_the_cli(make_lab, tmp_path, monkey
         with pytest.raises(CommandAgentError, match="exited with status 3"):
             w.decide(CONTEXT)
         newest = max((lab / ".nightlab" / "agents").iterdir(), key=lambda p: p.stat().st_mtime)
-        seen[name] = (newest / "argv").read_text().split("\0")[:-1]
+        seen[name] = (newest / "output.log").read_text().split("\0")[:-1]
     assert seen["codex"][:2] == ["exec", "--full-auto"] and "# Objective" in seen["codex"][-1]
     assert seen["claude"][:1] == ["-p"] and "# How to answer" in seen["claude"][1]
     aider = seen["aider"]

@@ -142,8 +142,8 @@ def test_canonical_dir_grammar_and_required_artifacts(lh, clean_env, tmp_path):
     expected = Path("digits") / "cnn-w32" / "lr0.0003-seed7"
     assert paths.canonical_experiment_dir(cfg, root=tmp_path) == tmp_path / expected
     assert paths.canonical_experiment_dir(cfg) == Path("outputs") / expected
-    clean_env.setenv("NIGHTLAB_TRIAL_DIR", str(tmp_path / "trial"))
-    assert paths.canonical_experiment_dir(cfg) == tmp_path / "trial" / "artifacts" / expected
+    clean_env.setenv("NIGHTLAB_ARTIFACTS", str(tmp_path / "trial" / "out" / "artifacts"))
+    assert paths.canonical_experiment_dir(cfg) == tmp_path / "trial/out/artifacts" / expected
 
     exp_dir = tmp_path / expected
     assert paths.required_artifacts(exp_dir) == {
@@ -247,7 +247,7 @@ def test_init_and_a_search_night_with_hydra_overrides_and_mlflow(lh, tmp_path):
         width, lr = params["model.width"], params["optim.lr"]
         widths.add(width)
         folder = lab / ".nightlab" / "trials" / str(t["id"])
-        exp_dir = folder / "artifacts" / "digits" / f"cnn-w{width}" / f"lr{lr:g}-seed{t['seed']}"
+        exp_dir = folder / "out" / "artifacts" / "digits" / f"cnn-w{width}" / f"lr{lr:g}-seed{t['seed']}"
         stdout = (folder / "stdout.log").read_text()
         assert f"checkpoint: {exp_dir / 'model.pt'}" in stdout
         # the overrides reached the model: the resolved config and the weights' shapes

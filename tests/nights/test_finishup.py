@@ -15,7 +15,7 @@ from nightlab import Lab
 from conftest import cli, git, rows, status, wait_for
 
 # score = 1 + boost + seed noise; the test split is read only when NIGHTLAB_TEST is set (each
-# read is logged in the lab folder), and a `leak` parameter prints it anyway.
+# read is logged in the trial's artifacts), and a `leak` parameter prints it anyway.
 TRAIN = """
 import json, os, time
 from pathlib import Path
@@ -25,8 +25,7 @@ time.sleep(p.get("sleep", 0.0))
 score = 1.0 + p.get("boost", 0.0) + 0.01 * ((seed * 7) % 3 - 1)
 print(f"score={score}")
 if os.environ.get("NIGHTLAB_TEST") or p.get("leak"):
-    with open(Path(os.environ["NIGHTLAB_LAB_DIR"]) / "test_reads.log", "a") as log:
-        log.write(f"{os.environ['NIGHTLAB_TRIAL_ID']}\\n")
+    (Path(os.environ["NIGHTLAB_ARTIFACTS"]) / "test_read").write_text("")
     print(f"test_score={score - 0.1}")
 """
 
@@ -71,8 +70,8 @@ def test_a_limit_with_finishup_pending_confirms_tests_and_reports(make_lab):
     (pick,) = rows(lab, "SELECT id FROM trials WHERE kind='trial' AND params LIKE '%0.9%'")
     (leaky,) = rows(lab, "SELECT id FROM trials WHERE kind='trial' AND params LIKE '%true%'")
     (test_run,) = rows(lab, "SELECT id FROM trials WHERE kind='test'")
-    reads = (lab / "test_reads.log").read_text().split()
-    assert reads == [str(leaky[0]), str(test_run[0])]
+    marks = (lab / ".nightlab" / "trials").glob("*/out/artifacts/test_read")
+    assert sorted(int(p.parts[-4]) for p in marks) == [leaky[0], test_run[0]]
     metrics = rows(lab, f"SELECT metrics FROM trials WHERE id={leaky[0]}")[0][0]
     assert "test_score" not in json.loads(metrics)
     (event,) = rows(lab, "SELECT data FROM events WHERE kind='test_metric'")

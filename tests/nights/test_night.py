@@ -21,7 +21,7 @@ CANONICAL = [
     "result.json",
     "diff.patch",
     "env.json",
-    "artifacts",
+    "out",  # the trial's own: its params copy, what it logged, its artifacts/
 ]
 
 

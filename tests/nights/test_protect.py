@@ -1,9 +1,12 @@
-"""Protected files: an edit of one is refused with `harness_changed`; a trial that changes
-one at run time fails with that reason, and the file is restored for the next trial."""
+"""Protected files: an edit of one is refused with `harness_changed`; in the sandbox a trial
+cannot change one (a read-only bind: its write fails); unsandboxed, a trial that changes one
+fails with `harness_changed`, and the next trial gets the original."""
 
 from __future__ import annotations
 
 import json
+
+import pytest
 
 from nightlab import Lab
 
@@ -19,7 +22,8 @@ print(f"score={score(p.get('boost', 0.0))}")
 """
 
 
-def test_protected_files_are_neither_edited_nor_changed_by_trials(make_lab):
+@pytest.mark.parametrize("sandbox", ["bwrap", "none"])
+def test_protected_files_are_neither_edited_nor_changed_by_trials(make_lab, sandbox):
     decisions = [
         {"action": "run", "rationale": "make the metric generous to win",
          "edits": [{"file": "evaluate.py", "search": "1.0 + x", "replace": "10.0 + x"}]},
@@ -35,7 +39,8 @@ def test_protected_files_are_neither_edited_nor_changed_by_trials(make_lab):
     toml.write_text(
         toml.read_text().replace(
             'editable = ["train.py"]',
-            'editable = ["train.py", "evaluate.py"]\nprotected = ["evaluate.py"]',
+            'editable = ["train.py", "evaluate.py"]\nprotected = ["evaluate.py"]\n'
+            f'sandbox = "{sandbox}"',
         )
         + "\n[search.tamper]\nchoices = [false, true]\ndefault = false\n"
     )
@@ -51,5 +56,10 @@ def test_protected_files_are_neither_edited_nor_changed_by_trials(make_lab):
     ]
     (status, reason, objective), honest = trials
     assert status == "failed" and objective is None
-    assert reason.startswith("harness_changed: the trial changed evaluate.py")
+    if sandbox == "bwrap":  # its write was refused
+        (tail,) = rows(lab, "SELECT log_tail FROM trials WHERE kind = 'trial' AND status = "
+                            "'failed'")[0]  # fmt: skip
+        assert reason == "exit status 1" and "Read-only file system" in tail
+    else:
+        assert reason.startswith("harness_changed: the trial changed evaluate.py")
     assert honest == ("succeeded", None, 1.2)  # the judge was restored before it ran

@@ -23,7 +23,7 @@ def test_trials_get_no_agent_keys_and_secrets_never_reach_the_record(make_lab, m
         "import json, os, sys\n"
         "seen = sorted(k for k in os.environ if k in "
         "('OPENAI_API_KEY', 'HUB_TOKEN', 'MY_SERVER_KEY'))\n"
-        "open(os.environ['NIGHTLAB_LAB_DIR'] + '/seen.json', 'w').write(json.dumps(seen))\n"
+        "open(os.environ['NIGHTLAB_ARTIFACTS'] + '/seen.json', 'w').write(json.dumps(seen))\n"
         "p = json.load(open(os.environ['NIGHTLAB_PARAMS']))\n"
         "if p.get('boost'): sys.exit('upload failed with token ' + os.environ['HUB_TOKEN'])\n"
         "print('score=1')\n"
@@ -37,7 +37,8 @@ def test_trials_get_no_agent_keys_and_secrets_never_reach_the_record(make_lab, m
     git(lab, "add", "-A")
     lines: list[str] = []
     Lab(lab).run(report=lines.append)
-    assert json.loads((lab / "seen.json").read_text()) == ["HUB_TOKEN"]
+    seen = list((lab / ".nightlab" / "trials").glob("*/out/artifacts/seen.json"))
+    assert len(seen) == 4 and all(json.loads(f.read_text()) == ["HUB_TOKEN"] for f in seen)
     conn = connect(lab)
     try:
         db = "\n".join(conn.iterdump())  # every row of every table

@@ -169,8 +169,29 @@ class RunningTrial:
         if self._kill is None:
             self._kill = (status, reason)
             self._doomed = process.tree(self.pid)
-            process.signal_all(self.pid, self._doomed, signal.SIGTERM)
+            if self.spec.sandbox:  # the box dies with its wrapper and bwrap: TERM only what
+                for proc in _inside(self._doomed, self.pid):  # runs inside, for its grace
+                    process.signal_all(0, [proc], signal.SIGTERM)
+            else:
+                process.signal_all(self.pid, self._doomed, signal.SIGTERM)
             self._kill_by = time.time() + grace
+
+
+def _inside(procs: list[psutil.Process], leader: int) -> list[psutil.Process]:
+    """The trial's own processes: not its wrapper shell, bubblewrap's supervisors, nor the
+    shell bubblewrap started (when that one ends the whole box is killed at once)."""
+    out = []
+    for proc in procs:
+        try:
+            if proc.pid == leader or proc.name() == "bwrap":
+                continue
+            parent = proc.parent()
+            if parent and parent.name() == "bwrap" and proc.cmdline()[:2] == ["/bin/sh", "-c"]:
+                continue
+            out.append(proc)
+        except psutil.Error:
+            pass
+    return out
 
 
 def limit_broken(trial: Any, now: float, new: list[dict]) -> tuple[str, str] | None:

@@ -178,8 +178,10 @@ def tree(pid: int) -> list[psutil.Process]:
 
 
 def signal_all(pgid: int, procs: list[psutil.Process], sig: int) -> None:
-    """Signal the process group `pgid` and each of `procs` (also those that left it)."""
-    signal_group(pgid, sig)
+    """Signal the process group `pgid` (none when 0) and each of `procs` (also those that
+    left it)."""
+    if pgid:
+        signal_group(pgid, sig)
     for proc in procs:
         try:
             if proc.is_running():  # psutil checks the create time: never a reused pid

@@ -14,8 +14,9 @@ Contract with nightlab (only torch + scikit-learn needed; nightlab is not import
   ``val_acc`` is the result. A NaN/inf loss is printed, then the exit code is 3.
 * The test split is read only when ``NIGHTLAB_TEST=1`` (finish-up sets it once, for
   the final pick): then ``test_acc=...`` is printed after training.
-* If ``NIGHTLAB_TRIAL_DIR`` is set, the final ``state_dict`` is saved to
-  ``$NIGHTLAB_TRIAL_DIR/artifacts/model.pt`` and ``checkpoint: <path>`` is printed.
+* If ``NIGHTLAB_ARTIFACTS`` is set (the trial's own artifact folder), the final
+  ``state_dict`` is saved to ``$NIGHTLAB_ARTIFACTS/model.pt`` and ``checkpoint: <path>`` is
+  printed.
 """
 
 import json
@@ -129,9 +130,9 @@ def main() -> int:
         test_acc = (test_logits.argmax(1) == torch.from_numpy(y_te).long()).float().mean()
         print(f"test_acc={test_acc.item():.4f}", flush=True)
 
-    trial_dir = os.environ.get("NIGHTLAB_TRIAL_DIR")
-    if trial_dir:
-        path = Path(trial_dir) / "artifacts" / "model.pt"
+    artifacts = os.environ.get("NIGHTLAB_ARTIFACTS")
+    if artifacts:
+        path = Path(artifacts) / "model.pt"
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), path)
         print(f"checkpoint: {path}", flush=True)

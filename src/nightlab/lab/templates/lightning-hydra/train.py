@@ -18,7 +18,7 @@ Contract with nightlab (nightlab itself is not imported):
   `checkpoint_path`. Without it there is no MLflow logger at all.
 * Outputs go to the canonical folder (digits_lh/paths.py):
   `<root>/<experiment>/<model.name>-w<model.width>/lr<optim.lr>-seed<seed>/` with root
-  `$NIGHTLAB_TRIAL_DIR/artifacts` under nightlab, `./outputs` otherwise: `config.yaml`
+  `$NIGHTLAB_ARTIFACTS` under nightlab, `./outputs` otherwise: `config.yaml`
   (resolved config) and `model.pt` (the network's plain state_dict), whose path is printed
   as `checkpoint: <path>`. Hydra itself writes nothing and keeps the working directory.
 """

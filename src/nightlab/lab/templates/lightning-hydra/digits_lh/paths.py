@@ -2,7 +2,7 @@
 
     <root>/<experiment>/<model.name>-w<model.width>/lr<optim.lr>-seed<seed>/
 
-* root: `$NIGHTLAB_TRIAL_DIR/artifacts` under nightlab (the trial's own folder), else
+* root: `$NIGHTLAB_ARTIFACTS` under nightlab (the trial's own artifact folder), else
   `./outputs` (relative to where `python train.py` runs; ignored by git).
 * lr is written with Python's `%g` (0.01 -> `lr0.01`, 0.0003 -> `lr0.0003`).
   e.g. `outputs/digits/cnn-w16/lr0.01-seed0/`.
@@ -26,9 +26,9 @@ CHECKPOINT_FILE = "model.pt"
 
 
 def artifact_root() -> Path:
-    """`$NIGHTLAB_TRIAL_DIR/artifacts` under nightlab, else `./outputs`."""
-    trial_dir = os.environ.get("NIGHTLAB_TRIAL_DIR")
-    return Path(trial_dir) / "artifacts" if trial_dir else Path("outputs")
+    """`$NIGHTLAB_ARTIFACTS` under nightlab, else `./outputs`."""
+    artifacts = os.environ.get("NIGHTLAB_ARTIFACTS")
+    return Path(artifacts) if artifacts else Path("outputs")
 
 
 def canonical_experiment_dir(cfg: Any, root: Path | None = None) -> Path:
