@@ -247,7 +247,7 @@ def test_init_and_a_search_night_with_hydra_overrides_and_mlflow(lh, tmp_path):
         width, lr = params["model.width"], params["optim.lr"]
         widths.add(width)
         folder = lab / ".nightlab" / "trials" / str(t["id"])
-        exp_dir = folder / "out" / "artifacts" / "digits" / f"cnn-w{width}" / f"lr{lr:g}-seed{t['seed']}"
+        exp_dir = folder / "out/artifacts/digits" / f"cnn-w{width}" / f"lr{lr:g}-seed{t['seed']}"
         stdout = (folder / "stdout.log").read_text()
         assert f"checkpoint: {exp_dir / 'model.pt'}" in stdout
         # the overrides reached the model: the resolved config and the weights' shapes
