@@ -363,8 +363,8 @@ def main() -> None:
             med = statistics.median(over)
             p90 = statistics.quantiles(over, n=10)[-1]
             table.append(
-                (f"loop overhead / trial ({label})", f"{ms(med)} (p90 {ms(p90)})", "≤ 20 ms",
-                 verdict(med, 0.020))
+                (f"loop overhead / trial ({label})", f"{ms(med)} (p90 {ms(p90)})", "≤ 26 ms",
+                 verdict(med, 0.026))
             )  # fmt: skip
             table.append(
                 (f"  cross-check: in-loop wall_s vs direct ({label})",
