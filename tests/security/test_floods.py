@@ -282,11 +282,15 @@ else:
 time.sleep(120)  # a flood that the loop missed would end in a timeout
 """
 
+# VmHWM, not ru_maxrss: the latter keeps the forking parent's size across exec (a pytest
+# process of 700 MB would pass for the loop's peak)
 RUN_LOOP = """
-import resource, sys
+import re, sys
+from pathlib import Path
 from nightlab import Lab
 Lab(sys.argv[1]).run(report=lambda line: None)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+status = Path("/proc/self/status").read_text()
+print(int(re.search(r"VmHWM:\\s+(\\d+) kB", status).group(1)) // 1024)
 """
 
 NIGHT = [  # (mode, the reason's start)
