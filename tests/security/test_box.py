@@ -134,3 +134,24 @@ def test_the_night_says_at_start_what_it_cannot_seal(lab):
     assert "unsealed" in sandbox.unsealed_warning(none)
     slurm = cfg.model_copy(update={"executor": cfg.executor.model_copy(update={"kind": "slurm"})})
     assert "node without it does not run" in sandbox.unsealed_warning(slurm)
+
+
+def test_a_trials_box_hides_the_credentials_in_home(lab, home):
+    """$HOME is read-only for a trial, and the credentials there are not in its box at all
+    (a link to them is masked where it leads)."""
+    (home / ".ssh").mkdir()
+    (home / ".ssh" / "id_ed25519").write_text("PRIVATE KEY")
+    (home / ".netrc").write_text("machine hub password hunter2")
+    (home / "real-aws").mkdir()
+    (home / "real-aws" / "credentials").write_text("aws_secret_access_key = x")
+    (home / ".aws").symlink_to(home / "real-aws")
+    (home / "notes.txt").write_text("ordinary")
+    cfg = load_config(lab)
+    tree, out = lab / ".nightlab" / "worktrees" / "t0", lab / ".nightlab" / "trials" / "1" / "out"
+    tree.mkdir(parents=True)
+    out.mkdir(parents=True)
+    box = sandbox.trial_box(cfg, lab, tree, tree, out, [])
+    script = "cat ~/.ssh/id_ed25519 ~/.netrc ~/.aws/credentials ~/notes.txt 2>/dev/null; true"
+    done = subprocess.run([*sandbox.prefix(cfg, lab, box), "/bin/sh", "-c", script],
+                          cwd=tree, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.stdout == "ordinary"

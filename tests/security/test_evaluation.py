@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -152,3 +154,40 @@ def test_the_held_out_test_data_is_absent_from_every_run_but_the_test_run(tmp_pa
     assert seen["test"] == [{"env": "1", "test": "secret,labels\n"}]
     for kind in ("baseline", "trial"):
         assert all(s["env"] is None and not s["test"] for s in seen[kind]), seen[kind]
+
+
+
+BORROWER = """
+import json, os, shutil, sys
+from pathlib import Path
+p = json.load(open(os.environ["NIGHTLAB_PARAMS"]))
+out = Path(os.environ["NIGHTLAB_ARTIFACTS"])
+(out / "pred.json").write_text(json.dumps(p["boost"]))
+if p.get("mode") == "borrow":  # point the evaluation at someone else's perfect predictions
+    shutil.rmtree(out)
+    os.symlink(sys.argv[1], out)
+print("score=0.5")
+"""
+
+
+def test_artifacts_replaced_by_a_link_are_not_evaluated(tmp_path):
+    perfect = Path(tempfile.mkdtemp(prefix="nightlab-perfect-", dir="/var/tmp"))
+    (perfect / "pred.json").write_text("0.25")  # would score 1.0
+    try:
+        lab = build_lab(
+            tmp_path / "lab", trial=BORROWER, max_trials=4, modes=("borrow",),
+            decisions=[{"action": "run", "rationale": "borrow a perfect prediction file",
+                        "params": {"boost": 0.15, "mode": "borrow"}}],
+            trial_extra='evaluate = "python evaluate.py"\nprotected = ["evaluate.py", "data.py"]',
+        )  # fmt: skip
+        (lab / "data.py").write_text(DATA)
+        (lab / "evaluate.py").write_text(EVALUATE)
+        toml = lab / "nightlab.toml"
+        toml.write_text(toml.read_text().replace("python train.py", f"python train.py {perfect}"))
+        git(lab, "add", "-A")
+        Lab(lab).run(report=lambda line: None)
+    finally:
+        shutil.rmtree(perfect)
+    (trial,) = rows(lab, "SELECT status, objective, reason FROM trials WHERE kind = 'trial'")
+    assert trial["objective"] is None and trial["status"] == "failed"
+    assert "evaluation" in trial["reason"] and "125" in trial["reason"]

@@ -37,8 +37,14 @@ rc=$?
 exit $rc
 """
 _EVALUATE = """if [ $rc -eq 0 ]; then
-  (cd {folder} && NIGHTLAB_METRICS={metrics} {command}) > "$NIGHTLAB_TRIAL_DIR/{log}" 2>&1
-  printf %s "$?" > "$NIGHTLAB_TRIAL_DIR/{code}"
+  if [ -L {artifacts} ] || [ ! -d {artifacts} ]; then  # a link would bind another folder
+    echo "nightlab: the trial replaced its artifacts folder; nothing was evaluated" > \\
+      "$NIGHTLAB_TRIAL_DIR/{log}"
+    printf 125 > "$NIGHTLAB_TRIAL_DIR/{code}"
+  else
+    (cd {folder} && NIGHTLAB_METRICS={metrics} {command}) > "$NIGHTLAB_TRIAL_DIR/{log}" 2>&1
+    printf %s "$?" > "$NIGHTLAB_TRIAL_DIR/{code}"
+  fi
 fi
 """
 
@@ -320,6 +326,7 @@ def sandboxed_wrapper(spec: TrialSpec) -> str:
             folder=shlex.quote(str(folder)),
             metrics=shlex.quote(str(folder / paths.METRICS)),
             command=_boxed(spec.eval_sandbox, spec.evaluate),
+            artifacts=shlex.quote(str(spec.trial_dir / paths.OUT / paths.ARTIFACTS)),
             log=paths.EVAL_LOG, code=paths.EVAL_EXIT_CODE,
         )  # fmt: skip
     return _WRAPPER.format(command=_boxed(spec.sandbox, spec.command), evaluate=evaluate)

@@ -31,6 +31,10 @@ from nightlab.store.paths import STATE_DIR, LabPaths
 # what every box gets: no capabilities (root included), every namespace of its own
 _SEAL = ["--unshare-all", "--cap-drop", "ALL", "--new-session", "--die-with-parent"]
 _GPU_DEVICES = ("/dev/nvidia*", "/dev/dri", "/dev/kfd")
+# credentials in $HOME a trial has no use for: absent from its box (an agent keeps its own)
+CREDENTIALS = (".ssh", ".aws", ".azure", ".config/gcloud", ".kube", ".docker", ".netrc",
+               ".git-credentials", ".pypirc", ".codex", ".claude", ".claude.json",
+               ".cache/huggingface/token", ".huggingface", ".kaggle", ".gnupg")  # fmt: skip
 # a coding agent's own settings in $HOME, by program: writable for it, the rest read-only
 AGENT_HOMES = {"codex": (".codex",), "claude": (".claude", ".claude.json"), "aider": (".aider",)}
 
@@ -116,11 +120,12 @@ def prefix(cfg: Config, lab: Path, box: Box) -> list[str]:
     for path in box.readonly:  # visible already where nothing hides it
         if os.path.lexists(path) and any(Path(path).is_relative_to(u) for u in unseen):
             argv += ["--ro-bind", str(path), str(path)]
-    for path in box.masked:
-        if os.path.isdir(path) and not os.path.islink(path):
-            argv += ["--tmpfs", str(path)]
-        elif os.path.lexists(path):
-            argv += ["--ro-bind", "/dev/null", str(path)]
+    for path in box.masked:  # a link is masked where it leads (bwrap cannot mount on it)
+        path = os.path.realpath(path) if os.path.islink(path) else str(path)
+        if os.path.isdir(path):
+            argv += ["--perms", "0555", "--tmpfs", path]
+        elif os.path.exists(path):
+            argv += ["--ro-bind", "/dev/null", path]
     argv += _SEAL + (["--share-net"] if box.network else [])
     return [*argv, "--"]
 
@@ -146,7 +151,7 @@ def trial_box(
         writable=(tree, out, *writable),
         readonly=(*shared, *training_python(cfg, lab), LabPaths(lab).repair / "clones",
                   *(workdir / p for p in protected)),  # fmt: skip
-        masked=() if test else tuple(test_paths(cfg, lab, workdir)),
+        masked=(*credentials(), *(() if test else test_paths(cfg, lab, workdir))),
         network=cfg.trial.network,
     )
 
@@ -166,6 +171,14 @@ def training_python(cfg: Config, lab: Path) -> list[Path]:
     if any(Path(h).is_relative_to(env) for h in _hidden(lab)):
         return []
     return [env]
+
+
+def credentials() -> list[Path]:
+    """The credential files and folders in $HOME that exist (masked in a trial's box)."""
+    home = os.environ.get("HOME")
+    if not home:
+        return []
+    return [Path(home, entry) for entry in CREDENTIALS if os.path.lexists(Path(home, entry))]
 
 
 def test_paths(cfg: Config, lab: Path, tree: Path) -> list[Path]:
