@@ -32,10 +32,14 @@ if mode == "hang":
 
     subprocess.Popen(["sleep", "300", "nightlab-fake-agent-child"])
     time.sleep(300)
+if mode == "fifo":
+    os.mkfifo("blocker.py")
 if mode == "fail":
     sys.exit("the agent's API refused the key")
 if mode == "invalid":
     decision["action"] = "train harder"
-if mode != "silent":
+if mode == "linked":
+    os.symlink("/etc/hostname", decision_file)
+elif mode != "silent":
     Path(decision_file).write_text(json.dumps(decision))
 print(f"fake agent done ({mode})")

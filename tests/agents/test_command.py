@@ -94,6 +94,8 @@ def test_a_change_outside_editable_rejects_the_whole_decision(make_lab):
         ("invalid", "not a valid decision"),
         ("delete", "it deleted train.py"),
         ("fail", "exited with status 1: .*refused the key"),
+        ("fifo", "it made blocker.py something other than a file"),  # would block the loop
+        ("linked", "wrote no .nightlab-decision.json"),  # a link to a host file: not read
     ],
 )
 def test_an_unusable_agent_answer_is_an_error_naming_why(make_lab, mode, message):

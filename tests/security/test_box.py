@@ -4,6 +4,7 @@ node without bubblewrap (nothing runs unsealed)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -70,7 +71,7 @@ def test_a_coding_agent_writes_its_scratch_and_its_settings_only(lab, home):
     work.mkdir(parents=True)
     (run / "prompt.md").write_text("the prompt")
     cfg = load_config(lab)
-    box = sandbox.agent_box(cfg, work, run / "prompt.md", ["codex", "exec"])
+    box = sandbox.agent_box(cfg, lab, work, run / "prompt.md", ["codex", "exec"])
     seen = probe(sandbox.prefix(cfg, lab, box), [
         work / "edit.py", run / "prompt.md", home / ".codex" / "auth.json", home / ".bashrc",
         lab / "train.py", lab / "nightlab.toml", lab / ".nightlab" / "state.db",
@@ -155,3 +156,85 @@ def test_a_trials_box_hides_the_credentials_in_home(lab, home):
     done = subprocess.run([*sandbox.prefix(cfg, lab, box), "/bin/sh", "-c", script],
                           cwd=tree, capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.stdout == "ordinary"
+
+
+def test_a_protected_file_cannot_be_swapped_by_renaming_its_folder(lab):
+    """Each folder from the tree down to a protected file is a mount point: `mv ev ev2 &&
+    mkdir ev && write ev/evaluate.py` fails, and so does writing the file itself."""
+    cfg = load_config(lab)
+    tree, out = lab / ".nightlab" / "worktrees" / "t0", lab / ".nightlab" / "trials" / "1" / "out"
+    (tree / "ev").mkdir(parents=True)
+    (tree / "ev" / "evaluate.py").write_text("print('score=0.5')\n")
+    out.mkdir(parents=True)
+    box = sandbox.trial_box(cfg, lab, tree, tree, out, ["ev/evaluate.py"])
+    script = (
+        "mv ev ev2 2>/dev/null && echo renamed; echo 'print(1)' > ev/evaluate.py 2>/dev/null "
+        "&& echo written; echo ok > other.txt && echo tree-writable"
+    )
+    done = subprocess.run([*sandbox.prefix(cfg, lab, box), "/bin/sh", "-c", script],
+                          cwd=tree, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.stdout.split() == ["tree-writable"]
+    assert (tree / "ev" / "evaluate.py").read_text() == "print('score=0.5')\n"
+
+
+def test_a_fifo_or_link_at_a_protected_path_counts_as_changed_without_blocking(tmp_path):
+    import hashlib
+
+    from nightlab.trials import protect
+
+    (tmp_path / "real.py").write_text("x")
+    digest = hashlib.sha256(b"x").hexdigest()
+    os.mkfifo(tmp_path / "fifo.py")
+    (tmp_path / "link.py").symlink_to(tmp_path / "real.py")
+    hashes = {"real.py": digest, "fifo.py": digest, "link.py": digest}
+    assert protect.changed(tmp_path, hashes) == ["fifo.py", "link.py"]
+
+
+def test_a_linked_state_folder_and_shared_test_data_stay_hidden(tmp_path):
+    """`.nightlab` and a `share` entry may be links to another disk: what they hold is
+    hidden (or masked) where it really lies, not only under the lab's names for it."""
+    far = Path(tempfile.mkdtemp(prefix="nightlab-far-", dir="/var/tmp"))
+    try:
+        (far / "state").mkdir()
+        (far / "state" / "state.db").write_text("the record")
+        (far / "data").mkdir()
+        (far / "data" / "test.csv").write_text("held,out")
+        (far / "data" / "train.csv").write_text("train")
+        lab = build_lab(tmp_path / "lab")
+        (lab / ".nightlab").symlink_to(far / "state")
+        (lab / "data").symlink_to(far / "data")
+        toml = lab / "nightlab.toml"
+        toml.write_text(
+            toml.read_text()
+            .replace("[trial]\n", '[trial]\nshare = ["data"]\n')
+            .replace(
+                'direction = "maximize"', 'direction = "maximize"\ntest_paths = ["data/test.csv"]'
+            )
+        )
+        cfg = load_config(lab)
+        tree, out = far / "state" / "worktrees" / "t0", far / "state" / "trials" / "1" / "out"
+        tree.mkdir(parents=True)
+        out.mkdir(parents=True)
+        (tree / "data").symlink_to(lab / "data")
+        box = sandbox.trial_box(cfg, lab, tree, tree, out, [])
+        script = (f"cat {far}/state/state.db {far}/data/test.csv data/test.csv 2>/dev/null;"
+                  f" cat data/train.csv")  # fmt: skip
+        done = subprocess.run([*sandbox.prefix(cfg, lab, box), "/bin/sh", "-c", script],
+                              cwd=tree, capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert done.stdout == "train", done.stderr
+    finally:
+        shutil.rmtree(far)
+
+
+def test_the_mlflow_mirror_writes_only_under_the_labs_artifact_folder(tmp_path):
+    from nightlab.tracking import guard
+
+    root = tmp_path / "mlartifacts"
+    (root / "1" / "run" / "artifacts").mkdir(parents=True)
+    assert guard.sealed((root / "1" / "run" / "artifacts").as_uri(), root)
+    assert guard.sealed(str(root / "1" / "new-run" / "artifacts"), root)  # not made yet
+    assert guard.sealed("mlflow-artifacts:/1/run/artifacts", root)  # a server's: not local
+    assert not guard.sealed((tmp_path / "elsewhere").as_uri(), root)
+    assert not guard.sealed(f"file://{root}/1/../../elsewhere", root)
+    (root / "2").symlink_to(tmp_path)  # a link the trial planted on the way
+    assert not guard.sealed((root / "2" / "run" / "artifacts").as_uri(), root)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -122,7 +123,7 @@ class CommandWorker(BaseWorker):
             for item in self.agent.argv
             for arg in (files if item == "{files}" else [item.format(**values, files="")])
         ]
-        box = sandbox.agent_box(self.cfg, work, run / "prompt.md", argv)
+        box = sandbox.agent_box(self.cfg, self.lab, work, run / "prompt.md", argv)
         argv = [*sandbox.prefix(self.cfg, self.lab, box), *argv]
         try:
             self._run(argv, work, run / "output.log")
@@ -150,7 +151,7 @@ class CommandWorker(BaseWorker):
 
     def _collect(self, work: Path, base: dict[str, bytes], run: Path) -> Decision:
         answer = work / DECISION_FILE
-        if not answer.is_file():
+        if answer.is_symlink() or not answer.is_file():  # a link would read a host file
             raise CommandAgentError(
                 f"{self.name} wrote no {DECISION_FILE} (the prompt asks for it): "
                 f"{_tail(run / 'output.log')} (output: {run / 'output.log'})"
@@ -171,6 +172,9 @@ class CommandWorker(BaseWorker):
             full = work / path
             if full.is_symlink():
                 problems.append(f"it made {path} a symlink")
+                continue
+            if not stat.S_ISREG(full.lstat().st_mode):  # a FIFO would block the loop
+                problems.append(f"it made {path} something other than a file")
                 continue
             data = full.read_bytes()
             if base.get(path) == data:

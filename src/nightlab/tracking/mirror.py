@@ -1,14 +1,12 @@
 """MLflow: one run per trial (params, metric history, tags, artifacts).
 
-The store is the record; MLflow is a mirror written by a separate process
-(`python -m nightlab.tracking.mirror`) so that neither a slow or unreachable server nor MLflow's
-own CPU and import time hold up the loop. That process logs every finished trial whose
-`mlflow_run_id` is still empty, so a gap (a crash, a server down) is caught up later.
+The store is the record; MLflow a mirror written by a separate process (`python -m
+nightlab.tracking.mirror`), so no slow server nor MLflow's import holds up the loop; it logs
+every finished trial whose `mlflow_run_id` is still empty (a gap is caught up later).
 
-What a trial wrote is hostile input here: metric and param names MLflow would refuse are
-made valid (see mlflow_key) or skipped, with a `tracking_names` event; one trial that cannot
-be logged never holds up the others; artifacts are uploaded as redacted copies, never the
-raw files.
+What a trial wrote is hostile input: names MLflow would refuse are made valid or skipped
+(`tracking_names` event), one trial that cannot be logged never holds up the others, and
+artifacts go up as redacted copies, only into the lab's own folder (tracking/guard.py).
 """
 
 from __future__ import annotations
@@ -32,6 +30,7 @@ from nightlab.config import CONFIG_NAME
 from nightlab.store import paths
 from nightlab.store.paths import LabPaths
 from nightlab.store.redact import add_secret_names, redact, redact_bytes, redact_data
+from nightlab.tracking import guard
 
 RUN_ID_FILE = paths.MLFLOW_RUN_ID  # in the trial folder: the run a trial logged into itself
 ARTIFACTS = (paths.PARAMS, paths.RESULT, paths.DIFF, paths.ENV, paths.STDOUT, paths.STDERR)
@@ -197,7 +196,8 @@ class Tracker:
             client.log_batch(run_id, params=pairs[i : i + 100], tags=tagged)
         for i in range(0, len(metrics), 1000):
             self._log_metrics(client, run_id, metrics[i : i + 1000])
-        self._log_artifacts(client, run_id, trial_dir)
+        if guard.sealed(client.get_run(run_id).info.artifact_uri, self.artifact_dir):
+            self._log_artifacts(client, run_id, trial_dir)
         client.set_terminated(run_id, status=STATUS.get(trial["status"], "FAILED"), end_time=ts)
         return run_id
 

@@ -41,7 +41,8 @@ _EVALUATE = """if [ $rc -eq 0 ]; then
     echo "nightlab: the trial replaced its artifacts folder; nothing was evaluated" > \\
       "$NIGHTLAB_TRIAL_DIR/{log}"
     printf 125 > "$NIGHTLAB_TRIAL_DIR/{code}"
-  else
+  else  # links inside would lead the evaluation to the labels: only files and folders
+    find {artifacts} -mindepth 1 ! -type f ! -type d -delete
     (cd {folder} && NIGHTLAB_METRICS={metrics} {command}) > "$NIGHTLAB_TRIAL_DIR/{log}" 2>&1
     printf %s "$?" > "$NIGHTLAB_TRIAL_DIR/{code}"
   fi

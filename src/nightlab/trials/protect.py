@@ -6,6 +6,8 @@ which restores the files)."""
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from pathlib import Path
 
 from nightlab.config import matches
@@ -34,10 +36,20 @@ def changed(root: Path, hashes: dict[str, str]) -> list[str]:
     """Protected files under `root` (a trial's working folder) that differ from `hashes`."""
     out = []
     for path, digest in sorted(hashes.items()):
-        file = root / path
-        try:
-            if hashlib.sha256(file.read_bytes()).hexdigest() != digest:
-                out.append(path)
-        except OSError:
-            out.append(path)  # deleted or unreadable
+        data = _regular_bytes(root / path)
+        if data is None or hashlib.sha256(data).hexdigest() != digest:
+            out.append(path)  # changed, deleted, or no longer a plain file of the tree
     return out
+
+
+def _regular_bytes(file: Path) -> bytes | None:
+    """The bytes of a regular file reached through no link (a FIFO would block the loop,
+    a link would show another file); None otherwise."""
+    if os.path.realpath(file) != os.path.abspath(file):
+        return None
+    try:
+        fd = os.open(file, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read() if stat.S_ISREG(os.fstat(fd).st_mode) else None

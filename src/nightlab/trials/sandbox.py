@@ -147,8 +147,11 @@ def trial_box(
     lab = Path(lab).resolve()
     writable = [lab / entry for entry in cfg.trial.share_writable]
     shared = [lab / entry for entry in cfg.trial.share if lab / entry not in writable]
+    # every folder from the tree down to a protected file is a mount point of its own: it
+    # cannot be renamed away with the file and replaced by a folder holding a forged one
+    folders = {workdir / q for p in protected for q in [*Path(p).parents][:-1]}
     return Box(
-        writable=(tree, out, *writable),
+        writable=(tree, out, *writable, workdir, *sorted(folders, key=lambda f: len(f.parts))),
         readonly=(*shared, *training_python(cfg, lab), LabPaths(lab).repair / "clones",
                   *(workdir / p for p in protected)),  # fmt: skip
         masked=(*credentials(), *(() if test else test_paths(cfg, lab, workdir))),
@@ -158,7 +161,11 @@ def trial_box(
 
 def smoke_box(cfg: Config, lab: Path, scratch: Path) -> Box:
     """A smoke check's box: its throwaway copy of the code, nothing else of the lab."""
-    return Box(writable=(scratch,), readonly=tuple(training_python(cfg, lab)))
+    return Box(
+        writable=(scratch,),
+        readonly=tuple(training_python(cfg, lab)),
+        masked=tuple(test_paths(cfg, lab, scratch)),
+    )
 
 
 def training_python(cfg: Config, lab: Path) -> list[Path]:
@@ -185,15 +192,19 @@ def test_paths(cfg: Config, lab: Path, tree: Path) -> list[Path]:
     """Where `[objective] test_paths` are, in the trial's tree and in the shared data."""
     out = []
     for entry in cfg.objective.test_paths:
-        out.append(tree / entry)
+        inside = tree / entry  # unless a link (the share's) leads elsewhere: masked there
+        if os.path.realpath(inside.parent) == os.path.abspath(inside.parent):
+            out.append(inside)
         if any(Path(entry).is_relative_to(s) for s in cfg.trial.share):
             out.append(lab / entry)
-    return out
+            out.append(Path(os.path.realpath(lab / entry)))  # a shared link's real place
+    return list(dict.fromkeys(out))
 
 
-def agent_box(cfg: Config, work: Path, prompt: Path, argv: list[str]) -> Box:
+def agent_box(cfg: Config, lab: Path, work: Path, prompt: Path, argv: list[str]) -> Box:
     """A coding agent's box: its scratch copy writable, its prompt and the files its command
-    line names readable, its network, and its own settings folder in $HOME."""
+    line names readable, its network, and its own settings folder in $HOME; the held-out
+    test data absent."""
     program = shutil.which(argv[0]) if argv else None
     named = [Path(a) for a in argv if a.startswith("/") and os.path.isfile(a)]
     if program:
@@ -201,6 +212,7 @@ def agent_box(cfg: Config, work: Path, prompt: Path, argv: list[str]) -> Box:
     return Box(
         writable=(work,),
         readonly=(prompt, *dict.fromkeys(named)),
+        masked=tuple(test_paths(cfg, Path(lab).resolve(), work)),
         network=True,
         home=AGENT_HOMES.get(Path(argv[0]).name, ()) if argv else (),
     )
@@ -213,7 +225,7 @@ def _hidden(lab: Path) -> tuple[str, ...]:
     """The lab, its state, the repository around it and that repository's git folder."""
     if lab in _HIDDEN:
         return _HIDDEN[lab]
-    out = [str(lab), str(lab / STATE_DIR)]
+    out = [str(lab), str(lab / STATE_DIR), os.path.realpath(lab / STATE_DIR)]  # a link, maybe
     try:
         done = subprocess.run(
             ["git", "rev-parse", "--show-toplevel", "--absolute-git-dir", "--git-common-dir"],
