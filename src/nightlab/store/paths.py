@@ -3,10 +3,13 @@
     .nightlab/
       state.db            the store (mlflow.db, mlartifacts/: the default MLflow mirror)
       trials/<id>/        one trial's folder: params.json, stdout.log, stderr.log,
-                          metrics.jsonl, result.json, diff.patch, env.json, artifacts/, ...
+                          metrics.jsonl, result.json, diff.patch, env.json (the record),
+                          out/ (the trial's own: params copy, metrics it logs, artifacts/),
+                          outputs/, eval/, eval.log, ...
       artifacts/          storyline.md, workpad.md, shared_todo.md, mentor_notes.md
       reports/<night>/    the morning report
-      loop.lock, loop.log, tracking.log, FINISH_UP.json, agents/, worktrees/, ...
+      worktrees/<t>/      the trees trials run in: plain copies of a commit, recreated per trial
+      loop.lock, loop.log, tracking.log, FINISH_UP.json, agents/, ...
 
 Standard library only: the fast views use it too.
 """
