@@ -107,7 +107,8 @@ def prefix(cfg: Config, lab: Path, box: Box) -> list[str]:
         argv += ["--perms", "0555", "--tmpfs", root]
     if box.network and os.path.isdir("/run/systemd/resolve"):  # /etc/resolv.conf's target
         argv += ["--ro-bind", "/run/systemd/resolve", "/run/systemd/resolve"]
-    for path in _runtime(hidden):  # the interpreter and nightlab itself, where hidden
+    runtime = _runtime(hidden)
+    for path in runtime:  # the interpreter and nightlab itself, where hidden
         argv += ["--ro-bind", path, path]
     home = os.environ.get("HOME")
     for entry in box.home if home else ():
@@ -117,8 +118,9 @@ def prefix(cfg: Config, lab: Path, box: Box) -> list[str]:
     for path in box.writable:
         argv += ["--bind", str(path), str(path)]
     unseen = ["/tmp", "/run", *hidden]
-    for path in box.readonly:  # visible already where nothing hides it
-        if os.path.lexists(path) and any(Path(path).is_relative_to(u) for u in unseen):
+    for path in box.readonly:  # visible already where nothing hides it, or bound above
+        hidden_here = any(Path(path).is_relative_to(u) for u in unseen)
+        if os.path.lexists(path) and hidden_here and not _inside(path, runtime):
             argv += ["--ro-bind", str(path), str(path)]
     for path in box.masked:  # a link is masked where it leads (bwrap cannot mount on it)
         path = os.path.realpath(path) if os.path.islink(path) else str(path)
@@ -245,6 +247,10 @@ def _hidden(lab: Path) -> tuple[str, ...]:
     if lines:  # known for good once the lab is a repository
         _HIDDEN[lab] = hidden
     return hidden
+
+
+def _inside(path: str | Path, roots: Iterable[str]) -> bool:
+    return any(Path(path).is_relative_to(r) for r in roots)
 
 
 def _outermost(paths: Iterable[str]) -> list[str]:
