@@ -119,8 +119,7 @@ def prefix(cfg: Config, lab: Path, box: Box) -> list[str]:
         argv += ["--bind", str(path), str(path)]
     unseen = ["/tmp", "/run", *hidden]
     for path in box.readonly:  # visible already where nothing hides it, or bound above
-        hidden_here = any(Path(path).is_relative_to(u) for u in unseen)
-        if os.path.lexists(path) and hidden_here and not _inside(path, runtime):
+        if os.path.lexists(path) and _inside(path, unseen) and not _inside(path, runtime):
             argv += ["--ro-bind", str(path), str(path)]
     for path in box.masked:  # a link is masked where it leads (bwrap cannot mount on it)
         path = os.path.realpath(path) if os.path.islink(path) else str(path)
