@@ -99,19 +99,39 @@ def write_json(path: Path, data: Any, *, indent: int | None = 2, newline: bool =
     write_atomic(path, text + "\n" if newline else text)
 
 
+def _open_regular(path: Path) -> int | None:
+    """A descriptor of `path` when it is a regular file reached without a link at its name
+    (a link, a pipe a trial planted is never read, nor blocks); None otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    if stat.S_ISREG(os.fstat(fd).st_mode):
+        return fd
+    os.close(fd)
+    return None
+
+
+def read_regular(path: Path, limit: int | None = None) -> bytes | None:
+    """The bytes of a regular file (see _open_regular); None when it is not one, or holds
+    more than `limit` bytes."""
+    fd = _open_regular(path)
+    if fd is None:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        data = fh.read() if limit is None else fh.read(limit + 1)
+    return None if limit is not None and len(data) > limit else data
+
+
 def tail(path: Path, lines: int | None = None, *, max_bytes: int = TAIL_BYTES) -> str:
     """The end of a text file: its last `max_bytes` bytes decoded (undecodable bytes
     replaced, newlines as "\\n"), then only its last `lines` lines when given; "" when it is
     missing, unreadable or not a plain file (a link, a pipe a trial planted is not read)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
+    fd = _open_regular(path)
+    if fd is None:
         return ""
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return ""
-        raw = os.pread(fd, max_bytes, max(0, st.st_size - max_bytes))
+        raw = os.pread(fd, max_bytes, max(0, os.fstat(fd).st_size - max_bytes))
     except OSError:
         return ""
     finally:

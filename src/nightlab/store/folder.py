@@ -81,23 +81,10 @@ def collect(trial_dir: Path) -> list[str]:
             if not stat.S_ISREG(mode):
                 os.unlink(name, dir_fd=fd)
                 dropped.append(os.path.relpath(os.path.join(folder, name), out))
-    run_id = _read_small(out / paths.MLFLOW_RUN_ID, 128)
-    if run_id and re.fullmatch(r"[0-9a-fA-F]{8,64}", run_id.strip()):
+    run_id = (files.read_regular(out / paths.MLFLOW_RUN_ID, 128) or b"").decode(errors="replace")
+    if re.fullmatch(r"[0-9a-fA-F]{8,64}", run_id.strip()):
         files.write_atomic(trial_dir / paths.MLFLOW_RUN_ID, run_id.strip())
     return dropped
-
-
-def _read_small(path: Path, limit: int) -> str | None:
-    """The text of a regular file of at most `limit` bytes, never through a link."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return None
-    with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        data = fh.read(limit + 1)
-    return None if len(data) > limit else data.decode(errors="replace")
 
 
 def finish(trial_dir: Path, result: dict[str, Any], history: list[dict[str, Any]]) -> None:

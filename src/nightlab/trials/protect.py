@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
 from pathlib import Path
 
 from nightlab.config import matches
+from nightlab.store.files import read_regular
 from nightlab.trials.workspace import Workspace
 
 REASON = "harness_changed"
@@ -36,20 +36,10 @@ def changed(root: Path, hashes: dict[str, str]) -> list[str]:
     """Protected files under `root` (a trial's working folder) that differ from `hashes`."""
     out = []
     for path, digest in sorted(hashes.items()):
-        data = _regular_bytes(root / path)
+        file = root / path
+        same = os.path.realpath(file) == os.path.abspath(file)  # no link on the way either
+        data = read_regular(file) if same else None
         if data is None or hashlib.sha256(data).hexdigest() != digest:
             out.append(path)  # changed, deleted, or no longer a plain file of the tree
     return out
 
-
-def _regular_bytes(file: Path) -> bytes | None:
-    """The bytes of a regular file reached through no link (a FIFO would block the loop,
-    a link would show another file); None otherwise."""
-    if os.path.realpath(file) != os.path.abspath(file):
-        return None
-    try:
-        fd = os.open(file, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return None
-    with os.fdopen(fd, "rb") as fh:
-        return fh.read() if stat.S_ISREG(os.fstat(fd).st_mode) else None
