@@ -177,9 +177,23 @@ class SmokeSection(_Section):
 
 
 class RatchetSection(_Section):
+    """Screen, confirm, keep: see nightlab.ratchet for the rule and its figures."""
+
     baseline_repeats: int = Field(3, ge=1, le=20, description="Baseline runs over seeds.")
+    confirm_runs: int = Field(
+        2, ge=0, le=20,
+        description="Runs on new seeds of a trial that passes the screen; 0 keeps on one run.",
+    )  # fmt: skip
     min_delta: float = Field(0.0, ge=0, description="Smallest improvement ever kept.")
-    sigma_multiplier: float = Field(2.0, ge=0, description="Keep only beyond this many σ.")
+    screen_multiplier: float = Field(
+        1.0, ge=0, le=100, description="Screen: one run must beat the best by this many σ."
+    )
+    sigma_multiplier: float = Field(
+        2.0, ge=0, le=100, description="Keep: the confirmed mean must win by this many σ (z)."
+    )
+    sigma_confidence: float = Field(
+        0.8, ge=0.5, lt=1.0, description="σ is this upper confidence bound of the pooled sd."
+    )
 
 
 class Knob(_Section):

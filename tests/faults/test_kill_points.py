@@ -28,6 +28,8 @@ from helpers import (
     sigkill,
 )
 
+from nightlab.store.db import HEAD_REVISION
+
 from conftest import rows, spawn_loop, try_rows, wait_until
 
 pytestmark = pytest.mark.slow
@@ -60,7 +62,7 @@ def test_a_kill_while_the_first_start_creates_the_schema(tmp_path):
                 conn.close()
         except sqlite3.Error:
             return False
-        return "runs" in names and version != [("0002",)]
+        return "runs" in names and version != [(HEAD_REVISION,)]
 
     for _ in range(5):  # the window is ~25 ms; polling catches it nearly always at once
         loop = spawn_loop(lab, log=tmp_path / "first.log")

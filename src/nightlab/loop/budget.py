@@ -4,9 +4,11 @@ deadline — and what has been spent against them, across restarts."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from nightlab import ratchet
+from nightlab.loop.confirm import Confirmations
 from nightlab.loop.finishup import Finisher
 from nightlab.loop.night import Night
 from nightlab.loop.repair_queue import Repairs
@@ -15,10 +17,12 @@ from nightlab.store import history, read
 
 class Budget:
     def __init__(
-        self, night: Night, max_trials: int | None, finisher: Finisher, repairs: Repairs
-    ) -> None:
+        self, night: Night, max_trials: int | None, finisher: Finisher, repairs: Repairs,
+        confirmations: Confirmations,
+    ) -> None:  # fmt: skip
         self.night, self.max_trials = night, max_trials
-        self.finisher, self.repairs = finisher, repairs
+        self.finisher, self.repairs, self.confirmations = finisher, repairs, confirmations
+        self.running: Callable[[], list[str]] = list  # the kinds in flight (set by the loop)
         self.trials = 0  # counted against max_trials: baseline repeats and worker trials
         self.spent = {"tokens": 0, "usd": 0.0}
 
@@ -45,6 +49,10 @@ class Budget:
     def at_max_trials(self) -> bool:
         return self.max_trials is not None and self.trials >= self.max_trials
 
+    def confirming(self) -> bool:
+        """A screened trial awaits its confirmation runs, or a running trial may be one."""
+        return self.confirmations.pending() or "trial" in self.running()
+
     def limit_reached(self) -> str | None:
         """The first limit the night has reached, as a stop reason; None while none is."""
         night, now = self.night, time.time()
@@ -52,8 +60,9 @@ class Budget:
             return "time budget reached"
         if (ends := self.finisher.ends()) and now >= ends:
             return "the finish-up deadline is reached"
-        if self.at_max_trials() and not self.repairs.busy:
-            # not while a repaired trial still runs in its failure's place
+        if self.at_max_trials() and not self.repairs.busy and not self.confirming():
+            # not while a repaired trial still runs in its failure's place, nor before the
+            # screened trials are confirmed (confirmation runs are no new ideas)
             return f"max_trials={self.max_trials} reached"
         budget = night.cfg.budget
         tokens, usd = self.spent["tokens"], self.spent["usd"]

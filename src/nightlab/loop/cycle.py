@@ -86,7 +86,13 @@ class Cycles:
     def plan(self) -> None:
         """While every slot is busy, get the next decision now so that a freed slot starts
         at once; it is gated against the base of the moment it runs."""
-        if self.thinker.idle and self.budget.limit_reached() is None and not self.finisher.active():
+        budget = self.budget
+        if (
+            self.thinker.idle
+            and budget.limit_reached() is None
+            and not budget.at_max_trials()  # the running trials may need confirming, no more
+            and not self.finisher.active()
+        ):
             self._think()
 
     def close(self) -> Thought | None:

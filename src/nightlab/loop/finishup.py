@@ -17,11 +17,11 @@ from typing import Any
 
 from nightlab.agents.decision import Decision
 from nightlab.loop import finish_request
+from nightlab.loop.confirm import new_seeds
 from nightlab.loop.night import Next, Night, Run
 from nightlab.store import queries, read
 from nightlab.store.db import Store
 
-SEED_OFFSET = 1000  # confirmation seeds start here above [trial] seed: never a seed already used
 WORKER = "finish-up"
 
 
@@ -194,8 +194,11 @@ class Finisher:
 
     def _confirmations(self) -> list[tuple[Any, int]]:
         """The runs still owed: `final_rounds` per top-k candidate, on seeds it never ran."""
-        request, base = self.request, self.night.cfg.trial.seed + SEED_OFFSET
+        from nightlab.report.candidates import eligible
+
+        request = self.request
         _, ranked = self._ranked()
+        ranked = [c for c in ranked if eligible(c)]  # the final pick is one of these
         todo = []
         with read.connect(self.night.store.path) as conn:
             best = (read.best(conn) or {}).get("trial")
@@ -203,8 +206,7 @@ class Finisher:
         top += [c for c in ranked[request.top_k :] if best in c.ids]
         for candidate in top:
             made = sum(1 for t in candidate.trials if t["kind"] == "confirm")
-            used = {t["seed"] for t in candidate.trials}
-            seeds = (s for s in range(base, base + 10_000) if s not in used)
+            seeds = new_seeds(self.night, {t["seed"] for t in candidate.trials})
             todo += [(candidate, next(seeds)) for _ in range(request.final_rounds - made)]
         return todo
 
@@ -239,4 +241,5 @@ class Finisher:
             dimension=first.get("dimension"),
             params=dict(first["params"]),
         )
-        return Run(decision, kind, first["commit"], seed)
+        return Run(decision, kind, first["commit"], seed,
+                   confirms=first["id"] if kind == "confirm" else None)  # fmt: skip

@@ -26,6 +26,8 @@ from nightlab.store.redact import redact_data
 from nightlab.trials.executor import Outcome
 from nightlab.trials.executor import Trial as RunningTrial
 
+_VERDICT_FIELDS = tuple(Verdict.__dataclass_fields__)
+
 
 def new_trace() -> str:
     return uuid.uuid4().hex[:12]
@@ -229,6 +231,7 @@ class Journal:
             row.wall_s, row.exit_code, row.peak_rss_mb = out.wall_s, out.exit_code, out.peak_rss_mb
             row.objective, row.metrics = out.objective, out.metrics
             row.reason, row.log_tail = out.reason, out.log_tail
+            row.judgement = verdict.record() if verdict else None
             obj = "—" if out.objective is None else f"{out.objective:.4g}"
             line = (
                 f"[{trace}] trial {trial_id} ({row.kind}) {out.status} {self.metric}={obj} "
@@ -256,9 +259,34 @@ class Journal:
                 verdict=label,
                 improvement=verdict.improvement if verdict else None,
                 threshold=verdict.threshold if verdict else None,
+                sigma=verdict.sigma if verdict else None,
             )
         self.story(line)
         return row, line
+
+    def judged(
+        self, trial_id: int, verdict: str, judgement: dict[str, Any]
+    ) -> tuple[dict[str, Any], str]:
+        """A screened trial judged on its confirmation runs: its verdict and the figures it
+        was judged with, in a cycle of its own; returns its record and storyline line."""
+        trace, now = new_trace(), time.time()
+        if "reason" in judgement:
+            why = judgement["reason"]
+        else:
+            why = Verdict(**{k: judgement[k] for k in _VERDICT_FIELDS}).describe()
+        text = why if why.startswith(verdict) else f"{verdict}: {why}"
+        line = f"[{trace}] trial {trial_id} {text}"
+        with self.store.tx() as s:
+            row = s.get(Trial, trial_id)
+            row.verdict, row.judged_at, row.judgement = verdict, now, judgement
+            self._cycle(s, trace, "judge", now, ended_at=now, summary=line)
+            record = row.record(s.get(Cycle, row.cycle_id).trace_id)
+            self._event(s, "ratchet", trace_id=trace, trial_id=trial_id, verdict=verdict,
+                        improvement=judgement.get("improvement"),
+                        threshold=judgement.get("threshold"), sigma=judgement.get("sigma"),
+                        runs=judgement.get("runs"))  # fmt: skip
+        self.story(line)
+        return record, line
 
     def mentor(self, review: Any, why: str, usage: dict | None, replaced: bool) -> None:
         """A mentor review: its event, its note (mentor_notes.md) and at most one TODO."""

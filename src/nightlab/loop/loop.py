@@ -1,6 +1,7 @@
 """The loop: the night on one page. Open (or resume) the night, then until a stop
 condition: watch the slots, record what ended, and fill free slots with what runs next —
-a retry after auto-repair, a finish-up run, a baseline repeat, or a worker cycle.
+a retry after auto-repair, a confirmation run of a screened trial, a finish-up run, a
+baseline repeat, or a worker cycle.
 
 One process owns a lab at a time (the lock). Every state change is one transaction (the
 journal); a heartbeat thread keeps the run's heartbeat fresh and hears `nightlab stop` and
@@ -25,6 +26,7 @@ from nightlab.config import Config
 from nightlab.loop import opening
 from nightlab.loop.baseline import Baseline
 from nightlab.loop.budget import Budget
+from nightlab.loop.confirm import Confirmations
 from nightlab.loop.cycle import Cycles
 from nightlab.loop.finish_request import FinishUp
 from nightlab.loop.finishup import WORKER as FINISH_WORKER
@@ -127,9 +129,13 @@ class Loop:
         self.repairs = Repairs(
             self.cfg, self.lab, night.state, night.store, night.journal, self.report
         )
-        self.budget = Budget(night, self.max_trials, self.finisher, self.repairs)
-        self.record = Recorder(night, self.worker, self.finisher, self.repairs, self._progress)
+        self.confirmations = Confirmations(night)
+        self.budget = Budget(night, self.max_trials, self.finisher, self.repairs,
+                             self.confirmations)  # fmt: skip
+        self.record = Recorder(night, self.worker, self.finisher, self.repairs,
+                               self.confirmations, self._progress)  # fmt: skip
         self.slots = Slots(night, self.executor, self.record)
+        self.budget.running = self.slots.kinds
         self.baseline = Baseline(night)
         self.heartbeat = Heartbeat(night.journal, self.finisher, self._graceful)
         self.cycles = Cycles(night, self.worker, mentor, self.budget, self.slots,
@@ -148,6 +154,7 @@ class Loop:
         self.heartbeat.start()
         self.budget.load()
         self.slots.reattach()
+        self.record.settle()  # confirmations a dead loop had finished but not judged
         opening.rewrite_results(night)
         self.budget.load()  # without the trials it cut short
         self.repairs.resume(night.run_id)
@@ -203,11 +210,17 @@ class Loop:
                 time.sleep(min(max(self._next_ask - time.time(), POLL_S), CHECK_S))
 
     def _next(self) -> Next:
-        """Fill one free slot: a retry, a finish-up run, a baseline repeat or a cycle."""
+        """Fill one free slot: a retry, a confirmation, a finish-up run, a baseline repeat
+        or a cycle."""
         if self.repairs.retries:
             return self._start_retry()
         if self.repairs.running and (not self.baseline.done or self.budget.at_max_trials()):
             return Next.WAIT  # a repaired trial runs in its failure's place, before anything new
+        if (confirmation := self.confirmations.next()) is not None:
+            self._start(confirmation)  # a screened trial's runs come before any new work
+            return Next.STARTED
+        if self.budget.at_max_trials() and not self.finisher.active():
+            return Next.WAIT  # for a running trial that may yet need confirming
         step: Run | Next | Done | None = Next.EXPLORE
         if self.finisher.active():
             step = self.finisher.step(self.slots.kinds(), self.baseline.complete())

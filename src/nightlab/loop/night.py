@@ -17,7 +17,7 @@ from nightlab import UserError
 from nightlab.agents.decision import Decision
 from nightlab.config import Config
 from nightlab.loop.journal import Journal
-from nightlab.ratchet import Best
+from nightlab.ratchet import Best, Noise
 from nightlab.store import read
 from nightlab.store.db import Store
 from nightlab.store.paths import LabPaths
@@ -51,6 +51,7 @@ class Run:
     usage: dict[str, Any] | None = None
     best: Best | None = None
     notes: tuple[str, ...] = ()  # what admission normalised (the training spec's clamps)
+    confirms: int | None = None  # a confirmation run: the trial it re-runs on a new seed
 
 
 @dataclass
@@ -85,20 +86,26 @@ class Night:
         with self.store.tx() as s:
             Store.event(s, kind, **data)
 
-    def best(self) -> Best | None:
-        """The current base; read once per recorded trial (the store is the truth)."""
+    def _load(self) -> dict[str, Any]:
         view = self._view  # one read of the attribute: the worker's thread calls this too
         if not view:
             with read.connect(self.store.path) as conn:
-                best, base = read.current_best(conn), read.baseline(conn)
-            view = {"best": best, "sigma": base["sigma"] if base else 0.0}
+                best = read.current_best(conn)
+                noise = read.noise(conn, self.cfg.ratchet.sigma_confidence)
+            view = {"best": best, "noise": noise}
             self._view = view
-        return view["best"]
+        return view
+
+    def best(self) -> Best | None:
+        """The current base; read once per recorded trial (the store is the truth)."""
+        return self._load()["best"]
+
+    def noise(self) -> Noise:
+        """The ratchet's noise: pooled over every candidate that ran more than once."""
+        return self._load()["noise"]
 
     def sigma(self) -> float:
-        """The noise: the spread of the baseline repeats."""
-        self.best()
-        return self._view.get("sigma", 0.0)
+        return self.noise().sigma
 
     def base(self) -> str:
         """The commit new work builds on: the best's, else the night's first snapshot."""

@@ -85,7 +85,7 @@ class Slots:
         trial_id, trace = night.journal.open_trial(
             worker, decision, usage=run.usage, kind=kind, params=params, seed=run.seed,
             slot=slot, commit=run.commit, base_commit=base,
-            base_trial_id=best.trial if best else None,
+            base_trial_id=best.trial if best else None, confirms=run.confirms,
         )  # fmt: skip
         if run.commit != base:
             night.ws.keep_trial(trial_id, run.commit)

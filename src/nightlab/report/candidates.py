@@ -1,6 +1,8 @@
 """Candidates: trials that ran the same code (the same git tree) with the same parameters are
-one candidate, whatever their seeds (baseline repeats, confirmation runs); a candidate's
-figure is its mean objective over those runs, with the spread across seeds.
+one candidate, whatever their seeds (baseline repeats, confirmation runs). A candidate's
+figure is its confirmed mean: the mean over its runs on new seeds, leaving out the selection
+run (the worker's trial that proposed it, picked for being high); a candidate with no other
+run has only that single run, and ranks after every confirmed one.
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ class Candidate:
     diff: dict[str, Any] | None = None
     test: dict[str, Any] | None = None
     final_pick: bool = False
-    values: list[float] = field(init=False)
+    values: list[float] = field(init=False)  # the evidence: every run but the selection run
+    selection: float | None = field(init=False)
 
     def __post_init__(self) -> None:
-        self.values = [t["objective"] for t in self.scored]
+        runs = [(t["kind"], t["objective"]) for t in self.scored]
+        self.selection, self.values = ratchet.split_runs(runs)
 
     @property
     def scored(self) -> list[dict[str, Any]]:
@@ -51,8 +55,20 @@ class Candidate:
         return sorted({t["seed"] for t in self.scored})
 
     @property
+    def confirmed(self) -> bool:
+        """It ran on seeds nobody chose it for (the baseline always has)."""
+        return bool(self.values)
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
     def mean(self) -> float | None:
-        return statistics.fmean(self.values) if self.values else None
+        """The confirmed mean; the selection run alone when there is nothing else."""
+        if self.values:
+            return statistics.fmean(self.values)
+        return self.selection
 
     @property
     def sd(self) -> float | None:
@@ -65,7 +81,7 @@ class Candidate:
     @property
     def verdict(self) -> str | None:
         verdicts = [t["verdict"] for t in self.trials if t["verdict"]]
-        for v in ("kept", "baseline"):
+        for v in ("kept", "baseline", "screened", "not_confirmed"):
             if v in verdicts:
                 return v
         return verdicts[0] if verdicts else None
@@ -75,11 +91,14 @@ class Candidate:
         return [t["mlflow_run_id"] for t in self.trials if t["mlflow_run_id"]]
 
     def figure(self, digits: int = 4) -> str:
-        """`mean ± sd` (or the single value) as people read it."""
+        """`mean ± sd (n=…)`, or the single run, as people read it."""
         if self.mean is None:
             return "—"
         text = f"{self.mean:.{digits}g}"
-        return text if self.sd is None else f"{text} ± {self.sd:.{digits - 1}g}"
+        if not self.confirmed:
+            return f"{text} (single run)"
+        sd = "" if self.sd is None else f" ± {self.sd:.{digits - 1}g}"
+        return f"{text}{sd} (n={self.n})"
 
 
 def group(night: Night) -> list[Candidate]:
@@ -95,11 +114,11 @@ def group(night: Night) -> list[Candidate]:
 
 
 def rank(night: Night, candidates: list[Candidate]) -> list[Candidate]:
-    """Candidates with a figure, best mean first in the lab's direction (ties: earlier
-    trial first); each gets its 1-based `rank`."""
+    """Candidates with a figure: the confirmed ones first, by confirmed mean in the lab's
+    direction, then the single runs (ties: earlier trial first); each gets its `rank`."""
     scored = [c for c in candidates if c.mean is not None]
     sign = ratchet.sign(night.direction)
-    scored.sort(key=lambda c: (-sign * c.mean, c.first["id"]))
+    scored.sort(key=lambda c: (not c.confirmed, -sign * c.mean, c.first["id"]))
     for i, c in enumerate(scored, 1):
         c.rank = i
     return scored
@@ -156,19 +175,23 @@ def changed_params(night: Night, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def eligible(c: Candidate) -> bool:
-    """A candidate that earned trust: the baseline, one the ratchet kept, or one finish-up
-    confirmed over more seeds (a single lucky run of a discarded trial is not)."""
-    return c.verdict in ("kept", "baseline") or any(t["kind"] == "confirm" for t in c.trials)
+    """A candidate that earned trust: the baseline, or one the ratchet kept (a single lucky
+    run is not, nor one its confirmation runs did not bear out)."""
+    return c.verdict in ("kept", "baseline")
 
 
 def final_pick(
     night: Night, ranked: list[Candidate], test: dict[str, Any] | None = None
 ) -> Candidate:
     """The candidate the night hands over: the one the test figure was computed for, else
-    the best mean among the eligible ones (without finish-up: the ratchet's best, the
-    code on the best branch). `ranked` must not be empty."""
+    the best confirmed mean among the eligible ones (the baseline and the kept ones).
+    `ranked` must not be empty."""
     if test is not None:
         for c in ranked:
             if test["trial"] in c.ids:
                 return c
-    return next((c for c in ranked if eligible(c)), ranked[0])
+    trusted = [c for c in ranked if eligible(c)]  # kept ones are confirmed unless
+    if not trusted:  # confirm_runs = 0: then their single run stands, as the ratchet's did
+        return ranked[0]
+    sign = ratchet.sign(night.direction)
+    return min(trusted, key=lambda c: (-sign * c.mean, c.first["id"]))

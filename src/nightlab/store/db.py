@@ -28,7 +28,7 @@ __all__ = [
     "HEAD_REVISION",
 ]
 
-HEAD_REVISION = "0002"  # the newest file in migrations/versions; a test keeps them in step
+HEAD_REVISION = "0003"  # the newest file in migrations/versions; a test keeps them in step
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -135,12 +135,17 @@ class Store:
             Store.event(s, "stop_requested", run_id=run_id, **data)
 
     def unlogged_trials(self) -> list[tuple[Trial, str]]:
-        """Finished trials not yet in MLflow, with their cycle's trace id, in id order."""
+        """Finished trials not yet in MLflow, with their cycle's trace id, in id order (a
+        screened trial once its confirmation runs have judged it)."""
         with self.tx() as s:
             rows = s.execute(
                 select(Trial, Cycle.trace_id)
                 .join(Cycle, Cycle.id == Trial.cycle_id)
-                .where(Trial.mlflow_run_id.is_(None), Trial.status != "running")
+                .where(
+                    Trial.mlflow_run_id.is_(None),
+                    Trial.status != "running",
+                    Trial.verdict.is_distinct_from("screened"),  # logged once judged
+                )
                 .order_by(Trial.id)
             ).all()
         return [(row, trace) for row, trace in rows]

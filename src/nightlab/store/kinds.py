@@ -10,8 +10,9 @@ from typing import Literal, get_args
 
 Kind = Literal["baseline", "trial", "confirm", "test"]
 """baseline: the default parameters, repeated over seeds (the noise); trial: a worker's
-change; confirm: finish-up's repeat of a top candidate; test: finish-up's one run of the
-final pick with the held-out metric (NIGHTLAB_TEST=1)."""
+change; confirm: a repeat on a new seed of a screened trial (the ratchet's confirmation) or
+of a top candidate (finish-up), its `confirms` column naming that trial; test: finish-up's
+one run of the final pick with the held-out metric (NIGHTLAB_TEST=1)."""
 KINDS: tuple[Kind, ...] = get_args(Kind)
 EXPLORING: tuple[Kind, ...] = ("baseline", "trial")  # what the worker learns from
 
@@ -19,9 +20,13 @@ Status = Literal["running", "succeeded", "failed", "timeout", "killed"]
 STATUSES: tuple[Status, ...] = get_args(Status)
 FAILED: tuple[Status, ...] = ("failed", "timeout", "killed")  # every way a trial can fail
 
-Verdict = Literal["baseline", "kept", "discarded", "confirmation", "test"]
-"""The `verdict` column: the ratchet's kept/discarded for a trial, else what the run was
-(a baseline repeat, a confirmation run, the held-out test run)."""
+Verdict = Literal[
+    "baseline", "screened", "kept", "not_confirmed", "discarded", "confirmation", "test"
+]
+"""The `verdict` column: the ratchet's word on a worker's trial — `screened` (it passed the
+screen; its confirmation runs are due), then `kept` or `not_confirmed`; or `discarded` (it
+did not pass the screen) — else what the run was (a baseline repeat, a confirmation run,
+the held-out test run)."""
 VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
 
 INTERRUPTED = "interrupted"  # reasons of trials cut short by nightlab's own fate, not theirs

@@ -92,6 +92,8 @@ class Trial(Base):
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     log_tail: Mapped[str | None] = mapped_column(Text, nullable=True)
     mlflow_run_id: Mapped[str | None] = mapped_column(String, nullable=True)
+    confirms: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the trial re-run
+    judgement: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # see ratchet
 
     def record(self, trace_id: str) -> dict[str, Any]:
         """The trial as plain data (result.json, MLflow tags), with its cycle's trace id."""
@@ -115,6 +117,8 @@ class Trial(Base):
             "hypothesis",
             "dimension",
             "base_trial_id",
+            "confirms",
+            "judgement",
         )
         return {**{k: getattr(self, k) for k in keys}, "trace_id": trace_id}
 
@@ -122,6 +126,7 @@ class Trial(Base):
         Index("ix_trials_status", "status"),
         Index("ix_trials_verdict", "verdict", "judged_at"),
         Index("ix_trials_objective", "objective"),
+        Index("ix_trials_confirms", "confirms"),
     )
 
 

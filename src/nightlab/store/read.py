@@ -55,23 +55,112 @@ def baseline(conn: sqlite3.Connection) -> dict[str, Any] | None:
     }
 
 
+def _key(row: sqlite3.Row, first_baseline: int | None) -> int:
+    """The candidate a run belongs to, named by its first trial: the trial it confirms,
+    the first baseline repeat for the baseline's runs, else the trial itself."""
+    if row["confirms"] is not None:
+        return row["confirms"]
+    if row["kind"] == "baseline" and first_baseline is not None:
+        return first_baseline
+    return row["id"]
+
+
+def _first_baseline(conn: sqlite3.Connection) -> int | None:
+    row = conn.execute("SELECT MIN(id) FROM trials WHERE kind='baseline'").fetchone()
+    return row[0]
+
+
+def _scored(row: sqlite3.Row) -> bool:
+    return row["status"] == "succeeded" and _finite(row["objective"])
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def estimate(runs: list[sqlite3.Row]) -> dict[str, Any]:
+    """One candidate's figures from its runs (id order): the selection run that proposed it
+    (None for the baseline), and the mean, sd and number of its other succeeded runs."""
+    from nightlab.ratchet import split_runs  # (see current_best)
+
+    selection, values = split_runs([(r["kind"], r["objective"]) for r in runs if _scored(r)])
+    return {
+        "selection": selection,
+        "confirmed_mean": statistics.fmean(values) if values else None,
+        "sd": statistics.stdev(values) if len(values) > 1 else None,
+        "n": len(values),
+    }
+
+
+_CANDIDATE_COLUMNS = "id, kind, status, objective, confirms"
+
+
+def candidate_runs(conn: sqlite3.Connection, trial_id: int) -> list[sqlite3.Row]:
+    """Every finished run of the candidate trial `trial_id` names (test runs aside)."""
+    first = _first_baseline(conn)
+    if trial_id == first:
+        where, args = "kind='baseline' OR confirms = ?", (trial_id,)
+    else:
+        where, args = "id = ? OR confirms = ?", (trial_id, trial_id)
+    return conn.execute(
+        f"SELECT {_CANDIDATE_COLUMNS} FROM trials WHERE ({where}) AND kind != 'test' "
+        "AND status != 'running' ORDER BY id",
+        args,
+    ).fetchall()
+
+
+def noise(conn: sqlite3.Connection, confidence: float) -> Any:
+    """The ratchet's `Noise`: pooled over every candidate that ran more than once (selection
+    runs left out: they were picked for being high)."""
+    from nightlab.ratchet import pooled, split_runs  # (see current_best)
+
+    first = _first_baseline(conn)
+    groups: dict[int, list[tuple[str, float]]] = {}
+    for r in conn.execute(
+        f"SELECT {_CANDIDATE_COLUMNS} FROM trials WHERE status='succeeded' AND kind != 'test' "
+        "ORDER BY id"
+    ):
+        if _finite(r["objective"]):
+            groups.setdefault(_key(r, first), []).append((r["kind"], r["objective"]))
+    return pooled([split_runs(runs)[1] for runs in groups.values()], confidence)
+
+
+def challengers(conn: sqlite3.Connection, best_trial: int) -> int:
+    """How many candidates have been judged on their confirmation runs against this best."""
+    return conn.execute(
+        "SELECT COUNT(*) FROM trials WHERE json_extract(judgement, '$.stage') = 'confirm' "
+        "AND json_extract(judgement, '$.best_trial') = ?",
+        (best_trial,),
+    ).fetchone()[0]
+
+
 def best(conn: sqlite3.Connection) -> dict[str, Any] | None:
-    """The current base: the last kept trial (each one beat its predecessor), else baseline."""
+    """The current base: the last kept trial (each one beat its predecessor), else the
+    baseline; `objective` is its estimate (the confirmed mean; a single run while it has
+    none), with `confirmed_mean`, `sd`, `n` and its `selection` run."""
     row = conn.execute(
-        "SELECT id, objective, params, [commit] FROM trials WHERE verdict='kept' "
+        "SELECT id, params, [commit] FROM trials WHERE verdict='kept' "
         "ORDER BY judged_at DESC, id DESC LIMIT 1"
     ).fetchone()
-    if row is not None:
-        return {
-            "trial": row["id"],
-            "objective": row["objective"],
-            "params": json.loads(row["params"]),
-            "commit": row["commit"],
-        }
-    base = baseline(conn)
-    if base is None:
+    if row is None:
+        row = conn.execute(
+            "SELECT id, params, [commit] FROM trials WHERE kind='baseline' AND status='succeeded' "
+            "ORDER BY id LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        first = _first_baseline(conn)
+        runs = candidate_runs(conn, first) if first is not None else []
+    else:
+        runs = candidate_runs(conn, row["id"])
+    figures = estimate(runs)
+    value = figures["confirmed_mean"]
+    if value is None:
+        value = figures["selection"]
+    if value is None:
         return None
-    return {k: base[k] for k in ("trial", "objective", "params", "commit")}
+    return {"trial": row["id"], "objective": value, "params": json.loads(row["params"]),
+            "commit": row["commit"], **figures}  # fmt: skip
 
 
 def current_best(conn: sqlite3.Connection) -> Best | None:
@@ -81,7 +170,7 @@ def current_best(conn: sqlite3.Connection) -> Best | None:
     b = best(conn)
     if b is None:
         return None
-    return Best(b["objective"], b["trial"], b["commit"], b["params"])
+    return Best(b["objective"], b["trial"], b["commit"], b["params"], max(b["n"], 1), b["sd"])
 
 
 def run_state(run: sqlite3.Row | None, now: float, state_dir: Path) -> str:
@@ -102,7 +191,7 @@ def status(db: Path, lab_name: str) -> dict[str, Any]:
         "heartbeat_age_s": None, "started_at": None, "ended_at": None, "end_reason": None,
         "stop_requested": False, "cycles": 0,
         "trials": {"total": 0, "succeeded": 0, "failed": 0, "running": 0, "kept": 0,
-                   "by_status": {}},
+                   "screened": 0, "not_confirmed": 0, "by_status": {}},
         "baseline": None, "best": None, "last_story": None,
         "usage": {"input_tokens": 0, "output_tokens": 0, "requests": 0, "usd": None},
     }  # fmt: skip
@@ -111,7 +200,9 @@ def status(db: Path, lab_name: str) -> dict[str, Any]:
         with connect(db) as conn:
             run = conn.execute("SELECT * FROM runs ORDER BY id DESC LIMIT 1").fetchone()
             counts = dict(conn.execute("SELECT status, COUNT(*) FROM trials GROUP BY status"))
-            kept = conn.execute("SELECT COUNT(*) FROM trials WHERE verdict='kept'").fetchone()
+            verdicts = dict(conn.execute(
+                "SELECT verdict, COUNT(*) FROM trials WHERE verdict IS NOT NULL GROUP BY verdict"
+            ))  # fmt: skip
             cycles = conn.execute("SELECT COUNT(*) FROM cycles").fetchone()[0]
             last = conn.execute(
                 "SELECT summary FROM cycles WHERE summary IS NOT NULL ORDER BY id DESC LIMIT 1"
@@ -139,7 +230,9 @@ def status(db: Path, lab_name: str) -> dict[str, Any]:
             "succeeded": counts.get("succeeded", 0),
             "failed": sum(counts.get(s, 0) for s in FAILED),
             "running": counts.get("running", 0),
-            "kept": kept[0],
+            "kept": verdicts.get("kept", 0),
+            "screened": verdicts.get("screened", 0),  # confirmation runs still due
+            "not_confirmed": verdicts.get("not_confirmed", 0),
             "by_status": counts,
         },
         baseline=None
@@ -153,35 +246,56 @@ def status(db: Path, lab_name: str) -> dict[str, Any]:
 
 
 def leaderboard(db: Path, direction: str, top: int | None = 10) -> list[dict[str, Any]]:
-    """Succeeded trials, best objective first, with what was tried."""
+    """Candidates — a trial with its confirmation runs, the baseline with its repeats —
+    ranked by what is proven: those with runs on new seeds first, by their confirmed mean;
+    then the single runs (`confirmed` false), by their one value. `objective` is the figure
+    ranked by; `selection` the run that proposed the candidate, left out of its mean."""
     from nightlab.ratchet import sign  # (see current_best)
 
-    order = "DESC" if sign(direction) > 0 else "ASC"  # best first
-    limit = "" if top is None else f" LIMIT {int(top)}"
     with connect(db) as conn:
+        first = _first_baseline(conn)
         rows = conn.execute(
-            "SELECT id, kind, verdict, objective, params, seed, dimension, hypothesis, wall_s, "
-            "[commit], base_commit, mlflow_run_id FROM trials WHERE status='succeeded' "
-            "AND kind != 'test' "
-            f"AND objective IS NOT NULL ORDER BY objective {order}, id{limit}"
+            "SELECT id, kind, status, verdict, objective, params, seed, dimension, hypothesis, "
+            "wall_s, [commit], base_commit, mlflow_run_id, confirms FROM trials "
+            "WHERE status != 'running' AND kind != 'test' ORDER BY id"
         ).fetchall()
-        ids = ",".join(str(r["id"]) for r in rows) or "0"
         spent = {t: (tok, usd) for t, tok, usd in conn.execute(
             "SELECT trial_id, SUM(json_extract(data, '$.input_tokens') "
             "+ json_extract(data, '$.output_tokens')), SUM(json_extract(data, '$.usd')) "
-            f"FROM events WHERE kind = 'agent_usage' AND trial_id IN ({ids}) GROUP BY trial_id"
+            "FROM events WHERE kind = 'agent_usage' AND trial_id IS NOT NULL GROUP BY trial_id"
         )}  # fmt: skip
-    out = []
-    for rank, r in enumerate(rows, 1):
-        item = dict(r)
+    groups: dict[int, list[sqlite3.Row]] = {}
+    for r in rows:
+        groups.setdefault(_key(r, first), []).append(r)
+    items = []
+    for key, runs in groups.items():
+        head = next((r for r in runs if r["id"] == key), runs[0])
+        figures = estimate(runs)
+        value = figures["confirmed_mean"]
+        confirmed = value is not None
+        if not confirmed:
+            value = figures["selection"]
+        if value is None:
+            continue  # nothing succeeded: not a candidate with a figure
+        used = [spent.get(r["id"], (None, None)) for r in runs]
+        items.append({
+            "trial": head["id"], "kind": head["kind"],
+            "verdict": "baseline" if head["kind"] == "baseline" else head["verdict"],
+            "objective": value, "confirmed": confirmed, **figures,
+            "runs": [r["id"] for r in runs if _scored(r)],
+            "seeds": sorted({r["seed"] for r in runs if _scored(r)}),
+            "params": json.loads(head["params"]), "seed": head["seed"],
+            "dimension": head["dimension"], "hypothesis": head["hypothesis"],
+            "wall_s": head["wall_s"], "commit": head["commit"],
+            "base_commit": head["base_commit"], "mlflow_run_id": head["mlflow_run_id"],
+            "tokens": sum(t for t, _ in used if t) or None,
+            "usd": sum(u for _, u in used if u) or None,
+        })  # fmt: skip
+    s = sign(direction)
+    items.sort(key=lambda i: (not i["confirmed"], -s * i["objective"], i["trial"]))
+    for rank, item in enumerate(items, 1):
         item["rank"] = rank
-        item["trial"] = item.pop("id")
-        item["params"] = json.loads(item["params"])
-        item["tokens"], item["usd"] = spent.get(item["trial"], (None, None))
-        if item["objective"] is not None and not math.isfinite(item["objective"]):
-            item["objective"] = None
-        out.append(item)
-    return out
+    return items if top is None else items[: int(top)]
 
 
 def storyline(db: Path, last: int | None = None) -> list[str]:

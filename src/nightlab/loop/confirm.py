@@ -1,0 +1,111 @@
+"""The ratchet's confirmations: a worker's trial that passed the screen is re-run on new
+seeds (`[ratchet] confirm_runs`) before any new work starts, then judged on those runs
+alone against the best of that moment (see nightlab.ratchet): `kept` or `not_confirmed`.
+
+Everything is read from the store, so a loop restarted mid-confirmation carries on: the
+runs already made (or still running) count, the ones cut short by nightlab run again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+from nightlab import ratchet
+from nightlab.agents.decision import Decision
+from nightlab.loop.night import Night, Run
+from nightlab.store import kinds, read
+from nightlab.store.db import Trial
+
+SEED_OFFSET = 1000  # new seeds start here above [trial] seed: never a seed already used
+
+
+def new_seeds(night: Night, used: set[int]) -> Iterator[int]:
+    """Seeds a candidate never ran, in order."""
+    base = night.cfg.trial.seed + SEED_OFFSET
+    return (s for s in range(base, base + 100_000) if s not in used)
+
+
+class Confirmations:
+    def __init__(self, night: Night) -> None:
+        self.night = night
+        self._pending: bool | None = None  # cached: the loop asks on every pass
+
+    def forget(self) -> None:
+        """A trial was recorded: what is due may have changed."""
+        self._pending = None
+
+    def pending(self) -> bool:
+        """Some screened trial awaits its confirmation (its runs are due or running)."""
+        if self._pending is None:
+            self._pending = bool(self.night.store.trials(Trial.verdict == "screened"))
+        return self._pending
+
+    def _runs(self, trial_id: int) -> list[Trial]:
+        """The confirmation runs of `trial_id` that count (not those nightlab cut short)."""
+        rows = self.night.store.trials(Trial.confirms == trial_id)
+        return [r for r in rows if not kinds.interrupted(r.status, r.reason)]
+
+    def next(self) -> Run | None:
+        """The next confirmation run to start, or None when none is due."""
+        if not self.pending():
+            return None
+        want = max(self.night.cfg.ratchet.confirm_runs, 1)  # (screened before it was 0)
+        for row in self.night.store.trials(Trial.verdict == "screened"):
+            runs = self._runs(row.id)
+            if len(runs) >= want:
+                continue
+            used = {row.seed} | {r.seed for r in self.night.store.trials(Trial.confirms == row.id)}
+            seed = next(new_seeds(self.night, used))
+            gain = (row.judgement or {}).get("improvement")
+            decision = Decision(
+                action="run",
+                rationale=f"confirmation run {len(runs) + 1}/{want} of trial {row.id} on seed "
+                f"{seed}: it passed the screen"
+                + (f" (+{gain:.4g})" if isinstance(gain, float) else ""),
+                hypothesis=f"trial {row.id}'s gain holds on a new seed",
+                dimension=row.dimension,
+                params=dict(row.params),
+            )
+            return Run(decision, "confirm", row.commit, seed, confirms=row.id)
+        return None
+
+    def settle(self) -> list[tuple[int, dict[str, Any]]]:
+        """Judge every screened trial whose confirmation runs have all ended; returns
+        (trial id, its record) of those judged. A best kept here moves the best branch."""
+        night, judged = self.night, []
+        want = max(night.cfg.ratchet.confirm_runs, 1)
+        for row in night.store.trials(Trial.verdict == "screened"):
+            runs = self._runs(row.id)
+            if len(runs) < want or any(r.status == "running" for r in runs):
+                continue
+            verdict, judgement = self._judge(row, runs)
+            record, line = night.journal.judged(row.id, verdict, judgement)
+            night.forget()
+            self.forget()
+            if verdict == "kept":
+                night.ws.set_best(row.commit)
+            night.report(line)
+            judged.append((row.id, record))
+        return judged
+
+    def _judge(self, row: Trial, runs: list[Trial]) -> tuple[str, dict[str, Any]]:
+        night = self.night
+        screen = row.judgement or {}
+        failed = [r for r in runs if r.status != "succeeded" or not _finite(r.objective)]
+        if failed:
+            why = ", ".join(f"trial {r.id} {r.status}" for r in failed)
+            return "not_confirmed", {"verdict": "not_confirmed", "stage": "confirm",
+                                     "reason": f"a confirmation run failed: {why}",
+                                     "runs": [r.id for r in runs], "screen": screen}  # fmt: skip
+        best = night.best()
+        assert best is not None  # a screened trial was compared with one
+        with read.connect(night.store.path) as conn:
+            k = read.challengers(conn, best.trial) + 1
+        v = ratchet.confirm(night.cfg, [r.objective for r in runs], best, night.noise(), k)
+        return v.verdict, {**v.record(), "runs": [r.id for r in runs], "screen": screen}
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
