@@ -75,7 +75,7 @@ def gather(
     return {
         "brief": (lab / cfg.lab.brief).read_text(),
         "baseline": base,
-        "threshold": ratchet.threshold(cfg, sigma),
+        "threshold": ratchet.threshold(cfg, sigma),  # the screen against a one-run best
         "budget": ", ".join(budget) or "no limit",
         "knobs": knobs,
         "editable": cfg.editable_files,
@@ -105,8 +105,9 @@ def render(ctx: dict[str, Any]) -> str:
     if base:
         out.append(
             f"Baseline {fmt.value(base['objective'])} ± {fmt.value(base['sigma'])} over "
-            f"{base['n']} seeds; a trial is kept only if it beats the best by more than "
-            f"{fmt.value(ctx.get('threshold', 0.0))}."
+            f"{base['n']} seeds. A trial that beats the best's mean by more than "
+            f"{fmt.value(ctx.get('threshold', 0.0))} is re-run on new seeds and kept only if "
+            "their mean still wins beyond the noise: aim for real gains, not lucky seeds."
         )
     best = ctx.get("best")
     if best:

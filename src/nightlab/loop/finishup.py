@@ -205,7 +205,9 @@ class Finisher:
         top = ranked[: request.top_k]  # and the ratchet's best: the code on the best branch
         top += [c for c in ranked[request.top_k :] if best in c.ids]
         for candidate in top:
-            made = sum(1 for t in candidate.trials if t["kind"] == "confirm")
+            ratchet = set((candidate.first.get("judgement") or {}).get("runs") or ())
+            made = sum(1 for t in candidate.trials if t["kind"] == "confirm"
+                       and t["id"] not in ratchet)  # fmt: skip
             seeds = new_seeds(self.night, {t["seed"] for t in candidate.trials})
             todo += [(candidate, next(seeds)) for _ in range(request.final_rounds - made)]
         return todo

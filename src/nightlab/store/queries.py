@@ -86,6 +86,7 @@ def trials(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     for t in out:
         t["params"] = decode(t["params"], {})
         t["metrics"] = decode(t["metrics"], {})
+        t["judgement"] = decode(t.get("judgement"), None)
     return out
 
 

@@ -31,6 +31,7 @@ from nightlab.store import paths
 from nightlab.store.paths import LabPaths
 from nightlab.store.redact import add_secret_names, redact, redact_bytes, redact_data
 from nightlab.tracking import guard
+from nightlab.tracking.tags import trial_tags
 
 RUN_ID_FILE = paths.MLFLOW_RUN_ID  # in the trial folder: the run a trial logged into itself
 ARTIFACTS = (paths.PARAMS, paths.RESULT, paths.DIFF, paths.ENV, paths.STDOUT, paths.STDERR)
@@ -140,19 +141,7 @@ class Tracker:
         self.changed_names = {}
         client = self._connect()
         had = self._own_run(client, trial_dir, trial["id"])
-        tags = {
-            "nightlab.trial_id": str(trial["id"]),
-            "nightlab.night_id": self.night_id,
-            "nightlab.cycle_trace_id": trial["trace_id"],
-            "nightlab.kind": trial["kind"],
-            "nightlab.status": trial["status"],
-            "nightlab.verdict": trial.get("verdict") or "",
-            "nightlab.dimension": trial.get("dimension") or "",
-            "nightlab.hypothesis": (trial.get("hypothesis") or "")[:4000],
-            "nightlab.commit": trial["commit"],
-            "nightlab.seed": str(trial["seed"]),
-        }
-        tags = redact_data(tags)
+        tags = trial_tags(trial, self.night_id)
         found = (
             had is None
             and maybe_logged

@@ -1,0 +1,33 @@
+"""The tags nightlab puts on a trial's MLflow run: who it is, what it tried, and the
+ratchet's verdict with the figures it was made with (σ, threshold, the confirmed mean)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nightlab.store.redact import redact_data
+
+_JUDGEMENT = ("stage", "improvement", "threshold", "sigma", "df", "best_trial", "best_mean",
+              "best_n", "value", "n", "z", "reason")  # fmt: skip
+
+
+def trial_tags(trial: dict[str, Any], night_id: str) -> dict[str, str]:
+    tags = {
+        "nightlab.trial_id": str(trial["id"]),
+        "nightlab.night_id": night_id,
+        "nightlab.cycle_trace_id": trial["trace_id"],
+        "nightlab.kind": trial["kind"],
+        "nightlab.status": trial["status"],
+        "nightlab.verdict": trial.get("verdict") or "",
+        "nightlab.dimension": trial.get("dimension") or "",
+        "nightlab.hypothesis": (trial.get("hypothesis") or "")[:4000],
+        "nightlab.commit": trial["commit"],
+        "nightlab.seed": str(trial["seed"]),
+    }
+    if trial.get("confirms") is not None:
+        tags["nightlab.confirms"] = str(trial["confirms"])
+    judgement = trial.get("judgement") or {}
+    for key in _JUDGEMENT:
+        if judgement.get(key) is not None:
+            tags[f"nightlab.ratchet.{key}"] = str(judgement[key])[:4000]
+    return redact_data(tags)

@@ -1,0 +1,139 @@
+"""Screen, confirm, keep (issue 14) on whole nights: real subprocess trials, a real store.
+
+The trial below scores 1 + boost on the seeds the test chooses ("lucky" seeds), and 1 plus a
+small seed-dependent offset elsewhere: a trial that is good only on the seed it was selected
+on is a lucky run, one good on every seed a real improvement.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import pytest
+
+from nightlab import Lab
+
+from conftest import rows, spawn_loop, status, wait_until
+
+pytestmark = pytest.mark.slow
+
+TRIAL = """
+import json, os, sys, time
+p = json.load(open(os.environ["NIGHTLAB_PARAMS"]))
+seed = int(os.environ["NIGHTLAB_SEED"])
+mode = p.get("mode", "ok")
+lucky = mode in ("ok", "slow_on_confirm") or seed < 1000  # new seeds: 1000, …
+if mode == "crash_on_confirm" and seed >= 1000:
+    sys.exit("no luck on a new seed")
+if mode == "slow_on_confirm" and seed >= 1000:
+    time.sleep(float(os.environ.get("SLOW_S", "2")))
+print(f"score={1.0 + (p['boost'] if lucky else 0.0) + 0.01 * ((seed * 7) % 3 - 1)}")
+"""
+
+WHY = "boost the score on this seed and see if it holds"
+MODES = ("first_seed_only", "crash_on_confirm", "slow_on_confirm")
+
+
+def run_decisions(make_lab, *decisions: dict, **options):
+    lab = make_lab(
+        decisions=[{"action": "run", "rationale": WHY, **d} for d in decisions],
+        trial=TRIAL, modes=MODES, max_trials=3 + len(decisions), **options,
+    )  # fmt: skip
+    return lab, Lab(lab).run(report=lambda line: None)
+
+
+def trials(lab):
+    return rows(lab, "SELECT id, kind, verdict, seed, confirms, objective, status, judgement "
+                     "FROM trials ORDER BY id")  # fmt: skip
+
+
+def test_a_lucky_single_run_is_screened_then_not_confirmed(make_lab):
+    lab, final = run_decisions(make_lab, {"params": {"boost": 0.5, "mode": "first_seed_only"}})
+    t = trials(lab)
+    assert [r["kind"] for r in t] == ["baseline"] * 3 + ["trial", "confirm", "confirm"]
+    lucky = t[3]
+    assert lucky["verdict"] == "not_confirmed" and lucky["objective"] == pytest.approx(1.49)
+    # re-run on seeds it never ran, and nothing else ran in between
+    assert [r["confirms"] for r in t[4:]] == [4, 4]
+    assert {r["seed"] for r in t[4:]} == {1000, 1001} and lucky["seed"] == 0
+    judgement = json.loads(lucky["judgement"])
+    assert judgement["stage"] == "confirm" and judgement["runs"] == [5, 6]
+    assert judgement["value"] == pytest.approx(1.005)  # the selection run is left out
+    assert judgement["improvement"] < judgement["threshold"]
+    assert judgement["screen"]["verdict"] == "screened"
+    # confirmation runs are no new ideas: 4 against max_trials, 6 trials in all
+    assert final["trials"]["total"] == 6 and final["end_reason"] == "max_trials=4 reached"
+    assert final["trials"]["kept"] == 0 and final["trials"]["not_confirmed"] == 1
+    assert final["best"]["trial"] == 1  # the baseline is still the best
+    # the leaderboard ranks what is proven: the lucky run at its confirmed mean
+    board = Lab(lab).leaderboard(10)
+    entry = next(r for r in board if r["trial"] == 4)
+    assert entry["confirmed_mean"] == pytest.approx(1.005) and entry["n"] == 2
+    assert entry["selection"] == pytest.approx(1.49)
+    story = (lab / ".nightlab" / "artifacts" / "storyline.md").read_text()
+    assert "trial 4 (trial) succeeded score=1.49 → screened" in story
+    assert "trial 4 not_confirmed (confirmed 1.005 (n=2)" in story
+
+
+def test_a_real_improvement_is_kept_on_its_confirmed_mean(make_lab):
+    lab, final = run_decisions(make_lab, {"params": {"boost": 0.5}})
+    t = trials(lab)
+    assert t[3]["verdict"] == "kept" and [r["verdict"] for r in t[4:]] == ["confirmation"] * 2
+    best = final["best"]
+    assert best["trial"] == 4 and best["n"] == 2
+    assert best["confirmed_mean"] == pytest.approx(1.505)  # seeds 1000, 1001: +0, +0.01
+    assert best["selection"] == pytest.approx(1.49) and best["sd"] == pytest.approx(0.00707, 1e-2)
+    assert best["objective"] == best["confirmed_mean"]
+    head = rows(lab, "SELECT [commit] FROM trials WHERE id = 4")[0]["commit"]
+    from conftest import git
+
+    assert git(lab, "rev-parse", "refs/heads/nightlab/tiny/best").strip() == head
+    result = json.loads((lab / ".nightlab" / "trials" / "4" / "result.json").read_text())
+    assert result["verdict"] == "kept" and result["judgement"]["n"] == 2
+    assert result["judgement"]["sigma"] > 0 and result["judgement"]["threshold"] > 0
+    board = Lab(lab).leaderboard(10)
+    assert board[0]["trial"] == 4 and board[0]["confirmed"]
+
+
+def test_a_confirmation_run_that_fails_is_no_confirmation(make_lab):
+    lab, final = run_decisions(make_lab, {"params": {"boost": 0.5, "mode": "crash_on_confirm"}})
+    t = trials(lab)
+    assert t[3]["verdict"] == "not_confirmed"
+    judgement = json.loads(t[3]["judgement"])
+    assert "a confirmation run failed" in judgement["reason"]
+    assert final["best"]["trial"] == 1
+
+
+def test_a_loop_killed_mid_confirmation_carries_on(make_lab, tmp_path):
+    lab = make_lab(
+        decisions=[{"action": "run", "rationale": WHY,
+                    "params": {"boost": 0.5, "mode": "slow_on_confirm"}}],
+        trial=TRIAL, modes=MODES, max_trials=4,
+    )  # fmt: skip
+    loop = spawn_loop(lab, log=tmp_path / "first.log")
+    try:
+        wait_until(
+            lambda: any(r["kind"] == "confirm" and r["status"] == "running" for r in trials(lab))
+            if (lab / ".nightlab" / "state.db").exists() else False,
+            60, proc=loop,
+        )  # fmt: skip
+    finally:
+        loop.send_signal(signal.SIGKILL)
+        loop.wait(30)
+    time.sleep(0.2)
+    final = Lab(lab).run(report=lambda line: None)  # watches the orphan to its end
+    assert final["state"] == "finished", final
+    t = trials(lab)
+    counted = [r for r in t if r["kind"] == "confirm" and r["status"] == "succeeded"]
+    assert t[3]["verdict"] == "kept"
+    assert len(counted) == 2 and len({r["seed"] for r in counted}) == 2
+    assert json.loads(t[3]["judgement"])["runs"] == [r["id"] for r in counted]
+
+
+def test_status_json_names_the_best_confirmed_figures(make_lab):
+    lab, _ = run_decisions(make_lab, {"params": {"boost": 0.5}})
+    st = status(lab)
+    assert {"confirmed_mean", "sd", "n", "selection"} <= set(st["best"])
+    assert st["trials"]["screened"] == 0
