@@ -209,7 +209,7 @@ def hand_store(
                         started_at=at,
                         ended_at=at + 30,
                         judged_at=at + 30,
-                        wall_s=30.0,
+                        wall_s=spec.pop("wall_s", 30.0),
                         metrics={},
                         hypothesis=spec.pop("hypothesis", ""),
                         **spec,

@@ -270,3 +270,31 @@ def test_commits_of_the_same_tree_are_one_candidate(tmp_path):
     top = board["candidates"][0]
     assert top["trials"] == [3, 4] and top["selection"] == 1.4  # the worker's trial
     assert top["n"] == 1 and top["objective_mean"] == pytest.approx(1.6)  # the other run
+
+
+def test_finish_up_confirmations_are_counted_apart_from_the_ratchets(tmp_path):
+    """Trial 4's confirmation runs 5-6 are the ratchet's (its verdict names them); finish-up
+    later ran it (8) and the baseline (9) again on new seeds: their trial time is finish-up's,
+    and they join their candidates' confirmed means."""
+    finish = [
+        trial(8, 1.51, kind="confirm", verdict="confirmation", seed=1002, commit="c4",
+              params=CONFIRMED, confirms=4, wall_s=100.0),
+        trial(9, 1.0, kind="confirm", verdict="confirmation", seed=1000, confirms=1,
+              wall_s=50.0),
+    ]  # fmt: skip
+    out = write_report(confirmation_night(tmp_path, finish), config())
+    board = board_of(out)
+    ratchet = board["ratchet"]
+    assert (ratchet["confirmation_ratchet_runs"], ratchet["confirmation_finishup_runs"]) == (2, 2)
+    assert ratchet["confirmation_ratchet_s"] == 60.0  # the hand store's 30 s per run
+    assert ratchet["confirmation_finishup_s"] == 150.0
+    assert ratchet["confirmation_total_s"] == 7 * 30.0 + 150.0  # trials 1-7, then 8 and 9
+    assert ratchet["confirmation_share"] == pytest.approx(60 / 360)
+    by_trial = {c["trial"]: c for c in board["candidates"]}
+    assert by_trial[4]["objectives"] == [1.52, 1.48, 1.51] and by_trial[4]["n"] == 3
+    assert by_trial[1]["n"] == 4 and by_trial[1]["selection"] is None
+    summary = section((out / "final_paper_report.md").read_text(), "Summary")
+    assert (
+        "Confirming cost 60 s of trial time in 2 ratchet confirmation run(s), 16.7% of the "
+        "night's 6 min; finish-up's confirmation runs, counted apart: 2.5 min in 2 run(s)."
+    ) in summary
