@@ -298,3 +298,26 @@ def test_finish_up_confirmations_are_counted_apart_from_the_ratchets(tmp_path):
         "Confirming cost 60 s of trial time in 2 ratchet confirmation run(s), 16.7% of the "
         "night's 6 min; finish-up's confirmation runs, counted apart: 2.5 min in 2 run(s)."
     ) in summary
+
+
+def test_without_confirmation_runs_a_kept_single_run_is_reported_as_one(tmp_path):
+    """`confirm_runs = 0`: the old single-run rule keeps trial 4 on its one run; the report
+    says it is a single run, with the figures of the verdict that kept it."""
+    keep = judgement("kept", 1.3, 1.0, z=2.0, threshold=0.046)
+    kept = trial(4, 1.3, verdict="kept", commit="k", params=CONFIRMED, judgement=keep)
+    trials = [*baseline([1.0, 1.01, 0.99]), kept]
+    out = write_report(hand_store(tmp_path / "lab", trials), config(ratchet={"confirm_runs": 0}))
+    board = board_of(out)
+    assert [(c["trial"], c["confirmed"]) for c in board["candidates"]] == [(1, True), (4, False)]
+    assert board["final_pick"] == 4  # kept, as the ratchet did
+    text = (out / "final_paper_report.md").read_text()
+    summary = section(text, "Summary")
+    z = 0.3 / (0.02 * (1 + 1 / 3) ** 0.5)
+    assert "raised score from 1 ± 0.01 (baseline, n=3) to 1.3 (a single run): +0.3" in summary
+    assert (
+        "Its single run beat the best of that moment (the baseline: 1, n=3) by +0.3 against a "
+        f"threshold of 0.046: z = {z:.3g} where the rule asks z > 2 (σ 0.02, df 2)."
+    ) in summary
+    assert "`confirm_runs = 0`: a worker's trial is kept on its single run" in text
+    assert "| 4 | lr 0.001→0.01, depth 2→4, code | 1.3 | +0.3 / 0.046 | — | kept on one run" in text
+    assert "rests on one seed" in section(text, "Recommendations")
