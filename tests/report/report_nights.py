@@ -9,7 +9,7 @@ from typing import Any
 from nightlab.config import Config
 from nightlab.store.db import Cycle, Decision, Event, Meta, Run, Store, Trial
 
-from conftest import build_lab, make_config
+from conftest import TRIAL, build_lab, make_config
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SECTIONS = ["Summary", "Approach", "Results", "Challenges", "Recommendations"]
@@ -20,6 +20,35 @@ def real_lab(root: Path, decisions: list[dict], max_trials: int = 20) -> Path:
     from nightlab import Lab
 
     lab = build_lab(root / "lab", decisions=decisions, max_trials=max_trials)
+    Lab(lab).run(report=lambda line: None)
+    return lab
+
+
+# The tiny lab with luck: `lucky` adds to the score on seed 0 only — the seed every worker
+# trial (its selection run) runs with — never on the confirmation runs' new seeds.
+LUCKY_TRIAL = TRIAL.replace(
+    'score = 1.0 + p.get("boost", 0.0)',
+    'score = (p.get("lucky", 0.0) if seed == 0 else 0.0) + 1.0 + p.get("boost", 0.0)',
+)
+LUCKY_KNOB = "\n[search.lucky]\nlow = 0.0\nhigh = 1.0\ndefault = 0.0\n"
+LUCKY_DECISIONS = [
+    {"action": "run", "rationale": "lucky on its selection seed only", "params": {"lucky": 1.0},
+     "hypothesis": "luck lifts the score", "dimension": "optimization"},
+    {"action": "run", "rationale": "a real improvement of +0.2", "params": {"boost": 0.2},
+     "hypothesis": "boost lifts the score", "dimension": "optimization"},
+    {"action": "run", "rationale": "a hair of luck on the best",
+     "params": {"boost": 0.2, "lucky": 0.02}, "hypothesis": "a nudge", "dimension": "optimization"},
+]  # fmt: skip
+
+
+def lucky_lab(root: Path) -> Path:
+    """The night of `LUCKY_DECISIONS`, run by the real loop: a lucky trial that passes the
+    screen and fails its confirmation, a real gain kept, a lucky single run discarded."""
+    from nightlab import Lab
+
+    assert LUCKY_TRIAL != TRIAL
+    lab = build_lab(root / "lab", decisions=LUCKY_DECISIONS, trial=LUCKY_TRIAL,
+                    toml_extra=LUCKY_KNOB, max_trials=20)  # fmt: skip
     Lab(lab).run(report=lambda line: None)
     return lab
 
@@ -56,6 +85,74 @@ def trial(
         "params": params or {"lr": 1e-3, "depth": 2},
         **extra,
     }
+
+
+def judgement(
+    verdict: str,
+    value: float,
+    best_mean: float,
+    *,
+    stage: str = "screen",
+    n: int = 1,
+    best_trial: int = 1,
+    best_n: int = 3,
+    sigma: float = 0.02,
+    df: int = 2,
+    threshold: float = 0.03,
+    z: float = 1.0,
+    direction: str = "maximize",
+    **extra: Any,
+) -> dict[str, Any]:
+    """A ratchet record as the loop writes it (`Verdict.record()`, plus `runs`/`screen` for
+    a confirmation's); improvement is `value` against `best_mean` in `direction`."""
+    from nightlab.ratchet import Verdict, gain
+
+    v = Verdict(verdict, stage, gain(direction, value, best_mean), threshold, sigma, df,
+                best_trial, best_mean, best_n, value, n, z)  # fmt: skip
+    return {**v.record(), **extra}
+
+
+def confirmed(
+    id: int,
+    selection: float,
+    runs: list[float],
+    best_mean: float,
+    *,
+    verdict: str = "kept",
+    commit: str = "c0",
+    params: dict[str, Any] | None = None,
+    best_trial: int = 1,
+    best_n: int = 3,
+    direction: str = "maximize",
+    **extra: Any,
+) -> list[dict[str, Any]]:
+    """A worker's trial `id` that passed the screen on its `selection` run, then its
+    confirmation runs (ids `id+1`…, seeds 1000…) and the verdict they earned, with the
+    judgement the loop would have recorded."""
+    import statistics
+
+    params = params or {"lr": 1e-3, "depth": 2}
+    ids = [id + 1 + i for i in range(len(runs))]
+    where = {"best_trial": best_trial, "best_n": best_n, "direction": direction}
+    screen = judgement("screened", selection, best_mean, **where)
+    mean = statistics.fmean(runs)
+    record = judgement(verdict, mean, best_mean, stage="confirm", n=len(runs), z=2.0,
+                       runs=ids, screen=screen, **where)  # fmt: skip
+    head = trial(id, selection, verdict=verdict, commit=commit, params=params,
+                 judgement=record, **extra)  # fmt: skip
+    return [head] + [
+        trial(
+            i,
+            v,
+            kind="confirm",
+            verdict="confirmation",
+            seed=1000 + k,
+            commit=commit,
+            params=params,
+            confirms=id,
+        )  # fmt: skip
+        for k, (i, v) in enumerate(zip(ids, runs, strict=True))
+    ]
 
 
 def baseline(values: list[float], start_id: int = 1) -> list[dict[str, Any]]:
@@ -112,7 +209,7 @@ def hand_store(
                         started_at=at,
                         ended_at=at + 30,
                         judged_at=at + 30,
-                        wall_s=30.0,
+                        wall_s=spec.pop("wall_s", 30.0),
                         metrics={},
                         hypothesis=spec.pop("hypothesis", ""),
                         **spec,

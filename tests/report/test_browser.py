@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from report_nights import baseline, config, hand_store, trial
+from report_nights import baseline, config, confirmed, hand_store, trial
 
 from nightlab.report import write_report
 
@@ -69,12 +69,11 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("browser")
     trials = [
         *baseline([1.0, 1.01, 0.99]),
-        trial(4, 1.3, verdict="kept", commit="a", params={"lr": 0.01, "depth": 2},
-              dimension="optimization", hypothesis="a larger lr"),
-        trial(5, 1.31, verdict=None, seed=1, commit="a", params={"lr": 0.01, "depth": 2}),
-        trial(6, None, status="timeout", commit="b", params={"lr": 0.1, "depth": 8},
+        *confirmed(4, 1.3, [1.31, 1.29], 1.0, commit="a", params={"lr": 0.01, "depth": 2},
+                   dimension="optimization", hypothesis="a larger lr"),
+        trial(7, None, status="timeout", commit="b", params={"lr": 0.1, "depth": 8},
               reason="budget_seconds=60 exceeded", dimension="model_arch"),
-        trial(7, 1.29, commit="c", params={"lr": 0.01, "depth": 3}, dimension="model_arch"),
+        trial(8, 1.29, commit="c", params={"lr": 0.01, "depth": 3}, dimension="model_arch"),
     ]  # fmt: skip
     return write_report(hand_store(root / "lab", trials), config()) / "report.html"
 
@@ -100,7 +99,7 @@ def test_every_inlined_plot_decodes_in_the_browser(report, tmp_path):
     exe = chromium()
     page = report.read_text()
     n_images = len(re.findall(r"<img ", page))
-    assert n_images == 4
+    assert n_images == 5  # the five plots, σ over the night among them
     probe = tmp_path / "probe.html"  # the report plus one broken control image, and the probe
     probe.write_text(page.replace("</body>", f"{BROKEN}{PROBE}</body>"))
     proc = run_chromium(

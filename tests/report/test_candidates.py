@@ -8,7 +8,17 @@ import statistics
 
 import jsonschema
 import pytest
-from report_nights import SECTIONS, baseline, config, hand_store, is_png, section, trial
+from report_nights import (
+    SECTIONS,
+    baseline,
+    config,
+    confirmed,
+    hand_store,
+    is_png,
+    judgement,
+    section,
+    trial,
+)
 
 from nightlab.report import write_report
 from nightlab.report.candidates import parse_patch
@@ -26,17 +36,15 @@ def board_of(out, k: int = 5) -> dict:
 
 
 def confirmation_night(tmp_path, extra: list | None = None, **kw):
-    """Baseline over 3 seeds; trial 4 kept and confirmed by finish-up's trials 5-6 (same code
-    and params, seeds 1 and 2); trial 7 scored a hair higher once, inside the noise."""
+    """Baseline over 3 seeds; trial 4 passed the screen on its selection run (1.5) and was
+    kept on its confirmation runs 5-6 (seeds 1000, 1001); trial 7 scored a hair higher once,
+    inside the noise (a single run, discarded at the screen)."""
     trials = [
         *baseline([1.0, 1.01, 0.99]),
-        trial(4, 1.5, verdict="kept", commit="c4", params=CONFIRMED, dimension="optimization",
-              hypothesis="a larger lr and depth"),
-        trial(5, 1.52, kind="confirm", verdict="confirmation", seed=1, commit="c4",
-              params=CONFIRMED),
-        trial(6, 1.48, kind="confirm", verdict="confirmation", seed=2, commit="c4",
-              params=CONFIRMED),
-        trial(7, 1.505, commit="c7", params={"lr": 0.011, "depth": 4}),
+        *confirmed(4, 1.5, [1.52, 1.48], 1.0, commit="c4", params=CONFIRMED,
+                   dimension="optimization", hypothesis="a larger lr and depth"),
+        trial(7, 1.505, commit="c7", params={"lr": 0.011, "depth": 4},
+              judgement=judgement("discarded", 1.505, 1.5, best_trial=4, best_n=2)),
         *(extra or []),
     ]  # fmt: skip
     return hand_store(tmp_path / "lab", trials, **kw)
@@ -47,40 +55,66 @@ def test_confirmation_runs_form_one_candidate_with_mean_and_sd(tmp_path):
     out = write_report(lab, config())
     board = board_of(out)
     by_trial = {c["trial"]: c for c in board["candidates"]}
-    confirmed = by_trial[4]
-    assert confirmed["trials"] == [4, 5, 6] and confirmed["seeds"] == [0, 1, 2]
-    assert confirmed["n_seeds"] == 3 and confirmed["n_runs"] == 3
-    assert confirmed["objective_mean"] == pytest.approx(1.5)
-    assert confirmed["objective_sd"] == pytest.approx(statistics.stdev([1.5, 1.52, 1.48]))
-    assert by_trial[7]["n_seeds"] == 1 and by_trial[7]["objective_sd"] is None
-    # ranked by mean: the single lucky run is first, but the pick is what the ratchet kept
-    assert [c["trial"] for c in board["candidates"]] == [7, 4, 1]
+    kept = by_trial[4]
+    assert kept["trials"] == [4, 5, 6] and kept["seeds"] == [0, 1000, 1001]
+    assert kept["n_seeds"] == 3 and kept["n_runs"] == 3
+    # the confirmed mean leaves out the selection run that proposed the candidate
+    assert kept["n"] == 2 and kept["selection"] == 1.5 and kept["objectives"] == [1.52, 1.48]
+    assert kept["confirmed"] and kept["confirmed_mean"] == pytest.approx(1.5)
+    assert kept["objective_sd"] == pytest.approx(statistics.stdev([1.52, 1.48]))
+    single = by_trial[7]
+    assert not single["confirmed"] and single["n"] == 0 and single["objectives"] == []
+    assert single["confirmed_mean"] is None and single["objective_sd"] is None
+    assert single["objective_mean"] == single["selection"] == 1.505
+    # confirmed candidates first: the lucky single run (1.505) ranks after the baseline (1.0)
+    assert [c["trial"] for c in board["candidates"]] == [4, 1, 7]
     assert board["final_pick"] == 4 and by_trial[4]["final_pick"]
     summary = section((out / "final_paper_report.md").read_text(), "Summary")
-    assert "1.5 ± 0.02** (mean ± sd over 3 seeds" in summary
-    assert "candidate 7 has the best mean" in summary
+    assert "1.5 ± 0.0283 (n=2)** (confirmed mean ± sd over 2 run(s) on new seeds; selection run "
+    assert "has the best" not in summary  # the best confirmed mean is the pick
     assert is_png(out / "seed_spread.png")  # two candidates with several seeds
     md = (out / "final_leaderboard_top5.md").read_text()
-    assert "| 2 ★ | 4, 5, 6 | 1.5 ± 0.02 | 3 |" in md
+    assert "| 1 ★ | 4, 5, 6 | 1.5 ± 0.0283 | 2 | 1.5 | kept |" in md
+    assert "| 3 | 7 | 1.505 (single run) | — | 1.505 | discarded |" in md
+    results = section((out / "final_paper_report.md").read_text(), "Results")
+    assert "**Unconfirmed single runs** (best 1)" in results
+    assert "| 3 | 7 | 1.505 | discarded |" in results
 
 
 def test_minimize_ranks_the_lowest_first(tmp_path):
+    mini = {"direction": "minimize"}
     trials = [
         *baseline([0.50, 0.51, 0.49]),
-        trial(4, 0.40, verdict="kept", commit="a", params={"lr": 0.01, "depth": 2}),
-        trial(5, 0.45, commit="b", params={"lr": 0.02, "depth": 2}),
-        trial(6, 0.30, verdict="kept", commit="c", params={"lr": 0.01, "depth": 3}),
-        trial(7, 0.90, commit="d", params={"lr": 0.09, "depth": 3}),
-    ]
+        *confirmed(4, 0.40, [0.41, 0.39], 0.5, commit="a", params={"lr": 0.01, "depth": 2},
+                   **mini),
+        trial(7, 0.45, commit="b", params={"lr": 0.02, "depth": 2}),
+        *confirmed(8, 0.30, [0.31, 0.29], 0.4, commit="c", params={"lr": 0.01, "depth": 3},
+                   best_trial=4, best_n=2, **mini),
+        trial(11, 0.20, commit="d", params={"lr": 0.09, "depth": 3}, verdict="screened",
+              judgement=judgement("screened", 0.2, 0.3, best_trial=8, best_n=2, **mini)),
+    ]  # fmt: skip
     lab = hand_store(tmp_path / "lab", trials)
     out = write_report(lab, config(direction="minimize", metric="val_loss"), top_k=3)
     board = board_of(out, 3)
     assert board["direction"] == "minimize"
-    assert [c["trial"] for c in board["candidates"]] == [6, 4, 5]
+    assert [c["trial"] for c in board["candidates"]] == [8, 4, 1]
     assert [c["rank"] for c in board["candidates"]] == [1, 2, 3]
-    assert board["final_pick"] == 6
-    summary = section((out / "final_paper_report.md").read_text(), "Summary")
-    assert "moved val_loss from 0.5 to 0.3 (-0.2" in summary
+    assert board["final_pick"] == 8
+    assert board["ratchet"]["screened"] == 1  # 11: the night stopped before its confirmation
+    text = (out / "final_paper_report.md").read_text()
+    summary = section(text, "Summary")
+    assert (
+        "lowered val_loss from 0.5 ± 0.01 (baseline, n=3) to 0.3 ± 0.0141 (confirmed, n=2; "
+        "selection run 0.3): -0.2 in 2 kept step(s)"
+    ) in summary
+    assert "(trial 4: 0.4, n=2) by +0.1 against a threshold of 0.03" in summary
+    assert "1 still awaiting confirmation (the night stopped first)" in summary
+    results = section(text, "Results")
+    # the lowest figure of all, yet after every confirmed candidate: it is one run
+    assert "| 4 | 11 | 0.2 | screened |" in results and "| 5 | 7 | 0.45 | discarded |" in results
+    assert "| 11 | lr 0.01→0.09, code | 0.2 | +0.1 / 0.03 | — | awaiting its runs |" in results
+    recs = section(text, "Recommendations")
+    assert "Trial(s) 11 passed the screen but the night stopped before their confirmation" in recs
 
 
 def test_a_night_where_nothing_was_kept_says_so(make_lab):
@@ -102,7 +136,8 @@ def test_a_night_where_nothing_was_kept_says_so(make_lab):
     )
     assert "adopt" not in text
     story = (out / "final_condensed_story.md").read_text()
-    assert "Nothing beat the baseline" in story and ", 0 kept;" in story
+    assert "Nothing beat the baseline" in story
+    assert ", 0 kept, 0 not confirmed (false keeps avoided);" in story
     assert board_of(out)["final_pick"] == 1  # the baseline stays the base
 
 
@@ -173,7 +208,7 @@ def test_without_any_objective_the_plots_are_skipped_and_the_report_says_so(tmp_
     assert not list(out.glob("*.png"))
     text = (out / "final_paper_report.md").read_text()
     assert all(f"\n## {s}\n" in text for s in SECTIONS)
-    assert text.count("**Plot skipped**") == 4
+    assert text.count("**Plot skipped**") == 5
     assert "**Status**: Failed — the baseline never produced an objective" in text
     assert "exit status 2: no data here" in section(text, "Challenges")
     board = board_of(out)
@@ -233,4 +268,56 @@ def test_commits_of_the_same_tree_are_one_candidate(tmp_path):
     ]
     board = board_of(write_report(hand_store(lab, trials), config()))
     top = board["candidates"][0]
-    assert top["trials"] == [3, 4] and top["objective_mean"] == pytest.approx(1.5)
+    assert top["trials"] == [3, 4] and top["selection"] == 1.4  # the worker's trial
+    assert top["n"] == 1 and top["objective_mean"] == pytest.approx(1.6)  # the other run
+
+
+def test_finish_up_confirmations_are_counted_apart_from_the_ratchets(tmp_path):
+    """Trial 4's confirmation runs 5-6 are the ratchet's (its verdict names them); finish-up
+    later ran it (8) and the baseline (9) again on new seeds: their trial time is finish-up's,
+    and they join their candidates' confirmed means."""
+    finish = [
+        trial(8, 1.51, kind="confirm", verdict="confirmation", seed=1002, commit="c4",
+              params=CONFIRMED, confirms=4, wall_s=100.0),
+        trial(9, 1.0, kind="confirm", verdict="confirmation", seed=1000, confirms=1,
+              wall_s=50.0),
+    ]  # fmt: skip
+    out = write_report(confirmation_night(tmp_path, finish), config())
+    board = board_of(out)
+    ratchet = board["ratchet"]
+    assert (ratchet["confirmation_ratchet_runs"], ratchet["confirmation_finishup_runs"]) == (2, 2)
+    assert ratchet["confirmation_ratchet_s"] == 60.0  # the hand store's 30 s per run
+    assert ratchet["confirmation_finishup_s"] == 150.0
+    assert ratchet["confirmation_total_s"] == 7 * 30.0 + 150.0  # trials 1-7, then 8 and 9
+    assert ratchet["confirmation_share"] == pytest.approx(60 / 360)
+    by_trial = {c["trial"]: c for c in board["candidates"]}
+    assert by_trial[4]["objectives"] == [1.52, 1.48, 1.51] and by_trial[4]["n"] == 3
+    assert by_trial[1]["n"] == 4 and by_trial[1]["selection"] is None
+    summary = section((out / "final_paper_report.md").read_text(), "Summary")
+    assert (
+        "Confirming cost 60 s of trial time in 2 ratchet confirmation run(s), 16.7% of the "
+        "night's 6 min; finish-up's confirmation runs, counted apart: 2.5 min in 2 run(s)."
+    ) in summary
+
+
+def test_without_confirmation_runs_a_kept_single_run_is_reported_as_one(tmp_path):
+    """`confirm_runs = 0`: the old single-run rule keeps trial 4 on its one run; the report
+    says it is a single run, with the figures of the verdict that kept it."""
+    keep = judgement("kept", 1.3, 1.0, z=2.0, threshold=0.046)
+    kept = trial(4, 1.3, verdict="kept", commit="k", params=CONFIRMED, judgement=keep)
+    trials = [*baseline([1.0, 1.01, 0.99]), kept]
+    out = write_report(hand_store(tmp_path / "lab", trials), config(ratchet={"confirm_runs": 0}))
+    board = board_of(out)
+    assert [(c["trial"], c["confirmed"]) for c in board["candidates"]] == [(1, True), (4, False)]
+    assert board["final_pick"] == 4  # kept, as the ratchet did
+    text = (out / "final_paper_report.md").read_text()
+    summary = section(text, "Summary")
+    z = 0.3 / (0.02 * (1 + 1 / 3) ** 0.5)
+    assert "raised score from 1 ± 0.01 (baseline, n=3) to 1.3 (a single run): +0.3" in summary
+    assert (
+        "Its single run beat the best of that moment (the baseline: 1, n=3) by +0.3 against a "
+        f"threshold of 0.046: z = {z:.3g} where the rule asks z > 2 (σ 0.02, df 2)."
+    ) in summary
+    assert "`confirm_runs = 0`: a worker's trial is kept on its single run" in text
+    assert "| 4 | lr 0.001→0.01, depth 2→4, code | 1.3 | +0.3 / 0.046 | — | kept on one run" in text
+    assert "rests on one seed" in section(text, "Recommendations")

@@ -21,6 +21,8 @@ from nightlab.report.leaderboard import schema
 
 from conftest import rows
 
+PLOTS = ("objective_per_trial", "best_so_far", "by_dimension", "seed_spread", "sigma_over_night")
+
 EDIT = {"file": "train.py", "search": "EXTRA = 0.0", "replace": "EXTRA = 1.0"}
 DECISIONS = [
     {"action": "run", "rationale": "a planted improvement of +0.5", "params": {"boost": 0.5},
@@ -30,7 +32,7 @@ DECISIONS = [
     {"action": "run", "rationale": "a code change planting +1.0", "edits": [EDIT],
      "hypothesis": "EXTRA adds one", "dimension": "model_arch"},
     {"action": "run", "rationale": "parameters outside the clamps", "params": {"boost": 9}},
-    {"action": "run", "rationale": "a step inside the noise band", "params": {"boost": 0.51},
+    {"action": "run", "rationale": "a step inside the noise band", "params": {"boost": 0.52},
      "hypothesis": "a nudge", "dimension": "optimization"},
     {"action": "run", "rationale": "the boost at its upper clamp", "params": {"boost": 5.0},
      "hypothesis": "more boost, more score", "dimension": "optimization"},
@@ -72,17 +74,92 @@ def test_paper_report_has_its_sections_and_plots(night):
     assert "replay:decisions.jsonl" in approach and "threshold" in approach
     assert "`boost`" in approach  # the search space
     results = section(text, "Results")
-    for png in ("objective_per_trial", "best_so_far", "by_dimension", "seed_spread"):
+    for png in PLOTS:
         assert f"]({png}.png)" in results  # relative links
         assert is_png(night["out"] / f"{png}.png")
     challenges = section(text, "Challenges")
     assert "exit status 1" in challenges  # the crashed trial and its reason
     assert "boost: 9 outside [0, 5]" in challenges  # the gate's rejection
-    assert "inside the noise" in challenges  # boost 0.51: +0.01 < 2σ
+    # boost 0.52 on the best's code: 2.51 once against its confirmed 2.505, inside the screen
+    assert "inside the noise band** and were discarded at the screen: 11 (+0.005 vs" in challenges
     recs = section(text, "Recommendations")
     assert "`boost` = 5 sits at its upper clamp" in recs
     assert "Untried dimensions" in recs and "`augmentation`" in recs
-    assert "rests on one seed" in recs
+    assert "rests on one" not in recs  # every kept trial ran twice more on new seeds
+    assert "`nightlab adopt 12`" in recs
+
+
+def test_the_summary_says_what_improved_by_how_much_and_how_sure(night):
+    """The kept trial's own verdict, in its own figures: the confirmed mean over new seeds
+    (the selection run apart) against the best of that moment, its threshold and z."""
+    text = (night["out"] / "final_paper_report.md").read_text()
+    summary = section(text, "Summary")
+    ((raw,),) = rows(night["lab"], "SELECT judgement FROM trials WHERE id = 12")
+    j = json.loads(raw)
+    assert j["stage"] == "confirm" and j["best_trial"] == 8 and j["runs"] == [13, 14]
+    assert (
+        "trial 12 (boost 0→5, code: 1 file +1/-1; optimization) raised score from 1 ± 0.01 "
+        "(baseline, n=3) to 7.005 ± 0.00707 (confirmed, n=2; selection run 6.99): +6.005 in 3 "
+        "kept step(s)."
+    ) in summary
+    z = j["improvement"] / (j["sigma"] * (1 / 2 + 1 / 2) ** 0.5)
+    assert (
+        f"beat the best of that moment (trial 8: 2.505, n=2) by +4.5 against a threshold of "
+        f"{j['threshold']:.3g}: z = {z:.3g} where the rule asks z > 2 (σ {j['sigma']:.3g}, df 5)"
+    ) in summary
+    assert "(confirmed mean ± sd over 2 run(s) on new seeds; selection run 6.99, left" in summary
+    assert "3 trial(s) passed the screen: 3 kept, 0 not confirmed" in summary
+    assert "**false keeps avoided: 0**" in summary and "1 discarded at the screen" in summary
+    walls = dict(rows(night["lab"], "SELECT id, wall_s FROM trials"))
+    share = sum(walls[i] for i in (5, 6, 9, 10, 13, 14)) / sum(walls.values())
+    assert f"in 6 ratchet confirmation run(s), {100 * share:.3g}% of the night's" in summary
+
+
+def test_the_noise_is_the_nights_pooled_sigma_and_each_verdict_has_its_threshold(night):
+    from nightlab.store import read
+
+    text = (night["out"] / "final_paper_report.md").read_text()
+    with read.connect(night["lab"] / ".nightlab" / "state.db") as conn:
+        noise = read.noise(conn, night["cfg"].ratchet.sigma_confidence)
+    assert noise.df == 5  # 2 over the baseline, 1 over each kept trial's confirmation runs
+    approach = section(text, "Approach")
+    assert f"**σ = {noise.sigma:.3g} (the upper 80% confidence bound of the pooled sd " in approach
+    assert f"{noise.sd:.3g}, df 5)**" in approach
+    assert "the threshold is each verdict's own" in approach
+    assert "max(min_delta 0, 2σ) =" not in text  # no single threshold over the baseline
+    results = section(text, "Results")
+    verdicts = results.split("**The ratchet's verdicts**", 1)[1].split("\n\n", 2)[1]
+    lines = [line for line in verdicts.splitlines() if line.startswith("| ")][1:]
+    assert [line.split(" | ")[0] for line in lines] == ["| 4", "| 8", "| 12"]
+    thresholds = dict(rows(night["lab"], "SELECT id, json_extract(judgement, '$.threshold') "
+                                         "FROM trials WHERE verdict = 'kept'"))  # fmt: skip
+    assert len(set(thresholds.values())) == 3  # one per verdict, not one for the night
+    for trial_id, limit in thresholds.items():
+        (line,) = [x for x in lines if x.startswith(f"| {trial_id} |")]
+        assert f" / {limit:.3g} |" in line and line.endswith("| kept |")
+    assert "**False keeps avoided: 0**" in results
+    assert "σ over the night: 7 verdicts, from σ " in results  # 4 screens (11's too), 3 confirms
+    assert "![σ over the night](sigma_over_night.png)" in results
+    story = (night["out"] / "final_condensed_story.md").read_text()
+    assert "Best kept: trial 12, score = 7.005 ± 0.00707 (confirmed, n=2; selection run 6.99)." in (
+        story
+    )
+    assert f"Noise at the end: σ {noise.sigma:.3g}" in story
+
+
+def test_the_leaderboard_carries_the_ratchets_figures(night):
+    board = night["board"]
+    assert board["schema_version"] == 2 and board["metric"] == "score"
+    assert board["noise"]["df"] == 5 and board["noise"]["confidence"] == 0.8
+    ratchet = board["ratchet"]
+    assert (ratchet["passed_screen"], ratchet["kept"], ratchet["not_confirmed"]) == (3, 3, 0)
+    assert ratchet["false_keeps_avoided"] == 0 and ratchet["discarded"] == 1
+    assert ratchet["confirmation_ratchet_runs"] == 6 and ratchet["confirmation_finishup_runs"] == 0
+    top = board["candidates"][0]
+    assert top["confirmed"] and top["trials"] == [12, 13, 14] and top["n"] == 2
+    assert top["selection"] == pytest.approx(6.99) and top["objectives"] == [7.0, 7.01]
+    assert top["confirmed_mean"] == pytest.approx(7.005) == top["objective_mean"]
+    assert top["judgement"]["verdict"] == "kept" and top["judgement"]["runs"] == [13, 14]
 
 
 def test_the_plots_decode_as_images(night):
@@ -109,7 +186,7 @@ def test_leaderboard_validates_groups_seeds_and_ranks(night):
     assert [c["rank"] for c in cands] == [1, 2, 3]
     means = [c["objective_mean"] for c in cands]
     assert means == sorted(means, reverse=True)  # maximize: best first
-    assert board["n_candidates"] == 5  # baseline, 0.5, code change, 0.51 nudge, boost 5
+    assert board["n_candidates"] == 5  # baseline, 0.5, code change, 0.52 nudge, boost 5
     base = board["baseline"]
     assert base["n_seeds"] == 3 and base["objective_sd"] == pytest.approx(0.01)
     assert board["final_pick"] == cands[0]["trial"]
@@ -149,9 +226,9 @@ def test_a_test_figure_appears_only_for_the_final_pick(night):
 
 
 def test_a_test_figure_for_a_trial_without_objective_is_refused(night):
-    with pytest.raises(ReportError, match="trial 5"):  # the crashed trial
+    with pytest.raises(ReportError, match="trial 7"):  # the crashed trial
         write_report(night["lab"], night["cfg"], night_id="bad", test={
-            "trial": 5, "metric": "test_score", "value": 0.5})  # fmt: skip
+            "trial": 7, "metric": "test_score", "value": 0.5})  # fmt: skip
     with pytest.raises(ReportError, match="not in this night"):
         write_report(night["lab"], night["cfg"], night_id="bad", test={
             "trial": 999, "metric": "test_score", "value": 0.5})  # fmt: skip
@@ -163,7 +240,7 @@ def test_html_is_self_contained_with_decodable_images(night):
         assert f"<h2>{title}" in page
     assert not re.search(r"""(src|href)=["']?(https?:|//|file:)""", page)
     uris = re.findall(r'<img src="data:image/png;base64,([^"]+)"', page)
-    assert len(uris) == 4
+    assert len(uris) == len(PLOTS)
     for data in uris:
         raw = base64.b64decode(data, validate=True)
         assert raw.startswith(b"\x89PNG\r\n\x1a\n") and len(raw) > 1000

@@ -151,7 +151,7 @@ def run(
             finishup_note=finishup_note,
         )
     _print_leaderboard(_lab(lab), 10)
-    _print_summary(final)
+    _print_summary(final, _lab(lab))
 
 
 @app.command()
@@ -198,11 +198,12 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
 ) -> None:
     """Is it alive, how far is it, what is the best so far."""
-    st = _guard(_lab(lab).status)
+    target = _lab(lab)
+    st = _guard(target.status)
     if as_json:
         sys.stdout.write(json.dumps(st) + "\n")
         return
-    _print_summary(st)
+    _print_summary(st, target)
 
 
 @app.command()
@@ -211,10 +212,14 @@ def leaderboard(
     top: Annotated[int, typer.Option(min=1)] = 10,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """The ranked table of succeeded trials."""
+    """Candidates ranked by their confirmed mean over new seeds; single runs last."""
     target = _lab(lab)
     if as_json:
-        sys.stdout.write(json.dumps(_guard(target.leaderboard, top)) + "\n")
+        from nightlab.lab.views import metric_of
+
+        rows = _guard(target.leaderboard, top)
+        metric = metric_of(target)
+        sys.stdout.write(json.dumps([{**r, "metric": metric} for r in rows]) + "\n")
         return
     _print_leaderboard(target, top)
 
@@ -330,18 +335,18 @@ def reset(
     )
 
 
-def _print_summary(st: dict[str, Any]) -> None:
-    from nightlab.lab.views import summary
+def _print_summary(st: dict[str, Any], target: Any) -> None:
+    from nightlab.lab.views import metric_of, summary
 
-    _console().print(summary(st))
+    _console().print(summary(st, metric_of(target)))
 
 
 def _print_leaderboard(target: Any, top: int) -> None:
-    from nightlab.lab.views import leaderboard_table
+    from nightlab.lab.views import leaderboard_table, metric_of
 
     rows = _guard(target.leaderboard, top)
     console = _console()
-    console.print(leaderboard_table(rows, target.name))
+    console.print(leaderboard_table(rows, target.name, metric_of(target)))
     mlflow_db = target.paths.mlflow_db
     if rows and mlflow_db.is_file():
         console.print(

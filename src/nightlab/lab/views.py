@@ -24,7 +24,17 @@ def _num(v: Any) -> str:
     return "—" if v is None else fmt.value(v)
 
 
-def summary(st: dict[str, Any]) -> Text:
+def estimate(best: dict[str, Any]) -> str:
+    """A candidate's figure as `read.best`/`read.leaderboard` give it: `confirmed mean ± sd
+    (n=…; selection run …)`, or `value (single run)`."""
+    if best.get("confirmed_mean") is None:
+        return f"{_num(best['objective'])} (single run)"
+    sd = "" if best.get("sd") is None else f" ± {_num(best['sd'])}"
+    picked = "" if best.get("selection") is None else f"; selection run {_num(best['selection'])}"
+    return f"{_num(best['confirmed_mean'])}{sd} (n={best['n']}{picked})"
+
+
+def summary(st: dict[str, Any], metric: str | None = None) -> Text:
     t = st["trials"]
     text = Text()
     text.append(f"{st['lab']}: ", style="bold")
@@ -33,24 +43,33 @@ def summary(st: dict[str, Any]) -> Text:
         text.append(f" (heartbeat {st['heartbeat_age_s']:.0f}s ago, PID {st['pid']})")
     if st.get("end_reason") and st["state"] != "running":
         text.append(f" — {st['end_reason']}")
+    ratchet = f", kept {t['kept']}"
+    if t.get("not_confirmed"):
+        ratchet += f", not confirmed {t['not_confirmed']}"
+    if t.get("screened"):
+        ratchet += f", awaiting confirmation {t['screened']}"
     text.append(
         f"\ncycles {st['cycles']} · trials {t['total']} (succeeded {t['succeeded']}, "
-        f"failed {t['failed']}, running {t['running']}, kept {t['kept']})"
+        f"failed {t['failed']}, running {t['running']}{ratchet})"
     )
+    name = f"{metric} " if metric else ""
     base = st.get("baseline")
     if base:
         text.append(
-            f"\nbaseline {_num(base['objective'])} ± {_num(base['sigma'])} over {base['n']} seed(s)"
+            f"\nbaseline {name}{_num(base['objective'])} ± {_num(base['sigma'])} over "
+            f"{base['n']} seed(s)"
         )
     best = st.get("best")
     if best and base and best["trial"] in base["trials"]:
         text.append(
-            "\nbest: the baseline — no trial has beaten it by more than the noise", style="bold"
+            f"\nbest: the baseline, {name}{estimate(best)} — no trial has beaten it by more "
+            "than the noise",
+            style="bold",
         )
     elif best:
         params = " ".join(f"{k}={_num(v)}" for k, v in best["params"].items())
         text.append(
-            f"\nbest: trial {best['trial']} objective {_num(best['objective'])}  {params}",
+            f"\nbest: trial {best['trial']} {name or 'objective '}{estimate(best)}  {params}",
             style="bold",
         )
     spent = st.get("usage") or {}
@@ -65,18 +84,30 @@ def summary(st: dict[str, Any]) -> Text:
     return text
 
 
-def leaderboard_table(rows: list[dict[str, Any]], lab: str) -> Table:
-    table = Table(title=f"leaderboard — {lab}", title_justify="left")
-    for col in ("rank", "trial", "objective", "verdict", "code", "wall s", "params"):
+def leaderboard_table(rows: list[dict[str, Any]], lab: str, metric: str | None = None) -> Table:
+    """Candidates as `read.leaderboard` ranks them: the confirmed ones by their confirmed
+    mean (± sd over n runs on new seeds; the selection run apart), then the single runs,
+    marked and dimmed."""
+    name = metric or "objective"
+    table = Table(
+        title=f"leaderboard — {lab} · {name}: confirmed mean over new seeds, single runs last",
+        title_justify="left",
+    )
+    for col in ("rank", "trial", name, "± sd", "n", "selection", "verdict", "code", "wall s",
+                "params"):  # fmt: skip
         table.add_column(col, no_wrap=col != "params")
     for r in rows:
         params = " ".join(f"{k}={fmt.value(v, 3)}" for k, v in r["params"].items())
         code = "changed" if r["commit"] != r["base_commit"] else "base"
-        style = "green" if r["verdict"] == "kept" else None
+        single = not r.get("confirmed", True)
+        style = "dim" if single else "green" if r["verdict"] == "kept" else None
         table.add_row(
             str(r["rank"]),
             str(r["trial"]),
-            _num(r["objective"]),
+            _num(r["objective"]) + (" (single run)" if single else ""),
+            "" if r.get("sd") is None else f"± {_num(r['sd'])}",
+            "—" if single else str(r.get("n", "")),
+            _num(r.get("selection")) if r.get("selection") is not None else "—",
             r["verdict"] or "",
             code,
             _num(r["wall_s"]),
@@ -86,10 +117,21 @@ def leaderboard_table(rows: list[dict[str, Any]], lab: str) -> Table:
     return table
 
 
+def metric_of(lab: Any) -> str | None:
+    """The lab's objective metric, read without validating the whole config (None when
+    nightlab.toml does not say)."""
+    try:
+        return str(lab._quick("objective", "metric"))
+    except Exception:  # a view never fails for want of a name
+        return None
+
+
 def render(lab: Any) -> Group:
     st = lab.status()
     story = Table.grid()
     for line in lab.storyline(last=8):
         story.add_row(Text(line, style="dim"))
     stamp = Text(time.strftime("updated %H:%M:%S"), style="dim")
-    return Group(summary(st), leaderboard_table(lab.leaderboard(5), st["lab"]), story, stamp)
+    metric = metric_of(lab)
+    board = leaderboard_table(lab.leaderboard(5), st["lab"], metric)
+    return Group(summary(st, metric), board, story, stamp)

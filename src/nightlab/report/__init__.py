@@ -7,8 +7,10 @@
 - `final_paper_report.md`: Summary, Approach, Results (with plots), Challenges,
   Recommendations;
 - `final_leaderboard_top{K}.json` / `.md`: the best candidates (same code and parameters
-  over several seeds = one candidate), ranked by mean objective; the JSON satisfies
-  `leaderboard.schema.json`;
+  over several seeds = one candidate): the confirmed ones by their confirmed mean (runs on
+  new seeds, never the selection run), then the unconfirmed single runs, with the ratchet's
+  figures (each verdict's threshold and σ, false keeps avoided, the confirmation cost); the
+  JSON satisfies `leaderboard.schema.json`;
 - the plots as PNG files, and `report.html`: all of it in one self-contained page.
 
 Selection uses validation figures only; a held-out test figure, computed once for the final
@@ -28,7 +30,13 @@ if TYPE_CHECKING:
 
 __all__ = ["write_report", "PLOT_FILES"]
 
-PLOT_FILES = ("objective_per_trial.png", "best_so_far.png", "by_dimension.png", "seed_spread.png")
+PLOT_FILES = (
+    "objective_per_trial.png",
+    "best_so_far.png",
+    "by_dimension.png",
+    "seed_spread.png",
+    "sigma_over_night.png",
+)
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 

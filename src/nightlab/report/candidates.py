@@ -87,6 +87,11 @@ class Candidate:
         return verdicts[0] if verdicts else None
 
     @property
+    def judgement(self) -> dict[str, Any] | None:
+        """The ratchet's record of the trial that introduced it (None: never judged)."""
+        return self.first.get("judgement")
+
+    @property
     def mlflow_run_ids(self) -> list[str]:
         return [t["mlflow_run_id"] for t in self.trials if t["mlflow_run_id"]]
 
@@ -94,11 +99,20 @@ class Candidate:
         """`mean ± sd (n=…)`, or the single run, as people read it."""
         if self.mean is None:
             return "—"
-        text = f"{self.mean:.{digits}g}"
         if not self.confirmed:
-            return f"{text} (single run)"
+            return f"{self.mean:.{digits}g} (single run)"
+        return f"{self.estimate(digits)} (n={self.n})"
+
+    def estimate(self, digits: int = 4) -> str:
+        """`mean ± sd` (the mean alone without a spread), without n."""
+        if self.mean is None:
+            return "—"
         sd = "" if self.sd is None else f" ± {self.sd:.{digits - 1}g}"
-        return f"{text}{sd} (n={self.n})"
+        return f"{self.mean:.{digits}g}{sd}"
+
+    def selection_text(self, digits: int = 4) -> str:
+        """The selection run as a number, or `—` (the baseline has none)."""
+        return "—" if self.selection is None else f"{self.selection:.{digits}g}"
 
 
 def group(night: Night) -> list[Candidate]:

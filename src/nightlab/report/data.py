@@ -42,12 +42,14 @@ class Night:
     mentor: list[dict[str, Any]]
     mentor_errors: list[dict[str, Any]]
     test_event: dict[str, Any] | None
-    ratchet: dict[int, dict[str, Any]]  # trial id → its ratchet event (improvement, threshold)
+    ratchet: dict[int, dict[str, Any]]  # trial id → its last ratchet event (verdict, figures)
     test_notes: list[dict[str, Any]]  # why no held-out figure came (skipped, missing)
     baseline: dict[str, Any] | None
     best: dict[str, Any] | None
     usage: dict[str, Any]
     storyline: list[str] = field(default_factory=list)
+    noise: ratchet.Noise = field(default_factory=lambda: ratchet.Noise(0.0, 0.0, 0))
+    """The pooled noise as of the end of the night (every candidate that ran twice)."""
 
     @property
     def paths(self) -> LabPaths:
@@ -68,13 +70,6 @@ class Night:
     def better(self, a: float, b: float) -> bool:
         """True when objective `a` is better than `b` in this lab's direction."""
         return ratchet.better(self.direction, a, b)
-
-    @property
-    def threshold(self) -> float | None:
-        """The ratchet's keep threshold, max(min_delta, k·σ) over the baseline's noise."""
-        if self.baseline is None:
-            return None
-        return ratchet.threshold(self.cfg, self.baseline["sigma"])
 
     def trial(self, trial_id: int) -> dict[str, Any] | None:
         return next((t for t in self.trials if t["id"] == trial_id), None)
@@ -101,6 +96,64 @@ class Night:
     def last_run(self) -> dict[str, Any] | None:
         return self.runs[-1] if self.runs else None
 
+    # the ratchet's record ----------------------------------------------------------------
+    def with_verdict(self, *verdicts: str) -> list[dict[str, Any]]:
+        """Trials whose verdict is one of `verdicts`, in id order."""
+        return [t for t in self.trials if t["verdict"] in verdicts]
+
+    def screened(self) -> list[dict[str, Any]]:
+        """Trials that passed the screen and still await their confirmation's verdict (the
+        night stopped first)."""
+        return self.with_verdict("screened")
+
+    def false_keeps_avoided(self) -> list[dict[str, Any]]:
+        """Challengers that passed the screen but not their confirmation (`not_confirmed`):
+        a keep on one lucky run would have moved the base to each of them."""
+        return self.with_verdict("not_confirmed")
+
+    def sigma_over_night(self) -> list[dict[str, Any]]:
+        """The σ every verdict was made with, in the order they were made: a screen at its
+        trial's id, a confirmation at its last confirmation run's id (`at`); `stage`,
+        `trial`, `sigma`, `df`. Verdicts made before σ was measured (df 0) are left out."""
+        points = []
+        for t in self.trials:
+            j = t.get("judgement") or {}
+            screen = j.get("screen") if j.get("stage") == "confirm" else j
+            if isinstance(screen, dict) and screen.get("df"):
+                points.append({"at": t["id"], "trial": t["id"], "stage": "screen",
+                               "sigma": screen["sigma"], "df": screen["df"]})  # fmt: skip
+            if j.get("stage") == "confirm" and j.get("df"):
+                at = max(j.get("runs") or [t["id"]])
+                points.append({"at": at, "trial": t["id"], "stage": "confirm",
+                               "sigma": j["sigma"], "df": j["df"]})  # fmt: skip
+        return sorted(points, key=lambda p: (p["at"], p["stage"] == "screen"))
+
+    def confirmation_cost(self) -> dict[str, Any]:
+        """Trial-seconds spent on confirmation runs. The ratchet's: the runs of a trial still
+        screened, and those of a trial judged on its confirmation up to the last run its
+        verdict counted (a run cut short and made again included). Finish-up's, counted
+        apart: every other `confirm` run (a kept trial's or the baseline's extra seeds)."""
+        by_id = {t["id"]: t for t in self.trials}
+        ratchet_s = finishup_s = total = 0.0
+        ratchet_n = finishup_n = 0
+        for t in self.trials:
+            wall = t["wall_s"] if finite(t["wall_s"]) else 0.0
+            total += wall
+            if t["kind"] != "confirm":
+                continue
+            target = by_id.get(t["confirms"]) or {}
+            j = target.get("judgement") or {}
+            last = max(j.get("runs") or [0]) if j.get("stage") == "confirm" else 0
+            if target.get("verdict") == "screened" or t["id"] <= last:
+                ratchet_s, ratchet_n = ratchet_s + wall, ratchet_n + 1
+            else:
+                finishup_s, finishup_n = finishup_s + wall, finishup_n + 1
+        return {
+            "ratchet_s": ratchet_s, "ratchet_runs": ratchet_n,
+            "finishup_s": finishup_s, "finishup_runs": finishup_n,
+            "total_s": total, "share": ratchet_s / total if total > 0 else None,
+        }  # fmt: skip
+
 
 def finite(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
@@ -124,6 +177,11 @@ def load(lab: Path, cfg: Config, night_id: str | None = None) -> Night:
         for t in trials:
             if not finite(t["objective"]):
                 t["objective"] = None
+            judgement = t.get("judgement")
+            if not isinstance(judgement, dict):
+                judgement = queries.decode(judgement, None)
+            t["judgement"] = judgement if isinstance(judgement, dict) else None
+            t.setdefault("confirms", None)
         events = queries.events(conn, EVENT_KINDS)
         return Night(
             lab=Path(lab),
@@ -142,6 +200,7 @@ def load(lab: Path, cfg: Config, night_id: str | None = None) -> Night:
             baseline=read.baseline(conn),
             best=read.best(conn),
             usage=read.usage(conn),
+            noise=read.noise(conn, cfg.ratchet.sigma_confidence),
             storyline=[c["summary"] for c in cycles if c["summary"]],
         )
 

@@ -7,7 +7,7 @@ from collections import Counter
 from typing import Any, get_args
 
 from nightlab.report.candidates import Candidate
-from nightlab.report.data import Night
+from nightlab.report.data import Night, finite
 from nightlab.report.doc import Bullets, Para, Section, Table
 
 MAX_ROWS = 15
@@ -20,15 +20,27 @@ def _short(text: str | None, n: int = 160) -> str:
 
 
 def near_misses(night: Night) -> list[dict[str, Any]]:
-    """Discarded trials that did improve on their base, but not beyond the threshold."""
+    """Trials discarded at the screen that did improve on the best of their moment, but not
+    beyond their screening threshold (their own verdict's figures)."""
     out = []
     for t in night.trials:
-        r = night.ratchet.get(t["id"]) or {}
-        gain, limit = r.get("improvement"), r.get("threshold")
-        if t["verdict"] == "discarded" and gain is not None and limit is not None:
-            if 0 < gain <= limit:
-                out.append({**t, "improvement": gain, "threshold": limit})
+        j = t.get("judgement") or {}
+        gain, limit = j.get("improvement"), j.get("threshold")
+        if t["verdict"] == "discarded" and finite(gain) and finite(limit) and 0 < gain <= limit:
+            out.append({**t, "improvement": gain, "threshold": limit})
     return out
+
+
+def not_confirmed_text(night: Night, t: dict[str, Any]) -> str:
+    """`4 (selection run 1.99; confirmed 1.005, n=2: +0.005 vs threshold 0.029)`."""
+    j = t.get("judgement") or {}
+    picked = "" if t["objective"] is None else f"selection run {t['objective']:.4g}; "
+    if "reason" in j or not finite(j.get("value")):
+        return f"{t['id']} ({picked}{_short(j.get('reason') or 'no figures recorded', 100)})"
+    return (
+        f"{t['id']} ({picked}confirmed {j['value']:.4g}, n={j.get('n')}: "
+        f"{j['improvement']:+.3g} vs threshold {j['threshold']:.3g})"
+    )
 
 
 def challenges(night: Night) -> Section:
@@ -69,8 +81,22 @@ def challenges(night: Night) -> Section:
         section.add(
             Para(
                 f"**{len(misses)} trial(s) improved on their base but stayed inside the noise "
-                "band** and were discarded: "
-                + ", ".join(f"{t['id']} (+{t['improvement']:.3g})" for t in misses[:10])
+                "band** and were discarded at the screen: "
+                + ", ".join(
+                    f"{t['id']} (+{t['improvement']:.3g} vs {t['threshold']:.3g})"
+                    for t in misses[:10]
+                )
+                + "."
+            )
+        )
+    avoided = night.false_keeps_avoided()
+    if avoided:
+        section.add(
+            Para(
+                f"**{len(avoided)} trial(s) passed the screen but not the confirmation** "
+                "(not_confirmed; false keeps avoided): their selection run was luckier than "
+                "their code: "
+                + "; ".join(not_confirmed_text(night, t) for t in avoided[:MAX_ROWS])
                 + "."
             )
         )
@@ -111,7 +137,7 @@ def _edge(night: Night, params: dict[str, Any]) -> list[str]:
 
 def recommendations(night: Night, pick: Candidate | None, ranked: list[Candidate]) -> Section:
     recs: list[str] = []
-    kept, threshold = night.kept(), night.threshold
+    kept = night.kept()
     trials = [t for t in night.trials if t["kind"] != "baseline"]
     if night.baseline is None:
         recs.append(
@@ -119,9 +145,18 @@ def recommendations(night: Night, pick: Candidate | None, ranked: list[Candidate
             "nothing can be compared (see the failures above and the trial's `stderr.log`)."
         )
     elif not kept:
+        noise = night.noise
+        sigma = f"σ = {noise.sigma:.3g}, df {noise.df}" if noise.df else "σ unknown"
         recs.append(
-            f"Nothing beat the baseline by more than the threshold ({threshold:.3g}): try larger "
-            "steps, or dimensions the night has not touched."
+            f"Nothing beat the baseline by more than the threshold ({sigma} at the end of the "
+            "night): try larger steps, or dimensions the night has not touched."
+        )
+    waiting = night.screened()
+    if waiting:
+        recs.append(
+            f"Trial(s) {', '.join(str(t['id']) for t in waiting)} passed the screen but the "
+            "night stopped before their confirmation runs: run the night again "
+            "(`nightlab run`) to confirm or dismiss them."
         )
     tried = {t["dimension"] for t in trials if t["dimension"]}
     untried = [d for d in _dimensions() if d not in tried]
@@ -146,21 +181,24 @@ def recommendations(night: Night, pick: Candidate | None, ranked: list[Candidate
                 "baseline_repeats` to 3 or more for an honest threshold."
             )
         mean = abs(base["objective"]) or 1.0
-        if base["sigma"] / mean > HIGH_NOISE:
+        sd = night.noise.sd if night.noise.df else base["sigma"]
+        if sd / mean > HIGH_NOISE:
             recs.append(
-                f"The noise is high (σ = {base['sigma']:.3g}, {100 * base['sigma'] / mean:.1f}% "
-                "of the baseline): run more seeds per candidate or use a larger validation set."
+                f"The noise is high (pooled sd {sd:.3g}, {100 * sd / mean:.1f}% of the "
+                "baseline): raise `[ratchet] confirm_runs` or use a larger validation set."
             )
     misses = near_misses(night)
     if misses:
         recs.append(
             f"{len(misses)} discarded trial(s) improved within the noise band: repeat them over "
-            "more seeds (finish-up `final_rounds`) before dismissing them."
+            "more seeds before dismissing them (a single run cannot tell)."
         )
-    if pick is not None and pick.kind != "baseline" and len(pick.values) < 2:
+    if pick is not None and pick.kind != "baseline" and pick.n < 2:
+        rests = "one seed" if not pick.confirmed else "one run on a new seed"
         recs.append(
-            f"The final pick (trial {pick.first['id']}) rests on one seed: confirm it over "
-            "several seeds before relying on it."
+            f"The final pick (trial {pick.first['id']}) rests on {rests}: confirm it over "
+            "several seeds before relying on it (`[ratchet] confirm_runs`, finish-up "
+            "`final_rounds`)."
         )
     failed = night.failures()
     if failed and len(failed) >= max(2, len(night.trials) // 4):

@@ -1,5 +1,7 @@
-"""`final_leaderboard_top{K}.json` / `.md`: the best candidates of the night, ranked by their
-mean objective over seeds (validated against `leaderboard.schema.json`)."""
+"""`final_leaderboard_top{K}.json` / `.md`: the best candidates of the night — the confirmed
+ones first, by their confirmed mean (runs on new seeds, never the selection run), then the
+unconfirmed single runs — with the ratchet's figures (validated against
+`leaderboard.schema.json`)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nightlab.report import verdicts
 from nightlab.report.candidates import Candidate, changed_params, describe_diff
 from nightlab.report.data import Night
 from nightlab.report.doc import md_table
@@ -15,7 +18,7 @@ from nightlab.store.files import write_atomic, write_json
 from nightlab.store.redact import redact, redact_data
 
 SCHEMA_PATH = Path(__file__).with_name("leaderboard.schema.json")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: confirmed means, selection runs, verdict figures, noise
 
 
 def schema() -> dict[str, Any]:
@@ -37,12 +40,17 @@ def entry(c: Candidate) -> dict[str, Any]:
         "kind": c.kind,
         "verdict": c.verdict,
         "final_pick": c.final_pick,
+        "confirmed": c.confirmed,
         "objective_mean": c.mean,
         "objective_sd": c.sd,
+        "confirmed_mean": c.mean if c.confirmed else None,
+        "n": c.n,
+        "selection": c.selection,
         "n_seeds": len(c.seeds),
-        "n_runs": len(c.values),
+        "n_runs": len(c.scored),
         "seeds": c.seeds,
         "objectives": c.values,
+        "judgement": c.judgement,
         "params": first["params"],
         "dimension": first["dimension"],
         "hypothesis": first["hypothesis"] or "",
@@ -76,6 +84,17 @@ def build(night: Night, top: list[Candidate], top_k: int, n_candidates: int) -> 
             "trials": base["trials"],
         },
         "final_pick": None if pick is None else pick.first["id"],
+        "noise": {
+            "sigma": night.noise.sigma if night.noise.df else None,
+            "sd": night.noise.sd if night.noise.df else None,
+            "df": night.noise.df,
+            "confidence": night.cfg.ratchet.sigma_confidence,
+        },
+        "ratchet": {
+            **verdicts.counts(night),
+            "false_keeps_avoided": len(night.false_keeps_avoided()),
+            **{f"confirmation_{k}": v for k, v in night.confirmation_cost().items()},
+        },
         "candidates": [entry(c) for c in top],
     }
 
@@ -87,8 +106,9 @@ def to_markdown(night: Night, board: dict[str, Any], top: list[Candidate]) -> st
         f"# Leaderboard top {k}: {board['lab']}",
         "",
         f"Night `{board['night_id']}` · {metric} ({board['direction']}) · "
-        f"{board['n_candidates']} candidate(s) ranked by mean over seeds "
-        "(same code and parameters = one candidate).",
+        f"{board['n_candidates']} candidate(s): the confirmed ones ranked by their confirmed "
+        f"{metric} (the mean of their runs on new seeds, never the selection run that proposed "
+        "them), then the unconfirmed single runs (same code and parameters = one candidate).",
         "",
     ]
     if not top:
@@ -104,8 +124,9 @@ def to_markdown(night: Night, board: dict[str, Any], top: list[Candidate]) -> st
             [
                 f"{c.rank}{mark}",
                 ", ".join(str(i) for i in c.ids[:6]) + (" …" if len(c.ids) > 6 else ""),
-                c.figure(),
-                str(e["n_seeds"]),
+                c.estimate() if c.confirmed else f"{c.mean:.4g} (single run)",
+                str(c.n) if c.confirmed else "—",
+                c.selection_text(),
                 c.verdict or "—",
                 e["dimension"] or ("baseline" if c.kind == "baseline" else "—"),
                 shown,
@@ -116,11 +137,13 @@ def to_markdown(night: Night, board: dict[str, Any], top: list[Candidate]) -> st
             ]
         )
     header = [
-        "rank", "trials", f"{metric} mean ± sd", "seeds", "verdict", "dimension",
-        "params (vs defaults)", "code vs night start", "hypothesis", "test", "MLflow run",
+        "rank", "trials", f"{metric} confirmed mean ± sd", "n", "selection run", "verdict",
+        "dimension", "params (vs defaults)", "code vs night start", "hypothesis", "test",
+        "MLflow run",
     ]  # fmt: skip
     lines.append(md_table(header, rows))
-    lines += ["", "★ the final pick (the code nightlab hands over)."]
+    lines += ["", "★ the final pick (the code nightlab hands over); n: runs on new seeds in the "
+              "confirmed mean; (single run): no run but the one that proposed it."]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

@@ -17,8 +17,16 @@ COLORS = {
     "baseline": "#7f7f7f",
     "kept": "#2ca02c",
     "discarded": "#1f77b4",
+    "screened": "#bcbd22",
+    "not_confirmed": "#ff7f0e",
     "confirmation": "#9467bd",
     "failed": "#d62728",
+}
+LABELS = {
+    "not_confirmed": "not confirmed (false keep avoided)",
+    "kept": "kept (selection run)",
+    "screened": "screened (never confirmed)",
+    "confirmation": "confirmation run",
 }
 
 
@@ -54,6 +62,7 @@ def draw_all(night: Night, candidates: list[Candidate], out: Path) -> list[Plot]
         best_so_far(night, out),
         by_dimension(night, out),
         spread(night, candidates, out),
+        sigma_over_night(night, out),
     ]
 
 
@@ -64,7 +73,7 @@ def objective_per_trial(night: Night, out: Path) -> Plot:
         return Plot("objective_per_trial", title, None, "no trial succeeded with an objective")
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4))
-    for label in ("baseline", "discarded", "confirmation", "kept"):
+    for label in ("baseline", "discarded", "confirmation", "screened", "not_confirmed", "kept"):
         pts = [
             t for t in done if (t["verdict"] if t["verdict"] in COLORS else "discarded") == label
         ]
@@ -75,7 +84,7 @@ def objective_per_trial(night: Night, out: Path) -> Plot:
                 c=COLORS[label],
                 s=80 if label == "kept" else 30,
                 marker="*" if label == "kept" else "o",
-                label=label,
+                label=LABELS.get(label, label),
                 zorder=3,
             )
     failed = night.failures()
@@ -86,10 +95,11 @@ def objective_per_trial(night: Night, out: Path) -> Plot:
             label="failed / timeout / killed (no objective)", zorder=3,
         )  # fmt: skip
     if night.baseline is not None:
-        mean, limit = night.baseline["objective"], night.threshold or 0.0
+        mean, sigma = night.baseline["objective"], night.noise.sigma
         ax.axhline(mean, color=COLORS["baseline"], lw=1, ls="--", label="baseline mean")
-        if limit:
-            ax.axhspan(mean - limit, mean + limit, color=COLORS["baseline"], alpha=0.12)
+        if sigma:
+            ax.axhspan(mean - sigma, mean + sigma, color=COLORS["baseline"], alpha=0.12,
+                       label="± σ (at the end of the night)")  # fmt: skip
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -122,19 +132,31 @@ def best_so_far(night: Night, out: Path) -> Plot:
         best.append(running)
     ax.scatter(xs, [t["objective"] for t in done], c="#aaaaaa", s=15, label="trial", zorder=2)
     ax.step(xs, best, where="post", color=COLORS["discarded"], label="best single run", lw=1.5)
-    kept = sorted((t for t in done if t["verdict"] == "kept"), key=lambda t: t["ended_at"] or 0)
+    kept = sorted(
+        (t for t in done if t["verdict"] == "kept"), key=lambda t: t["judged_at"] or t["ended_at"]
+    )
     if night.baseline is not None:
-        kx = [0.0] + [((t["ended_at"] or t["started_at"]) - start) / scale for t in kept]
-        ky = [night.baseline["objective"]] + [t["objective"] for t in kept]
-        kx.append(max(xs))
+        # the base as the ratchet saw it: each kept trial's confirmed mean, from its verdict
+        kx = [0.0] + [((t["judged_at"] or t["ended_at"]) - start) / scale for t in kept]
+        ky = [night.baseline["objective"]] + [_kept_value(t) for t in kept]
+        kx.append(max(xs + kx))
         ky.append(ky[-1])
-        ax.step(kx, ky, where="post", color=COLORS["kept"], lw=2, label="ratchet base (kept)")
+        ax.step(kx, ky, where="post", color=COLORS["kept"], lw=2,
+                label="ratchet base (confirmed mean when kept)")  # fmt: skip
     ax.set_xlabel(f"{unit} since the night began")
     ax.set_ylabel(night.metric)
     ax.set_title(title)
     ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3)
     return Plot("best_so_far", title, _save(fig, out, "best_so_far"))
+
+
+def _kept_value(t: dict[str, Any]) -> float:
+    """A kept trial's figure when it was kept: its confirmation runs' mean (its single run
+    when it was kept on one)."""
+    j = t.get("judgement") or {}
+    value = j.get("value")
+    return value if isinstance(value, int | float) else t["objective"]
 
 
 def by_dimension(night: Night, out: Path) -> Plot:
@@ -173,16 +195,59 @@ def spread(night: Night, candidates: list[Candidate], out: Path) -> Plot:
         return Plot("seed_spread", title, None, "no candidate ran with two or more seeds")
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4))
+    labelled = False
     for i, c in enumerate(multi):
         ax.scatter([i] * len(c.values), c.values, c="#aaaaaa", s=15, zorder=2)
         ax.errorbar(
             [i], [c.mean], yerr=[c.sd or 0.0], fmt="o", capsize=6, zorder=3,
             color=COLORS.get(c.verdict or "discarded", COLORS["discarded"]),
         )  # fmt: skip
+        if c.selection is not None:
+            label = None if labelled else "selection run (not in the mean)"
+            ax.scatter([i + 0.15], [c.selection], marker="x", c="black", s=30, zorder=3,
+                       label=label)  # fmt: skip
+            labelled = True
     ax.set_xticks(range(len(multi)))
-    ax.set_xticklabels([f"#{c.first['id']}\n{len(c.values)} runs" for c in multi], fontsize=8)
+    ax.set_xticklabels([f"#{c.first['id']}\nn={c.n}" for c in multi], fontsize=8)
     ax.set_xlabel("candidate (first trial)")
     ax.set_ylabel(night.metric)
-    ax.set_title(f"{title} (mean ± sd)")
+    ax.set_title(f"{title} (confirmed mean ± sd; ×: selection run)")
+    if labelled:
+        ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3, axis="y")
     return Plot("seed_spread", title, _save(fig, out, "seed_spread"))
+
+
+def sigma_over_night(night: Night, out: Path) -> Plot:
+    """The σ each verdict was made with, in the order they were made (the pooled noise
+    grows its degrees of freedom as candidates run again), and σ at the end."""
+    title = "σ over the night"
+    points = night.sigma_over_night()
+    if not points:
+        return Plot("sigma_over_night", title, None, "no verdict was made with a measured σ")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    xs = [p["at"] for p in points]
+    ax.step(xs, [p["sigma"] for p in points], where="post", color="#555555", lw=1, zorder=2)
+    for stage, marker, color in (("screen", "o", COLORS["discarded"]),
+                                 ("confirm", "^", COLORS["kept"])):  # fmt: skip
+        pts = [p for p in points if p["stage"] == stage]
+        if pts:
+            ax.scatter([p["at"] for p in pts], [p["sigma"] for p in pts], marker=marker,
+                       c=color, s=30, zorder=3, label=f"{stage} verdict")  # fmt: skip
+    for p in points:
+        ax.annotate(f"df {p['df']}", (p["at"], p["sigma"]), textcoords="offset points",
+                    xytext=(0, 6), fontsize=7, ha="center", color="#555555")  # fmt: skip
+    if night.noise.df:
+        ax.axhline(night.noise.sigma, color=COLORS["baseline"], ls="--", lw=1,
+                   label=f"at the end: {night.noise.sigma:.3g} (df {night.noise.df})")  # fmt: skip
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("trial (a confirmation: at its last run)")
+    ax.set_ylabel(f"σ ({night.metric})")
+    ax.set_ylim(bottom=0)
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(alpha=0.3)
+    return Plot("sigma_over_night", title, _save(fig, out, "sigma_over_night"))

@@ -18,6 +18,7 @@ from nightlab.report.data import FAILED, Night
 MAX_LINES = 40
 LINE_CHARS = 220
 _TRACE = re.compile(r"^\[[0-9a-f]{6,}\]\s*")
+_JUDGED = re.compile(r"^trial \d+ (kept|not_confirmed)\b")  # a confirmation's verdict
 
 
 @dataclass
@@ -52,9 +53,12 @@ def _items(night: Night) -> list[Item]:
             if trial["kind"] == "baseline":
                 continue  # one line for all repeats, below
             important = trial["verdict"] == "kept" or trial["kind"] == "test"
-            priority = 3 if important else 2 if trial["status"] in FAILED else 1
+            routine = 0 if trial["kind"] == "confirm" else 1  # a confirmation: its verdict tells
+            priority = 3 if important else 2 if trial["status"] in FAILED else routine
             if trial["dimension"] and trial["verdict"] == "kept":
                 text += f" — {trial['dimension']}: {trial['hypothesis'] or 'no hypothesis'}"
+        elif judged := _JUDGED.match(text):
+            priority = 3 if judged.group(1) == "kept" else 2
         else:
             decision = decisions.get(cycle["trace_id"]) or {}
             rejected = decision and not decision.get("accepted", True)
@@ -114,19 +118,43 @@ def header(night: Night) -> list[str]:
             f"{when(night.runs[0]['started_at'])} → {when(run['ended_at'])}, "
             f"{len(night.runs)} run(s); {end}{reason}."
         )
+    avoided, waiting = night.false_keeps_avoided(), night.screened()
     lines.append(
         f"{len(trials)} trial(s): {len(night.succeeded())} succeeded, "
-        f"{len(night.failures())} failed/timed out/killed, {len(kept)} kept; "
-        f"{len(night.rejections())} gate rejection(s); {len(night.mentor)} mentor review(s)."
+        f"{len(night.failures())} failed/timed out/killed, {len(kept)} kept, "
+        f"{len(avoided)} not confirmed (false keeps avoided)"
+        + (f", {len(waiting)} awaiting confirmation" if waiting else "")
+        + f"; {len(night.rejections())} gate rejection(s); {len(night.mentor)} mentor review(s)."
     )
     best = night.best
     if best is None or best["objective"] is None:
         lines.append("No objective was measured.")
     elif not kept:
-        lines.append(f"Nothing beat the baseline: the base is still trial {best['trial']}.")
+        lines.append(
+            f"Nothing beat the baseline: the base is still trial {best['trial']} "
+            f"({night.metric} {_estimate(best)})."
+        )
     else:
-        lines.append(f"Best kept: trial {best['trial']}, {night.metric} = {best['objective']:.4g}.")
+        lines.append(f"Best kept: trial {best['trial']}, {night.metric} = {_estimate(best)}.")
+    noise = night.noise
+    if noise.df:
+        lines.append(
+            f"Noise at the end: σ {noise.sigma:.3g} (pooled sd {noise.sd:.3g}, df {noise.df})."
+        )
     return [_clip(line, 400) for line in lines]
+
+
+def _estimate(best: dict[str, Any]) -> str:
+    """The best's figure: `7.005 ± 0.00707 (confirmed, n=2; selection run 6.99)`."""
+    if best.get("confirmed_mean") is None:
+        return f"{best['objective']:.4g} (a single run)"
+    sd = "" if best.get("sd") is None else f" ± {best['sd']:.3g}"
+    if best.get("selection") is None:  # the baseline: its repeats
+        return f"{best['confirmed_mean']:.4g}{sd} (n={best['n']})"
+    return (
+        f"{best['confirmed_mean']:.4g}{sd} (confirmed, n={best['n']}; selection run "
+        f"{best['selection']:.4g})"
+    )
 
 
 def render(night: Night, max_lines: int = MAX_LINES) -> str:
