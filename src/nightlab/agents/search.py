@@ -28,6 +28,56 @@ def _distribution(knob: Knob) -> Any:
     return FloatDistribution(knob.low, knob.high, log=knob.log)
 
 
+MOVED_SHOWN = 6  # knobs named in a hypothesis; the rest are counted
+SAME_SHOWN = 4  # unchanged knobs named; more are counted
+HYPOTHESIS_CHARS = 300
+VALUE_CHARS = 24  # a long categorical value is cut
+
+
+def _shown(v: Any) -> str:
+    text = fmt.value(v)
+    return text if len(text) <= VALUE_CHARS else text[: VALUE_CHARS - 1] + "…"
+
+
+def hypothesis(
+    params: dict[str, Any], best: dict[str, Any] | None, defaults: dict[str, Any], metric: str
+) -> str:
+    """What a proposal claims, in its own terms: the knobs it moves away from the current
+    best's params (from the defaults while there is no best), from what to what, and that
+    this beats the best beyond the noise. Values are compared as printed (4 significant
+    digits), so a knob that moved by less than that counts as unchanged."""
+    ref = {**defaults, **(best.get("params") or {})} if best else dict(defaults)
+    moved, same = [], []
+    for name, new in params.items():
+        if name in ref and fmt.value(ref[name]) == fmt.value(new):
+            same.append(name)
+        elif name in ref:
+            moved.append(f"{name} {_shown(ref[name])} → {_shown(new)}")
+        else:
+            moved.append(f"{name} → {_shown(new)}")
+    target = "the defaults"
+    if best:
+        score = fmt.value(best.get("objective"))
+        target = f"the best (trial {best.get('trial')}, {metric} {score})"
+    if not moved:
+        return f"the same settings as {target} again: a repeat that measures the noise"
+    tail = f" beats {target} beyond the noise"
+    text = ""
+    for shown in range(min(len(moved), MOVED_SHOWN), 0, -1):  # fewer names if too long
+        text = ", ".join(moved[:shown])
+        if len(moved) > shown:
+            text += f" and {len(moved) - shown} more"
+        if same:
+            names = ", ".join(same)
+            if len(same) > SAME_SHOWN or len(text) + len(names) + len(tail) > HYPOTHESIS_CHARS:
+                names = f"{len(same)} other knob{'s' if len(same) > 1 else ''}"
+            text += f" ({names} unchanged)"
+        text += tail
+        if len(text) <= HYPOTHESIS_CHARS:
+            return text
+    return text[: HYPOTHESIS_CHARS - 1] + "…"
+
+
 class SearchWorker(BaseWorker):
     name = "search"
 
@@ -65,7 +115,9 @@ class SearchWorker(BaseWorker):
         return Decision(
             action="run",
             rationale=f"TPE proposal #{trial.number} over {len(self.space)} knobs: {shown}",
-            hypothesis="these settings beat the current best beyond the noise",
+            hypothesis=hypothesis(
+                trial.params, context.get("best"), self.cfg.defaults(), self.cfg.objective.metric
+            ),
             dimension="optimization",
             params=dict(trial.params),
         )

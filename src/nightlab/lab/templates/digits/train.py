@@ -34,8 +34,11 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 from torch.nn import functional as F
 
+# Deliberately under-tuned for the demo (see IDEA.md): lr 3e-4, a common Adam default for
+# large models, is too low for the ~170 steps that 10 epochs of 1,078 images make, so the
+# defaults stop well short of what this CNN reaches (about 0.75 val_acc against about 0.98).
 DEFAULTS: dict[str, Any] = {
-    "lr": 0.01,
+    "lr": 3e-4,
     "width": 16,
     "dropout": 0.1,
     "epochs": 10,
