@@ -86,6 +86,10 @@ max_trials = {max_trials}
 [agents]
 worker = "{worker}"
 
+[ratchet]
+baseline_repeats = {baseline_repeats}
+confirm_runs = {confirm_runs}
+
 [report]
 auto = false
 
@@ -114,10 +118,16 @@ def lab_toml(
     tracking: bool = False,
     trial_extra: str = "",
     knobs: str = "",
+    confirm_runs: int = 0,
+    baseline_repeats: int = 3,
 ) -> str:
     """The tiny lab's nightlab.toml (`trial_extra` goes into [trial], `knobs` after the
-    `boost` knob)."""
+    `boost` knob). `confirm_runs` is 0 (keep on one run) unless a test asks: the tests of
+    everything but the ratchet count their trials exactly; tests/nights/test_confirm.py, the
+    noise lab and the demo test run the default screen → confirm → keep."""
     return TOML.format(
+        confirm_runs=confirm_runs,
+        baseline_repeats=baseline_repeats,
         budget=budget,
         max_trials=max_trials,
         worker=worker,
@@ -140,6 +150,8 @@ def build_lab(
     toml_extra: str = "",
     trial: str = TRIAL,
     modes: Sequence[str] = (),
+    confirm_runs: int = 0,
+    baseline_repeats: int = 3,
 ) -> Path:
     """A tiny lab at `path` (made, with its parents): `trial` as train.py, IDEA.md, its
     nightlab.toml and `git init`. With `decisions`, the worker replays them from
@@ -164,6 +176,8 @@ def build_lab(
         tracking=tracking,
         trial_extra=trial_extra,
         knobs=knobs,
+        confirm_runs=confirm_runs,
+        baseline_repeats=baseline_repeats,
     )
     (lab / "nightlab.toml").write_text(text + toml_extra)
     subprocess.run(["git", "init", "-q"], cwd=lab, check=True)

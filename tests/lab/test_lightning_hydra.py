@@ -233,7 +233,10 @@ def test_init_and_a_search_night_with_hydra_overrides_and_mlflow(lh, tmp_path):
         r"\1low = 1\nhigh = 3\n",
         text,
     ).replace("default = 10\n", "default = 2\n")
-    toml.write_text(text + "\n[ratchet]\nbaseline_repeats = 1\n\n[report]\nauto = false\n")
+    # one run each (no confirmation runs): this night tests the stack, not the ratchet
+    toml.write_text(
+        text + "\n[ratchet]\nbaseline_repeats = 1\nconfirm_runs = 0\n\n[report]\nauto = false\n"
+    )
     assert load_config(lab).tracking.trial_run  # the trial logs into its own MLflow run
 
     cli("run", str(lab), timeout=400)

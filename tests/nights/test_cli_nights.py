@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import cli, git, status
+from conftest import cli, git, rows, status
 
 
 def test_status_json_contract_before_and_after_a_night(make_lab):
@@ -18,7 +18,9 @@ def test_status_json_contract_before_and_after_a_night(make_lab):
     assert set(st["trials"]) >= {"total", "succeeded", "failed", "running", "kept"}
     assert st["best"]["trial"] >= 1 and set(st["best"]) >= {"trial", "objective", "params"}
     board = json.loads(cli("leaderboard", str(lab), "--json", "--top", "2").stdout)
-    assert len(board) == 2 and board[0]["objective"] >= board[1]["objective"]
+    # what is proven first: the baseline's mean over 3 seeds, then the kept single run
+    assert len(board) == 2 and board[0]["confirmed"] and not board[1]["confirmed"]
+    assert board[0]["n"] == 3 and board[1]["verdict"] == "kept" and board[1]["n"] == 0
     text = cli("leaderboard", str(lab)).stdout
     assert "leaderboard" in text and "baseline" in text
     watch = cli("watch", str(lab), "--once").stdout
@@ -31,7 +33,8 @@ def test_init_creates_a_lab_that_runs(tmp_path):
     assert (lab / ".git").is_dir() and (lab / "nightlab.toml").is_file()
     cli("run", str(lab), "--max-trials", "5")
     st = status(lab)
-    assert st["state"] == "finished" and st["trials"]["succeeded"] == 5
+    confirmations = rows(lab, "SELECT count(*) FROM trials WHERE kind = 'confirm'")[0][0]
+    assert st["state"] == "finished" and st["trials"]["succeeded"] == 5 + confirmations
     again = cli("init", str(lab), check=False)
     assert again.returncode == 2 and "not empty" in again.stderr
     assert ".nightlab" not in git(lab, "status", "--porcelain")

@@ -39,7 +39,7 @@ MODES = ("first_seed_only", "crash_on_confirm", "slow_on_confirm")
 def run_decisions(make_lab, *decisions: dict, **options):
     lab = make_lab(
         decisions=[{"action": "run", "rationale": WHY, **d} for d in decisions],
-        trial=TRIAL, modes=MODES, max_trials=3 + len(decisions), **options,
+        trial=TRIAL, modes=MODES, max_trials=3 + len(decisions), confirm_runs=2, **options,
     )  # fmt: skip
     return lab, Lab(lab).run(report=lambda line: None)
 
@@ -110,7 +110,7 @@ def test_a_loop_killed_mid_confirmation_carries_on(make_lab, tmp_path):
     lab = make_lab(
         decisions=[{"action": "run", "rationale": WHY,
                     "params": {"boost": 0.5, "mode": "slow_on_confirm"}}],
-        trial=TRIAL, modes=MODES, max_trials=4,
+        trial=TRIAL, modes=MODES, max_trials=4, confirm_runs=2,
     )  # fmt: skip
     loop = spawn_loop(lab, log=tmp_path / "first.log")
     try:

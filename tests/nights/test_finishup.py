@@ -106,7 +106,8 @@ def test_a_scheduled_window_stops_exploring_in_time(make_lab):
     late = rows(lab, f"SELECT id FROM trials WHERE kind='trial' AND started_at > {confirming[0]}")
     assert late == []  # no exploration after the confirmations began
     assert len(rows(lab, "SELECT id FROM trials WHERE kind='trial'")) >= 3
-    assert len(rows(lab, "SELECT id FROM trials WHERE kind='confirm'")) >= 2
+    # nothing beat the noise: only the baseline can be the pick, and it gets its round
+    assert len(rows(lab, "SELECT id FROM trials WHERE kind='confirm'")) >= 1
 
 
 def test_show_cancel_and_report_now_from_the_command_line(make_lab):

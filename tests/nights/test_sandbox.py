@@ -55,7 +55,7 @@ def probe_lab(make_lab, tmp_path: Path, sandbox: str, name: str) -> tuple[Path, 
     import tempfile
 
     outside = Path(tempfile.mkdtemp(prefix=f"nightlab-{name}-", dir="/var/tmp"))  # not /tmp
-    lab = make_lab(max_trials=1, name=name)
+    lab = make_lab(max_trials=1, name=name, baseline_repeats=1)
     (lab / "train.py").write_text(PROBE)
     port = server.getsockname()[1]
     toml = lab / "nightlab.toml"
@@ -63,7 +63,6 @@ def probe_lab(make_lab, tmp_path: Path, sandbox: str, name: str) -> tuple[Path, 
         toml.read_text()
         .replace('command = "python train.py"',
                  f'command = "python train.py {outside} {port} {lab}"\nsandbox = "{sandbox}"')
-        + "\n[ratchet]\nbaseline_repeats = 1\n"
     )  # fmt: skip
     git(lab, "add", "-A")
     try:

@@ -137,7 +137,8 @@ def hostile_lab(
         max_trials=len(decisions) + 1,
         trial=train_py(body, {**consts, "lab": str(Path(path).resolve())}),
         modes=("attack",),
-        toml_extra="\n[ratchet]\nbaseline_repeats = 1\n" + toml_extra,
+        toml_extra=toml_extra,
+        baseline_repeats=1,
         trial_extra='sandbox = "bwrap"\n' + trial_extra,
     )
     # what the loop itself adds on its first start: fingerprints of .git see only the trial

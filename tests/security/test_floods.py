@@ -318,7 +318,7 @@ def test_flooding_trials_are_killed_and_the_loop_stays_small(tmp_path):
         max_trials=10,
         budget=60,
         trial=FLOOD_TRIAL,
-        toml_extra="\n[ratchet]\nbaseline_repeats = 1\n",
+        baseline_repeats=1,
     )
     started = time.time()
     done = subprocess.run(

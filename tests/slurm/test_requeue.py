@@ -22,11 +22,12 @@ SLEEP_S = 8.0  # the trial runs this long: time to hit it while it runs
 
 def one_trial_lab(make_lab, cluster) -> Path:
     """A night of one trial (the baseline), a Slurm job that sleeps SLEEP_S then scores."""
-    lab = make_lab(decisions=[], max_trials=1, sleep=SLEEP_S, budget=120, name="requeue")
+    lab = make_lab(decisions=[], max_trials=1, sleep=SLEEP_S, budget=120, name="requeue",
+                   baseline_repeats=1)  # fmt: skip
     toml = lab / "nightlab.toml"
     toml.write_text(
-        toml.read_text() + "\n[ratchet]\nbaseline_repeats = 1\n"
-        f'\n[executor]\nkind = "slurm"\npartition = "{cluster.partition}"\n'
+        toml.read_text()
+        + f'\n[executor]\nkind = "slurm"\npartition = "{cluster.partition}"\n'
     )
     return lab
 

@@ -18,6 +18,7 @@ from nightlab.loop.night import Night, Run
 from nightlab.store import kinds, read
 from nightlab.store.db import Trial
 
+WORKER = "ratchet"  # the decisions of confirmation runs are nightlab's own, recorded so
 SEED_OFFSET = 1000  # new seeds start here above [trial] seed: never a seed already used
 
 

@@ -194,11 +194,11 @@ class Finisher:
 
     def _confirmations(self) -> list[tuple[Any, int]]:
         """The runs still owed: `final_rounds` per top-k candidate, on seeds it never ran."""
-        from nightlab.report.candidates import eligible
+        from nightlab.report.candidates import trusted
 
         request = self.request
-        _, ranked = self._ranked()
-        ranked = [c for c in ranked if eligible(c)]  # the final pick is one of these
+        night, ranked = self._ranked()
+        ranked = trusted(night, ranked)  # the final pick is one of these
         todo = []
         with read.connect(self.night.store.path) as conn:
             best = (read.best(conn) or {}).get("trial")

@@ -186,15 +186,8 @@ class Journal:
             )
             s.add(t)
             s.flush()
-            self._event(
-                s,
-                "trial_created",
-                trace_id=trace,
-                trial_id=t.id,
-                kind=t.kind,
-                params=t.params,
-                commit=t.commit,
-            )
+            self._event(s, "trial_created", trace_id=trace, trial_id=t.id, kind=t.kind,
+                        params=t.params, commit=t.commit)  # fmt: skip
             if t.kind != "baseline":
                 self._housekeeping(s, decision, trace)
             if usage:
@@ -240,27 +233,13 @@ class Journal:
             )
             cycle = s.get(Cycle, row.cycle_id)
             cycle.ended_at, cycle.summary = now, line
-            self._event(
-                s,
-                "trial_finished",
-                trace_id=trace,
-                trial_id=trial_id,
-                status=out.status,
-                objective=out.objective,
-                reason=out.reason,
-                wall_s=out.wall_s,
-                peak_rss_mb=out.peak_rss_mb,
-            )
-            self._event(
-                s,
-                "ratchet",
-                trace_id=trace,
-                trial_id=trial_id,
-                verdict=label,
-                improvement=verdict.improvement if verdict else None,
-                threshold=verdict.threshold if verdict else None,
-                sigma=verdict.sigma if verdict else None,
-            )
+            self._event(s, "trial_finished", trace_id=trace, trial_id=trial_id,
+                        status=out.status, objective=out.objective, reason=out.reason,
+                        wall_s=out.wall_s, peak_rss_mb=out.peak_rss_mb)  # fmt: skip
+            self._event(s, "ratchet", trace_id=trace, trial_id=trial_id, verdict=label,
+                        improvement=verdict.improvement if verdict else None,
+                        threshold=verdict.threshold if verdict else None,
+                        sigma=verdict.sigma if verdict else None)  # fmt: skip
         self.story(line)
         return row, line
 

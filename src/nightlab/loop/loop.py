@@ -26,6 +26,7 @@ from nightlab.config import Config
 from nightlab.loop import opening
 from nightlab.loop.baseline import Baseline
 from nightlab.loop.budget import Budget
+from nightlab.loop.confirm import WORKER as RATCHET
 from nightlab.loop.confirm import Confirmations
 from nightlab.loop.cycle import Cycles
 from nightlab.loop.finish_request import FinishUp
@@ -217,13 +218,13 @@ class Loop:
         if self.repairs.running and (not self.baseline.done or self.budget.at_max_trials()):
             return Next.WAIT  # a repaired trial runs in its failure's place, before anything new
         if (confirmation := self.confirmations.next()) is not None:
-            self._start(confirmation)  # a screened trial's runs come before any new work
+            self._start(confirmation, RATCHET)  # a screened trial's runs before new work
             return Next.STARTED
-        if self.budget.at_max_trials() and not self.finisher.active():
-            return Next.WAIT  # for a running trial that may yet need confirming
         step: Run | Next | Done | None = Next.EXPLORE
         if self.finisher.active():
             step = self.finisher.step(self.slots.kinds(), self.baseline.complete())
+        if step is Next.EXPLORE and self.budget.at_max_trials():
+            return Next.WAIT  # no new idea; a running trial may yet need confirming
         if step is Next.EXPLORE and not self.baseline.done:
             waiting = {row.id for row, _ in self.repairs.retries}
             step = self.baseline.next(waiting) or Next.EXPLORE
@@ -238,8 +239,10 @@ class Loop:
             return Next.STARTED
         return step
 
-    def _start(self, run: Run) -> int:
-        worker = {"baseline": "baseline", "trial": self.worker.name}.get(run.kind, FINISH_WORKER)
+    def _start(self, run: Run, worker: str | None = None) -> int:
+        worker = worker or {"baseline": "baseline", "trial": self.worker.name}.get(
+            run.kind, FINISH_WORKER
+        )
         trial_id = self.slots.launch(run, worker)
         if run.kind in ("baseline", "trial"):  # finish-up runs do not count against max_trials
             self.budget.trials += 1

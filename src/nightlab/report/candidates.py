@@ -204,8 +204,12 @@ def final_pick(
         for c in ranked:
             if test["trial"] in c.ids:
                 return c
-    trusted = [c for c in ranked if eligible(c)]  # kept ones are confirmed unless
-    if not trusted:  # confirm_runs = 0: then their single run stands, as the ratchet's did
-        return ranked[0]
+    return next(iter(trusted(night, ranked)), ranked[0])
+
+
+def trusted(night: Night, ranked: list[Candidate]) -> list[Candidate]:
+    """The candidates the night may hand over (the baseline and the kept ones), best mean
+    first: a kept one is confirmed unless `confirm_runs = 0`, and then its single run stands,
+    as it did for the ratchet."""
     sign = ratchet.sign(night.direction)
-    return min(trusted, key=lambda c: (-sign * c.mean, c.first["id"]))
+    return sorted((c for c in ranked if eligible(c)), key=lambda c: (-sign * c.mean, c.first["id"]))

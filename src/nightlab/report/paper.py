@@ -191,7 +191,7 @@ def _rule(night: Night) -> str:
 
 def approach(night: Night) -> Section:
     cfg = night.cfg
-    roles = ("baseline", "mentor", "finish-up")  # not workers: nightlab's own decisions
+    roles = ("baseline", "mentor", "finish-up", "ratchet")  # not workers: nightlab's own decisions
     workers = sorted({d["worker"] for d in night.decisions if d["worker"] not in roles})
     if not workers:
         workers = sorted({r["options"].get("worker") or cfg.agents.worker for r in night.runs})

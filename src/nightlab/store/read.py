@@ -365,7 +365,8 @@ def recent_cycles(conn: sqlite3.Connection, n: int) -> list[dict[str, Any]]:
     rows = conn.execute(
         "SELECT d.action, d.accepted, json_extract(d.body, '$.dimension') AS dimension, "
         "t.status, t.verdict FROM decisions d LEFT JOIN trials t ON t.decision_id = d.id "
-        "WHERE d.worker NOT IN ('baseline', 'mentor', 'finish-up') ORDER BY d.id DESC LIMIT ?",
+        "WHERE d.worker NOT IN ('baseline', 'mentor', 'finish-up', 'ratchet') "
+        "ORDER BY d.id DESC LIMIT ?",
         (n,),
     ).fetchall()
     return [dict(r) for r in rows]
