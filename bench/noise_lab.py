@@ -6,7 +6,7 @@ parameters (a new seed or any other parameter gives other noise, as in real trai
 night is 30 trials of the `search` worker (3 baseline repeats, then Optuna's TPE), then
 finish-up gives the top 3 candidates 3 confirmation rounds.
 
-    .venv/bin/python bench/noise_lab.py [--nights 20] [--jobs 2]
+    .venv/bin/python bench/noise_lab.py [--nights 20] [--jobs 2] [--ratchet "k = v; k = v"]
 
 prints one line per night and the totals the issue asks for: noise changes kept (at most 1
 in 20 nights), nights that kept the real improvement (at least 19 of 20), nights whose final
@@ -17,7 +17,6 @@ tests/nights/test_noise_lab.py runs the same 20 nights and asserts those figures
 
 from __future__ import annotations
 
-import argparse
 import json
 import sqlite3
 import statistics
@@ -27,6 +26,8 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+import typer
 
 SIGMA, GAIN, TRUTH = 0.01, 0.05, 0.90
 
@@ -71,7 +72,7 @@ default = 4
 
 [budget]
 max_trials = 30
-
+{ratchet}
 [agents]
 worker = "search"
 
@@ -84,12 +85,13 @@ def truth(params: dict) -> float:
     return TRUTH + (GAIN if params.get("switch") == "on" else 0.0)
 
 
-def build(path: Path, night: int) -> Path:
+def build(path: Path, night: int, ratchet: str = "") -> Path:
     path.mkdir(parents=True)
     body = f"NIGHT, TRUTH, GAIN, SIGMA = {night}, {TRUTH}, {GAIN}, {SIGMA}\n" + TRAIN
     (path / "train.py").write_text(body)
     (path / "IDEA.md").write_text("Maximise score.\n")
-    (path / "nightlab.toml").write_text(TOML.format(night=night, seed=night * 100))
+    extra = f"\n[ratchet]\n{ratchet}\n" if ratchet else ""
+    (path / "nightlab.toml").write_text(TOML.format(night=night, seed=night * 100, ratchet=extra))
     (path / ".gitignore").write_text(".nightlab/\n")
     git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
     subprocess.run([*git, "init", "-q"], cwd=path, check=True)
@@ -111,8 +113,8 @@ class NightResult:
     trials: int
 
 
-def run_night(root: Path, night: int, nightlab: str) -> NightResult:
-    lab = build(root / f"night-{night}", night)
+def run_night(root: Path, night: int, nightlab: str, ratchet: str = "") -> NightResult:
+    lab = build(root / f"night-{night}", night, ratchet)
     done = subprocess.run(
         [nightlab, "run", str(lab), "--run-hours", "1", "--finishup-minutes", "30",
          "--final-rounds", "3", "--top-k", "3"],
@@ -135,8 +137,8 @@ def measure(lab: Path, night: int) -> NightResult:
     noise_keeps, confirm_runs = 0, set()
     for i, r in rows.items():
         judgement = json.loads(r["judgement"]) if r["judgement"] else {}
-        if judgement.get("stage") == "confirm":
-            confirm_runs |= set(judgement.get("runs", []))
+        if judgement.get("stage") == "confirm":  # its runs, and the best's beside them
+            confirm_runs |= set(judgement.get("runs", [])) | set(judgement.get("best_runs", []))
         if r["verdict"] == "kept":
             base = judgement["best_trial"]
             noise_keeps += truth(params[i]) <= truth(params[base])
@@ -159,12 +161,17 @@ def measure(lab: Path, night: int) -> NightResult:
     )
 
 
-def run_nights(nights: int, jobs: int = 2, root: Path | None = None) -> list[NightResult]:
+def run_nights(
+    nights: int, jobs: int = 2, root: Path | None = None, ratchet: str = ""
+) -> list[NightResult]:
+    """`nights` nights, `jobs` at a time; `ratchet`: lines for [ratchet] (the defaults if
+    empty), e.g. "screen_multiplier = 1.5"."""
     nightlab = str(Path(sys.executable).with_name("nightlab"))
     with tempfile.TemporaryDirectory(prefix="nightlab-noise-") as tmp:
         where = root or Path(tmp)
         with ThreadPoolExecutor(jobs) as pool:
-            return list(pool.map(lambda n: run_night(where, n, nightlab), range(1, nights + 1)))
+            return list(pool.map(lambda n: run_night(where, n, nightlab, ratchet),
+                                 range(1, nights + 1)))  # fmt: skip
 
 
 def summary(results: list[NightResult]) -> dict[str, float]:
@@ -183,12 +190,13 @@ def summary(results: list[NightResult]) -> dict[str, float]:
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--nights", type=int, default=20)
-    ap.add_argument("--jobs", type=int, default=2)
-    args = ap.parse_args()
-    results = run_nights(args.nights, args.jobs)
+def main(
+    nights: int = typer.Option(20, min=1, help="How many nights (seeds 1..N)."),
+    jobs: int = typer.Option(2, min=1, help="Nights at once."),
+    ratchet: str = typer.Option("", help='\\[ratchet] settings, e.g. "confirm_runs = 3; ..."'),
+) -> None:
+    """Run the noise lab's nights and print what the ratchet kept."""
+    results = run_nights(nights, jobs, ratchet=ratchet.replace(";", "\n"))
     for r in results:
         print(f"night {r.night:2d}: trials {r.trials}, screened {r.screened}, "
               f"not confirmed {r.not_confirmed}, noise keeps {r.noise_keeps}, real kept "
@@ -199,4 +207,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    typer.run(main)

@@ -161,3 +161,12 @@ def test_the_ratchet_imports_no_pydantic():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.strip() == "[]", done.stderr
+
+
+def test_later_challengers_of_one_best_face_a_higher_screen_too():
+    cfg = make_cfg(screen_multiplier=1.0)
+    assert threshold(cfg, 0.25, 3, challenger=1) == threshold(cfg, 0.25, 3)
+    assert threshold(cfg, 0.25, 3, challenger=4) > threshold(cfg, 0.25, 3, challenger=2)
+    v = screen(cfg, 0.9, best(0.5), NOISE, challenger=3)
+    assert v.z == pytest.approx(ratchet.bonferroni(1.0, 3)) and v.z > 1.0
+

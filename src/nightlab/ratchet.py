@@ -151,28 +151,34 @@ class Verdict:
         return asdict(self)
 
 
-def threshold(cfg: Config, sigma: float, n_best: int = 1) -> float:
+def threshold(cfg: Config, sigma: float, n_best: int = 1, challenger: int = 1) -> float:
     """The screening threshold for one run against a best measured `n_best` times."""
-    r = cfg.ratchet
-    return max(r.min_delta, r.screen_multiplier * sigma * math.sqrt(1 + 1 / max(n_best, 1)))
+    z = bonferroni(cfg.ratchet.screen_multiplier, challenger)
+    return max(cfg.ratchet.min_delta, z * sigma * math.sqrt(1 + 1 / max(n_best, 1)))
 
 
-def z_for(cfg: Config, challenger: int) -> float:
-    """`sigma_multiplier` for the `challenger`-th candidate confirmed against one best:
-    the one-sided level it stands for, shared out among the challengers (Bonferroni)."""
-    z = cfg.ratchet.sigma_multiplier
+def bonferroni(z: float, challenger: int) -> float:
+    """`z` for the `challenger`-th candidate judged against one best: the one-sided level
+    `z` stands for, shared out among the challengers so far."""
     if challenger <= 1 or z <= 0:
         return z
     nd = statistics.NormalDist()
     return nd.inv_cdf(1 - (1 - nd.cdf(z)) / challenger)
 
 
-def screen(cfg: Config, value: float, best: Best, noise: Noise) -> Verdict:
-    """A worker's trial against the best: `screened` (confirmation runs are due),
-    `discarded`, or — with `confirm_runs = 0` — `kept` on the z test of one run."""
+def z_for(cfg: Config, challenger: int) -> float:
+    """The keep rule's z (`sigma_multiplier`) for the `challenger`-th confirmation."""
+    return bonferroni(cfg.ratchet.sigma_multiplier, challenger)
+
+
+def screen(cfg: Config, value: float, best: Best, noise: Noise, challenger: int = 1) -> Verdict:
+    """A worker's trial against the best (the `challenger`-th to pass the screen against
+    it, if it does): `screened` (confirmation runs are due), `discarded`, or — with
+    `confirm_runs = 0` — `kept` on the z test of one run."""
     r, improvement = cfg.ratchet, gain(cfg.objective.direction, value, best.objective)
     if r.confirm_runs:
-        limit, z = threshold(cfg, noise.sigma, best.n), r.screen_multiplier
+        z = bonferroni(r.screen_multiplier, challenger)
+        limit = threshold(cfg, noise.sigma, best.n, challenger)
         verdict = "screened" if improvement > limit else "discarded"
     else:
         z = r.sigma_multiplier

@@ -88,7 +88,7 @@ def lucky(tmp_path_factory):
     assert trial != TRIAL
     knob = "\n[search.lucky]\nlow = 0.0\nhigh = 1.0\ndefault = 0.0\n"
     lab = build_lab(tmp_path_factory.mktemp("lucky") / "lab", decisions=[LUCKY, REAL, HAIR],
-                    trial=trial, toml_extra=knob, max_trials=20)  # fmt: skip
+                    trial=trial, toml_extra=knob, max_trials=20, confirm_runs=2)  # fmt: skip
     return lab, cli("run", str(lab))
 
 

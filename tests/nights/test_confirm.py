@@ -137,3 +137,27 @@ def test_status_json_names_the_best_confirmed_figures(make_lab):
     st = status(lab)
     assert {"confirmed_mean", "sd", "n", "selection"} <= set(st["best"])
     assert st["trials"]["screened"] == 0
+
+
+def test_a_best_measured_on_fewer_runs_than_the_baseline_is_measured_again(make_lab):
+    """Trial 4 is kept on its 2 confirmation runs; when trial 7 challenges it, the best runs
+    once more on a new seed beside 7's confirmation (an estimate that came out low would let
+    every later challenger past the screen), and the verdict uses all 3 of its runs."""
+    lab, final = run_decisions(
+        make_lab,
+        {"params": {"boost": 0.5}},
+        {"params": {"boost": 0.7, "mode": "first_seed_only"}},
+    )
+    t = trials(lab)
+    kinds = [(r["id"], r["kind"], r["confirms"]) for r in t[3:]]
+    assert kinds == [(4, "trial", None), (5, "confirm", 4), (6, "confirm", 4),
+                     (7, "trial", None), (8, "confirm", 7), (9, "confirm", 7),
+                     (10, "confirm", 4)]  # fmt: skip
+    assert t[9]["seed"] not in {t[3]["seed"], t[4]["seed"], t[5]["seed"]}
+    judgement = json.loads(t[6]["judgement"])
+    assert t[6]["verdict"] == "not_confirmed" and judgement["best_runs"] == [10]
+    assert judgement["best_trial"] == 4 and judgement["best_n"] == 3
+    assert final["best"]["trial"] == 4 and final["best"]["n"] == 3
+    workers = rows(lab, "SELECT d.worker FROM trials t JOIN decisions d ON d.id = t.decision_id "
+                        "WHERE t.kind = 'confirm'")  # fmt: skip
+    assert {w for (w,) in workers} == {"ratchet"}

@@ -19,7 +19,7 @@ def real_lab(root: Path, decisions: list[dict], max_trials: int = 20) -> Path:
     """A lab like conftest's `make_lab(decisions=...)`, run to its end by the real loop."""
     from nightlab import Lab
 
-    lab = build_lab(root / "lab", decisions=decisions, max_trials=max_trials)
+    lab = build_lab(root / "lab", decisions=decisions, max_trials=max_trials, confirm_runs=2)
     Lab(lab).run(report=lambda line: None)
     return lab
 
@@ -48,7 +48,7 @@ def lucky_lab(root: Path) -> Path:
 
     assert LUCKY_TRIAL != TRIAL
     lab = build_lab(root / "lab", decisions=LUCKY_DECISIONS, trial=LUCKY_TRIAL,
-                    toml_extra=LUCKY_KNOB, max_trials=20)  # fmt: skip
+                    toml_extra=LUCKY_KNOB, max_trials=20, confirm_runs=2)  # fmt: skip
     Lab(lab).run(report=lambda line: None)
     return lab
 
@@ -173,7 +173,9 @@ def hand_store(
     night_id: str = "hand-night",
 ) -> Path:
     """A state.db written through the real schema (Alembic), rows as given; one cycle and
-    decision per trial, then one rejected decision per reason in `rejected`."""
+    decision per trial (its worker: `worker`, else as the loop names it: `baseline`,
+    `ratchet` for a confirmation run, `search`), then one rejected decision per reason in
+    `rejected`."""
     lab.mkdir(parents=True, exist_ok=True)
     store = Store(lab / ".nightlab" / "state.db")
     store.migrate()
@@ -195,8 +197,9 @@ def hand_store(
                               f"score={spec['objective']} → {spec['verdict']}")  # fmt: skip
                 s.add(cycle)
                 s.flush()
-                dec = Decision(cycle_id=cycle.id, worker="search", action="run", accepted=True,
-                               reasons=[], body={"action": "run"})  # fmt: skip
+                who = {"baseline": "baseline", "confirm": "ratchet"}.get(spec["kind"], "search")
+                dec = Decision(cycle_id=cycle.id, worker=spec.pop("worker", who), action="run",
+                               accepted=True, reasons=[], body={"action": "run"})  # fmt: skip
                 s.add(dec)
                 s.flush()
                 s.add(

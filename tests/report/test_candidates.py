@@ -124,7 +124,7 @@ def test_a_night_where_nothing_was_kept_says_so(make_lab):
         {"action": "run", "rationale": "a nudge well inside the noise", "params": {"boost": 5e-3}},
         {"action": "run", "rationale": "another nudge inside the noise", "params": {"boost": 1e-2}},
     ]
-    lab = make_lab(decisions=decisions, max_trials=5)
+    lab = make_lab(decisions=decisions, max_trials=5, confirm_runs=2)
     Lab(lab).run(report=lambda line: None)
     out = write_report(lab, Lab(lab).config)
     text = (out / "final_paper_report.md").read_text()
@@ -273,14 +273,14 @@ def test_commits_of_the_same_tree_are_one_candidate(tmp_path):
 
 
 def test_finish_up_confirmations_are_counted_apart_from_the_ratchets(tmp_path):
-    """Trial 4's confirmation runs 5-6 are the ratchet's (its verdict names them); finish-up
-    later ran it (8) and the baseline (9) again on new seeds: their trial time is finish-up's,
-    and they join their candidates' confirmed means."""
+    """Trial 4's confirmation runs 5-6 are the ratchet's (decided by worker `ratchet`);
+    finish-up later ran it (8) and the baseline (9) again on new seeds: their trial time is
+    finish-up's, and they join their candidates' confirmed means."""
     finish = [
         trial(8, 1.51, kind="confirm", verdict="confirmation", seed=1002, commit="c4",
-              params=CONFIRMED, confirms=4, wall_s=100.0),
+              params=CONFIRMED, confirms=4, wall_s=100.0, worker="finish-up"),
         trial(9, 1.0, kind="confirm", verdict="confirmation", seed=1000, confirms=1,
-              wall_s=50.0),
+              wall_s=50.0, worker="finish-up"),
     ]  # fmt: skip
     out = write_report(confirmation_night(tmp_path, finish), config())
     board = board_of(out)

@@ -81,12 +81,12 @@ def test_paper_report_has_its_sections_and_plots(night):
     assert "exit status 1" in challenges  # the crashed trial and its reason
     assert "boost: 9 outside [0, 5]" in challenges  # the gate's rejection
     # boost 0.52 on the best's code: 2.51 once against its confirmed 2.505, inside the screen
-    assert "inside the noise band** and were discarded at the screen: 11 (+0.005 vs" in challenges
+    assert "inside the noise band** and were discarded at the screen: 12 (+0.005 vs" in challenges
     recs = section(text, "Recommendations")
     assert "`boost` = 5 sits at its upper clamp" in recs
     assert "Untried dimensions" in recs and "`augmentation`" in recs
     assert "rests on one" not in recs  # every kept trial ran twice more on new seeds
-    assert "`nightlab adopt 12`" in recs
+    assert "`nightlab adopt 13`" in recs
 
 
 def test_the_summary_says_what_improved_by_how_much_and_how_sure(night):
@@ -94,25 +94,29 @@ def test_the_summary_says_what_improved_by_how_much_and_how_sure(night):
     (the selection run apart) against the best of that moment, its threshold and z."""
     text = (night["out"] / "final_paper_report.md").read_text()
     summary = section(text, "Summary")
-    ((raw,),) = rows(night["lab"], "SELECT judgement FROM trials WHERE id = 12")
+    ((raw,),) = rows(night["lab"], "SELECT judgement FROM trials WHERE id = 13")
     j = json.loads(raw)
-    assert j["stage"] == "confirm" and j["best_trial"] == 8 and j["runs"] == [13, 14]
+    # its runs on new seeds, and one more run of the best (8) beside them: 9, 10 and 16
+    assert j["stage"] == "confirm" and j["best_trial"] == 8 and j["runs"] == [14, 15]
+    assert j["best_runs"] == [16] and j["best_n"] == 3 and j["best_mean"] == pytest.approx(2.5)
     assert (
-        "trial 12 (boost 0→5, code: 1 file +1/-1; optimization) raised score from 1 ± 0.01 "
+        "trial 13 (boost 0→5, code: 1 file +1/-1; optimization) raised score from 1 ± 0.01 "
         "(baseline, n=3) to 7.005 ± 0.00707 (confirmed, n=2; selection run 6.99): +6.005 in 3 "
         "kept step(s)."
     ) in summary
-    z = j["improvement"] / (j["sigma"] * (1 / 2 + 1 / 2) ** 0.5)
+    z = j["improvement"] / (j["sigma"] * (1 / 2 + 1 / 3) ** 0.5)
     assert (
-        f"beat the best of that moment (trial 8: 2.505, n=2) by +4.5 against a threshold of "
-        f"{j['threshold']:.3g}: z = {z:.3g} where the rule asks z > 2 (σ {j['sigma']:.3g}, df 5)"
+        f"beat the best of that moment (trial 8: {j['best_mean']:.4g}, n=3) by "
+        f"{j['improvement']:+.3g} against a threshold of {j['threshold']:.3g}: z = {z:.3g} "
+        f"where the rule asks z > 2 (σ {j['sigma']:.3g}, df {j['df']})"
     ) in summary
     assert "(confirmed mean ± sd over 2 run(s) on new seeds; selection run 6.99, left" in summary
     assert "3 trial(s) passed the screen: 3 kept, 0 not confirmed" in summary
     assert "**false keeps avoided: 0**" in summary and "1 discarded at the screen" in summary
     walls = dict(rows(night["lab"], "SELECT id, wall_s FROM trials"))
-    share = sum(walls[i] for i in (5, 6, 9, 10, 13, 14)) / sum(walls.values())
-    assert f"in 6 ratchet confirmation run(s), {100 * share:.3g}% of the night's" in summary
+    ratchets = (5, 6, 9, 10, 11, 14, 15, 16)  # the best's re-runs (11, 16) included
+    share = sum(walls[i] for i in ratchets) / sum(walls.values())
+    assert f"in 8 ratchet confirmation run(s), {100 * share:.3g}% of the night's" in summary
 
 
 def test_the_noise_is_the_nights_pooled_sigma_and_each_verdict_has_its_threshold(night):
@@ -121,16 +125,16 @@ def test_the_noise_is_the_nights_pooled_sigma_and_each_verdict_has_its_threshold
     text = (night["out"] / "final_paper_report.md").read_text()
     with read.connect(night["lab"] / ".nightlab" / "state.db") as conn:
         noise = read.noise(conn, night["cfg"].ratchet.sigma_confidence)
-    assert noise.df == 5  # 2 over the baseline, 1 over each kept trial's confirmation runs
+    assert noise.df == 7  # 2 over the baseline, 2 over 4's and 8's runs, 1 over 13's
     approach = section(text, "Approach")
     assert f"**σ = {noise.sigma:.3g} (the upper 80% confidence bound of the pooled sd " in approach
-    assert f"{noise.sd:.3g}, df 5)**" in approach
+    assert f"{noise.sd:.3g}, df 7)**" in approach
     assert "the threshold is each verdict's own" in approach
     assert "max(min_delta 0, 2σ) =" not in text  # no single threshold over the baseline
     results = section(text, "Results")
     verdicts = results.split("**The ratchet's verdicts**", 1)[1].split("\n\n", 2)[1]
     lines = [line for line in verdicts.splitlines() if line.startswith("| ")][1:]
-    assert [line.split(" | ")[0] for line in lines] == ["| 4", "| 8", "| 12"]
+    assert [line.split(" | ")[0] for line in lines] == ["| 4", "| 8", "| 13"]
     thresholds = dict(rows(night["lab"], "SELECT id, json_extract(judgement, '$.threshold') "
                                          "FROM trials WHERE verdict = 'kept'"))  # fmt: skip
     assert len(set(thresholds.values())) == 3  # one per verdict, not one for the night
@@ -141,7 +145,7 @@ def test_the_noise_is_the_nights_pooled_sigma_and_each_verdict_has_its_threshold
     assert "σ over the night: 7 verdicts, from σ " in results  # 4 screens (11's too), 3 confirms
     assert "![σ over the night](sigma_over_night.png)" in results
     story = (night["out"] / "final_condensed_story.md").read_text()
-    assert "Best kept: trial 12, score = 7.005 ± 0.00707 (confirmed, n=2; selection run 6.99)." in (
+    assert "Best kept: trial 13, score = 7.005 ± 0.00707 (confirmed, n=2; selection run 6.99)." in (
         story
     )
     assert f"Noise at the end: σ {noise.sigma:.3g}" in story
@@ -150,16 +154,16 @@ def test_the_noise_is_the_nights_pooled_sigma_and_each_verdict_has_its_threshold
 def test_the_leaderboard_carries_the_ratchets_figures(night):
     board = night["board"]
     assert board["schema_version"] == 2 and board["metric"] == "score"
-    assert board["noise"]["df"] == 5 and board["noise"]["confidence"] == 0.8
+    assert board["noise"]["df"] == 7 and board["noise"]["confidence"] == 0.8
     ratchet = board["ratchet"]
     assert (ratchet["passed_screen"], ratchet["kept"], ratchet["not_confirmed"]) == (3, 3, 0)
     assert ratchet["false_keeps_avoided"] == 0 and ratchet["discarded"] == 1
-    assert ratchet["confirmation_ratchet_runs"] == 6 and ratchet["confirmation_finishup_runs"] == 0
+    assert ratchet["confirmation_ratchet_runs"] == 8 and ratchet["confirmation_finishup_runs"] == 0
     top = board["candidates"][0]
-    assert top["confirmed"] and top["trials"] == [12, 13, 14] and top["n"] == 2
+    assert top["confirmed"] and top["trials"] == [13, 14, 15] and top["n"] == 2
     assert top["selection"] == pytest.approx(6.99) and top["objectives"] == [7.0, 7.01]
     assert top["confirmed_mean"] == pytest.approx(7.005) == top["objective_mean"]
-    assert top["judgement"]["verdict"] == "kept" and top["judgement"]["runs"] == [13, 14]
+    assert top["judgement"]["verdict"] == "kept" and top["judgement"]["runs"] == [14, 15]
 
 
 def test_the_plots_decode_as_images(night):

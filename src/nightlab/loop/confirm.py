@@ -15,10 +15,11 @@ from typing import Any
 from nightlab import ratchet
 from nightlab.agents.decision import Decision
 from nightlab.loop.night import Night, Run
+from nightlab.ratchet import Best
 from nightlab.store import kinds, read
 from nightlab.store.db import Trial
 
-WORKER = "ratchet"  # the decisions of confirmation runs are nightlab's own, recorded so
+WORKER = kinds.RATCHET  # the decisions of confirmation runs are nightlab's own
 SEED_OFFSET = 1000  # new seeds start here above [trial] seed: never a seed already used
 
 
@@ -48,6 +49,34 @@ class Confirmations:
         rows = self.night.store.trials(Trial.confirms == trial_id)
         return [r for r in rows if not kinds.interrupted(r.status, r.reason)]
 
+    def _best_runs(self, best: Best, since: int, running: bool = False) -> list[Any]:
+        """Runs of the best's candidate made after trial `since` (re-measuring it)."""
+        with read.connect(self.night.store.path) as conn:
+            runs = read.candidate_runs(conn, best.trial, running=True)
+        return [r for r in runs if r["id"] > since and (r["status"] == "running") == running
+                and not kinds.interrupted(r["status"], r["reason"])]  # fmt: skip
+
+    def _best_due(self, row: Trial) -> Run | None:
+        """One more run of the best beside a challenger's confirmation while the best has
+        fewer runs than the baseline had (a kept trial has `confirm_runs`): an estimate that
+        came out low would let every later challenger past the screen."""
+        best, r = self.night.best(), self.night.cfg.ratchet
+        if best is None or best.n >= max(r.baseline_repeats, r.confirm_runs + 1):
+            return None
+        if self._best_runs(best, row.id) or self._best_runs(best, row.id, running=True):
+            return None
+        with read.connect(self.night.store.path) as conn:
+            used = {x["seed"] for x in read.candidate_runs(conn, best.trial, running=True)}
+        seed = next(new_seeds(self.night, used))
+        decision = Decision(
+            action="run",
+            rationale=f"re-measure the best (trial {best.trial}, n={best.n}) on seed {seed} "
+            f"beside trial {row.id}'s confirmation",
+            hypothesis=f"trial {best.trial}'s estimate holds on a new seed",
+            params=dict(best.params),
+        )
+        return Run(decision, "confirm", best.commit, seed, confirms=best.trial)
+
     def next(self) -> Run | None:
         """The next confirmation run to start, or None when none is due."""
         if not self.pending():
@@ -56,6 +85,8 @@ class Confirmations:
         for row in self.night.store.trials(Trial.verdict == "screened"):
             runs = self._runs(row.id)
             if len(runs) >= want:
+                if (again := self._best_due(row)) is not None:
+                    return again
                 continue
             used = {row.seed} | {r.seed for r in self.night.store.trials(Trial.confirms == row.id)}
             seed = next(new_seeds(self.night, used))
@@ -81,6 +112,11 @@ class Confirmations:
             runs = self._runs(row.id)
             if len(runs) < want or any(r.status == "running" for r in runs):
                 continue
+            best = night.best()
+            if best is not None and self._best_runs(best, row.id, running=True):
+                continue  # the best is being re-measured beside it
+            if self._best_due(row) is not None:
+                continue  # and will be, before the verdict
             verdict, judgement = self._judge(row, runs)
             record, line = night.journal.judged(row.id, verdict, judgement)
             night.forget()
@@ -103,9 +139,11 @@ class Confirmations:
         best = night.best()
         assert best is not None  # a screened trial was compared with one
         with read.connect(night.store.path) as conn:
-            k = read.challengers(conn, best.trial) + 1
+            k = read.challengers(conn, best.trial, judged=True) + 1
         v = ratchet.confirm(night.cfg, [r.objective for r in runs], best, night.noise(), k)
-        return v.verdict, {**v.record(), "runs": [r.id for r in runs], "screen": screen}
+        again = [r["id"] for r in self._best_runs(best, row.id)]
+        return v.verdict, {**v.record(), "runs": [r.id for r in runs], "best_runs": again,
+                           "screen": screen}  # fmt: skip
 
 
 def _finite(value: Any) -> bool:

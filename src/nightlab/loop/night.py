@@ -104,6 +104,11 @@ class Night:
         """The ratchet's noise: pooled over every candidate that ran more than once."""
         return self._load()["noise"]
 
+    def challengers(self, best_trial: int) -> int:
+        """Candidates that passed the screen against this best so far (judged or not)."""
+        with read.connect(self.store.path) as conn:
+            return read.challengers(conn, best_trial)
+
     def sigma(self) -> float:
         return self.noise().sigma
 

@@ -36,7 +36,8 @@ class Recorder:
         if kind in ("baseline", "confirm", "test"):
             label = {"confirm": "confirmation"}.get(kind, kind)
         elif out.status == "succeeded" and best is not None:
-            verdict = ratchet.screen(night.cfg, out.objective, best, night.noise())
+            verdict = ratchet.screen(night.cfg, out.objective, best, night.noise(),
+                                     night.challengers(best.trial) + 1)  # fmt: skip
             label = verdict.verdict
         else:
             label = "discarded"

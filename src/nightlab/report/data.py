@@ -14,7 +14,7 @@ from typing import Any
 from nightlab import UserError, ratchet
 from nightlab.config import Config
 from nightlab.store import queries, read
-from nightlab.store.kinds import FAILED, Kind
+from nightlab.store.kinds import FAILED, RATCHET, Kind
 from nightlab.store.paths import LabPaths
 
 TEST_KIND: Kind = "test"  # finish-up's one run of the final pick with NIGHTLAB_TEST=1
@@ -129,11 +129,9 @@ class Night:
         return sorted(points, key=lambda p: (p["at"], p["stage"] == "screen"))
 
     def confirmation_cost(self) -> dict[str, Any]:
-        """Trial-seconds spent on confirmation runs. The ratchet's: the runs of a trial still
-        screened, and those of a trial judged on its confirmation up to the last run its
-        verdict counted (a run cut short and made again included). Finish-up's, counted
-        apart: every other `confirm` run (a kept trial's or the baseline's extra seeds)."""
-        by_id = {t["id"]: t for t in self.trials}
+        """Trial-seconds spent on confirmation runs: the ratchet's (a screened trial's runs
+        on new seeds, and the best's re-runs beside them) and, counted apart, finish-up's."""
+        workers = {d["id"]: d["worker"] for d in self.decisions}
         ratchet_s = finishup_s = total = 0.0
         ratchet_n = finishup_n = 0
         for t in self.trials:
@@ -141,10 +139,7 @@ class Night:
             total += wall
             if t["kind"] != "confirm":
                 continue
-            target = by_id.get(t["confirms"]) or {}
-            j = target.get("judgement") or {}
-            last = max(j.get("runs") or [0]) if j.get("stage") == "confirm" else 0
-            if target.get("verdict") == "screened" or t["id"] <= last:
+            if workers.get(t["decision_id"]) == RATCHET:
                 ratchet_s, ratchet_n = ratchet_s + wall, ratchet_n + 1
             else:
                 finishup_s, finishup_n = finishup_s + wall, finishup_n + 1

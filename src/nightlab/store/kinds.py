@@ -29,6 +29,8 @@ did not pass the screen) — else what the run was (a baseline repeat, a confirm
 the held-out test run)."""
 VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
 
+RATCHET = "ratchet"  # the worker of confirmation runs the ratchet starts (finish-up's: "finish-up")
+
 INTERRUPTED = "interrupted"  # reasons of trials cut short by nightlab's own fate, not theirs
 CUT_SHORT: tuple[Status, ...] = ("killed", "timeout")  # the statuses such a trial ends with
 INTERRUPTED_SQL = (  # `interrupted()` over the trials table (GLOB: case-sensitive, as startswith)

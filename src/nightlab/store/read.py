@@ -55,19 +55,17 @@ def baseline(conn: sqlite3.Connection) -> dict[str, Any] | None:
     }
 
 
-def _key(row: sqlite3.Row, first_baseline: int | None) -> int:
-    """The candidate a run belongs to, named by its first trial: the trial it confirms,
-    the first baseline repeat for the baseline's runs, else the trial itself."""
-    if row["confirms"] is not None:
-        return row["confirms"]
-    if row["kind"] == "baseline" and first_baseline is not None:
-        return first_baseline
-    return row["id"]
+def _key(row: sqlite3.Row, baseline: list[int]) -> int:
+    """The candidate a run belongs to, named by its first trial: the first baseline repeat
+    for the baseline's runs (and those confirming any of them), else the trial it confirms,
+    else the trial itself."""
+    if baseline and (row["kind"] == "baseline" or row["confirms"] in baseline):
+        return baseline[0]
+    return row["confirms"] if row["confirms"] is not None else row["id"]
 
 
-def _first_baseline(conn: sqlite3.Connection) -> int | None:
-    row = conn.execute("SELECT MIN(id) FROM trials WHERE kind='baseline'").fetchone()
-    return row[0]
+def _baseline_ids(conn: sqlite3.Connection) -> list[int]:
+    return [r[0] for r in conn.execute("SELECT id FROM trials WHERE kind='baseline' ORDER BY id")]
 
 
 def _scored(row: sqlite3.Row) -> bool:
@@ -92,19 +90,24 @@ def estimate(runs: list[sqlite3.Row]) -> dict[str, Any]:
     }
 
 
-_CANDIDATE_COLUMNS = "id, kind, status, objective, confirms"
+_CANDIDATE_COLUMNS = "id, kind, status, objective, confirms, seed, reason"
 
 
-def candidate_runs(conn: sqlite3.Connection, trial_id: int) -> list[sqlite3.Row]:
-    """Every finished run of the candidate trial `trial_id` names (test runs aside)."""
-    first = _first_baseline(conn)
-    if trial_id == first:
-        where, args = "kind='baseline' OR confirms = ?", (trial_id,)
+def candidate_runs(
+    conn: sqlite3.Connection, trial_id: int, running: bool = False
+) -> list[sqlite3.Row]:
+    """Every finished run (with `running`, every run) of the candidate `trial_id` belongs
+    to (test runs aside)."""
+    baseline = _baseline_ids(conn)
+    if trial_id in baseline:
+        marks = ",".join("?" * len(baseline))
+        where, args = f"kind='baseline' OR confirms IN ({marks})", tuple(baseline)
     else:
         where, args = "id = ? OR confirms = ?", (trial_id, trial_id)
+    ended = "" if running else " AND status != 'running'"
     return conn.execute(
-        f"SELECT {_CANDIDATE_COLUMNS} FROM trials WHERE ({where}) AND kind != 'test' "
-        "AND status != 'running' ORDER BY id",
+        f"SELECT {_CANDIDATE_COLUMNS} FROM trials WHERE ({where}) AND kind != 'test'{ended} "
+        "ORDER BY id",
         args,
     ).fetchall()
 
@@ -114,21 +117,24 @@ def noise(conn: sqlite3.Connection, confidence: float) -> Any:
     runs left out: they were picked for being high)."""
     from nightlab.ratchet import pooled, split_runs  # (see current_best)
 
-    first = _first_baseline(conn)
+    baseline = _baseline_ids(conn)
     groups: dict[int, list[tuple[str, float]]] = {}
     for r in conn.execute(
         f"SELECT {_CANDIDATE_COLUMNS} FROM trials WHERE status='succeeded' AND kind != 'test' "
         "ORDER BY id"
     ):
         if _finite(r["objective"]):
-            groups.setdefault(_key(r, first), []).append((r["kind"], r["objective"]))
+            groups.setdefault(_key(r, baseline), []).append((r["kind"], r["objective"]))
     return pooled([split_runs(runs)[1] for runs in groups.values()], confidence)
 
 
-def challengers(conn: sqlite3.Connection, best_trial: int) -> int:
-    """How many candidates have been judged on their confirmation runs against this best."""
+def challengers(conn: sqlite3.Connection, best_trial: int, judged: bool = False) -> int:
+    """How many candidates passed the screen against this best (with `judged`: have been
+    judged on their confirmation runs against it)."""
+    stage = "= 'confirm'" if judged else "IN ('screen', 'confirm')"
     return conn.execute(
-        "SELECT COUNT(*) FROM trials WHERE json_extract(judgement, '$.stage') = 'confirm' "
+        f"SELECT COUNT(*) FROM trials WHERE verdict IN ('screened', 'kept', 'not_confirmed') "
+        f"AND json_extract(judgement, '$.stage') {stage} "
         "AND json_extract(judgement, '$.best_trial') = ?",
         (best_trial,),
     ).fetchone()[0]
@@ -149,8 +155,7 @@ def best(conn: sqlite3.Connection) -> dict[str, Any] | None:
         ).fetchone()
         if row is None:
             return None
-        first = _first_baseline(conn)
-        runs = candidate_runs(conn, first) if first is not None else []
+        runs = candidate_runs(conn, row["id"])
     else:
         runs = candidate_runs(conn, row["id"])
     figures = estimate(runs)
@@ -253,7 +258,7 @@ def leaderboard(db: Path, direction: str, top: int | None = 10) -> list[dict[str
     from nightlab.ratchet import sign  # (see current_best)
 
     with connect(db) as conn:
-        first = _first_baseline(conn)
+        baseline = _baseline_ids(conn)
         rows = conn.execute(
             "SELECT id, kind, status, verdict, objective, params, seed, dimension, hypothesis, "
             "wall_s, [commit], base_commit, mlflow_run_id, confirms FROM trials "
@@ -266,7 +271,7 @@ def leaderboard(db: Path, direction: str, top: int | None = 10) -> list[dict[str
         )}  # fmt: skip
     groups: dict[int, list[sqlite3.Row]] = {}
     for r in rows:
-        groups.setdefault(_key(r, first), []).append(r)
+        groups.setdefault(_key(r, baseline), []).append(r)
     items = []
     for key, runs in groups.items():
         head = next((r for r in runs if r["id"] == key), runs[0])
