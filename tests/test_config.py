@@ -119,6 +119,29 @@ def test_negative_budget_is_named_with_its_value(tmp_path):
     assert "got -1" in msg
 
 
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("confirm_runs = -1", "greater than or equal to 0"),
+        ("confirm_runs = 100000", "less than or equal to 20"),
+        ("confirm_runs = 1.5", "valid integer"),
+        ("sigma_confidence = 1.0", "less than 1"),
+        ("sigma_confidence = 0.2", "greater than or equal to 0.5"),
+        ("screen_multiplier = 1e308", "less than or equal to 100"),
+        ("sigma_multiplier = -2", "greater than or equal to 0"),
+    ],
+)
+def test_ratchet_settings_out_of_range_are_named(tmp_path, line, expected):
+    msg = load_error(write_lab(tmp_path / "lab", BASE + f"\n[ratchet]\n{line}\n"))
+    assert f"[ratchet] {line.split(' =')[0]}" in msg and expected in msg, msg
+
+
+def test_ratchet_defaults_screen_then_confirm_twice():
+    r = make_config().ratchet
+    assert (r.confirm_runs, r.screen_multiplier, r.sigma_multiplier) == (2, 1.0, 2.0)
+    assert r.sigma_confidence == 0.8
+
+
 def test_bad_direction_is_named_with_allowed_values(tmp_path):
     toml = BASE.replace('"maximize"', '"up"')
     msg = load_error(write_lab(tmp_path / "lab", toml))

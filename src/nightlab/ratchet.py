@@ -88,10 +88,16 @@ def pooled(groups: Sequence[Sequence[float]], confidence: float) -> Noise:
     """The noise of candidates measured more than once: the pooled sd, and its upper
     `confidence` bound, √(df / χ²_{1−confidence}(df)) · sd (a 3-run baseline's sd alone is
     often far too small)."""
-    df = sum(len(g) - 1 for g in groups if len(g) > 1)
-    if not df:
-        return Noise(0.0, 0.0, 0)
-    ss = sum(sum((v - statistics.fmean(g)) ** 2 for v in g) for g in groups if len(g) > 1)
+    ss, df = 0.0, 0
+    for g in groups:
+        if len(g) < 2:
+            continue
+        m = statistics.fmean(g)
+        dev = sum((v - m) * (v - m) for v in g)  # (`**` would raise on 1e300: a trial's values)
+        if math.isfinite(dev):  # values too wild to square tell nothing about the seeds
+            ss, df = ss + dev, df + len(g) - 1
+    if not df or not math.isfinite(ss):
+        return Noise(0.0, 0.0, 0) if not df else Noise(math.inf, math.inf, df)
     sd = math.sqrt(ss / df)
     return Noise(sd * math.sqrt(df / chi2_quantile(1.0 - confidence, df)), sd, df)
 
@@ -148,7 +154,9 @@ class Verdict:
         )
 
     def record(self) -> dict[str, Any]:
-        return asdict(self)
+        """As stored (JSON has no inf or NaN: a figure that is not finite is null)."""
+        return {k: None if isinstance(v, float) and not math.isfinite(v) else v
+                for k, v in asdict(self).items()}  # fmt: skip
 
 
 def threshold(cfg: Config, sigma: float, n_best: int = 1, challenger: int = 1) -> float:

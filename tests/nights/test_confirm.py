@@ -161,3 +161,59 @@ def test_a_best_measured_on_fewer_runs_than_the_baseline_is_measured_again(make_
     workers = rows(lab, "SELECT d.worker FROM trials t JOIN decisions d ON d.id = t.decision_id "
                         "WHERE t.kind = 'confirm'")  # fmt: skip
     assert {w for (w,) in workers} == {"ratchet"}
+
+
+def test_mlflow_gets_the_final_verdict_with_its_figures(make_lab):
+    """A screened trial is logged once judged: its run carries the verdict and the σ and
+    threshold it was judged with; a confirmation run names the trial it confirms."""
+    lab, _ = run_decisions(
+        make_lab, {"params": {"boost": 0.5, "mode": "first_seed_only"}}, tracking=True
+    )
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{lab / '.nightlab' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("tiny")
+    runs = {r.data.tags["nightlab.trial_id"]: r.data.tags
+            for r in client.search_runs([exp.experiment_id], max_results=50)}  # fmt: skip
+    assert sorted(runs, key=int) == ["1", "2", "3", "4", "5", "6"]  # each once
+    judged = json.loads(trials(lab)[3]["judgement"])
+    tags = runs["4"]
+    assert tags["nightlab.verdict"] == "not_confirmed"
+    assert tags["nightlab.ratchet.stage"] == "confirm"
+    assert float(tags["nightlab.ratchet.threshold"]) == pytest.approx(judged["threshold"])
+    assert float(tags["nightlab.ratchet.sigma"]) == pytest.approx(judged["sigma"])
+    assert runs["5"]["nightlab.confirms"] == "4" and runs["5"]["nightlab.kind"] == "confirm"
+
+
+WILD = """
+import json, os
+p = json.load(open(os.environ["NIGHTLAB_PARAMS"]))
+seed = int(os.environ["NIGHTLAB_SEED"])
+wild = p.get("mode") == "first_seed_only"  # (the knob's name; here: wild values)
+if wild and seed < 1000:
+    print("score=1e308")  # the largest finite float, once: the selection run
+elif wild:
+    print(f"score={1e300 if seed % 2 else -1e300}")  # squares that overflow
+else:
+    print(f"score={1.0 + p['boost'] + 0.01 * ((seed * 7) % 3 - 1)}")
+"""
+
+
+def test_wild_values_neither_crash_the_ratchet_nor_earn_a_keep(make_lab):
+    """A trial that prints the largest float on its selection run and values whose squares
+    overflow on its confirmation runs: not confirmed, the store's JSON stays valid, and an
+    honest improvement after it is still judged (and kept)."""
+    lab = make_lab(
+        decisions=[{"action": "run", "rationale": WHY, "params": p} for p in (
+            {"boost": 0.0, "mode": "first_seed_only"}, {"boost": 0.5})],
+        trial=WILD, modes=MODES, max_trials=5, confirm_runs=2,
+    )  # fmt: skip
+    final = Lab(lab).run(report=lambda line: None)
+    t = trials(lab)
+    assert final["state"] == "finished" and t[3]["verdict"] == "not_confirmed"
+    assert all(r["judgement"] is None or json.loads(r["judgement"]) for r in t)
+    bad = "SELECT count(*) FROM trials WHERE judgement IS NOT NULL AND NOT json_valid(judgement)"
+    assert rows(lab, bad) == [(0,)]
+    honest = next(r for r in t if r["kind"] == "trial" and r["id"] > 4)
+    assert honest["verdict"] in ("kept", "discarded")  # judged on a σ that was not poisoned
+    assert final["best"]["trial"] in (1, honest["id"])

@@ -117,8 +117,8 @@ class Confirmations:
                 continue  # the best is being re-measured beside it
             if self._best_due(row) is not None:
                 continue  # and will be, before the verdict
-            verdict, judgement = self._judge(row, runs)
-            record, line = night.journal.judged(row.id, verdict, judgement)
+            verdict, judgement, why = self._judge(row, runs)
+            record, line = night.journal.judged(row.id, verdict, judgement, why)
             night.forget()
             self.forget()
             if verdict == "kept":
@@ -127,15 +127,17 @@ class Confirmations:
             judged.append((row.id, record))
         return judged
 
-    def _judge(self, row: Trial, runs: list[Trial]) -> tuple[str, dict[str, Any]]:
+    def _judge(self, row: Trial, runs: list[Trial]) -> tuple[str, dict[str, Any], str]:
+        """(verdict, judgement, the verdict in words)."""
         night = self.night
         screen = row.judgement or {}
         failed = [r for r in runs if r.status != "succeeded" or not _finite(r.objective)]
         if failed:
-            why = ", ".join(f"trial {r.id} {r.status}" for r in failed)
+            why = "a confirmation run failed: " + ", ".join(f"trial {r.id} {r.status}"
+                                                            for r in failed)  # fmt: skip
             return "not_confirmed", {"verdict": "not_confirmed", "stage": "confirm",
-                                     "reason": f"a confirmation run failed: {why}",
-                                     "runs": [r.id for r in runs], "screen": screen}  # fmt: skip
+                                     "reason": why, "runs": [r.id for r in runs],
+                                     "screen": screen}, why  # fmt: skip
         best = night.best()
         assert best is not None  # a screened trial was compared with one
         with read.connect(night.store.path) as conn:
@@ -143,7 +145,7 @@ class Confirmations:
         v = ratchet.confirm(night.cfg, [r.objective for r in runs], best, night.noise(), k)
         again = [r["id"] for r in self._best_runs(best, row.id)]
         return v.verdict, {**v.record(), "runs": [r.id for r in runs], "best_runs": again,
-                           "screen": screen}  # fmt: skip
+                           "screen": screen}, v.describe()  # fmt: skip
 
 
 def _finite(value: Any) -> bool:

@@ -26,8 +26,6 @@ from nightlab.store.redact import redact_data
 from nightlab.trials.executor import Outcome
 from nightlab.trials.executor import Trial as RunningTrial
 
-_VERDICT_FIELDS = tuple(Verdict.__dataclass_fields__)
-
 
 def new_trace() -> str:
     return uuid.uuid4().hex[:12]
@@ -236,23 +234,20 @@ class Journal:
             self._event(s, "trial_finished", trace_id=trace, trial_id=trial_id,
                         status=out.status, objective=out.objective, reason=out.reason,
                         wall_s=out.wall_s, peak_rss_mb=out.peak_rss_mb)  # fmt: skip
+            figures = row.judgement or {}
             self._event(s, "ratchet", trace_id=trace, trial_id=trial_id, verdict=label,
-                        improvement=verdict.improvement if verdict else None,
-                        threshold=verdict.threshold if verdict else None,
-                        sigma=verdict.sigma if verdict else None)  # fmt: skip
+                        improvement=figures.get("improvement"),
+                        threshold=figures.get("threshold"), sigma=figures.get("sigma"))  # fmt: skip
         self.story(line)
         return row, line
 
     def judged(
-        self, trial_id: int, verdict: str, judgement: dict[str, Any]
+        self, trial_id: int, verdict: str, judgement: dict[str, Any], why: str
     ) -> tuple[dict[str, Any], str]:
         """A screened trial judged on its confirmation runs: its verdict and the figures it
-        was judged with, in a cycle of its own; returns its record and storyline line."""
+        was judged with (`why` in words), in a cycle of its own; returns its record and
+        storyline line."""
         trace, now = new_trace(), time.time()
-        if "reason" in judgement:
-            why = judgement["reason"]
-        else:
-            why = Verdict(**{k: judgement[k] for k in _VERDICT_FIELDS}).describe()
         text = why if why.startswith(verdict) else f"{verdict}: {why}"
         line = f"[{trace}] trial {trial_id} {text}"
         with self.store.tx() as s:
