@@ -217,3 +217,35 @@ def test_wild_values_neither_crash_the_ratchet_nor_earn_a_keep(make_lab):
     honest = next(r for r in t if r["kind"] == "trial" and r["id"] > 4)
     assert honest["verdict"] in ("kept", "discarded")  # judged on a σ that was not poisoned
     assert final["best"]["trial"] in (1, honest["id"])
+
+
+def test_a_confirmation_cut_short_by_a_stop_runs_again_on_a_new_seed(
+    make_lab, tmp_path, monkeypatch
+):
+    lab = make_lab(
+        decisions=[{"action": "run", "rationale": WHY,
+                    "params": {"boost": 0.5, "mode": "slow_on_confirm"}}],
+        trial=TRIAL, modes=MODES, max_trials=4, confirm_runs=2,
+    )  # fmt: skip
+    loop = spawn_loop(lab, log=tmp_path / "first.log", env={"SLOW_S": "30"})
+    try:
+        wait_until(
+            lambda: any(r["kind"] == "confirm" and r["status"] == "running" for r in trials(lab))
+            if (lab / ".nightlab" / "state.db").exists() else False,
+            60, proc=loop,
+        )  # fmt: skip
+        loop.send_signal(signal.SIGTERM)  # stop now: the running trial is cut short
+        assert loop.wait(60) == 0
+    finally:
+        if loop.poll() is None:
+            loop.kill()
+    cut = [r for r in trials(lab) if r["kind"] == "confirm" and r["status"] == "killed"]
+    assert len(cut) == 1 and status(lab)["trials"]["screened"] == 1
+    monkeypatch.setenv("SLOW_S", "0")
+    final = Lab(lab).run(report=lambda line: None)
+    t = trials(lab)
+    assert t[3]["verdict"] == "kept" and final["trials"]["screened"] == 0
+    runs = json.loads(t[3]["judgement"])["runs"]
+    assert cut[0]["id"] not in runs and len(runs) == 2
+    seeds = [r["seed"] for r in t if r["kind"] == "confirm"]
+    assert len(seeds) == 3 and len(set(seeds)) == 3  # never a seed it ran
