@@ -1,5 +1,5 @@
 """An honest report of a real night with luck planted in it: trial 4 is lucky on its
-selection seed only (+1.0 there, nothing on new seeds), so it passes the screen and fails
+selection seed (+1.0 there, +0.01 on new seeds), so it passes the screen and fails
 its confirmation (a false keep avoided); trial 7 is a real +0.2, kept on its confirmation
 runs; trial 10 adds a hair of the same luck to the best (+0.02 on its selection seed), a
 single run above the final pick's confirmed mean that must still rank below it.
@@ -41,8 +41,8 @@ def test_the_night_is_what_the_test_plants(night):
         (2, "baseline", "baseline", 1.0, None),
         (3, "baseline", "baseline", 1.01, None),
         (4, "trial", "not_confirmed", 1.99, None),  # lucky on seed 0 only
-        (5, "confirm", "confirmation", 1.0, 4),
-        (6, "confirm", "confirmation", 1.01, 4),
+        (5, "confirm", "confirmation", 1.01, 4),
+        (6, "confirm", "confirmation", 1.02, 4),
         (7, "trial", "kept", 1.19, None),  # boost 0.2
         (8, "confirm", "confirmation", 1.2, 7),
         (9, "confirm", "confirmation", 1.21, 7),
@@ -64,11 +64,11 @@ def test_a_lucky_single_run_ranks_below_the_confirmed_pick(night):
     # the lucky trial's figure is its confirmation runs' mean: its 1.99 is left out
     lucky = by_trial[4]
     assert lucky["verdict"] == "not_confirmed" and lucky["selection"] == 1.99
-    assert lucky["confirmed_mean"] == pytest.approx(1.005) and lucky["n"] == 2
+    assert lucky["confirmed_mean"] == pytest.approx(1.015) and lucky["n"] == 2
     assert lucky["judgement"]["stage"] == "confirm" and lucky["judgement"]["runs"] == [5, 6]
     md = (night["out"] / "final_leaderboard_top5.md").read_text()
     assert "| 1 ★ | 7, 8, 9 | 1.205 ± 0.00707 | 2 | 1.19 | kept |" in md
-    assert "| 2 | 4, 5, 6 | 1.005 ± 0.00707 | 2 | 1.99 | not_confirmed |" in md
+    assert "| 2 | 4, 5, 6 | 1.015 ± 0.00707 | 2 | 1.99 | not_confirmed |" in md
     assert "| 4 | 10 | 1.21 (single run) | — | 1.21 | discarded |" in md
     results = section(night["paper"], "Results")
     singles = results.split("**Unconfirmed single runs**", 1)[1].split("\n\n", 2)[1]
@@ -88,11 +88,11 @@ def test_the_report_shows_not_confirmed_and_the_false_keeps_avoided(night):
     j = json.loads(raw)
     z = j["improvement"] / (j["sigma"] * (1 / 2 + 1 / 3) ** 0.5)  # far below the z 2 it needs
     (row,) = [line for line in results.splitlines() if line.startswith("| 4 | lucky 0→1 |")]
-    assert f"| 1.99 | +0.99 / 0.0244 | 1.005 (n=2) | +0.005, z {z:.3g} / 0.0288 |" in row
+    assert f"| 1.99 | +0.99 / 0.0244 | 1.015 (n=2) | +0.015, z {z:.3g} / 0.0288 |" in row
     assert row.endswith("| not_confirmed |")
     challenges = section(paper, "Challenges")
     assert "**1 trial(s) passed the screen but not the confirmation**" in challenges
-    assert "4 (selection run 1.99; confirmed 1.005, n=2: +0.005 vs threshold 0.0288)" in challenges
+    assert "4 (selection run 1.99; confirmed 1.015, n=2: +0.015 vs threshold 0.0288)" in challenges
     ratchet = board["ratchet"]
     assert (ratchet["passed_screen"], ratchet["kept"], ratchet["not_confirmed"]) == (2, 1, 1)
     assert ratchet["false_keeps_avoided"] == 1 and ratchet["screened"] == 0

@@ -1,6 +1,7 @@
 """The ratchet's confirmations: a worker's trial that passed the screen is re-run on new
 seeds (`[ratchet] confirm_runs`) before any new work starts, then judged on those runs
 alone against the best of that moment (see nightlab.ratchet): `kept` or `not_confirmed`.
+A confirmation run that fails or does not even beat the best's mean ends it early.
 
 Everything is read from the store, so a loop restarted mid-confirmation carries on: the
 runs already made (or still running) count, the ones cut short by nightlab run again.
@@ -77,6 +78,21 @@ class Confirmations:
         )
         return Run(decision, "confirm", best.commit, seed, confirms=best.trial)
 
+    def _futile(self, runs: list[Trial]) -> bool:
+        """A confirmation run failed, or did not even beat the best's mean: its mean cannot
+        plausibly clear the bar, and its remaining runs would only cost."""
+        best = self.night.best()
+        for r in runs:
+            if r.status == "running":
+                continue
+            if r.status != "succeeded" or not _finite(r.objective):
+                return True
+            if best is not None and not ratchet.better(
+                self.night.cfg.objective.direction, r.objective, best.objective
+            ):
+                return True
+        return False
+
     def next(self) -> Run | None:
         """The next confirmation run to start, or None when none is due."""
         if not self.pending():
@@ -84,6 +100,8 @@ class Confirmations:
         want = max(self.night.cfg.ratchet.confirm_runs, 1)  # (screened before it was 0)
         for row in self.night.store.trials(Trial.verdict == "screened"):
             runs = self._runs(row.id)
+            if self._futile(runs):
+                continue  # judged as soon as its runs end
             if len(runs) >= want:
                 if (again := self._best_due(row)) is not None:
                     return again
@@ -110,12 +128,13 @@ class Confirmations:
         want = max(night.cfg.ratchet.confirm_runs, 1)
         for row in night.store.trials(Trial.verdict == "screened"):
             runs = self._runs(row.id)
-            if len(runs) < want or any(r.status == "running" for r in runs):
+            futile = self._futile(runs)
+            if (len(runs) < want and not futile) or any(r.status == "running" for r in runs):
                 continue
             best = night.best()
             if best is not None and self._best_runs(best, row.id, running=True):
                 continue  # the best is being re-measured beside it
-            if self._best_due(row) is not None:
+            if not futile and self._best_due(row) is not None:
                 continue  # and will be, before the verdict
             verdict, judgement, why = self._judge(row, runs)
             record, line = night.journal.judged(row.id, verdict, judgement, why)
