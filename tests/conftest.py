@@ -83,12 +83,12 @@ default = 0.0
 [budget]
 max_trials = {max_trials}
 
-[agents]
-worker = "{worker}"
-
 [ratchet]
 baseline_repeats = {baseline_repeats}
 confirm_runs = {confirm_runs}
+
+[agents]
+worker = "{worker}"
 
 [report]
 auto = false
