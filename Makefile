@@ -28,8 +28,9 @@ install: $(VENV)/.installed
 
 demo: install sandbox-deps
 	rm -rf .demo && mkdir -p .demo && cp -r examples/digits .demo/digits
-	# 12 trials (max_trials), then finish-up: the top 2 confirmed on a new seed, the final
-	# pick's held-out test_acc, and the report in .demo/digits/.nightlab/reports/
+	# 12 trials (max_trials; a trial past the screen is re-run on 2 new seeds before it is
+	# kept), then finish-up: one more seed for the top 2, the final pick's held-out test_acc,
+	# and the report in .demo/digits/.nightlab/reports/
 	$(BIN)/nightlab run .demo/digits --run-hours 1 --finishup-minutes 20 --final-rounds 1 --top-k 2
 	@echo "The report: open .demo/digits/.nightlab/reports/*/report.html in a browser"
 	@echo "Browse the runs in MLflow's UI: make mlflow-ui  (http://127.0.0.1:5000)"
