@@ -78,6 +78,9 @@ worker = "search"
 
 [report]
 auto = false
+
+[tracking]
+enabled = false  # the ratchet is measured here, not MLflow: its mirror would share the CPU
 """
 
 
