@@ -46,6 +46,24 @@ def better(direction: str, a: float, b: float) -> bool:
 
 
 # the noise ----------------------------------------------------------------------------
+def mean(values: Sequence[float]) -> float:
+    """The mean of finite values, also where their sum is too large for a float (a trial
+    may print 1e308 on every seed: `statistics.fmean` raises OverflowError there)."""
+    try:
+        return statistics.fmean(values)
+    except OverflowError:
+        n = len(values)
+        return math.fsum(v / n for v in values)
+
+
+def spread(values: Sequence[float]) -> float:
+    """The sample sd of two or more finite values; inf where it is too large for a float."""
+    try:
+        return statistics.stdev(values)
+    except OverflowError:
+        return math.inf
+
+
 def _chi2_cdf(x: float, df: int) -> float:
     """P(χ²_df ≤ x): the regularised lower incomplete gamma function, by its series."""
     if x <= 0:
@@ -92,12 +110,12 @@ def pooled(groups: Sequence[Sequence[float]], confidence: float) -> Noise:
     for g in groups:
         if len(g) < 2:
             continue
-        m = statistics.fmean(g)
+        m = mean(g)
         dev = sum((v - m) * (v - m) for v in g)  # (`**` would raise on 1e300: a trial's values)
-        if math.isfinite(dev):  # values too wild to square tell nothing about the seeds
+        if math.isfinite(ss + dev):  # values too wild to square tell nothing about the seeds
             ss, df = ss + dev, df + len(g) - 1
-    if not df or not math.isfinite(ss):
-        return Noise(0.0, 0.0, 0) if not df else Noise(math.inf, math.inf, df)
+    if not df:
+        return Noise(0.0, 0.0, 0)
     sd = math.sqrt(ss / df)
     return Noise(sd * math.sqrt(df / chi2_quantile(1.0 - confidence, df)), sd, df)
 
@@ -199,10 +217,10 @@ def screen(cfg: Config, value: float, best: Best, noise: Noise, challenger: int 
 def confirm(cfg: Config, values: Sequence[float], best: Best, noise: Noise, k: int) -> Verdict:
     """The confirmation runs of a screened candidate (the `k`-th challenger of this best)
     against the best's mean: `kept` or `not_confirmed`."""
-    mean, n = statistics.fmean(values), len(values)
+    value, n = mean(values), len(values)
     z = z_for(cfg, k)
     limit = max(cfg.ratchet.min_delta, z * noise.sigma * math.sqrt(1 / n + 1 / max(best.n, 1)))
-    improvement = gain(cfg.objective.direction, mean, best.objective)
+    improvement = gain(cfg.objective.direction, value, best.objective)
     verdict = "kept" if improvement > limit else "not_confirmed"
     return Verdict(verdict, "confirm", improvement, limit, noise.sigma, noise.df, best.trial,
-                   best.objective, best.n, mean, n, z)  # fmt: skip
+                   best.objective, best.n, value, n, z)  # fmt: skip

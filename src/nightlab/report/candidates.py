@@ -8,8 +8,8 @@ run has only that single run, and ranks after every confirmed one.
 from __future__ import annotations
 
 import json
+import math
 import re
-import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,12 +67,15 @@ class Candidate:
     def mean(self) -> float | None:
         """The confirmed mean; the selection run alone when there is nothing else."""
         if self.values:
-            return statistics.fmean(self.values)
+            return ratchet.mean(self.values)
         return self.selection
 
     @property
     def sd(self) -> float | None:
-        return statistics.stdev(self.values) if len(self.values) > 1 else None
+        if len(self.values) < 2:
+            return None
+        sd = ratchet.spread(self.values)
+        return sd if math.isfinite(sd) else None
 
     @property
     def kind(self) -> str:

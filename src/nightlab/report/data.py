@@ -119,10 +119,10 @@ class Night:
         for t in self.trials:
             j = t.get("judgement") or {}
             screen = j.get("screen") if j.get("stage") == "confirm" else j
-            if isinstance(screen, dict) and screen.get("df"):
+            if isinstance(screen, dict) and screen.get("df") and finite(screen.get("sigma")):
                 points.append({"at": t["id"], "trial": t["id"], "stage": "screen",
                                "sigma": screen["sigma"], "df": screen["df"]})  # fmt: skip
-            if j.get("stage") == "confirm" and j.get("df"):
+            if j.get("stage") == "confirm" and j.get("df") and finite(j.get("sigma")):
                 at = max(j.get("runs") or [t["id"]])
                 points.append({"at": at, "trial": t["id"], "stage": "confirm",
                                "sigma": j["sigma"], "df": j["df"]})  # fmt: skip

@@ -35,7 +35,7 @@ def not_confirmed_text(night: Night, t: dict[str, Any]) -> str:
     """`4 (selection run 1.99; confirmed 1.005, n=2: +0.005 vs threshold 0.029)`."""
     j = t.get("judgement") or {}
     picked = "" if t["objective"] is None else f"selection run {t['objective']:.4g}; "
-    if "reason" in j or not finite(j.get("value")):
+    if "reason" in j or not all(finite(j.get(k)) for k in ("value", "improvement", "threshold")):
         return f"{t['id']} ({picked}{_short(j.get('reason') or 'no figures recorded', 100)})"
     return (
         f"{t['id']} ({picked}confirmed {j['value']:.4g}, n={j.get('n')}: "

@@ -182,6 +182,10 @@ def verdict_rows(night: Night, ranked: list[Candidate]) -> tuple[list[str], list
         screen_cell = f"{gain:+.3g} / {limit:.3g}" if finite(gain) and finite(limit) else "—"
         if j.get("stage") == "confirm" and "reason" in j:
             confirm_cell, confirmed = j["reason"], "—"
+        elif j.get("stage") == "confirm" and not all(
+            finite(j.get(k)) for k in ("improvement", "threshold", "value")
+        ):  # JSON keeps no inf: a figure too large for a float is null
+            confirm_cell, confirmed = "figures too large to record", "—"
         elif j.get("stage") == "confirm":
             z = z_observed(j)
             ztext = "" if z is None else f", z {z:.3g}"

@@ -11,7 +11,6 @@ import json
 import math
 import socket
 import sqlite3
-import statistics
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +36,8 @@ def connect(db: Path) -> sqlite3.Connection:
 
 def baseline(conn: sqlite3.Connection) -> dict[str, Any] | None:
     """Mean and spread of the succeeded baseline repeats, or None before the first."""
+    from nightlab.ratchet import mean, spread  # (see current_best)
+
     rows = conn.execute(
         "SELECT id, objective, params, [commit] FROM trials "
         "WHERE kind='baseline' AND status='succeeded' ORDER BY id"
@@ -47,8 +48,8 @@ def baseline(conn: sqlite3.Connection) -> dict[str, Any] | None:
     return {
         "trial": rows[0]["id"],
         "trials": [r["id"] for r in rows],
-        "objective": statistics.fmean(values),
-        "sigma": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "objective": mean(values),
+        "sigma": _json_safe(spread(values)) if len(values) > 1 else 0.0,
         "n": len(values),
         "params": json.loads(rows[0]["params"]),
         "commit": rows[0]["commit"],
@@ -79,15 +80,20 @@ def _finite(value: Any) -> bool:
 def estimate(runs: list[sqlite3.Row]) -> dict[str, Any]:
     """One candidate's figures from its runs (id order): the selection run that proposed it
     (None for the baseline), and the mean, sd and number of its other succeeded runs."""
-    from nightlab.ratchet import split_runs  # (see current_best)
+    from nightlab.ratchet import mean, split_runs, spread  # (see current_best)
 
     selection, values = split_runs([(r["kind"], r["objective"]) for r in runs if _scored(r)])
     return {
         "selection": selection,
-        "confirmed_mean": statistics.fmean(values) if values else None,
-        "sd": statistics.stdev(values) if len(values) > 1 else None,
+        "confirmed_mean": mean(values) if values else None,
+        "sd": _json_safe(spread(values)) if len(values) > 1 else None,
         "n": len(values),
     }
+
+
+def _json_safe(value: float) -> float | None:
+    """A figure for JSON: None where it is not finite (JSON has no inf)."""
+    return value if math.isfinite(value) else None
 
 
 _CANDIDATE_COLUMNS = "id, kind, status, objective, confirms, seed, reason"
