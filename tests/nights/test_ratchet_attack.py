@@ -60,3 +60,88 @@ def test_wild_confirmations_leave_a_report_that_can_be_written(make_lab):
         figures = json.loads(j)
         assert figures.get("threshold") is not None and figures.get("sigma") is not None
     assert Lab(lab).report().is_dir()
+
+
+SLOW = """
+import json, os, time
+p = json.load(open(os.environ["NIGHTLAB_PARAMS"]))
+seed = int(os.environ["NIGHTLAB_SEED"])
+lucky = p.get("mode", "ok") == "ok" or seed < 1000
+if seed == p.get("slow_seed", -1):
+    time.sleep(4)
+time.sleep(p.get("sleep", 0.0) if seed < 1000 else p.get("csleep", 0.0))
+print(f"score={1.0 + (p['boost'] if lucky else 0.0) + 0.01 * ((seed * 7) % 3 - 1)}")
+"""
+KNOBS = """
+[search.csleep]
+low = 0.0
+high = 30.0
+default = 0.0
+
+[search.slow_seed]
+low = -1
+high = 5000
+default = -1
+type = "int"
+"""
+
+
+def two_slots(make_lab, *params, max_trials):
+    lab = make_lab(
+        decisions=[{"action": "run", "rationale": WHY, "params": p} for p in params],
+        trial=SLOW, modes=("first_seed_only",), confirm_runs=2, max_trials=max_trials,
+        toml_extra=KNOBS,
+    )  # fmt: skip
+    final = Lab(lab).run(report=lambda line: None, slots=2)
+    t = {r["id"]: dict(zip(r.keys(), r, strict=True)) for r in rows(
+        lab, "SELECT id, kind, verdict, confirms, status, judgement FROM trials ORDER BY id")}
+    for r in t.values():
+        r["judgement"] = json.loads(r["judgement"]) if r["judgement"] else {}
+    return final, t
+
+
+def reruns(t, best):
+    """The runs of `best` beyond its own confirmation runs (re-measuring it)."""
+    own = set(t[best]["judgement"].get("runs") or ())
+    return [i for i, r in t.items() if r["confirms"] == best and i not in own]
+
+
+def test_a_best_kept_while_a_challenger_confirms_is_measured_again_before_its_verdict(
+    make_lab,
+):
+    """Two slots: A and C pass the screen against the baseline together; A is kept on its
+    two runs while C confirms. C was judged against A on A's own two runs, which the
+    loop took for re-runs beside C (and recorded as its `best_runs`)."""
+    final, t = two_slots(
+        make_lab,
+        {"boost": 0.5, "sleep": 0.2, "csleep": 1.5},  # A: trial 4
+        {"boost": 0.8, "sleep": 1.2, "csleep": 1.5},  # C: trial 5
+        max_trials=5,
+    )
+    a, c = t[4], t[5]
+    assert a["verdict"] == "kept" and a["judgement"]["best_trial"] == 1
+    assert c["verdict"] == "kept" and c["judgement"]["best_trial"] == 4
+    assert c["judgement"]["best_n"] == 3  # A's two runs and one more on a new seed
+    assert c["judgement"]["best_runs"] == reruns(t, 4) and len(reruns(t, 4)) == 1
+    assert not set(c["judgement"]["best_runs"]) & set(a["judgement"]["runs"])
+
+
+def test_the_best_is_measured_again_once_not_once_per_challenger(make_lab):
+    """The best's re-run beside challenger 8 is slow; challenger 13 passes the screen and
+    confirms while it runs. A second re-run was started beside 13 (it looked only for
+    re-runs after itself), and 13 was judged before the first one ended."""
+    final, t = two_slots(
+        make_lab,
+        {"boost": 0.5, "slow_seed": 1002},  # K, kept; its re-run (seed 1002) takes 4 s
+        {"boost": 0.0, "sleep": 0.1},
+        {"boost": 0.9, "sleep": 0.5, "mode": "first_seed_only"},
+        {"boost": 0.0, "sleep": 0.6},
+        {"boost": 1.2, "mode": "first_seed_only"},
+        max_trials=8,
+    )
+    assert t[4]["verdict"] == "kept"
+    challengers = [r for r in t.values() if r["judgement"].get("best_trial") == 4
+                   and r["judgement"].get("stage") == "confirm"]  # fmt: skip
+    assert len(challengers) == 2
+    assert len(reruns(t, 4)) == 1, reruns(t, 4)
+    assert all(r["judgement"]["best_n"] == 3 for r in challengers)

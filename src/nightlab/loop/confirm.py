@@ -50,21 +50,26 @@ class Confirmations:
         rows = self.night.store.trials(Trial.confirms == trial_id)
         return [r for r in rows if not kinds.interrupted(r.status, r.reason)]
 
-    def _best_runs(self, best: Best, since: int, running: bool = False) -> list[Any]:
-        """Runs of the best's candidate made after trial `since` (re-measuring it)."""
+    def _reruns(self, best: Best) -> list[Any]:
+        """Runs of the best made to measure it again (running or ended; not its selection
+        run, baseline repeats or its own confirmation runs, nor those nightlab cut short)."""
         with read.connect(self.night.store.path) as conn:
             runs = read.candidate_runs(conn, best.trial, running=True)
-        return [r for r in runs if r["id"] > since and (r["status"] == "running") == running
+        head = self.night.store.trials(Trial.id == best.trial)
+        own = set(((head[0].judgement or {}) if head else {}).get("runs") or ())
+        return [r for r in runs if r["kind"] == "confirm" and r["id"] not in own
                 and not kinds.interrupted(r["status"], r["reason"])]  # fmt: skip
 
     def _best_due(self, row: Trial) -> Run | None:
         """One more run of the best beside a challenger's confirmation while the best has
         fewer runs than the baseline had (a kept trial has `confirm_runs`): an estimate that
-        came out low would let every later challenger past the screen."""
+        came out low would let every later challenger past the screen. One at a time, and
+        one per challenger: none while one runs, none if one began after the challenger."""
         best, r = self.night.best(), self.night.cfg.ratchet
         if best is None or best.n >= max(r.baseline_repeats, r.confirm_runs + 1):
             return None
-        if self._best_runs(best, row.id) or self._best_runs(best, row.id, running=True):
+        again = self._reruns(best)
+        if any(x["status"] == "running" or x["id"] > row.id for x in again):
             return None
         with read.connect(self.night.store.path) as conn:
             used = {x["seed"] for x in read.candidate_runs(conn, best.trial, running=True)}
@@ -132,8 +137,12 @@ class Confirmations:
             if (len(runs) < want and not futile) or any(r.status == "running" for r in runs):
                 continue
             best = night.best()
-            if best is not None and self._best_runs(best, row.id, running=True):
-                continue  # the best is being re-measured beside it
+            if (
+                not futile
+                and best is not None
+                and any(x["status"] == "running" for x in self._reruns(best))
+            ):
+                continue  # the best is being re-measured: its verdict waits for that run
             if not futile and self._best_due(row) is not None:
                 continue  # and will be, before the verdict
             verdict, judgement, why = self._judge(row, runs)
@@ -162,7 +171,7 @@ class Confirmations:
         with read.connect(night.store.path) as conn:
             k = read.challengers(conn, best.trial, judged=True) + 1
         v = ratchet.confirm(night.cfg, [r.objective for r in runs], best, night.noise(), k)
-        again = [r["id"] for r in self._best_runs(best, row.id)]
+        again = [r["id"] for r in self._reruns(best)]
         return v.verdict, {**v.record(), "runs": [r.id for r in runs], "best_runs": again,
                            "screen": screen}, v.describe()  # fmt: skip
 
