@@ -145,3 +145,47 @@ def test_the_best_is_measured_again_once_not_once_per_challenger(make_lab):
     assert len(challengers) == 2
     assert len(reruns(t, 4)) == 1, reruns(t, 4)
     assert all(r["judgement"]["best_n"] == 3 for r in challengers)
+
+
+def finish_up_while_confirming(lab, **request):
+    """Run the night; ask for the finish-up once a confirmation run is running."""
+    import sqlite3
+    import threading
+    import time
+
+    def ask():
+        db = lab / ".nightlab" / "state.db"
+        for _ in range(600):
+            time.sleep(0.05)
+            try:
+                with sqlite3.connect(db) as conn:
+                    n = conn.execute("SELECT count(*) FROM trials WHERE kind = 'confirm' "
+                                     "AND status = 'running'").fetchone()[0]  # fmt: skip
+            except sqlite3.Error:
+                continue
+            if n:
+                Lab(lab).finish_up(**request)
+                return
+
+    asker = threading.Thread(target=ask, daemon=True)
+    asker.start()
+    final = Lab(lab).run(report=lambda line: None)
+    asker.join(5)
+    return final
+
+
+@pytest.mark.parametrize("request_", [{"report_now": True}, {"minutes_left": 0.05}])
+def test_no_confirmation_run_starts_after_the_finish_up_window(make_lab, request_):
+    """Asked for the report now, or a finish-up window of 3 s that one more run of ~2 s
+    cannot fit: the second confirmation run started anyway (the ratchet's runs came before
+    finish-up's rule that no trial starts which cannot finish before the window ends)."""
+    lab = make_lab(
+        decisions=[{"action": "run", "rationale": WHY, "params": {"boost": 0.5}}],
+        trial=SLOW, modes=("first_seed_only",), confirm_runs=2, max_trials=4, sleep=1.5,
+        toml_extra=KNOBS.replace("default = 0.0", "default = 1.5", 1),
+    )  # fmt: skip
+    final = finish_up_while_confirming(lab, **request_)
+    assert final["end_reason"] == "finish-up complete", final
+    confirms = rows(lab, "SELECT id FROM trials WHERE kind = 'confirm'")
+    assert len(confirms) == 1  # the one running when it was asked
+    assert final["trials"]["screened"] == 1  # awaiting its confirmation: the night ended

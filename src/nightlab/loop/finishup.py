@@ -92,6 +92,17 @@ class Finisher:
         now = time.time() if now is None else now
         return bool(self.forced or self.request.report_now or (begins and begins <= now))
 
+    def room(self) -> bool:
+        """Whether a trial started now may still end in time: not once the report is asked
+        for now, nor when it would end after the finish-up window (README: no trial starts
+        that cannot finish before the window ends)."""
+        if not self.pending:
+            return True
+        if self.request.report_now:
+            return False
+        ends = self.ends()
+        return ends is None or time.time() + self.trial_seconds() <= ends
+
     def ends(self) -> float | None:
         """When the night must be over: the end of the finish-up window, if any."""
         return self.window()[1] if self.pending else None

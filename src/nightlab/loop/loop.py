@@ -217,7 +217,7 @@ class Loop:
             return self._start_retry()
         if self.repairs.running and (not self.baseline.done or self.budget.at_max_trials()):
             return Next.WAIT  # a repaired trial runs in its failure's place, before anything new
-        if (confirmation := self.confirmations.next()) is not None:
+        if self.finisher.room() and (confirmation := self.confirmations.next()) is not None:
             self._start(confirmation, RATCHET)  # a screened trial's runs before new work
             return Next.STARTED
         step: Run | Next | Done | None = Next.EXPLORE
