@@ -189,3 +189,17 @@ def test_no_confirmation_run_starts_after_the_finish_up_window(make_lab, request
     confirms = rows(lab, "SELECT id FROM trials WHERE kind = 'confirm'")
     assert len(confirms) == 1  # the one running when it was asked
     assert final["trials"]["screened"] == 1  # awaiting its confirmation: the night ended
+
+
+def test_a_loop_killed_between_a_verdict_and_its_file_leaves_no_stale_result(make_lab):
+    """The verdict on confirmation runs is committed, then result.json written again: a
+    loop killed in between left the screen's `screened` in the file for good (a new loop
+    rewrote only missing files)."""
+    lab, _ = night(make_lab, SLOW, {"boost": 0.5})
+    result = lab / ".nightlab" / "trials" / "4" / "result.json"
+    record = json.loads(result.read_text())
+    assert record["verdict"] == "kept"
+    stale = {**record, "verdict": "screened", "judgement": record["judgement"]["screen"]}
+    result.write_text(json.dumps(stale))  # what the killed loop left
+    Lab(lab).run(report=lambda line: None)  # nothing to do: max_trials reached
+    assert json.loads(result.read_text())["verdict"] == "kept"

@@ -9,6 +9,7 @@ hashed then still holds.
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -61,16 +62,27 @@ def check_spec(night: Night, commit: str, quiet: bool = False) -> None:
 
 def rewrite_results(night: Night) -> None:
     """result.json is written just after a trial's outcome is committed: a loop killed in
-    between leaves none, so a new loop writes it again from the store."""
+    between leaves none, so a new loop writes it again from the store. So for a verdict
+    on confirmation runs: a loop killed in between leaves the screen's in the file."""
     with read.connect(night.store.path) as conn:  # ids only: 10k trials, one stat each
         settled = queries.settled_trial_ids(conn)
+        judged = queries.judged_on_confirmation(conn)  # the few that passed the screen
     missing = [i for i in settled if not (night.trial_dir(i) / RESULT).is_file()]
+    missing += [i for i, verdict in judged.items()
+                if i not in missing and _verdict_in_file(night, i) != verdict]  # fmt: skip
     if not missing:
         return
     traces = history.traces(night.store)
     for row in night.store.trials(Trial.id.in_(missing)):
         result = row.record(traces.get(row.cycle_id))
         folder.write_json(night.trial_dir(row.id) / RESULT, result)
+
+
+def _verdict_in_file(night: Night, trial_id: int) -> Any:
+    try:
+        return json.loads((night.trial_dir(trial_id) / RESULT).read_text()).get("verdict")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def gpus(night: Night) -> list[str]:

@@ -122,6 +122,14 @@ def settled_trial_ids(conn: sqlite3.Connection) -> list[int]:
     return [r[0] for r in conn.execute("SELECT id FROM trials WHERE status != 'running'")]
 
 
+def judged_on_confirmation(conn: sqlite3.Connection) -> dict[int, str]:
+    """Trials judged on their confirmation runs, with their verdict: their result.json was
+    first written with the screen's (`screened`) and is written again once judged."""
+    return dict(conn.execute(
+        "SELECT id, verdict FROM trials WHERE json_extract(judgement, '$.stage') = 'confirm'"
+    ))  # fmt: skip
+
+
 def first_of_candidate(conn: sqlite3.Connection, trial_id: int) -> int | None:
     """The first trial (test runs aside) with the same code and parameters as `trial_id`:
     the trial that names its candidate. None when `trial_id` does not exist."""
