@@ -203,3 +203,19 @@ def test_a_loop_killed_between_a_verdict_and_its_file_leaves_no_stale_result(mak
     result.write_text(json.dumps(stale))  # what the killed loop left
     Lab(lab).run(report=lambda line: None)  # nothing to do: max_trials reached
     assert json.loads(result.read_text())["verdict"] == "kept"
+
+
+def test_finish_up_rounds_are_its_own_not_the_ratchets_re_runs_of_the_best(make_lab):
+    """Trial 4 is kept; a challenger makes the ratchet run it once more (trial 10). Asked
+    for 2 final rounds, finish-up counted that re-run as one of them and ran only one."""
+    lab = make_lab(
+        decisions=[{"action": "run", "rationale": WHY, "params": p} for p in (
+            {"boost": 0.5}, {"boost": 0.9, "mode": "first_seed_only"})],
+        trial=SLOW, modes=("first_seed_only",), confirm_runs=2, max_trials=5,
+    )  # fmt: skip
+    Lab(lab).finish_up(minutes_left=30, final_rounds=2, top_k=1)
+    final = Lab(lab).run(report=lambda line: None)
+    assert final["end_reason"] == "finish-up complete"
+    by = rows(lab, "SELECT d.worker, count(*) FROM trials t JOIN decisions d "
+                   "ON d.id = t.decision_id WHERE t.confirms = 4 GROUP BY d.worker")  # fmt: skip
+    assert dict(by) == {"ratchet": 3, "finish-up": 2}  # 2 confirmations + 1 re-run; 2 rounds

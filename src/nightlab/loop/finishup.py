@@ -215,10 +215,10 @@ class Finisher:
             best = (read.best(conn) or {}).get("trial")
         top = ranked[: request.top_k]  # and the ratchet's best: the code on the best branch
         top += [c for c in ranked[request.top_k :] if best in c.ids]
-        for candidate in top:
-            ratchet = set((candidate.first.get("judgement") or {}).get("runs") or ())
+        workers = {d["id"]: d["worker"] for d in night.decisions}
+        for candidate in top:  # the ratchet's runs (its confirmations, the best's re-runs) aside
             made = sum(1 for t in candidate.trials if t["kind"] == "confirm"
-                       and t["id"] not in ratchet)  # fmt: skip
+                       and workers.get(t["decision_id"]) == WORKER)  # fmt: skip
             seeds = new_seeds(self.night, {t["seed"] for t in candidate.trials})
             todo += [(candidate, next(seeds)) for _ in range(request.final_rounds - made)]
         return todo
