@@ -219,3 +219,70 @@ def test_finish_up_rounds_are_its_own_not_the_ratchets_re_runs_of_the_best(make_
     by = rows(lab, "SELECT d.worker, count(*) FROM trials t JOIN decisions d "
                    "ON d.id = t.decision_id WHERE t.confirms = 4 GROUP BY d.worker")  # fmt: skip
     assert dict(by) == {"ratchet": 3, "finish-up": 2}  # 2 confirmations + 1 re-run; 2 rounds
+
+
+UNSTABLE = """
+import json, os
+p = json.load(open(os.environ["NIGHTLAB_PARAMS"]))
+seed = int(os.environ["NIGHTLAB_SEED"])
+noise = 0.005 * ((seed * 7) % 3 - 1)
+if p.get("mode") == "first_seed_only":  # (the knob's name) an unstable learning rate:
+    print(f"score={0.40 if seed % 2 else 0.93 + noise}")  # one seed in two collapses
+else:
+    print(f"score={0.90 + p['boost'] + noise}")
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="open (h-attack finding): one unstable candidate's "
+                   "spread is pooled into everyone's σ and the ratchet never keeps again")
+def test_one_unstable_candidate_does_not_blind_the_ratchet_for_the_night(make_lab):
+    """Baseline sd 0.005. A candidate that collapses on one seed in two (0.93, 0.40: no NaN,
+    just an unstable learning rate) passes the screen and is not confirmed — rightly — but
+    its spread enters the pooled σ: σ goes from 0.011 to 0.37, and an honest +0.08 (16
+    baseline sd) is discarded at the screen, as is everything after it: with nothing past
+    the screen, nothing new is measured twice and σ never comes back down."""
+    lab, final = night(make_lab, UNSTABLE, {"boost": 0.0, "mode": "first_seed_only"},
+                       {"boost": 0.08})  # fmt: skip
+    verdicts = dict(rows(lab, "SELECT id, verdict FROM trials WHERE kind = 'trial'"))
+    assert verdicts[4] == "not_confirmed"
+    assert verdicts[7] in ("screened", "kept")  # +16 sd: past the screen at least
+
+
+@pytest.mark.xfail(strict=True, reason="open (h-attack finding): a trial left screened by a "
+                   "stop is in no MLflow run, and the loop blames the tracking process")
+def test_a_night_stopped_mid_confirmation_leaves_the_screened_trial_in_mlflow(
+    make_lab, tmp_path
+):
+    """Stop (graceful) while trial 4's first confirmation runs: the night ends with 4
+    `screened`. Its confirmation run 5 is in MLflow (tagged nightlab.confirms=4), 4 itself
+    is not, and stays out unless the night is resumed; the loop says '1 trial(s) not logged
+    yet (see .nightlab/tracking.log)' as if the mirror had failed."""
+    import subprocess
+    import sys
+
+    from conftest import spawn_loop, wait_until
+
+    lab = make_lab(
+        decisions=[{"action": "run", "rationale": WHY, "params": {"boost": 0.5, "csleep": 2}}],
+        trial=SLOW, modes=("first_seed_only",), confirm_runs=2, max_trials=4,
+        tracking=True, toml_extra=KNOBS,
+    )  # fmt: skip
+    loop = spawn_loop(lab, log=tmp_path / "loop.log")
+    try:
+        wait_until(lambda: (lab / ".nightlab" / "state.db").exists() and rows(
+            lab, "SELECT count(*) FROM trials WHERE kind = 'confirm' AND status = 'running'"
+        )[0][0] > 0, 60, proc=loop)  # fmt: skip
+        subprocess.run([sys.executable, "-m", "nightlab", "stop", str(lab)], check=True,
+                       capture_output=True)  # fmt: skip
+        assert loop.wait(60) == 0
+    finally:
+        if loop.poll() is None:
+            loop.kill()
+    assert rows(lab, "SELECT verdict FROM trials WHERE id = 4") == [("screened",)]
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{lab / '.nightlab' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("tiny")
+    logged = {r.data.tags["nightlab.trial_id"] for r in client.search_runs([exp.experiment_id])}
+    assert "4" in logged
+    assert "not logged yet" not in (tmp_path / "loop.log").read_text()
