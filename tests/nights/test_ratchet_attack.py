@@ -286,3 +286,30 @@ def test_a_night_stopped_mid_confirmation_leaves_the_screened_trial_in_mlflow(
     logged = {r.data.tags["nightlab.trial_id"] for r in client.search_runs([exp.experiment_id])}
     assert "4" in logged
     assert "not logged yet" not in (tmp_path / "loop.log").read_text()
+
+
+def test_finish_up_rounds_go_to_what_the_ratchet_keeps_on_seeds_never_run(make_lab):
+    """Two slots; the target is reached when A (trial 4) is kept, which forces finish-up
+    while B (trial 5) still runs. B passes the screen; while its verdict waits on A's
+    re-run (seed 1002, slow), finish-up drew its queue: top_k = 1 gave both final rounds
+    to A, none to B (kept a moment later, the final pick), and one of A's rounds ran on
+    seed 1002, the seed of the re-run still running."""
+    lab = make_lab(
+        decisions=[{"action": "run", "rationale": WHY, "params": p} for p in (
+            {"boost": 0.5, "sleep": 0.2, "slow_seed": 1002},
+            {"boost": 0.9, "sleep": 1.5, "csleep": 0.5})],
+        trial=SLOW, modes=("first_seed_only",), confirm_runs=2, max_trials=5,
+        toml_extra=KNOBS,
+    )  # fmt: skip
+    toml = lab / "nightlab.toml"
+    toml.write_text(toml.read_text().replace('direction = "maximize"',
+                                             'direction = "maximize"\ntarget = 1.4'))  # fmt: skip
+    Lab(lab).finish_up(minutes_left=30, final_rounds=2, top_k=1)
+    final = Lab(lab).run(report=lambda line: None, slots=2)
+    assert final["end_reason"] == "finish-up complete" and final["best"]["trial"] == 5
+    runs = rows(lab, "SELECT t.confirms, t.seed, d.worker FROM trials t JOIN decisions d "
+                     "ON d.id = t.decision_id WHERE t.kind = 'confirm'")  # fmt: skip
+    rounds = [c for c, _, w in runs if w == "finish-up"]
+    assert rounds.count(5) == 2, runs
+    seeds = [(c, s) for c, s, _ in runs]
+    assert len(seeds) == len(set(seeds)), runs  # never a seed a candidate already ran

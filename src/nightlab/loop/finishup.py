@@ -163,7 +163,9 @@ class Finisher:
             if "trial" in running:
                 return Next.WAIT  # started to fit the deadline: they join the candidates
             self._phase("confirming", why=self.forced or "no time for another exploration")
-        if self.queue is None:
+        if self.queue is None and "confirm" in running:
+            return Next.WAIT  # the ratchet's verdicts first: what they keep is a candidate
+        if self.queue is None:  # (and the seeds its running runs have taken are known)
             self.queue = [] if request.report_now else self._confirmations()
         if self.queue and (ends is None or now + est <= ends):
             candidate, seed = self.queue.pop(0)
