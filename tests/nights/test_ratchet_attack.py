@@ -24,7 +24,7 @@ mode = p.get("mode", "ok")
 if mode == "first_seed_only":  # (the knob's name) the largest float on every seed
     print("score=1e308")
 elif mode == "crash":  # (the knob's name) wild on new seeds: deviations² 1.6e308 each
-    print("score=1e308" if seed < 1000 else f"score={9e153 if seed % 2 else -9e153}")
+    print("score=1e308" if seed < 1000 else f"score={-9e153 if seed % 2 else 9e153}")
 else:
     print(f"score={1.0 + p['boost'] + 0.01 * ((seed * 7) % 3 - 1)}")
 """
@@ -70,12 +70,18 @@ lucky = p.get("mode", "ok") == "ok" or seed < 1000
 if seed == p.get("slow_seed", -1):
     time.sleep(4)
 time.sleep(p.get("sleep", 0.0) if seed < 1000 else p.get("csleep", 0.0))
-print(f"score={1.0 + (p['boost'] if lucky else 0.0) + 0.01 * ((seed * 7) % 3 - 1)}")
+gain = p["boost"] if lucky else p.get("cboost", 0.0)  # on new seeds: cboost
+print(f"score={1.0 + gain + 0.01 * ((seed * 7) % 3 - 1)}")
 """
 KNOBS = """
 [search.csleep]
 low = 0.0
 high = 30.0
+default = 0.0
+
+[search.cboost]
+low = 0.0
+high = 5.0
 default = 0.0
 
 [search.slow_seed]
@@ -128,15 +134,16 @@ def test_a_best_kept_while_a_challenger_confirms_is_measured_again_before_its_ve
 
 def test_the_best_is_measured_again_once_not_once_per_challenger(make_lab):
     """The best's re-run beside challenger 8 is slow; challenger 13 passes the screen and
-    confirms while it runs. A second re-run was started beside 13 (it looked only for
+    confirms while it runs (both hold a little on new seeds: 1.51, 1.52 against the best's
+    1.505, too little to keep). A second re-run was started beside 13 (it looked only for
     re-runs after itself), and 13 was judged before the first one ended."""
     final, t = two_slots(
         make_lab,
         {"boost": 0.5, "slow_seed": 1002},  # K, kept; its re-run (seed 1002) takes 4 s
         {"boost": 0.0, "sleep": 0.1},
-        {"boost": 0.9, "sleep": 0.5, "mode": "first_seed_only"},
+        {"boost": 0.9, "sleep": 0.5, "mode": "first_seed_only", "cboost": 0.51},
         {"boost": 0.0, "sleep": 0.6},
-        {"boost": 1.2, "mode": "first_seed_only"},
+        {"boost": 1.2, "mode": "first_seed_only", "cboost": 0.51},
         max_trials=8,
     )
     assert t[4]["verdict"] == "kept"
@@ -211,8 +218,9 @@ def test_finish_up_rounds_are_its_own_not_the_ratchets_re_runs_of_the_best(make_
     for 2 final rounds, finish-up counted that re-run as one of them and ran only one."""
     lab = make_lab(
         decisions=[{"action": "run", "rationale": WHY, "params": p} for p in (
-            {"boost": 0.5}, {"boost": 0.9, "mode": "first_seed_only"})],
+            {"boost": 0.5}, {"boost": 0.9, "mode": "first_seed_only", "cboost": 0.51})],
         trial=SLOW, modes=("first_seed_only",), confirm_runs=2, max_trials=5,
+        toml_extra=KNOBS,
     )  # fmt: skip
     Lab(lab).finish_up(minutes_left=30, final_rounds=2, top_k=1)
     final = Lab(lab).run(report=lambda line: None)
