@@ -322,3 +322,37 @@ def test_finish_up_rounds_go_to_what_the_ratchet_keeps_on_seeds_never_run(make_l
     assert rounds.count(5) == 2, runs
     seeds = [(c, s) for c, s, _ in runs]
     assert len(seeds) == len(set(seeds)), runs  # never a seed a candidate already ran
+
+
+UNEVEN = """
+import json, os, time
+p = json.load(open(os.environ["NIGHTLAB_PARAMS"]))
+seed = int(os.environ["NIGHTLAB_SEED"])
+low, high = p.get("slow_seed", 1000), 2001 - p.get("slow_seed", 1000)  # (the knob's name)
+if p["boost"] and seed == low:
+    print("score=0.995")  # below the best's mean (~1.0): the confirmation cannot succeed
+elif p["boost"] and seed == high:
+    time.sleep(1.5)
+    print("score=1.3")
+else:
+    print(f"score={1.0 + p['boost'] + 0.01 * ((seed * 7) % 3 - 1)}")
+"""
+
+
+@pytest.mark.parametrize(("slots", "low"), [(2, 1000), (1, 1001)])
+def test_a_confirmation_run_below_the_best_mean_is_never_kept(make_lab, slots, low):
+    """README: a confirmation run that does not even beat the best's mean ends the
+    confirmation, `not_confirmed`. With two slots (3 runs due, the one below ends first) the
+    trial was kept on 2 runs, the third never run; with one slot, when the run below came
+    second, it was kept too: the verdict hung on the order the runs ended in."""
+    lab = make_lab(
+        decisions=[{"action": "run", "rationale": WHY, "params": {"boost": 0.5,
+                                                                  "slow_seed": low}}],
+        trial=UNEVEN, modes=("first_seed_only",), confirm_runs=3 if slots == 2 else 2,
+        max_trials=11, baseline_repeats=10, toml_extra=KNOBS,
+    )  # fmt: skip
+    final = Lab(lab).run(report=lambda line: None, slots=slots)
+    (verdict, judgement), = rows(lab, "SELECT verdict, judgement FROM trials WHERE id = 11")
+    assert verdict == "not_confirmed", judgement
+    assert "did not beat the best's mean" in json.loads(judgement)["reason"]
+    assert final["best"]["trial"] == 1

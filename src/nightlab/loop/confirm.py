@@ -172,8 +172,19 @@ class Confirmations:
             k = read.challengers(conn, best.trial, judged=True) + 1
         v = ratchet.confirm(night.cfg, [r.objective for r in runs], best, night.noise(), k)
         again = [r["id"] for r in self._reruns(best)]
-        return v.verdict, {**v.record(), "runs": [r.id for r in runs], "best_runs": again,
-                           "screen": screen}, v.describe()  # fmt: skip
+        record = {**v.record(), "runs": [r.id for r in runs], "best_runs": again,
+                  "screen": screen}  # fmt: skip
+        direction = night.cfg.objective.direction
+        below = [r for r in runs if not ratchet.better(direction, r.objective, best.objective)]
+        if v.verdict == "kept" and below:  # whatever order the runs ended in, on any slots
+            why = (
+                "not_confirmed: "
+                + ", ".join(f"trial {r.id} ({r.objective:.4g})" for r in below)
+                + f" did not beat the best's mean {best.objective:.4g}, which ends a "
+                f"confirmation ({v.describe()})"
+            )
+            return "not_confirmed", {**record, "verdict": "not_confirmed", "reason": why}, why
+        return v.verdict, record, v.describe()
 
 
 def _finite(value: Any) -> bool:
