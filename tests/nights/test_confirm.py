@@ -107,6 +107,7 @@ def test_a_confirmation_run_that_fails_is_no_confirmation(make_lab):
     assert t[3]["verdict"] == "not_confirmed"
     judgement = json.loads(t[3]["judgement"])
     assert "a confirmation run failed" in judgement["reason"]
+    assert judgement["best_trial"] == 1  # a challenger of the baseline all the same (Bonferroni)
     assert final["best"]["trial"] == 1
 
 

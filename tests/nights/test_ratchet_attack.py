@@ -257,8 +257,6 @@ def test_one_unstable_candidate_does_not_blind_the_ratchet_for_the_night(make_la
     assert verdicts[7] in ("screened", "kept")  # +16 sd: past the screen at least
 
 
-@pytest.mark.xfail(strict=True, reason="open (h-attack finding): a trial left screened by a "
-                   "stop is in no MLflow run, and the loop blames the tracking process")
 def test_a_night_stopped_mid_confirmation_leaves_the_screened_trial_in_mlflow(
     make_lab, tmp_path
 ):

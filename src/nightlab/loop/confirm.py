@@ -159,15 +159,15 @@ class Confirmations:
         """(verdict, judgement, the verdict in words)."""
         night = self.night
         screen = row.judgement or {}
+        best = night.best()
+        assert best is not None  # a screened trial was compared with one
         failed = [r for r in runs if r.status != "succeeded" or not _finite(r.objective)]
-        if failed:
+        if failed:  # (best_trial: it still counts among the best's challengers)
             why = "a confirmation run failed: " + ", ".join(f"trial {r.id} {r.status}"
                                                             for r in failed)  # fmt: skip
             return "not_confirmed", {"verdict": "not_confirmed", "stage": "confirm",
                                      "reason": why, "runs": [r.id for r in runs],
-                                     "screen": screen}, why  # fmt: skip
-        best = night.best()
-        assert best is not None  # a screened trial was compared with one
+                                     "best_trial": best.trial, "screen": screen}, why  # fmt: skip
         with read.connect(night.store.path) as conn:
             k = read.challengers(conn, best.trial, judged=True) + 1
         v = ratchet.confirm(night.cfg, [r.objective for r in runs], best, night.noise(), k)

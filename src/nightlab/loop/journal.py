@@ -253,6 +253,7 @@ class Journal:
         with self.store.tx() as s:
             row = s.get(Trial, trial_id)
             row.verdict, row.judged_at, row.judgement = verdict, now, judgement
+            row.mlflow_run_id = None  # logged as screened: MLflow gets the verdict again
             self._cycle(s, trace, "judge", now, ended_at=now, summary=line)
             record = row.record(s.get(Cycle, row.cycle_id).trace_id)
             self._event(s, "ratchet", trace_id=trace, trial_id=trial_id, verdict=verdict,

@@ -136,21 +136,22 @@ class Store:
 
     def unlogged_trials(self) -> list[tuple[Trial, str]]:
         """Finished trials not yet in MLflow, with their cycle's trace id, in id order (a
-        screened trial once its confirmation runs have judged it)."""
+        screened trial again once its confirmation runs have judged it)."""
         with self.tx() as s:
             rows = s.execute(
                 select(Trial, Cycle.trace_id)
                 .join(Cycle, Cycle.id == Trial.cycle_id)
-                .where(
-                    Trial.mlflow_run_id.is_(None),
-                    Trial.status != "running",
-                    Trial.verdict.is_distinct_from("screened"),  # logged once judged
-                )
+                .where(Trial.mlflow_run_id.is_(None), Trial.status != "running")
                 .order_by(Trial.id)
             ).all()
         return [(row, trace) for row, trace in rows]
 
-    def set_mlflow_run(self, trial_id: int, run_id: str) -> None:
-        """Record the MLflow run that mirrors trial `trial_id`."""
+    def set_mlflow_run(self, trial_id: int, run_id: str, verdict: str | None = None) -> None:
+        """Record the MLflow run that mirrors trial `trial_id` as logged with `verdict`: if
+        the ratchet judged it meanwhile, it stays unlogged and is logged again."""
         with self.tx() as s:
-            s.execute(update(Trial).where(Trial.id == trial_id).values(mlflow_run_id=run_id))
+            s.execute(
+                update(Trial)
+                .where(Trial.id == trial_id, Trial.verdict.is_not_distinct_from(verdict))
+                .values(mlflow_run_id=run_id)
+            )

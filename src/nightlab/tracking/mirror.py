@@ -339,7 +339,8 @@ def serve(db: Path, tracker: Tracker, wake: IO[bytes], scan_s: float = 5.0) -> N
             trial_dir = where.trial(row.id)
             record = {**row.record(trace), "history": read_history(trial_dir)}
             try:
-                maybe = row.ended_at is None or row.ended_at < since
+                judged = (row.judgement or {}).get("stage") == "confirm"  # logged screened
+                maybe = row.ended_at is None or row.ended_at < since or judged
                 run_id = tracker.log_trial(record, trial_dir, maybe_logged=maybe)
             except Exception as exc:  # a server down must not lose the trial: retry later
                 wait = min(retry_at.get(row.id, (0.0, 2.5))[1] * 2, 300.0)
@@ -358,7 +359,7 @@ def serve(db: Path, tracker: Tracker, wake: IO[bytes], scan_s: float = 5.0) -> N
             if tracker.changed_names:
                 with store.tx() as s:
                     Store.event(s, "tracking_names", trial_id=row.id, changed=tracker.changed_names)
-            store.set_mlflow_run(row.id, run_id)
+            store.set_mlflow_run(row.id, run_id, row.verdict)
             retry_at.pop(row.id, None)
         if not open_:
             return
