@@ -134,6 +134,21 @@ def test_store_writers_for_the_front_ends_and_the_mirror(db):
     assert old(db, "SELECT id FROM trials WHERE mlflow_run_id = 'run-a'") == [(1,)]
 
 
+def test_a_trial_judged_while_the_mirror_logged_it_is_logged_again(db):
+    """The mirror logged trial 2 as `screened`; its confirmation judged it meanwhile: the
+    run id is not recorded, so the next pass logs the verdict."""
+    store = Store(db)
+    try:
+        (verdict,) = old(db, "SELECT verdict FROM trials WHERE id = 2")[0]
+        store.set_mlflow_run(2, "run-b", logged=("screened",))
+        (still,) = old(db, "SELECT verdict FROM trials WHERE id = 3")
+        store.set_mlflow_run(3, "run-c", logged=tuple(still))
+    finally:
+        store.close()
+    assert verdict != "screened"
+    assert old(db, "SELECT id FROM trials WHERE mlflow_run_id IS NOT NULL") == [(3,)]
+
+
 @pytest.mark.parametrize(
     "status, reason, expected",
     [

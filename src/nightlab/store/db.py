@@ -146,12 +146,12 @@ class Store:
             ).all()
         return [(row, trace) for row, trace in rows]
 
-    def set_mlflow_run(self, trial_id: int, run_id: str, verdict: str | None = None) -> None:
-        """Record the MLflow run that mirrors trial `trial_id` as logged with `verdict`: if
-        the ratchet judged it meanwhile, it stays unlogged and is logged again."""
+    def set_mlflow_run(self, trial_id: int, run_id: str, *, logged: tuple[str | None] = ()) -> None:
+        """Record the MLflow run that mirrors trial `trial_id`; with `logged` (the verdict it
+        was logged with): only if the ratchet has not judged it since — else it stays
+        unlogged and is logged again."""
+        where = [Trial.id == trial_id]
+        if logged:
+            where.append(Trial.verdict.is_not_distinct_from(logged[0]))
         with self.tx() as s:
-            s.execute(
-                update(Trial)
-                .where(Trial.id == trial_id, Trial.verdict.is_not_distinct_from(verdict))
-                .values(mlflow_run_id=run_id)
-            )
+            s.execute(update(Trial).where(*where).values(mlflow_run_id=run_id))

@@ -359,7 +359,7 @@ def serve(db: Path, tracker: Tracker, wake: IO[bytes], scan_s: float = 5.0) -> N
             if tracker.changed_names:
                 with store.tx() as s:
                     Store.event(s, "tracking_names", trial_id=row.id, changed=tracker.changed_names)
-            store.set_mlflow_run(row.id, run_id, row.verdict)
+            store.set_mlflow_run(row.id, run_id, logged=(row.verdict,))
             retry_at.pop(row.id, None)
         if not open_:
             return
