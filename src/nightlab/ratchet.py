@@ -19,6 +19,7 @@ no pydantic, so the fast views (`status`, `leaderboard`) can use it.
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from collections.abc import Sequence
@@ -78,6 +79,7 @@ def _chi2_cdf(x: float, df: int) -> float:
     return min(1.0, math.exp(a * math.log(h) - h - math.lgamma(a)) * total)
 
 
+@functools.lru_cache(maxsize=1024)  # asked after every recorded trial, with a df that grows
 def chi2_quantile(p: float, df: int) -> float:
     """The `p` quantile of the χ² distribution with `df` degrees of freedom."""
     lo, hi = 0.0, df + 20.0 * math.sqrt(2.0 * df) + 20.0

@@ -33,17 +33,10 @@ def new_seeds(night: Night, used: set[int]) -> Iterator[int]:
 class Confirmations:
     def __init__(self, night: Night) -> None:
         self.night = night
-        self._pending: bool | None = None  # cached: the loop asks on every pass
-
-    def forget(self) -> None:
-        """A trial was recorded: what is due may have changed."""
-        self._pending = None
 
     def pending(self) -> bool:
         """Some screened trial awaits its confirmation (its runs are due or running)."""
-        if self._pending is None:
-            self._pending = bool(self.night.store.trials(Trial.verdict == "screened"))
-        return self._pending
+        return self.night.screened()  # read once per recorded trial, with the best
 
     def _runs(self, trial_id: int) -> list[Trial]:
         """The confirmation runs of `trial_id` that count (not those nightlab cut short)."""
@@ -148,7 +141,6 @@ class Confirmations:
             verdict, judgement, why = self._judge(row, runs)
             record, line = night.journal.judged(row.id, verdict, judgement, why)
             night.forget()
-            self.forget()
             if verdict == "kept":
                 night.ws.set_best(row.commit)
             night.report(line)

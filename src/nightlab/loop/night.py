@@ -92,9 +92,14 @@ class Night:
             with read.connect(self.store.path) as conn:
                 best = read.current_best(conn)
                 noise = read.noise(conn, self.cfg.ratchet.sigma_confidence)
-            view = {"best": best, "noise": noise}
+                screened = conn.execute("SELECT 1 FROM trials WHERE verdict='screened' LIMIT 1")
+                view = {"best": best, "noise": noise, "screened": screened.fetchone() is not None}
             self._view = view
         return view
+
+    def screened(self) -> bool:
+        """Some trial passed the screen and awaits its confirmation runs' verdict."""
+        return self._load()["screened"]
 
     def best(self) -> Best | None:
         """The current base; read once per recorded trial (the store is the truth)."""

@@ -42,8 +42,7 @@ class Recorder:
         else:
             label = "discarded"
         row, line = night.journal.close_trial(trial_id, trace, out, label, verdict)
-        night.forget()  # a recorded trial may have moved the best or the noise
-        self.confirmations.forget()
+        night.forget()  # a recorded trial may have moved the best, the noise, what is due
         folder.finish(night.trial_dir(trial_id), row.record(trace), out.history)
         if label == "kept":
             night.ws.set_best(row.commit)
