@@ -53,6 +53,24 @@ def trials(lab):
                      "FROM trials ORDER BY id")  # fmt: skip
 
 
+def slow_confirmation_lab(make_lab):
+    """One real gain whose confirmation runs sleep SLOW_S seconds (2 unless set)."""
+    return make_lab(
+        decisions=[{"action": "run", "rationale": WHY,
+                    "params": {"boost": 0.5, "mode": "slow_on_confirm"}}],
+        trial=TRIAL, modes=MODES, max_trials=4, confirm_runs=2,
+    )  # fmt: skip
+
+
+def wait_for_a_running_confirmation(lab, loop) -> None:
+    def running() -> bool:
+        if not (lab / ".nightlab" / "state.db").exists():
+            return False
+        return any(r["kind"] == "confirm" and r["status"] == "running" for r in trials(lab))
+
+    assert wait_until(running, 60, proc=loop)
+
+
 def test_a_lucky_single_run_is_screened_then_not_confirmed(make_lab):
     lab, final = run_decisions(make_lab, {"params": {"boost": 0.5, "mode": "first_seed_only"}})
     t = trials(lab)
@@ -112,18 +130,10 @@ def test_a_confirmation_run_that_fails_is_no_confirmation(make_lab):
 
 
 def test_a_loop_killed_mid_confirmation_carries_on(make_lab, tmp_path):
-    lab = make_lab(
-        decisions=[{"action": "run", "rationale": WHY,
-                    "params": {"boost": 0.5, "mode": "slow_on_confirm"}}],
-        trial=TRIAL, modes=MODES, max_trials=4, confirm_runs=2,
-    )  # fmt: skip
+    lab = slow_confirmation_lab(make_lab)
     loop = spawn_loop(lab, log=tmp_path / "first.log")
     try:
-        wait_until(
-            lambda: any(r["kind"] == "confirm" and r["status"] == "running" for r in trials(lab))
-            if (lab / ".nightlab" / "state.db").exists() else False,
-            60, proc=loop,
-        )  # fmt: skip
+        wait_for_a_running_confirmation(lab, loop)
     finally:
         loop.send_signal(signal.SIGKILL)
         loop.wait(30)
@@ -227,18 +237,10 @@ def test_wild_values_neither_crash_the_ratchet_nor_earn_a_keep(make_lab):
 def test_a_confirmation_cut_short_by_a_stop_runs_again_on_a_new_seed(
     make_lab, tmp_path, monkeypatch
 ):
-    lab = make_lab(
-        decisions=[{"action": "run", "rationale": WHY,
-                    "params": {"boost": 0.5, "mode": "slow_on_confirm"}}],
-        trial=TRIAL, modes=MODES, max_trials=4, confirm_runs=2,
-    )  # fmt: skip
+    lab = slow_confirmation_lab(make_lab)
     loop = spawn_loop(lab, log=tmp_path / "first.log", env={"SLOW_S": "30"})
     try:
-        wait_until(
-            lambda: any(r["kind"] == "confirm" and r["status"] == "running" for r in trials(lab))
-            if (lab / ".nightlab" / "state.db").exists() else False,
-            60, proc=loop,
-        )  # fmt: skip
+        wait_for_a_running_confirmation(lab, loop)
         loop.send_signal(signal.SIGTERM)  # stop now: the running trial is cut short
         assert loop.wait(60) == 0
     finally:
