@@ -47,6 +47,11 @@ def better(direction: str, a: float, b: float) -> bool:
 
 
 # the noise ----------------------------------------------------------------------------
+def finite(value: Any) -> bool:
+    """A number a verdict can use: an int or float, neither inf nor NaN."""
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
 def mean(values: Sequence[float]) -> float:
     """The mean of finite values, also where their sum is too large for a float (a trial
     may print 1e308 on every seed: `statistics.fmean` raises OverflowError there)."""

@@ -9,7 +9,6 @@ runs already made (or still running) count, the ones cut short by nightlab run a
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -83,7 +82,7 @@ class Confirmations:
         for r in runs:
             if r.status == "running":
                 continue
-            if r.status != "succeeded" or not _finite(r.objective):
+            if r.status != "succeeded" or not ratchet.finite(r.objective):
                 return True
             if best is not None and not ratchet.better(
                 self.night.cfg.objective.direction, r.objective, best.objective
@@ -153,7 +152,7 @@ class Confirmations:
         screen = row.judgement or {}
         best = night.best()
         assert best is not None  # a screened trial was compared with one
-        failed = [r for r in runs if r.status != "succeeded" or not _finite(r.objective)]
+        failed = [r for r in runs if r.status != "succeeded" or not ratchet.finite(r.objective)]
         if failed:  # (best_trial: it still counts among the best's challengers)
             why = "a confirmation run failed: " + ", ".join(f"trial {r.id} {r.status}"
                                                             for r in failed)  # fmt: skip
@@ -178,6 +177,3 @@ class Confirmations:
             return "not_confirmed", {**record, "verdict": "not_confirmed", "reason": why}, why
         return v.verdict, record, v.describe()
 
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nightlab import ratchet
-from nightlab.report.data import TEST_KIND, Night, finite
+from nightlab.ratchet import finite
+from nightlab.report.data import TEST_KIND, Night
 from nightlab.store.paths import DIFF
 from nightlab.trials.workspace import diff_numstat, tree_ids
 

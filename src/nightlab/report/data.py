@@ -5,7 +5,6 @@ The queries live in the store (`nightlab.store.read`, `nightlab.store.queries`).
 
 from __future__ import annotations
 
-import math
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 
 from nightlab import UserError, ratchet
 from nightlab.config import Config
+from nightlab.ratchet import finite
 from nightlab.store import queries, read
 from nightlab.store.kinds import FAILED, RATCHET, Kind
 from nightlab.store.paths import LabPaths
@@ -148,10 +148,6 @@ class Night:
             "finishup_s": finishup_s, "finishup_runs": finishup_n,
             "total_s": total, "share": ratchet_s / total if total > 0 else None,
         }  # fmt: skip
-
-
-def finite(value: Any) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)
 
 
 def load(lab: Path, cfg: Config, night_id: str | None = None) -> Night:

@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, get_args
 
+from nightlab.ratchet import finite
 from nightlab.report.candidates import Candidate
-from nightlab.report.data import Night, finite
+from nightlab.report.data import Night
 from nightlab.report.doc import Bullets, Para, Section, Table
 
 MAX_ROWS = 15

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from nightlab.ratchet import finite
 from nightlab.report import findings, verdicts
 from nightlab.report.candidates import Candidate, changed_params, describe_diff
-from nightlab.report.data import Night, finite
+from nightlab.report.data import Night
 from nightlab.report.doc import Bullets, Doc, Image, Para, Section, Table
 from nightlab.report.plots import Plot
 from nightlab.report.story import when

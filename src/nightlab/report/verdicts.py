@@ -8,8 +8,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from nightlab.ratchet import finite
 from nightlab.report.candidates import Candidate
-from nightlab.report.data import Night, finite
+from nightlab.report.data import Night
 
 PASSED_SCREEN = ("screened", "kept", "not_confirmed")
 

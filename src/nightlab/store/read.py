@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nightlab.ratchet import finite
 from nightlab.store.files import held_by
 from nightlab.store.kinds import FAILED
 
@@ -70,11 +71,7 @@ def _baseline_ids(conn: sqlite3.Connection) -> list[int]:
 
 
 def _scored(row: sqlite3.Row) -> bool:
-    return row["status"] == "succeeded" and _finite(row["objective"])
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)
+    return row["status"] == "succeeded" and finite(row["objective"])
 
 
 def estimate(runs: list[sqlite3.Row]) -> dict[str, Any]:
@@ -129,7 +126,7 @@ def noise(conn: sqlite3.Connection, confidence: float) -> Any:
         f"SELECT {_CANDIDATE_COLUMNS} FROM trials WHERE status='succeeded' AND kind != 'test' "
         "ORDER BY id"
     ):
-        if _finite(r["objective"]):
+        if finite(r["objective"]):
             groups.setdefault(_key(r, baseline), []).append((r["kind"], r["objective"]))
     return pooled([split_runs(runs)[1] for runs in groups.values()], confidence)
 
