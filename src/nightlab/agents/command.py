@@ -31,8 +31,11 @@ from nightlab.trials import sandbox
 from nightlab.trials.process import Runner
 
 TEMPLATES = {  # built in; [agents.commands.NAME] overrides or adds
-    "codex": ["codex", "exec", "--full-auto", "--skip-git-repo-check", "{prompt}"],
-    "claude": ["claude", "-p", "{prompt}", "--permission-mode", "acceptEdits"],
+    "codex": [
+        "codex", "exec", "--sandbox", "workspace-write", "--skip-git-repo-check", "--",
+        "{prompt}",
+    ],
+    "claude": ["claude", "-p", "--permission-mode", "acceptEdits", "--", "{prompt}"],
     "aider": ["aider", "--yes-always", "--no-git", "--message-file", "{prompt_file}", "{files}"],
 }
 DECISION_FILE = ".nightlab-decision.json"
