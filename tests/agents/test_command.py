@@ -148,8 +148,10 @@ def test_builtin_templates_hand_the_prompt_to_the_cli(make_lab, tmp_path, monkey
             w.decide(CONTEXT)
         newest = max((lab / ".nightlab" / "agents").iterdir(), key=lambda p: p.stat().st_mtime)
         seen[name] = (newest / "output.log").read_text().split("\0")[:-1]
-    assert seen["codex"][:3] == ["exec", "--sandbox", "workspace-write"] and "# Objective" in seen["codex"][-1]
-    assert seen["claude"][:1] == ["-p"] and "# How to answer" in seen["claude"][1]
+    codex, claude = seen["codex"], seen["claude"]
+    assert codex[:3] == ["exec", "--sandbox", "workspace-write"] and codex[-2] == "--"
+    assert "# Objective" in codex[-1] and claude[:1] == ["-p"] and claude[-2] == "--"
+    assert "# How to answer" in claude[-1]
     aider = seen["aider"]
     assert aider[aider.index("--message-file") + 1].endswith("prompt.md")
     assert aider[-1] == "train.py" and "IDEA.md" not in aider  # the editable files only
