@@ -314,6 +314,10 @@ class AgentsSection(_Section):
     )
     mentor_mission: str | None = Field(None, description="Extra instructions for the mentor.")
     stall_trials: int = Field(6, ge=1, description="Trials without a kept one: stalled.")
+    max_same_errors: int = Field(
+        3, ge=1, le=1000,
+        description="The worker failing this many times in a row the same way ends the night.",
+    )  # fmt: skip
     prices: dict[str, Price] = Field(
         default_factory=dict, description="Per model string: what its tokens cost."
     )

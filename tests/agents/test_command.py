@@ -55,6 +55,7 @@ def worker(lab: Path, name: str = "fake") -> CommandWorker:
     return w
 
 
+VERSIONS = {"codex": "codex-cli 0.171.0", "claude": "2.1.332 (Claude Code)", "aider": "0.86.2"}
 CONTEXT = {"objective": {"metric": "score", "direction": "maximize"}, "brief": "Max score."}
 
 
@@ -135,8 +136,9 @@ def test_builtin_templates_hand_the_prompt_to_the_cli(make_lab, tmp_path, monkey
     bin_dir.mkdir()
     for name in ("codex", "claude", "aider"):
         script = bin_dir / name
-        script.write_text(
-            '#!/bin/sh\nprintf "%s\\0" "$@"\nexit 3\n'  # its output: the run's output.log
+        script.write_text(  # its output: the run's output.log
+            f'#!/bin/sh\n[ "$1" = --version ] && echo "{name} {VERSIONS[name]}" && exit 0\n'
+            'printf "%s\\0" "$@"\nexit 3\n'
         )
         script.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")

@@ -6,6 +6,11 @@ runs the command there with a timeout, then collects what it did: the files it c
 become whole-file edits, and `.nightlab-decision.json` (which the prompt asks for) gives
 the action, rationale, hypothesis and params. The result is an ordinary decision: it passes
 the same gate, so a change outside `editable` rejects it whole.
+
+A watchdog: an agent that ends without a usable decision (none written, one that cannot be
+read, a question asked instead, a `run` that changes nothing) is asked once more in the same
+folder, told why. The agent's whole process tree ends with the night (`stop`): the loop
+calls `stop()`, which kills it and whatever it started, sandbox included.
 """
 
 from __future__ import annotations
@@ -13,81 +18,41 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
+from nightlab.agents.answer import ANSWER, DECISION_FILE, Unreadable, error_tail, parse
+from nightlab.agents.clis import TEMPLATES, template
 from nightlab.agents.context import read_mission, render
 from nightlab.agents.decision import Decision, Edit
-from nightlab.agents.errors import AgentError
 from nightlab.agents.tools import LabView
 from nightlab.agents.worker import BaseWorker
-from nightlab.config import CommandAgent, Config, matches
+from nightlab.config import Config, matches
 from nightlab.store import files
 from nightlab.store.paths import LabPaths
-from nightlab.trials import sandbox
+from nightlab.trials import process, sandbox
 from nightlab.trials.process import Runner
 
-TEMPLATES = {  # built in; [agents.commands.NAME] overrides or adds
-    "codex": [
-        "codex", "exec", "--sandbox", "workspace-write", "--skip-git-repo-check", "--",
-        "{prompt}",
-    ],
-    "claude": ["claude", "-p", "--permission-mode", "acceptEdits", "--", "{prompt}"],
-    "aider": ["aider", "--yes-always", "--no-git", "--message-file", "{prompt_file}", "{files}"],
-}
-DECISION_FILE = ".nightlab-decision.json"
-PLACEHOLDERS = ("prompt", "prompt_file", "decision_file", "workdir", "files")
+__all__ = ["DECISION_FILE", "TEMPLATES", "CommandAgentError", "CommandWorker", "template"]
+
 JUNK_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".ipynb_checkpoints"}
 JUNK_PREFIXES = (".aider",)  # aider's history and tags files
-
-ANSWER = f"""
-# How to answer
-You work in a copy of the lab's code (the current best). Change the editable files
-directly if the next trial needs a code change; change nothing else, and do not run the
-training: nightlab runs it. Then write the file `{DECISION_FILE}` in this folder with one
-JSON object:
-{{"action": "run" | "wait" | "analyze" | "research" | "stop",
-  "rationale": "why this, now, given the evidence",
-  "hypothesis": "what should happen to the objective, and why",
-  "dimension": "augmentation|preprocessing|data_sampling|loss|model_arch|optimization|evaluation",
-  "params": {{"name": value}},       // overrides on top of the best trial's parameters
-  "todo_new": [], "notes_update": null, "resolve_todo_ids": []}}
-Only `run` may change code or params. Changes outside the editable files reject the decision.
-"""
+ARG_MAX = 100_000  # bytes of a prompt passed as one argv item (Linux: 128 KiB at most)
+POINTER = (
+    "Your full instructions are in the file {file} (too long for the command line). Read "
+    "it first, all of it, and do what it says."
+)
+MARK = "NIGHTLAB_AGENT_LAB"  # in the agent's environment: what a later sweep finds
 
 
 class CommandAgentError(Exception):
     """The coding agent ran but gave nothing usable; the message says what and where."""
 
 
-def template(name: str, cfg: Config) -> CommandAgent:
-    """The command for `command:NAME`; an unknown name or a missing program fails now."""
-    agent = cfg.agents.commands.get(name)
-    if agent is None and name in TEMPLATES:
-        agent = CommandAgent(argv=TEMPLATES[name])
-    if agent is None:
-        known = sorted({*TEMPLATES, *cfg.agents.commands})
-        raise AgentError(
-            f"worker 'command:{name}': no such coding agent; use one of {known} or add "
-            f'[agents.commands.{name}] argv = ["my-agent", "{{prompt_file}}"] to nightlab.toml'
-        )
-    for item in agent.argv:
-        try:
-            item.format(**{key: "" for key in PLACEHOLDERS})
-        except (KeyError, IndexError, ValueError) as exc:
-            raise AgentError(
-                f"[agents.commands.{name}] argv item {item!r}: unknown placeholder {exc}; "
-                f"known: {', '.join('{' + p + '}' for p in PLACEHOLDERS)}"
-            ) from None
-    if shutil.which(agent.argv[0]) is None:
-        raise AgentError(
-            f"worker 'command:{name}' runs {agent.argv[0]!r}, which is not on PATH: install "
-            f"it, or set [agents.commands.{name}] argv to where it is"
-        )
-    return agent
+class Unanswered(CommandAgentError):
+    """The agent ended without a usable decision: it is asked once more, told why."""
 
 
 class CommandWorker(BaseWorker):
@@ -103,45 +68,72 @@ class CommandWorker(BaseWorker):
         self.runs = LabPaths(lab).agents
         self.view: LabView | None = None  # given by the loop before the first decision
         self.last_usage = None  # a CLI reports no tokens nightlab can count
+        self._stop = threading.Event()
+
+    def stop(self) -> bool:
+        """End the agent now, its whole tree (called from the loop's thread)."""
+        self._stop.set()
+        return True
 
     def decide(self, context: dict[str, Any]) -> Decision:
         if self.view is None or self.view.export is None:
             raise CommandAgentError("the loop gave this worker no view of the lab")
+        if self._stop.is_set():
+            raise CommandAgentError(f"{self.name} was stopped with the night")
         self.runs.mkdir(parents=True, exist_ok=True)
         run = self.runs / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns()}"
         work = run / "work"
         self.view.export(work)
         base = {p: (work / p).read_bytes() for p in _files(work)}
         prompt = f"{self.mission}\n{render(context)}\n{ANSWER}".lstrip()
-        (run / "prompt.md").write_text(prompt)
-        values = {
-            "prompt": prompt,
-            "prompt_file": str(run / "prompt.md"),
-            "decision_file": str(work / DECISION_FILE),
-            "workdir": str(work),
-        }
-        files = [p for p in sorted(base) if matches(p, self.cfg.editable_files)]
-        argv = [
-            arg
-            for item in self.agent.argv
-            for arg in (files if item == "{files}" else [item.format(**values, files="")])
-        ]
-        box = sandbox.agent_box(self.cfg, self.lab, work, run / "prompt.md", argv)
-        argv = [*sandbox.prefix(self.cfg, self.lab, box), *argv]
         try:
-            self._run(argv, work, run / "output.log")
-            return self._collect(work, base, run)
+            try:
+                return self._attempt(prompt, work, base, run, "output.log")
+            except Unanswered as exc:  # the watchdog: once more, told why
+                again = f"{prompt}\n# Your previous attempt\n{exc.args[0]}\nFix that now.\n"
+                return self._attempt(again, work, base, run, "output-2.log")
         finally:
             shutil.rmtree(work, ignore_errors=True)  # the edits live on in the decision
 
-    def _run(self, argv: list[str], work: Path, log: Path) -> None:
+    def _attempt(
+        self, prompt: str, work: Path, base: dict[str, bytes], run: Path, log: str
+    ) -> Decision:
+        prompt_file = run / "prompt.md"
+        prompt_file.write_text(prompt)
+        (work / DECISION_FILE).unlink(missing_ok=True)  # the last attempt's is in run/
+        inline = prompt if len(prompt.encode()) <= ARG_MAX else POINTER.format(file=prompt_file)
+        values = {
+            "prompt": inline,
+            "prompt_file": str(prompt_file),
+            "decision_file": str(work / DECISION_FILE),
+            "workdir": str(work),
+        }
+        names = [p for p in sorted(base) if matches(p, self.cfg.editable_files)]
+        argv = [
+            arg
+            for item in self.agent.argv
+            for arg in (names if item == "{files}" else [item.format(**values, files="")])
+        ]
+        box = sandbox.agent_box(self.cfg, self.lab, work, prompt_file, argv)
+        argv = [*sandbox.prefix(self.cfg, self.lab, box), *argv]
+        self._run(argv, work, run / log, prompt)
+        return self._collect(work, base, run, run / log, prompt)
+
+    def _run(self, argv: list[str], work: Path, log: Path, prompt: str) -> None:
         env = {
             **os.environ,
             "NIGHTLAB_DECISION_FILE": str(work / DECISION_FILE),
             "NIGHTLAB_PROMPT_FILE": str(log.parent / "prompt.md"),
+            MARK: str(self.lab),
         }
-        # its helpers left behind are killed too
-        done = self.runner(argv, cwd=work, env=env, timeout=self.agent.timeout_s, log=log)
+        since = time.time()
+        try:  # its helpers left behind are killed too, and what left its group
+            done = self.runner(argv, cwd=work, env=env, timeout=self.agent.timeout_s, log=log,
+                               tick=lambda: not self._stop.is_set())  # fmt: skip
+        finally:
+            process.sweep(MARK, str(self.lab), since)
+        if done.killed == "stopped":
+            raise CommandAgentError(f"{self.name} was stopped with the night (output: {log})")
         if done.exit_code is None:
             raise CommandAgentError(
                 f"{self.name} ran past its {self.agent.timeout_s:g} s timeout and was "
@@ -149,24 +141,50 @@ class CommandWorker(BaseWorker):
             )
         if done.exit_code != 0:
             raise CommandAgentError(
-                f"{self.name} exited with status {done.exit_code}: {_tail(log)} (output: {log})"
+                f"{self.name} exited with status {done.exit_code}: "
+                f"{error_tail(files.tail(log), prompt)} (output: {log})"
             )
 
-    def _collect(self, work: Path, base: dict[str, bytes], run: Path) -> Decision:
+    def _collect(
+        self, work: Path, base: dict[str, bytes], run: Path, log: Path, prompt: str
+    ) -> Decision:
+        edits, problems = self._edits(work, base)
+        if problems:  # hostile or careless: no second chance
+            raise CommandAgentError(f"{self.name}: " + "; ".join(problems))
         answer = work / DECISION_FILE
         if answer.is_symlink() or not answer.is_file():  # a link would read a host file
-            raise CommandAgentError(
-                f"{self.name} wrote no {DECISION_FILE} (the prompt asks for it): "
-                f"{_tail(run / 'output.log')} (output: {run / 'output.log'})"
+            said = error_tail(files.tail(log), prompt)
+            asked = said.rstrip().endswith("?")
+            said = said.rsplit(" | ", 1)[-1] if asked else said  # the question
+            raise Unanswered(
+                f"{self.name} wrote no {DECISION_FILE} (the prompt asks for it)"
+                + (" and asked a question instead; nobody answers questions: decide" if asked
+                   else "")  # fmt: skip
+                + f": {said} (output: {log})"
             )
         raw = answer.read_text(errors="replace")
         (run / "decision.json").write_text(raw)
         try:
-            decision = Decision.model_validate_json(raw)
-        except ValidationError as exc:
-            raise CommandAgentError(
-                f"{self.name}: {DECISION_FILE} is not a valid decision: {exc}"[:2000]
+            decision, notes = parse(raw)
+        except Unreadable as exc:
+            raise Unanswered(
+                f"{self.name}: {DECISION_FILE} is not a valid decision: {exc}"
             ) from None
+        if notes:
+            (run / "notes.txt").write_text("".join(f"{n}\n" for n in notes))
+        if decision.action == "run" and not edits and not decision.params and not decision.edits:
+            raise Unanswered(
+                f"{self.name} chose `run` but changed no file and set no params: that trial "
+                "already ran; change the code or params, or choose another action"
+            )
+        (run / "changed.txt").write_text("".join(f"{e.file}\n" for e in edits))
+        merged = decision.model_copy(update={"edits": [*edits, *decision.edits]})
+        merged.set_notes(notes)
+        return merged
+
+    def _edits(self, work: Path, base: dict[str, bytes]) -> tuple[list[Edit], list[str]]:
+        """The files the agent changed, as whole-file edits, and what it did that no
+        decision may (delete, link, a FIFO, binary content)."""
         edits, problems = [], []
         now = set(_files(work)) - {DECISION_FILE}
         for path in sorted(base.keys() - now):
@@ -186,16 +204,23 @@ class CommandWorker(BaseWorker):
                 edits.append(Edit(file=path, search="", replace=data.decode()))
             except UnicodeDecodeError:
                 problems.append(f"it wrote binary content to {path}")
-        if problems:
-            raise CommandAgentError(f"{self.name}: " + "; ".join(problems))
-        (run / "changed.txt").write_text("".join(f"{e.file}\n" for e in edits))
-        return decision.model_copy(update={"edits": [*edits, *decision.edits]})
+        return edits, problems
 
     def observe(self, trial: Any) -> None:
         pass  # the store is its memory: each prompt is rebuilt from it
 
     def resume(self, finished: list[Any], decided: int) -> None:
-        pass
+        clean(self.lab)  # the loop starts (holding the lab): what a killed loop left
+
+
+def clean(lab: Path) -> None:
+    """Kill agents a loop killed outright left running (their environment names this lab)
+    and remove their scratch folders; the run folders (prompt, output) stay."""
+    process.sweep(MARK, str(lab), 0.0)
+    runs = LabPaths(lab).agents
+    if runs.is_dir():
+        for work in runs.glob("*/work"):
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def _files(root: Path) -> list[str]:
@@ -207,8 +232,3 @@ def _files(root: Path) -> list[str]:
             if not name.startswith(JUNK_PREFIXES) and not name.endswith(".pyc"):
                 out.append(Path(folder, name).relative_to(root).as_posix())
     return out
-
-
-def _tail(log: Path, chars: int = 600) -> str:
-    text = files.tail(log).strip()
-    return f"…{text[-chars:]}" if len(text) > chars else text or "no output"

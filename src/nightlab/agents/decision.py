@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 MAX_PARAMS_DEPTH = 16  # nesting of a parameter's value (a knob's value is flat or nearly)
 MAX_PARAMS_VALUES = 10_000  # values and keys in all params together
@@ -58,6 +58,16 @@ class Decision(BaseModel):
     notes_update: str | None = None
     data_exploration_update: str | None = None
     resolve_todo_ids: list[int] = Field(default_factory=list)
+    _notes: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def notes(self) -> list[str]:
+        """What reading this decision repaired or dropped (a coding agent's lenient
+        decision file); not part of the schema a model answers in."""
+        return list(self._notes)
+
+    def set_notes(self, notes: list[str]) -> None:
+        self._notes = list(notes)
 
 
 class Review(BaseModel):

@@ -27,7 +27,8 @@ the start of a run:
 with `args` the text after "mine:" ("" when the spec is just "mine"), `cfg` the lab's
 validated configuration and `lab` the lab folder. It returns a worker
 (`nightlab.agents.Worker`): `decide(context) -> Decision`, `observe(row)` and
-`resume(finished, decided)`; subclassing `nightlab.agents.BaseWorker` gives the rest.
+`resume(finished, decided)`, and optionally `stop()` (end a decide() in progress: the night
+ends); subclassing `nightlab.agents.BaseWorker` gives the rest.
 Whatever of `view`, `slow`, `wants_context` and `last_usage` the worker lacks gets
 BaseWorker's default, and a missing or empty `name` becomes the spec (keep it stable: a
 resumed lab counts the worker's decisions by name). A factory that raises
@@ -153,12 +154,19 @@ def _plugin_worker(spec: str, name: str, args: str, cfg: Config, lab: Path) -> W
         for attr in DEFAULTS:
             if not hasattr(worker, attr):
                 setattr(worker, attr, getattr(BaseWorker, attr))
+        if not callable(getattr(worker, "stop", None)):
+            worker.stop = _nothing
     except AttributeError as exc:  # __slots__ or a frozen object
         raise AgentError(
             f"worker {spec!r} (plugin {name!r}, package {package}): cannot set its "
             f"default attributes ({exc}); subclass nightlab.agents.BaseWorker"
         ) from None
     return worker
+
+
+def _nothing() -> bool:
+    """The `stop()` of a plugin's worker that declares none: it starts nothing to stop."""
+    return False
 
 
 def _require_price(spec: str, cfg: Config, role: str) -> None:

@@ -38,6 +38,12 @@ class Worker(Protocol):
         decisions this worker (by name) made before."""
         ...
 
+    def stop(self) -> bool:
+        """The night ends: stop a decide() in progress (called from another thread) and
+        end whatever it started; True: the loop waits (briefly) for decide() to return,
+        so nothing it started outlives the loop. A worker that starts nothing: False."""
+        ...
+
 
 class Reviewer(Protocol):
     """The mentor's role: reviews the worker's decision, and may replace it (the built-in
@@ -69,3 +75,6 @@ class BaseWorker:
 
     def resume(self, finished: list[Any], decided: int) -> None:
         pass
+
+    def stop(self) -> bool:
+        return False

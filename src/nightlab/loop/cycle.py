@@ -7,6 +7,7 @@ A cycle decides; the loop starts what it admits.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from tarfile import TarError
@@ -46,6 +47,7 @@ class Cycles:
         self.worker_cycles = 0  # decisions the worker made in this run (mentor cadence)
         self.waits = 0  # cycles in a row that ran nothing
         self.errors = 0  # worker errors in a row (the backoff before asking again)
+        self.same_errors, self._last_error = 0, ""  # of them, alike (the night gives up)
         self.stop_reason: str | None = None  # set when the worker stops the night
 
     def next(self) -> Run | Next:
@@ -62,8 +64,9 @@ class Cycles:
             self.night.journal.idle(self.worker.name, wait, [reason], usage)
             self.waits += 1
             self.errors += 1  # a provider in trouble (429, 500, timeouts) is asked less often
+            self._failed(decision)
             return Next.IDLE
-        self.errors = 0
+        self.errors, self.same_errors = 0, 0
         if self.mentor is not None and thought.why is None and not self.slots.running:
             # planned while a trial ran; that trial has ended and the night may have stalled
             if why := self.stalled():
@@ -82,6 +85,18 @@ class Cycles:
         # the base admission built on, even if a trial watched meanwhile changed the best
         return Run(decision, "trial", commit, self.night.cfg.trial.seed, usage, best,
                    tuple(gate.notes))  # fmt: skip
+
+    def _failed(self, error: Exception) -> None:
+        """A worker error is printed; the same one max_same_errors times in a row ends the
+        night with that line (a CLI that cannot start fails the same way every time)."""
+        line = f"{error}".strip().splitlines()[0][:500] if f"{error}".strip() else "no message"
+        self.night.report(f"worker error ({type(error).__name__}): {line}")
+        shape = re.sub(r"\d+", "#", f"{type(error).__name__}: {line}")
+        self.same_errors = self.same_errors + 1 if shape == self._last_error else 1
+        self._last_error = shape
+        limit = self.night.cfg.agents.max_same_errors
+        if self.same_errors >= limit:
+            self.stop_reason = f"the worker failed {limit} times in a row the same way: {line}"
 
     def plan(self) -> None:
         """While every slot is busy, get the next decision now so that a freed slot starts

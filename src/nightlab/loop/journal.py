@@ -27,6 +27,12 @@ from nightlab.trials.executor import Outcome
 from nightlab.trials.executor import Trial as RunningTrial
 
 
+def body(decision: Decision) -> dict[str, Any]:
+    """A decision as the record keeps it: its fields and, if any, the repairs it needed."""
+    data = redact_data(decision.model_dump())
+    return {**data, "repairs": decision.notes} if decision.notes else data
+
+
 def new_trace() -> str:
     return uuid.uuid4().hex[:12]
 
@@ -121,7 +127,7 @@ class Journal:
                     action=decision.action,
                     accepted=not reasons,
                     reasons=reasons,
-                    body=redact_data(decision.model_dump()),
+                    body=body(decision),
                 )
             )
             self._event(
@@ -131,12 +137,18 @@ class Journal:
                 action=decision.action,
                 reasons=reasons,
             )
+            self._repairs(s, decision, trace)
             if not reasons:
                 self._housekeeping(s, decision, trace)
             if usage:
                 self._event(s, "agent_usage", trace_id=trace, **usage)
         self.story(line)
         return line
+
+    def _repairs(self, s: Any, decision: Decision, trace: str, **where: Any) -> None:
+        """What reading the decision repaired or dropped (a coding agent's decision file)."""
+        if decision.notes:
+            self._event(s, "decision_repaired", trace_id=trace, notes=decision.notes, **where)
 
     def _housekeeping(self, s: Any, decision: Decision, trace: str) -> None:
         if not (
@@ -167,7 +179,7 @@ class Journal:
                 action="run",
                 accepted=True,
                 reasons=[],
-                body=redact_data(decision.model_dump()),
+                body=body(decision),
             )
             s.add(row)
             s.flush()
@@ -186,6 +198,7 @@ class Journal:
             s.flush()
             self._event(s, "trial_created", trace_id=trace, trial_id=t.id, kind=t.kind,
                         params=t.params, commit=t.commit)  # fmt: skip
+            self._repairs(s, decision, trace, trial_id=t.id)
             if t.kind != "baseline":
                 self._housekeeping(s, decision, trace)
             if usage:

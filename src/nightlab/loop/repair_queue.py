@@ -104,6 +104,7 @@ class Repairs:
         trial's own, with the repaired parameters."""
         row, retry = self.retries.pop(0)
         body = {**history.decision_body(self.store, row.decision_id), "params": retry.params}
+        body.pop("repairs", None)  # the record's note on how it was read, not a field
         body.update(
             todo_new=[], resolve_todo_ids=[], notes_update=None, data_exploration_update=None,
             edits=[], rationale=f"retry of trial {row.id} after auto-repair: {retry.note}",

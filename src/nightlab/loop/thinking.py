@@ -17,6 +17,8 @@ from typing import Any
 from nightlab.agents.decision import Decision
 from nightlab.config import Config
 
+STOP_WAIT_S = 15.0  # how long close() waits for a stopped worker's thread to return
+
 
 @dataclass
 class Thought:
@@ -90,8 +92,11 @@ class Thinker:
         return thought
 
     def close(self) -> Thought | None:
-        """Stop waiting for thoughts; the one ready but never taken, if any (its tokens
-        were spent all the same)."""
+        """Stop thinking: the worker ends what it runs (a coding agent's whole tree) before
+        the loop goes on; the thought ready but never taken, if any (its tokens were spent
+        all the same)."""
+        if self.worker.stop() and self._thread is not None:
+            self._thread.join(STOP_WAIT_S)
         thought, self._result = self._result, None
         for fd in (self._wake_r, self._wake_w):
             try:

@@ -57,6 +57,7 @@ class Runner(Protocol):
         env: dict[str, str],
         timeout: float,
         log: Path | None = None,
+        tick: Callable[[], bool] | None = None,
     ) -> Finished: ...
 
 
