@@ -12,6 +12,8 @@ folders; one table (benchmark, measured, target, verdict) is printed at the end.
 5. Trials per hour with 1, 2 and 4 local slots on 2 s sleep trials, as a share of the ideal.
 6. Slurm (needs root: scripts/slurm-local.sh starts a local cluster): from a slot freeing to
    the next trial's command running in its job.
+8. A coding-agent cycle: what nightlab adds around the agent (context, prompt, collection,
+   admission), the agent's own time left out (agent_cycle.py).
 7. Output floods: the metric reader on a 300 MB line without a newline and on 2M metric
    lines (in a process of its own): its memory growth and time until it stops ([limits]).
 """
@@ -33,6 +35,8 @@ import time
 from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
+
+import agent_cycle  # bench/ is on sys.path when this script runs
 
 BIN = Path(sys.executable).parent
 NIGHTLAB = str(BIN / "nightlab")
@@ -403,6 +407,8 @@ def main() -> None:
         table.append(("metric reader: 300 MB line, 2M metric lines (memory grown, time)",
                       f"+{grown:.0f} MB, {secs:.2f} s", "≤ 150 MB",
                       verdict(grown, 150)))  # fmt: skip
+        print("  coding-agent cycle overhead …", file=sys.stderr, flush=True)
+        table += agent_cycle.rows(root, 8 if "--quick" in sys.argv else 20)
         print("  status / leaderboard on 10,000 trials …", file=sys.stderr, flush=True)
         table += cli_rows(root, reps)
         helps = timed(lambda: subprocess.run([NIGHTLAB, "--help"], capture_output=True), reps)
