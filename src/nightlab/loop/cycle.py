@@ -20,6 +20,7 @@ from nightlab.agents import Worker, context
 from nightlab.agents.decision import Decision
 from nightlab.agents.gate import GateResult
 from nightlab.agents.tools import LabView
+from nightlab.loop import inflight
 from nightlab.loop.admission import Admission, admit
 from nightlab.loop.budget import Budget
 from nightlab.loop.finishup import Finisher
@@ -181,7 +182,8 @@ class Cycles:
         return context.gather(
             night.cfg, night.lab, night.store.path,
             trials_left=self.budget.trials_left(), deadline=night.deadline,
-            sigma=night.sigma(), stalled=self.stalled(), in_flight=self.slots.in_flight(),
+            sigma=night.sigma(), stalled=self.stalled(),
+            in_flight=inflight.describe(night, self.slots.in_flight()),
         )  # fmt: skip
 
     def lab_view(self) -> LabView:
