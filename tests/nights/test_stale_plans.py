@@ -10,12 +10,13 @@ code it was given and its prompt: deterministic, whatever the timing."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 
 from nightlab import Lab
-from nightlab.agents import context
+from nightlab.agents import BaseWorker, context
 from nightlab.agents.decision import Decision, Edit
 from nightlab.config import load_config
 from nightlab.loop import inflight
@@ -219,6 +220,45 @@ def test_search_replace_edits_planned_on_an_old_best_are_rebased(make_lab):
     # planned on the best itself: as ever
     plain = admit(llm(Y[1], Y[2]), cfg, ws, db, kept, cfg.defaults(), planned_on=kept)
     assert plain.gate.accepted and not plain.rebased and plain.carried is None
+
+
+class PlanningModel(BaseWorker):
+    """An LLM-like slow worker: it reads the code through its view and answers with
+    search/replace edits. Its second decision, planned while trial A runs, waits until A
+    is kept before reading the code (the best has moved by then)."""
+
+    name, slow, wants_context = "planner", True, True
+
+    def __init__(self) -> None:
+        self.calls, self.read = 0, []
+
+    def decide(self, context: dict) -> Decision:
+        self.calls += 1
+        if self.calls == 1:
+            return llm(X[1], X[2]).model_copy(update={"params": {"sleep": 0.5}})
+        deadline = time.monotonic() + 20
+        while not any(r["verdict"] == "kept" for r in self.view.leaderboard(5)):
+            assert time.monotonic() < deadline, "trial A was never kept"
+            time.sleep(0.05)
+        self.read.append(self.view.read_file(TRAIN))
+        return llm(Y[1], Y[2])
+
+
+def test_an_llm_plan_reads_the_best_it_started_from_and_is_rebased(make_lab, tmp_path,
+                                                                   monkeypatch):  # fmt: skip
+    """The worker's view stays on the best its thought started from, even after a kept
+    trial moved the best; its search/replace edits are carried onto the new best."""
+    worker = PlanningModel()
+    monkeypatch.setattr("nightlab.loop.loop.make_worker", lambda *a: worker)
+    lab = agent_lab(make_lab, tmp_path, [], max_trials=5)
+    Lab(lab).run(report=lambda line: None)
+    a, y = trials(lab)
+    assert a["verdict"] == "kept" and worker.calls == 2
+    assert "EXTRA = 0.0" in worker.read[0]  # what it planned on: the old best
+    merged = code(lab, y["commit"])
+    assert "EXTRA = 1.0" in merged and "score += 0.5" in merged and y["base_commit"] == a["commit"]
+    (moved,) = events(lab, "plan_rebased")
+    assert moved["onto_trial"] == a["id"] and moved["commit"] == y["commit"]
 
 
 def test_carry_merges_other_lines_and_refuses_a_file_made_on_both_sides(make_lab):
