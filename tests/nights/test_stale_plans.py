@@ -143,9 +143,9 @@ def test_a_plan_repeating_the_trial_in_flight_is_refused(make_lab, tmp_path):
     and told not to repeat it; a plan that does (same code, same params) is refused."""
     rules = [
         {"when": {"prompt_lacks": RUNNING, "file": TRAIN, "has": "EXTRA = 0.0"},
-         "edits": [X], "decision": decision("raise EXTRA to lift the score", sleep=2.0)},
+         "edits": [X], "decision": decision("raise EXTRA to lift the score", sleep=3.0)},
         {"when": {"prompt_has": RUNNING, "file": TRAIN, "has": "EXTRA = 0.0"},
-         "edits": [X], "decision": decision("raise EXTRA to lift the score", sleep=2.0)},
+         "edits": [X], "decision": decision("raise EXTRA to lift the score", sleep=3.0)},
         {"when": {}, "decision": STOP},
     ]  # fmt: skip
     lab = agent_lab(make_lab, tmp_path, rules, max_trials=6)
@@ -156,7 +156,7 @@ def test_a_plan_repeating_the_trial_in_flight_is_refused(make_lab, tmp_path):
     shown = planned.split(RUNNING)[1]
     assert f"trial {a['id']} (trial): raise EXTRA" in shown
     assert "changes train.py (+1 -1)" in shown and "+EXTRA = 1.0" in shown
-    assert '"sleep": 2.0' in shown
+    assert '"sleep": 3.0' in shown
 
 
 def test_a_plan_the_kept_trial_already_made_is_refused_and_asked_again(make_lab, tmp_path):
