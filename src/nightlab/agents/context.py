@@ -165,6 +165,35 @@ def render(ctx: dict[str, Any]) -> str:
         out.append(f"\n# Stalled: {ctx['stalled']}\nRecent storyline:")
         out += [f"- {line}" for line in ctx.get("storyline") or []]
     if ctx.get("in_flight"):
-        out.append(f"\n# Running now (do not propose the same)\n{json.dumps(ctx['in_flight'])}")
+        out += render_in_flight(ctx["in_flight"])
     out.append("\nDecide the next step. Use the tools to read the code before editing it.")
     return redact("\n".join(out))
+
+
+MAX_PARAMS_CHARS = 400  # a running trial's parameters as shown
+
+
+def render_in_flight(flights: list[Any]) -> list[str]:
+    """The trials running now, each with its hypothesis, parameters and change (what the
+    loop's `inflight.describe` gathered); the worker is told not to propose them again."""
+    out = [
+        "\n# Running now (do not propose the same change or parameters again: they are "
+        "being tried; a plan must differ from each)"
+    ]
+    for f in flights:
+        if not isinstance(f, dict):  # a bare trial id
+            out.append(f"- trial {f}")
+            continue
+        head = f"- trial {f.get('trial')} ({f.get('kind', 'trial')})"
+        out.append(head + (f": {f['hypothesis']}" if f.get("hypothesis") else ""))
+        if "params" in f:
+            out.append(f"  params {json.dumps(f['params'])[:MAX_PARAMS_CHARS]}")
+        if "changes" in f:
+            changed = ", ".join(
+                f"{c['file']} (+{c['added']} -{c['removed']})" if c["added"] else c["file"]
+                for c in f["changes"]
+            )
+            out.append(f"  changes {changed}" if changed else "  no code change")
+        if f.get("diff"):
+            out.append(f"```diff\n{f['diff']}\n```")
+    return out

@@ -1,6 +1,10 @@
 """A worker cycle: the worker's next decision (thought off the loop's thread for slow
 workers), the mentor's review when it is due, then admission — the gate, the edits as a
-commit on the base, the smoke checks, no twin of a trial that already ran.
+commit on the base, the smoke checks, no twin of a trial that ran or is running.
+
+A decision is made on the best of the moment its thought starts (the worker's view of the
+code is pinned to it) and carried onto the best of the moment it runs (loop/admission.py);
+a plan that cannot be is asked again at once on the new best.
 
 A cycle decides; the loop starts what it admits.
 """
@@ -17,12 +21,14 @@ from nightlab.agents import Worker, context
 from nightlab.agents.decision import Decision
 from nightlab.agents.gate import GateResult
 from nightlab.agents.tools import LabView
-from nightlab.loop.admission import admit
+from nightlab.loop import inflight
+from nightlab.loop.admission import Admission, admit
 from nightlab.loop.budget import Budget
 from nightlab.loop.finishup import Finisher
 from nightlab.loop.night import Next, Night, Run
 from nightlab.loop.slots import Slots
 from nightlab.loop.thinking import Thinker, Thought
+from nightlab.ratchet import Best
 from nightlab.store import files, queries, read
 from nightlab.store.db import Store
 from nightlab.trials import smoke
@@ -49,6 +55,8 @@ class Cycles:
         self.errors = 0  # worker errors in a row (the backoff before asking again)
         self.same_errors, self._last_error = 0, ""  # of them, alike (the night gives up)
         self.stop_reason: str | None = None  # set when the worker stops the night
+        # the best the thought in progress (or ready) was planned on: (commit, its trial)
+        self._planned_on: tuple[str, int | None] | None = None
 
     def next(self) -> Run | Next:
         """One cycle: a trial to start, IDLE (nothing runnable), or WAIT (still thinking)."""
@@ -71,16 +79,23 @@ class Cycles:
             # planned while a trial ran; that trial has ended and the night may have stalled
             if why := self.stalled():
                 self.thinker.review(thought, why, context.render(self.context(full=True)))
-        decision = self._reviewed(thought)
+        decision, planned = self._reviewed(thought), self._planned_on
         best = self.night.best()
         base = best.commit if best else self.night.base_commit
-        gate, commit = self._admit(decision, base, best.params if best else None)
+        admission = self._admit(decision, base, best.params if best else None, planned)
+        gate, commit = admission.gate, admission.commit
         if not gate.accepted or decision.action != "run":
-            self.night.journal.idle(self.worker.name, decision, gate.reasons, usage)
+            trace = self.night.journal.idle(self.worker.name, decision, gate.reasons, usage)
             if decision.action == "stop" and gate.accepted:
                 self.stop_reason = f"the worker stopped the night: {decision.rationale}"
             self.waits += 1
+            if admission.reask:  # planned on an older best: asked again, at once, on this one
+                self._moved(admission, planned, best, trace)
+                self._think()
+                return Next.WAIT
             return Next.IDLE
+        if admission.rebased:
+            self._moved(admission, planned, best, None)
         self.waits = 0
         # the base admission built on, even if a trial watched meanwhile changed the best
         return Run(decision, "trial", commit, self.night.cfg.trial.seed, usage, best,
@@ -114,17 +129,52 @@ class Cycles:
         """End the thinking; a decision made ahead but never used is returned (it cost)."""
         return self.thinker.close()
 
-    def _admit(self, decision: Decision, base: str, params: dict | None) -> tuple[GateResult, str]:
+    def _admit(
+        self, decision: Decision, base: str, params: dict | None,
+        planned: tuple[str, int | None] | None,
+    ) -> Admission:  # fmt: skip
         night = self.night
         try:
             return admit(
                 decision, night.cfg, night.ws, night.store.path, base,
                 params if params is not None else night.cfg.defaults(), self.watch,
+                planned_on=planned[0] if planned else None,
             )  # fmt: skip
         except (WorkspaceError, ValueError, OSError, OverflowError, TarError) as exc:
-            return GateResult(False, [f"the edit cannot be applied: {exc}"]), base  # git refused
+            reason = f"the edit cannot be applied: {exc}"  # git refused
+            return Admission(GateResult(False, [reason]), base)
         except RecursionError:  # a hostile structure got past every cap: a wait, not a crash
-            return GateResult(False, ["the decision is nested too deeply to be judged"]), base
+            reason = "the decision is nested too deeply to be judged"
+            return Admission(GateResult(False, [reason]), base)
+
+    def _moved(
+        self, admission: Admission, planned: tuple[str, int | None] | None,
+        best: Best | None, trace: str | None,
+    ) -> None:  # fmt: skip
+        """Record and report a plan made on an older best: carried onto the current one
+        (`plan_rebased`), or refused and asked again (`plan_conflict`, `plan_duplicate`)."""
+        night, carried = self.night, admission.carried
+        assert carried is not None and planned is not None
+        onto = best.commit if best else night.base_commit
+        data = {
+            "planned_on": planned[0], "planned_on_trial": planned[1], "planned": admission.planned,
+            "onto": onto, "onto_trial": best.trial if best else None,
+        }  # fmt: skip
+        was = f"planned on trial {planned[1]}'s code ({planned[0][:12]})"
+        now = f"trial {data['onto_trial']}'s ({onto[:12]})"
+        if admission.rebased:
+            files = sorted(carried.files)
+            night.event("plan_rebased", run_id=night.run_id, **data, commit=admission.commit,
+                        files=files)  # fmt: skip
+            night.report(f"a plan {was} was rebased onto the best, {now}: {', '.join(files)}")
+        elif carried.conflicts:
+            night.event("plan_conflict", run_id=night.run_id, trace_id=trace, **data,
+                        conflicts=carried.conflicts)  # fmt: skip
+            night.report(f"a plan {was} conflicts with the best, {now}, in "
+                         f"{', '.join(carried.conflicts)}: not run; asked again")  # fmt: skip
+        else:
+            night.event("plan_duplicate", run_id=night.run_id, trace_id=trace, **data)
+            night.report(f"a plan {was} is already in the best, {now}: not run; asked again")
 
     # ------------------------------------------------------------------ the worker's view
     def context(self, full: bool) -> dict[str, Any]:
@@ -147,23 +197,28 @@ class Cycles:
         return context.gather(
             night.cfg, night.lab, night.store.path,
             trials_left=self.budget.trials_left(), deadline=night.deadline,
-            sigma=night.sigma(), stalled=self.stalled(), in_flight=self.slots.in_flight(),
+            sigma=night.sigma(), stalled=self.stalled(),
+            in_flight=inflight.describe(night, self.slots.in_flight()),
         )  # fmt: skip
 
     def lab_view(self) -> LabView:
-        """The worker's read-only window on the lab: files at the current best code."""
+        """The worker's read-only window on the lab: files at the best code its thought
+        started from (what its edits are applied to; admission carries them further)."""
         night = self.night
+
+        def base() -> str:
+            return self._planned_on[0] if self._planned_on else night.base()
 
         def trial_file(trial: int, name: str) -> str | None:
             path = night.trial_dir(int(trial)) / name  # never through a link a trial planted
             return files.tail(path, max_bytes=1 << 20) if path.is_file() else None
 
         def export(dest: Path) -> None:  # the user's links to absolute paths are left out
-            smoke.export(night.ws, night.base(), dest, links=False)
+            smoke.export(night.ws, base(), dest, links=False)
 
         return LabView(
-            files=lambda: night.ws.files(night.base()),
-            read=lambda p: night.reader(night.base())(p),
+            files=lambda: night.ws.files(base()),
+            read=lambda p: night.reader(base())(p),
             editable=night.cfg.editable_files,
             leaderboard=lambda k: read.leaderboard(
                 night.store.path, night.cfg.objective.direction, k
@@ -177,6 +232,8 @@ class Cycles:
         """Start the worker's next decision (in the background for slow workers); the
         mentor reviews it every mentor_every worker cycles, or when the night stalls with
         nothing running (never while a trial is mid-execution)."""
+        best = self.night.best()  # what the worker sees and its edits are made on
+        self._planned_on = (best.commit, best.trial) if best else (self.night.base_commit, None)
         review = None
         if self.mentor is not None:
             self.worker_cycles += 1

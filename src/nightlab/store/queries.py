@@ -154,8 +154,32 @@ def recent_trial_seconds(conn: sqlite3.Connection, n: int = 10) -> list[float]:
 def ran_with_params(conn: sqlite3.Connection, params: dict[str, Any]) -> list[tuple[int, str]]:
     """(id, commit) of the trials that ran with exactly these parameters (normalised as
     recorded), leaving out those interrupted by nightlab itself: they may run again."""
+    return [(trial, commit) for trial, commit, _ in trials_with_params(conn, params)]
+
+
+def trials_with_params(
+    conn: sqlite3.Connection, params: dict[str, Any]
+) -> list[tuple[int, str, str]]:
+    """(id, commit, status) of the trials that ran or are running (status `running`) with
+    exactly these parameters, leaving out those interrupted by nightlab itself."""
     rows = conn.execute(
-        f"SELECT id, [commit] FROM trials WHERE params = ? AND NOT {INTERRUPTED_SQL}",
+        f"SELECT id, [commit], status FROM trials WHERE params = ? AND NOT {INTERRUPTED_SQL}",
         (json.dumps(params),),
     ).fetchall()
-    return [(r[0], r[1]) for r in rows]
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def in_flight(conn: sqlite3.Connection, ids: Iterable[int]) -> list[dict[str, Any]]:
+    """What the worker is told of the trials running now: id, kind, hypothesis, params,
+    commit and base_commit, in id order."""
+    wanted = sorted(ids)
+    marks = ", ".join("?" * len(wanted)) or "NULL"
+    out = _rows(
+        conn,
+        "SELECT id, kind, hypothesis, params, [commit], base_commit FROM trials "
+        f"WHERE id IN ({marks}) ORDER BY id",
+        *wanted,
+    )
+    for t in out:
+        t["params"] = decode(t["params"], {})
+    return out
