@@ -109,3 +109,18 @@ def test_the_prompt_names_the_spec_fields_and_the_generated_module_rules(make_la
     assert "- optim.name: one of ['adam', 'sgd'] (default 'adam')" in text
     assert "# Files you may edit\ntrain.py, spec.json, generated/model_*.py" in text
     assert "build(num_classes) -> torch.nn.Module" in text
+
+
+@pytest.mark.parametrize(
+    ("text", "heading"),
+    [
+        ("# Brief\nClassify digits.\n", "# Brief\nClassify digits."),  # the template's IDEA.md
+        ("# Digits: classify 8x8 images\n\nUse train.py.", "# Brief: Digits: classify 8x8"),
+        ("Maximise score.\n", "# Brief\nMaximise score."),
+    ],
+)
+def test_the_brief_is_headed_once(text, heading):
+    shown = context.render({"objective": {"metric": "score", "direction": "maximize"},
+                            "brief": text})  # fmt: skip
+    assert shown.startswith(heading) and shown.count("# Brief") == 1
+    assert shown.count(text.strip().splitlines()[-1]) == 1

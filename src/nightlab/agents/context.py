@@ -93,11 +93,24 @@ def gather(
     }
 
 
+def brief(text: str) -> str:
+    """The brief under one heading: its own first heading becomes "# Brief: …" (a brief
+    that starts "# Brief" is not headed twice)."""
+    text = text.strip()
+    first, _, rest = text.partition("\n")
+    if not first.startswith("# "):
+        return f"# Brief\n{text}"
+    title = first[2:].strip()
+    if title.lower().rstrip(":") == "brief":
+        return f"# Brief\n{rest.strip()}"
+    return f"# Brief: {title}\n{rest.strip()}"
+
+
 def render(ctx: dict[str, Any]) -> str:
     """Markdown the worker reads each cycle (the loop fills `ctx`)."""
     obj = ctx["objective"]
     out = [
-        f"# Brief\n{ctx.get('brief', '').strip()}\n",
+        f"{brief(ctx.get('brief', ''))}\n",
         f"# Objective\n{obj['direction']} `{obj['metric']}`"
         + (f" (target {obj['target']})" if obj.get("target") is not None else ""),
     ]
