@@ -11,11 +11,13 @@ why, and the agent is asked once more (command.py).
 from __future__ import annotations
 
 import json
+import math
 import re
 
 from pydantic import ValidationError
 
 from nightlab.agents.decision import Decision
+from nightlab.store.redact import redact
 
 DECISION_FILE = ".nightlab-decision.json"
 EXAMPLE = {
@@ -44,6 +46,8 @@ overrides on top of the best trial's parameters; at most 2 `todo_new`. Only `act
 editable files reject the decision.
 """
 REQUIRED = ("action", "rationale")
+MAX_CHARS = 1_000_000  # a decision file is a few hundred bytes; past this it is not one
+NONFINITE = object()  # NaN, Infinity or a number past a float: JSON has none of them
 FIELDS = set(Decision.model_fields)
 ERROR_RE = re.compile(
     r"error|fatal|refused|denied|unknown (option|argument)|unauthori[sz]ed|forbidden|"
@@ -59,6 +63,8 @@ class Unreadable(ValueError):
 def parse(raw: str) -> tuple[Decision, list[str]]:
     """The decision in `raw` and the notes on what was repaired or dropped."""
     notes: list[str] = []
+    if len(raw) > MAX_CHARS:  # read char by char below: a huge file would stall the loop
+        raise Unreadable(f"it holds {len(raw)} characters (a decision is at most {MAX_CHARS})")
     text = raw.strip().lstrip("\ufeff")
     fenced = re.search(r"```[A-Za-z]*\s*\n(.*?)```", text, re.DOTALL)
     if fenced:
@@ -68,7 +74,7 @@ def parse(raw: str) -> tuple[Decision, list[str]]:
     if cleaned != text:
         notes.append("comments or trailing commas were taken out")
     try:
-        data = json.loads(cleaned)
+        data = json.loads(cleaned, parse_constant=lambda _: NONFINITE, parse_float=_float)
     except (ValueError, RecursionError) as exc:
         raise Unreadable(f"it is not JSON ({exc})") from None
     if not isinstance(data, dict):
@@ -84,8 +90,11 @@ def parse(raw: str) -> tuple[Decision, list[str]]:
     for key, value in data.items():
         if key in REQUIRED:
             continue
-        if key not in FIELDS:
-            notes.append(f"unknown key {key[:40]!r} ignored")
+        if key not in FIELDS:  # its name is the agent's text: redacted before it is cut
+            notes.append(f"unknown key {redact(key)[:40]!r} ignored")
+            continue
+        if _nonfinite(value):  # the record's JSON (and SQLite's json_extract) has no NaN
+            notes.append(f"{key} dropped: it holds NaN or an infinite number (not JSON)")
             continue
         if key == "todo_new" and isinstance(value, list) and len(value) > 2:
             notes.append(f"todo_new: {len(value) - 2} TODO(s) past the 2 allowed dropped")
@@ -105,7 +114,8 @@ def parse(raw: str) -> tuple[Decision, list[str]]:
 def error_tail(text: str, echo: str = "", chars: int = 600) -> str:
     """What an agent's output says went wrong: the first line that reads like an error and
     the last line, else the end; lines of `echo` (the prompt, which some CLIs print back
-    and which would fill the end) left out."""
+    and which would fill the end) left out; secrets redacted (it reaches the record)."""
+    text, echo = redact(text), redact(echo)
     echoed = {line.strip() for line in echo.splitlines()}
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip() not in echoed]
     if not lines:
@@ -116,6 +126,25 @@ def error_tail(text: str, echo: str = "", chars: int = 600) -> str:
         return f"…{end[-chars:]}" if len(end) > chars else end
     first = first[:300]
     return first if lines[-1][:300] == first else f"{first} … {lines[-1][:300]}"
+
+
+def _float(text: str) -> object:
+    value = float(text)
+    return value if math.isfinite(value) else NONFINITE  # 1e400 is read as inf
+
+
+def _nonfinite(value: object) -> bool:
+    """Whether JSON-like `value` holds NONFINITE anywhere (walked without recursion)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if item is NONFINITE:
+            return True
+        if isinstance(item, dict):
+            stack += item.values()
+        elif isinstance(item, list):
+            stack += item
+    return False
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -159,4 +188,3 @@ def _strip_comments(text: str) -> str:
             out.append(ch)
         i += 1
     return "".join(out)
-
