@@ -17,6 +17,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nightlab.agents.gate import REGULAR
 from nightlab.trials.workspace import SAFE, Workspace, WorkspaceError
 
 
@@ -38,6 +39,9 @@ def carry(ws: Workspace, planned: str, onto: str, files: dict[str, str]) -> Carr
     onto commit `onto`."""
     out = Carried()
     for rel, theirs in files.items():
+        if not _regular(ws, onto, rel):  # a folder there, or a file where it needs one
+            out.conflicts.append(rel)
+            continue
         base, ours = _text(ws, planned, rel), _text(ws, onto, rel)
         if theirs == base:  # the plan left it alone: the best's stands
             continue
@@ -72,6 +76,22 @@ def merge_text(scratch: Path, ours: str, base: str, theirs: str) -> str | None:
     if 0 < proc.returncode < 128:  # the number of conflicts
         return None
     raise WorkspaceError(f"git merge-file failed: {proc.stderr.decode(errors='replace').strip()}")
+
+
+def _regular(ws: Workspace, commit: str, rel: str) -> bool:
+    """Whether `rel` can be written as a regular file on `commit`: it is one or is absent,
+    and every folder above it is a folder or absent (the best may have made a file of a
+    folder the plan writes into, or a folder of a file the plan writes)."""
+    if ws.mode(commit, rel) not in (None, *REGULAR):
+        return False
+    parts = rel.split("/")
+    for n in range(1, len(parts)):
+        above = ws.mode(commit, "/".join(parts[:n]))
+        if above is None:
+            return True
+        if above != "040000":
+            return False
+    return True
 
 
 def _text(ws: Workspace, commit: str, rel: str) -> str | None:
