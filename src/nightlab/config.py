@@ -243,15 +243,18 @@ class Knob(_Section):
         ints = all(isinstance(v, int) and not isinstance(v, bool) for v in (self.low, self.high))
         return "int" if ints else "float"
 
+    def choice(self, value: Any) -> Any:
+        """The choice `value` stands for (64.0 is the choice 64), or None when none."""
+        for c in self.choices or []:  # True == 1 in Python; not here
+            if c == value and isinstance(c, bool) == isinstance(value, bool):
+                return c
+        return None
+
     def violation(self, value: Any) -> str | None:
         """Why `value` breaks this knob's clamp, or None when it is allowed."""
-        if self.kind == "categorical":  # True == 1 in Python; not here
-            same = [
-                c
-                for c in self.choices or []
-                if c == value and isinstance(c, bool) == isinstance(value, bool)
-            ]
-            return None if same else f"{value!r} not in {self.choices}"
+        if self.kind == "categorical":
+            known = self.choice(value) is not None or (value is None and None in self.choices)
+            return None if known else f"{value!r} not in {self.choices}"
         if isinstance(value, bool) or not isinstance(value, int | float):
             return f"{value!r} is not a number"
         if self.kind == "int" and not float(value).is_integer():
@@ -490,10 +493,14 @@ class Config(_Section):
 
     def normalize(self, params: dict[str, Any]) -> dict[str, Any]:
         """Numbers as their knob's kind (5.0 for an int knob is 5; 1 for a float knob is
-        1.0), so the same setting is always recorded, and compared, the same way."""
+        1.0; 64.0 for choices [32, 64] is 64), so the same setting is always recorded,
+        compared and handed to the trial the same way."""
         out = dict(params)
         for name, value in params.items():
             knob = self.search.get(name)
+            if knob is not None and knob.kind == "categorical":
+                out[name] = value if (c := knob.choice(value)) is None else c
+                continue
             if knob is None or isinstance(value, bool) or not isinstance(value, int | float):
                 continue
             if knob.kind == "int" and float(value).is_integer():

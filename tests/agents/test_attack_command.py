@@ -105,14 +105,6 @@ def test_a_daemon_that_drops_the_marker_ends_with_the_agent(make_lab, tmp_path, 
     assert not escapees(), "a helper of the agent outlived it"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_collect reads the whole decision file (read_text) and copies it into the run "
-    "folder (decision.json) before parse() refuses it for its size: a 30 MB file is 30 MB "
-    "(twice, with the watchdog's second attempt) in memory and on disk, a sparse 100 GB "
-    "one exhausts both; fix (command.py): open it with O_NOFOLLOW|O_NONBLOCK, fstat it "
-    "(a regular file), read at most answer.MAX_CHARS + 1 bytes, and keep only that",
-)
 def test_a_huge_decision_file_is_neither_read_whole_nor_copied(make_lab, tmp_path):
     lab = agent(make_lab, tmp_path, BIG, "none")
     w = worker(lab, "evil")

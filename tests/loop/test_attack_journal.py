@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+from pydantic import ValidationError
 
 from nightlab.agents import signals
 from nightlab.agents.decision import Decision
@@ -23,33 +24,23 @@ def journal(tmp_path) -> tuple[Store, Journal]:
     return store, out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a NaN in a decision's params is stored as `NaN` in decisions.body; SQLite's "
-    "json_extract (read.recent_cycles, every prompt) then raises `malformed JSON` and the "
-    "night crashes, at every restart. answer.py now drops NaN from a coding agent's file, "
-    "but an LLM's structured output (pydantic reads NaN and 1e400), a mentor's replacement "
-    "and replay files still carry it: fix in agents/decision.py (`unbounded` refuses "
-    "non-finite floats) or journal.body (non-finite numbers recorded as null/strings)",
-)
-def test_a_refused_decision_with_nan_params_leaves_the_store_readable(tmp_path):
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400"])
+def test_a_decision_with_a_non_finite_param_is_refused_before_it_is_recorded(tmp_path, number):
+    """pydantic reads NaN and 1e400 (inf) from a model's JSON; stored in decisions.body they
+    made SQLite's json_extract (every prompt reads it) fail: the night crashed at every
+    restart. Any worker's decision (an LLM's, a mentor's replacement, a replay line) is
+    refused at validation, so it never reaches the record."""
+    with pytest.raises(ValidationError, match="not a finite number"):
+        Decision.model_validate_json(
+            f'{{"action": "run", "rationale": "a boost", "params": {{"boost": {number}}}}}'
+        )
     store, log = journal(tmp_path)
-    nan = Decision.model_validate_json(
-        '{"action": "run", "rationale": "a boost of NaN", "params": {"boost": NaN}}'
-    )
-    log.idle("llm:model", nan, ["boost: nan outside [0, 5]"])
+    log.idle("llm:model", Decision(action="run", rationale="fine", params={"boost": 1e308}), [])
     with sqlite3.connect(store.path) as conn:
         conn.row_factory = sqlite3.Row
         signals.compute(conn, 0)  # what every later prompt reads
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="journal.idle stores the cycle's summary line (the rationale's first 160 "
-    "characters and the gate's reasons) and the decision row's `reasons` and `repairs` "
-    "unredacted, and appends the line to artifacts/storyline.md: redact `line`, `reasons` "
-    "and the notes in journal.idle/body (store.redact.redact / redact_data)",
-)
 def test_a_secret_in_a_refused_decision_never_reaches_the_store_or_storyline(tmp_path):
     store, log = journal(tmp_path)
     decision = Decision(action="run", rationale=f"the key {KEY} lets me download more data")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import threading
 
-import pytest
-
 from nightlab.agents import BaseWorker
 from nightlab.agents.decision import Decision
 from nightlab.loop.thinking import Thinker
@@ -25,14 +23,6 @@ class Stuck(BaseWorker):
         return Decision(action="wait", rationale="the call came back after the night ended")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Thinker.close closes its wake pipe while the worker's thread still runs (stop() "
-    "False, or a join that timed out after 15 s); the fd numbers are reused by what the loop "
-    "opens next (the store, the report), and the thread's os.write(self._wake_w, b'!') "
-    "then writes into that file; fix: close the pipe only once the thread has ended (or "
-    "let _run close it under a lock with a `closed` flag it checks before writing)",
-)
 def test_a_thought_ending_after_close_writes_into_no_other_file(tmp_path):
     worker = Stuck()
     thinker = Thinker(worker, None, cfg=None)

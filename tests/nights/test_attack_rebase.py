@@ -4,8 +4,6 @@ caught however its parameters are spelled."""
 
 from __future__ import annotations
 
-import pytest
-
 from nightlab.agents.decision import Decision, Edit
 from nightlab.config import load_config
 from nightlab.loop.admission import admit
@@ -46,13 +44,6 @@ def test_a_plan_writing_into_a_folder_the_best_made_a_file_is_asked_again(make_l
     assert carry(ws, old, best, {"pk2": "B = 2\n"}).conflicts == ["pk2"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config.normalize leaves categorical values as given: 64.0 passes the clamp "
-    "(64.0 == 64) and is recorded as 64.0, so twin()'s JSON match misses the trial that ran "
-    "(or runs) bs=64, and the trial's code is handed a float batch size; fix: normalize "
-    "maps a categorical value to the matching choice itself (same value, same boolness)",
-)
 def test_a_categorical_value_spelled_as_a_float_is_a_twin(make_lab):
     choices = "\n[search.bs]\nchoices = [32, 64]\ndefault = 32\n"
     lab, ws, db, old, cfg = setup(make_lab, extra=choices)
@@ -67,21 +58,17 @@ def test_a_categorical_value_spelled_as_a_float_is_a_twin(make_lab):
     assert not again.gate.accepted and "is running now" in again.gate.reasons[0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a stale plan whose code change the best already holds but whose params are new "
-    "is refused as 'already in the best: nothing new' and the agent asked again (minutes "
-    "of a coding agent) although its params were never tried on the best; fix: in admit(), "
-    "when carried.contained and decision.params, run the params alone on the best (the "
-    "twin check decides), recording the decision without its edits (cycle.py's Run)",
-)
 def test_a_stale_plan_with_new_params_on_code_the_best_holds_runs_its_params(make_lab):
     lab, ws, db, old, cfg = setup(make_lab)
     best = ws.commit_files(old, {TRAIN: ws.read(old, TRAIN).replace("EXTRA = 0.0", "EXTRA = 1.0")},
                            "X")  # fmt: skip
     plan = run("raise EXTRA, with a boost", (TRAIN, "EXTRA = 0.0", "EXTRA = 1.0"), boost=2.0)
     done = admit(plan, cfg, ws, db, best, cfg.defaults(), planned_on=old)
-    assert done.gate.accepted and done.commit == best
+    assert done.gate.accepted and done.commit == best and done.rebased and not done.reask
+    assert "its params run on it" in done.gate.notes[-1]
+    same = run("raise EXTRA, no more", (TRAIN, "EXTRA = 0.0", "EXTRA = 1.0"))
+    done = admit(same, cfg, ws, db, best, cfg.defaults(), planned_on=old)
+    assert not done.gate.accepted and done.reask and "already in the best" in done.gate.reasons[0]
 
 
 def test_what_held(make_lab):

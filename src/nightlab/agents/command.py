@@ -23,7 +23,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nightlab.agents.answer import ANSWER, DECISION_FILE, Unreadable, error_tail, parse
+from nightlab.agents.answer import (
+    ANSWER,
+    DECISION_FILE,
+    MAX_CHARS,
+    Unreadable,
+    error_tail,
+    parse,
+)
 from nightlab.agents.clis import TEMPLATES, template
 from nightlab.agents.context import read_mission, render
 from nightlab.agents.decision import Decision, Edit
@@ -151,8 +158,8 @@ class CommandWorker(BaseWorker):
         edits, problems = self._edits(work, base)
         if problems:  # hostile or careless: no second chance
             raise CommandAgentError(f"{self.name}: " + "; ".join(problems))
-        answer = work / DECISION_FILE
-        if answer.is_symlink() or not answer.is_file():  # a link would read a host file
+        raw = _read_answer(work / DECISION_FILE)
+        if raw is None:
             said = error_tail(files.tail(log), prompt)
             asked = said.rstrip().endswith("?")
             said = said.rsplit(" | ", 1)[-1] if asked else said  # the question
@@ -162,7 +169,6 @@ class CommandWorker(BaseWorker):
                    else "")  # fmt: skip
                 + f": {said} (output: {log})"
             )
-        raw = answer.read_text(errors="replace")
         (run / "decision.json").write_text(raw)
         try:
             decision, notes = parse(raw)
@@ -221,6 +227,20 @@ def clean(lab: Path) -> None:
     if runs.is_dir():
         for work in runs.glob("*/work"):
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _read_answer(path: Path) -> str | None:
+    """The decision file's text, at most MAX_CHARS + 1 bytes of it (parse refuses more);
+    None when it is missing or not a regular file (a link would read a host file, a FIFO
+    would block). Opened once, then checked: nothing can swap it in between."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return fh.read(MAX_CHARS + 1).decode(errors="replace")
 
 
 def _files(root: Path) -> list[str]:

@@ -4,6 +4,7 @@ of it."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
@@ -83,8 +84,9 @@ class Review(BaseModel):
 
 
 def unbounded(data: Any) -> str | None:
-    """Why JSON-like `data` is too deep or too big for a decision (None: it is fine);
-    walked without recursion."""
+    """Why JSON-like `data` is too deep or too big for a decision, or holds NaN or an
+    infinity (the record's JSON could not hold it); None: it is fine. Walked without
+    recursion."""
     stack, seen = [(data, 0)], 0
     while stack:
         value, depth = stack.pop()
@@ -93,6 +95,8 @@ def unbounded(data: Any) -> str | None:
             return f"hold over {MAX_PARAMS_VALUES} values"
         if depth > MAX_PARAMS_DEPTH:
             return f"are nested deeper than {MAX_PARAMS_DEPTH} levels"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"hold {value}, not a finite number"
         if isinstance(value, dict):
             stack += [(v, depth + 1) for v in value.values()]
             seen += len(value)

@@ -39,12 +39,12 @@ class Admission:
     @property
     def rebased(self) -> bool:
         """The edits were made on an older best and merged onto the current one."""
-        return self.carried is not None and self.carried.clean and self.gate.accepted
+        return self.carried is not None and self.gate.accepted
 
     @property
     def reask(self) -> bool:
         """Refused only for being planned on an older best: ask again on the current one."""
-        return self.carried is not None and not self.carried.clean
+        return self.carried is not None and not self.carried.clean and not self.gate.accepted
 
 
 def admit(
@@ -130,6 +130,10 @@ def _carry(
         reasons = [f"{where}: its change of {', '.join(carried.conflicts)} conflicts with the "
                    "best's (asked again on the new best)"]  # fmt: skip
         return Admission(GateResult(False, reasons), base, planned_on, planned, carried)
+    if carried.contained and decision.params:  # the code is there, its params are not
+        note = f"{where}: its change is already in the best; its params run on it"
+        return Admission(GateResult(True, [], {}, [*gate.notes, note]), base, planned_on,
+                         planned, carried)  # fmt: skip
     if carried.contained:
         reasons = [f"{where}: its change is already in the best: nothing new (asked again)"]
         return Admission(GateResult(False, reasons), base, planned_on, planned, carried)

@@ -165,8 +165,10 @@ class Cycles:
         if admission.rebased:
             files = sorted(carried.files)
             night.event("plan_rebased", run_id=night.run_id, **data, commit=admission.commit,
-                        files=files)  # fmt: skip
-            night.report(f"a plan {was} was rebased onto the best, {now}: {', '.join(files)}")
+                        files=files, contained=carried.contained)  # fmt: skip
+            what = ("its change was already there; its params run on it" if carried.contained
+                    else ", ".join(files))  # fmt: skip
+            night.report(f"a plan {was} was rebased onto the best, {now}: {what}")
         elif carried.conflicts:
             night.event("plan_conflict", run_id=night.run_id, trace_id=trace, **data,
                         conflicts=carried.conflicts)  # fmt: skip

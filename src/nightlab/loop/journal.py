@@ -22,15 +22,15 @@ from nightlab.store import history, read
 from nightlab.store.db import Cycle, Note, Run, Store, Trial
 from nightlab.store.db import Decision as DecisionRow
 from nightlab.store.paths import LabPaths
-from nightlab.store.redact import redact_data
+from nightlab.store.redact import redact, redact_data
 from nightlab.trials.executor import Outcome
 from nightlab.trials.executor import Trial as RunningTrial
 
 
 def body(decision: Decision) -> dict[str, Any]:
     """A decision as the record keeps it: its fields and, if any, the repairs it needed."""
-    data = redact_data(decision.model_dump())
-    return {**data, "repairs": decision.notes} if decision.notes else data
+    data = decision.model_dump()
+    return redact_data({**data, "repairs": decision.notes} if decision.notes else data)
 
 
 def new_trace() -> str:
@@ -114,9 +114,10 @@ class Journal:
         """A cycle that ran nothing: a wait, stop or other action, or a gate rejection."""
         trace = new_trace()
         action = "wait" if reasons else decision.action
-        line = f"[{trace}] {action}: {decision.rationale[:160]}" + (
+        reasons = redact_data(reasons)  # an agent's words: a key it saw is not recorded
+        line = redact(f"[{trace}] {action}: {decision.rationale[:160]}" + (
             f" — gate rejected: {'; '.join(reasons)}" if reasons else ""
-        )
+        ))  # fmt: skip
         now = time.time()
         with self.store.tx() as s:
             cycle = self._cycle(s, trace, action, now, ended_at=now, summary=line)
@@ -148,7 +149,8 @@ class Journal:
     def _repairs(self, s: Any, decision: Decision, trace: str, **where: Any) -> None:
         """What reading the decision repaired or dropped (a coding agent's decision file)."""
         if decision.notes:
-            self._event(s, "decision_repaired", trace_id=trace, notes=decision.notes, **where)
+            notes = redact_data(decision.notes)
+            self._event(s, "decision_repaired", trace_id=trace, notes=notes, **where)
 
     def _housekeeping(self, s: Any, decision: Decision, trace: str) -> None:
         if not (

@@ -53,6 +53,7 @@ class Thinker:
         self._thread: threading.Thread | None = None
         self._result: Thought | None = None
         self._wake_r, self._wake_w = os.pipe()  # readable once a thought is ready
+        self._lock, self._closed = threading.Lock(), False
 
     @property
     def idle(self) -> bool:
@@ -97,21 +98,23 @@ class Thinker:
         all the same)."""
         if self.worker.stop() and self._thread is not None:
             self._thread.join(STOP_WAIT_S)
-        thought, self._result = self._result, None
-        for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        with self._lock:  # a thread still thinking must not write into a reused fd
+            self._closed = True
+            thought, self._result = self._result, None
+            for fd in (self._wake_r, self._wake_w):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
         return thought
 
     def _run(self, context: dict[str, Any], review: tuple[str, str] | None) -> None:
         thought = self._think(context, review)
-        self._result = thought
-        try:
+        with self._lock:
+            if self._closed:
+                return  # the loop has ended; its fds may be another file's by now
+            self._result = thought
             os.write(self._wake_w, b"!")
-        except OSError:
-            pass  # closed: the loop has ended
 
     def _think(self, context: dict[str, Any], review: tuple[str, str] | None) -> Thought:
         try:
