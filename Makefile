@@ -77,7 +77,7 @@ clis:
 	@mkdir -p $(TOOLS)/bin; missing=""; \
 	for spec in $(NPM_CLIS); do \
 	  pkg=$(TOOLS)/npm/node_modules/$${spec%@*}/package.json; \
-	  grep -qs "^  \"version\": \"$${spec##*@}\"," $$pkg || missing="$$missing $$spec"; \
+	  grep -qs "\"version\": *\"$${spec##*@}\"" $$pkg || missing="$$missing $$spec"; \
 	done; \
 	if [ -z "$$missing" ]; then :; \
 	elif ! command -v npm >/dev/null; then echo "npm not found: cannot install$$missing (the tests that run them are skipped; CI=true fails them)"; \
