@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from nightlab import Lab
-from nightlab.agents.command import DECISION_FILE, TEMPLATES
+from nightlab.agents.command import DECISION_FILE, template
+from nightlab.config import load_config
 
 from .servers import Edit, Scripted, Write
 from conftest import rows
@@ -80,11 +81,17 @@ def home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def night(make_lab, cli: str, server: Scripted, toml_extra: str = "") -> Path:
-    """A night of one coding-agent decision (after three baseline runs) under bubblewrap,
-    then what it must show: the agent's edit run as a trial and kept."""
-    lab = make_lab(worker=f"command:{cli}", max_trials=4, toml_extra=toml_extra)
-    assert 'sandbox = "none"' not in (lab / "nightlab.toml").read_text()  # bwrap: the default
+def lab_for(make_lab, cli: str) -> Path:
+    """The tiny lab with `command:CLI` as its worker: three baseline runs, then one
+    coding-agent decision, in bubblewrap (the default sandbox)."""
+    lab = make_lab(worker=f"command:{cli}", max_trials=4)
+    assert load_config(lab).trial.sandbox == "bwrap"
+    return lab
+
+
+def night(lab: Path, cli: str, server: Scripted) -> Path:
+    """Run the lab's night, then check what it must show: the prompt reached the model, the
+    agent's edit ran as a trial and was kept."""
     said: list[str] = []
     Lab(lab).run(report=said.append, hours=NIGHT_S / 3600)  # a failing agent: tried again
     runs = sorted((lab / ".nightlab" / "agents").iterdir())
@@ -112,17 +119,20 @@ def night(make_lab, cli: str, server: Scripted, toml_extra: str = "") -> Path:
 
 def test_codex_night_keeps_its_edit(make_lab, home, monkeypatch):
     need("codex")
+    lab = lab_for(make_lab, "codex")
     # codex's own sandbox (workspace-write: bubblewrap, or Landlock) cannot start inside
     # nightlab's box ("bwrap: setting up uid map: Operation not permitted"; its patches then
-    # fail): where nightlab's bubblewrap is the sandbox, codex runs without its own
-    argv = TEMPLATES["codex"]
-    if "workspace-write" in argv:
+    # fail): where nightlab's bubblewrap is the sandbox, codex must run without its own
+    argv = template("codex", load_config(lab)).argv
+    if "workspace-write" in argv:  # the built-in argv still asks for it: override it here
         argv = [a.replace("workspace-write", "danger-full-access") for a in argv]
+        with (lab / "nightlab.toml").open("a") as toml:
+            toml.write(f"\n[agents.commands.codex]\nargv = {json.dumps(argv)}\n")
     with Scripted("codex", STEPS) as server:
         (home / ".codex").mkdir()
         (home / ".codex" / "config.toml").write_text(CODEX_CONFIG.format(url=server.url))
         monkeypatch.setenv("SCRIPTED_API_KEY", KEY)
-        night(make_lab, "codex", server, f"\n[agents.commands.codex]\nargv = {json.dumps(argv)}\n")
+        night(lab, "codex", server)
     calls = server.model_calls()
     assert calls[0].headers.get("authorization") == f"Bearer {KEY}"
     outputs = [i["output"] for i in calls[-1].body["input"]
@@ -135,7 +145,7 @@ def test_claude_night_keeps_its_edit(make_lab, home, monkeypatch):
     with Scripted("claude", STEPS) as server:
         monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
         monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
-        night(make_lab, "claude", server)
+        night(lab_for(make_lab, "claude"), "claude", server)
     calls = server.model_calls()
     assert calls[0].headers.get("x-api-key") == KEY
     assert "Is a git repository: false" in calls[0].text()  # the box hides the lab's .git
@@ -150,7 +160,7 @@ def test_aider_night_keeps_its_edit(make_lab, home, monkeypatch):
         monkeypatch.setenv("OPENAI_API_BASE", f"{server.url}/v1")
         monkeypatch.setenv("OPENAI_API_KEY", KEY)
         monkeypatch.setenv("AIDER_MODEL", "openai/scripted")  # the template names no model
-        night(make_lab, "aider", server)
+        night(lab_for(make_lab, "aider"), "aider", server)
     calls = server.model_calls()
     assert calls[0].headers.get("authorization") == f"Bearer {KEY}"
     assert calls[0].body["model"] == "scripted" and calls[0].body["stream"] is True
