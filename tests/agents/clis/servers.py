@@ -15,7 +15,8 @@ gets the script in its own protocol:
 
 Which turn to play is read from the request itself (how many tool results it carries), so
 a CLI's retries and side requests (a title, a token count) do not shift the script.
-Anything the server does not know is answered 404 and recorded.
+Anything the server does not know is answered 404 and recorded; a request the script cannot
+answer (no edit tool offered, a file not shown) is answered 400 and kept in `problems`.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class Scripted:
     steps: list[Step]
     done: str = "Done: the change is made and the decision file written."
     requests: list[Request] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # what the script could not play
 
     def __post_init__(self) -> None:
         assert self.protocol in ANSWER, self.protocol
@@ -117,7 +119,11 @@ class Scripted:
             return _json(h, {"input_tokens": len(raw) // 4})
         if h.command != "POST" or not path.endswith(ENDPOINT[self.protocol]):
             return _json(h, {"error": {"type": "not_found", "message": f"no {path} here"}}, 404)
-        events = ANSWER[self.protocol](self, body if isinstance(body, dict) else {})
+        try:
+            events = ANSWER[self.protocol](self, body if isinstance(body, dict) else {})
+        except AssertionError as exc:  # the CLI asked something the script cannot answer
+            self.problems.append(str(exc))
+            return _json(h, {"error": {"type": "invalid_request_error", "message": str(exc)}}, 400)
         h.send_response(200)
         h.send_header("Content-Type", "text/event-stream")
         h.send_header("Cache-Control", "no-cache")

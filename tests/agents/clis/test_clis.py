@@ -98,6 +98,7 @@ def night(lab: Path, cli: str, server: Scripted) -> Path:
     log = (runs[-1] / "output.log").read_text(errors="replace")[-3000:] if runs else ""
     why = f"{cli}'s output:\n{log}\nthe night:\n" + "\n".join(said[-20:])
     calls = server.model_calls()
+    assert not server.problems, f"the script could not be played: {server.problems}; {why}"
     assert calls, f"{cli} never called the model; {why}"
     assert any("# How to answer" in c.text() and DECISION_FILE in c.text() for c in calls), (
         f"nightlab's prompt did not reach the model; {why}"
