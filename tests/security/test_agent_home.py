@@ -69,6 +69,11 @@ def test_the_folder_its_variable_names_is_writable_instead(tmp_path, home, monke
     try:
         monkeypatch.setenv("CODEX_HOME", str(elsewhere))
         assert writes(lab, "codex", elsewhere) == {str(elsewhere): True}
+        (home / ".config" / "codex").mkdir(parents=True)  # inside $HOME: fine too
+        monkeypatch.setenv("CODEX_HOME", str(home / ".config" / "codex"))
+        seen = writes(lab, "codex", home / ".config" / "codex", home / ".config", home)
+        assert list(seen.values()) == [True, False, False]
+        monkeypatch.setenv("CODEX_HOME", str(elsewhere))
         assert not (home / ".codex").exists()  # not made where codex no longer looks
         monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(tmp_path / "claude"))  # under /tmp too
         (tmp_path / "claude").mkdir()

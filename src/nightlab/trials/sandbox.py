@@ -160,12 +160,8 @@ def trial_box(
     folders = {workdir / q for p in protected for q in [*Path(p).parents][:-1]}
     return Box(
         writable=(tree, out, *writable, workdir, *sorted(folders, key=lambda f: len(f.parts))),
-        readonly=(
-            *shared,
-            *training_python(cfg, lab),
-            LabPaths(lab).repair / "clones",
-            *(workdir / p for p in protected),
-        ),  # fmt: skip
+        readonly=(*shared, *training_python(cfg, lab), LabPaths(lab).repair / "clones",
+                  *(workdir / p for p in protected)),  # fmt: skip
         masked=(*credentials(), *(() if test else test_paths(cfg, lab, workdir))),
         network=cfg.trial.network,
     )
@@ -239,8 +235,9 @@ def agent_home(name: str, lab: Path) -> tuple[str, ...]:
     var = AGENT_HOME_VARS.get(name)
     moved = os.path.realpath(os.environ[var]) if var and os.environ.get(var) else None
     if moved and os.path.isdir(moved):
-        around = [Path(p) for p in (home or "/", *_hidden(lab))]
-        if not any(p.is_relative_to(moved) or Path(moved).is_relative_to(p) for p in around):
+        hidden = [Path(p) for p in _hidden(lab)]
+        holds = any(p.is_relative_to(moved) for p in [Path(home or "/"), *hidden])
+        if not holds and not any(Path(moved).is_relative_to(p) for p in hidden):
             return (*AGENT_HOMES.get(name, ()), moved)
     if home and os.path.isdir(home) and not moved:
         for entry in AGENT_HOMES.get(name, ()):
