@@ -12,7 +12,7 @@ TORCH_SPEC ?= torch==2.13.0
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 QUIET := 2>&1 | { grep -v "^WARNING: Location" || true; }
 
-.PHONY: install sandbox-deps system-deps slurm-up slurm-down demo demo-lightning test lint bench mlflow-ui clean
+.PHONY: install sandbox-deps system-deps clis slurm-up slurm-down demo demo-lightning test lint bench mlflow-ui clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,38 @@ SLURM_DEBS := slurmctld slurmd slurm-client munge slurmdbd mariadb-server
 system-deps:
 	$(call apt_install,bubblewrap chromium $(SLURM_DEBS))
 
+# The coding-agent CLIs the tests run real nights with (tests/agents/clis), pinned, in .tools/
+# (git-ignored): codex and Claude Code from npm, aider in its own venv (~690 MB); links to
+# the three in .tools/bin. Each is skipped when its pinned version is there already; npm's
+# own cache makes a fresh install quick. Override: make clis CODEX_VERSION=... etc.
+TOOLS ?= .tools
+CODEX_VERSION ?= 0.171.0
+CLAUDE_CODE_VERSION ?= 2.1.332
+AIDER_VERSION ?= 0.86.2
+NPM_CLIS := @openai/codex@$(CODEX_VERSION) @anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION)
+
+clis:
+	@mkdir -p $(TOOLS)/bin; missing=""; \
+	for spec in $(NPM_CLIS); do \
+	  pkg=$(TOOLS)/npm/node_modules/$${spec%@*}/package.json; \
+	  grep -qs "\"version\": *\"$${spec##*@}\"" $$pkg || missing="$$missing $$spec"; \
+	done; \
+	if [ -z "$$missing" ]; then :; \
+	elif ! command -v npm >/dev/null; then echo "npm not found: cannot install$$missing (the tests that run them are skipped; CI=true fails them)"; \
+	else echo "npm install:$$missing"; \
+	  npm install --prefix $(TOOLS)/npm --no-audit --no-fund --save-exact --loglevel=error $$missing \
+	    || echo "npm install failed: the tests that run$$missing are skipped (CI=true fails them)"; \
+	fi; \
+	if ! ls -d $(TOOLS)/aider/lib/python*/site-packages/aider_chat-$(AIDER_VERSION).dist-info >/dev/null 2>&1; then \
+	  echo "pip install aider-chat==$(AIDER_VERSION) into $(TOOLS)/aider"; \
+	  { [ -x $(TOOLS)/aider/bin/python ] || $(PYTHON) -m venv $(TOOLS)/aider; } && \
+	  $(TOOLS)/aider/bin/python -m pip --disable-pip-version-check install -q "aider-chat==$(AIDER_VERSION)" $(QUIET) \
+	    || echo "aider's install failed: the tests that run it are skipped (CI=true fails them)"; \
+	fi; \
+	ln -sfn ../npm/node_modules/.bin/codex $(TOOLS)/bin/codex; \
+	ln -sfn ../npm/node_modules/.bin/claude $(TOOLS)/bin/claude; \
+	ln -sfn ../aider/bin/aider $(TOOLS)/bin/aider
+
 # A local Slurm to try [executor] kind = "slurm" on: then export SLURM_CONF as printed.
 slurm-up:
 	scripts/slurm-local.sh up
@@ -70,7 +102,7 @@ slurm-up:
 slurm-down:
 	scripts/slurm-local.sh down
 
-test: install system-deps
+test: install system-deps clis
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest -q
 
@@ -84,4 +116,4 @@ mlflow-ui: install
 		--host 127.0.0.1 --port 5000 --workers 1
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache
+	rm -rf $(VENV) .demo .pytest_cache  # .tools (the coding-agent CLIs) stays: rm -rf .tools

@@ -35,8 +35,15 @@ _GPU_DEVICES = ("/dev/nvidia*", "/dev/dri", "/dev/kfd")
 CREDENTIALS = (".ssh", ".aws", ".azure", ".config/gcloud", ".kube", ".docker", ".netrc",
                ".git-credentials", ".pypirc", ".codex", ".claude", ".claude.json",
                ".cache/huggingface/token", ".huggingface", ".kaggle", ".gnupg")  # fmt: skip
-# a coding agent's own settings in $HOME, by program: writable for it, the rest read-only
+# a coding agent's own settings in $HOME, by program: writable for it, the rest read-only.
+# Its folders are made when missing (in its box it could not: aider stops without ~/.aider).
+# Claude Code rewrites ~/.claude.json through a new file beside it, which $HOME refuses in
+# the box: what it changes there is lost (`claude -p` works regardless; ~/.claude/ keeps
+# its sessions).
 AGENT_HOMES = {"codex": (".codex",), "claude": (".claude", ".claude.json"), "aider": (".aider",)}
+AGENT_FILES = (".claude.json",)  # the rest are folders
+# the variables that move a coding agent's settings folder out of $HOME
+AGENT_HOME_VARS = {"codex": "CODEX_HOME", "claude": "CLAUDE_CONFIG_DIR"}
 
 
 class SandboxError(UserError):
@@ -90,7 +97,7 @@ class Box:
     readonly: tuple[Path, ...] = ()  # protected files, shared data, a prompt file
     masked: tuple[Path, ...] = ()  # held-out test data: present on the host, absent here
     network: bool = False
-    home: tuple[str, ...] = ()  # $HOME entries it may write (a coding agent's settings)
+    home: tuple[str, ...] = ()  # $HOME entries or absolute paths it may write (agent settings)
 
 
 def prefix(cfg: Config, lab: Path, box: Box) -> list[str]:
@@ -210,13 +217,36 @@ def agent_box(cfg: Config, lab: Path, work: Path, prompt: Path, argv: list[str])
     named = [Path(a) for a in argv if a.startswith("/") and os.path.isfile(a)]
     if program:
         named.append(Path(program).resolve())
+    lab = Path(lab).resolve()
     return Box(
         writable=(work,),
         readonly=(prompt, *dict.fromkeys(named)),
-        masked=tuple(test_paths(cfg, Path(lab).resolve(), work)),
+        masked=tuple(test_paths(cfg, lab, work)),
         network=True,
-        home=AGENT_HOMES.get(Path(argv[0]).name, ()) if argv else (),
+        home=agent_home(Path(argv[0]).name, lab) if argv else (),
     )
+
+
+def agent_home(name: str, lab: Path) -> tuple[str, ...]:
+    """The settings coding agent `name` may write in its box: its entries in $HOME, its
+    folders made there when missing, or the folder its variable (CODEX_HOME,
+    CLAUDE_CONFIG_DIR) names instead, unless that folder holds $HOME or the lab."""
+    home = os.environ.get("HOME")
+    var = AGENT_HOME_VARS.get(name)
+    moved = os.path.realpath(os.environ[var]) if var and os.environ.get(var) else None
+    if moved and os.path.isdir(moved):
+        hidden = [Path(p) for p in _hidden(lab)]
+        holds = any(p.is_relative_to(moved) for p in [Path(home or "/"), *hidden])
+        if not holds and not any(Path(moved).is_relative_to(p) for p in hidden):
+            return (*AGENT_HOMES.get(name, ()), moved)
+    if home and os.path.isdir(home) and not moved:
+        for entry in AGENT_HOMES.get(name, ()):
+            if entry not in AGENT_FILES and not os.path.lexists(os.path.join(home, entry)):
+                try:
+                    os.mkdir(os.path.join(home, entry), 0o700)
+                except OSError:
+                    pass  # a read-only $HOME: the agent fails saying what it misses
+    return AGENT_HOMES.get(name, ())
 
 
 _HIDDEN: dict[Path, tuple[str, ...]] = {}
