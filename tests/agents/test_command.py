@@ -4,7 +4,9 @@ decision file; nightlab turns that into a decision that passes the same gate as 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -142,6 +144,8 @@ def test_builtin_templates_hand_the_prompt_to_the_cli(make_lab, tmp_path, monkey
         )
         script.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    home = Path(tempfile.mkdtemp(prefix="nightlab-home-", dir="/var/tmp"))  # not the user's
+    monkeypatch.setenv("HOME", str(home))
     lab = make_lab()
     seen = {}
     for name in ("codex", "claude", "aider"):
@@ -151,9 +155,11 @@ def test_builtin_templates_hand_the_prompt_to_the_cli(make_lab, tmp_path, monkey
         newest = max((lab / ".nightlab" / "agents").iterdir(), key=lambda p: p.stat().st_mtime)
         seen[name] = (newest / "output.log").read_text().split("\0")[:-1]
     codex, claude = seen["codex"], seen["claude"]
-    assert codex[:3] == ["exec", "--sandbox", "workspace-write"] and codex[-2] == "--"
+    # codex's own sandbox is off inside nightlab's (it cannot start there)
+    assert codex[:3] == ["exec", "--sandbox", "danger-full-access"] and codex[-2] == "--"
     assert "# Objective" in codex[-1] and claude[:1] == ["-p"] and claude[-2] == "--"
     assert "# How to answer" in claude[-1]
+    shutil.rmtree(home)
     aider = seen["aider"]
     assert aider[aider.index("--message-file") + 1].endswith("prompt.md")
     assert aider[-1] == "train.py" and "IDEA.md" not in aider  # the editable files only

@@ -1,6 +1,8 @@
-"""A coding agent's settings in its box: its folder in $HOME made when missing (aider stops
-without ~/.aider; in its box it could not make it), the folder CODEX_HOME or
-CLAUDE_CONFIG_DIR names writable instead, unless that folder holds $HOME or the lab."""
+"""A coding agent's settings in its box are a per-run copy: it reads its login and writes
+its sessions, but nothing it writes reaches the real folder — no hook, notify command or
+MCP server planted in `~/.claude` or `~/.codex` runs the next time the user starts that CLI.
+The folder CODEX_HOME or CLAUDE_CONFIG_DIR names is copied instead, unless it holds $HOME or
+the lab; a trial sees none of them."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from nightlab.config import load_config
-from nightlab.trials import sandbox
+from nightlab.trials import agent_settings, sandbox
 
 from conftest import build_lab
 
@@ -22,62 +24,95 @@ if shutil.which("bwrap") is None:
         raise RuntimeError("bubblewrap is missing: `make test` installs it (as root)")
     pytest.skip("bubblewrap is not installed (apt-get install bubblewrap)", allow_module_level=True)
 
+HOOK = '{"hooks": {"Stop": [{"hooks": [{"type": "command", "command": "touch /pwned"}]}]}}'
+
 
 @pytest.fixture
 def home(monkeypatch):
     """A $HOME outside /tmp (a box has a private /tmp of its own)."""
     home = Path(tempfile.mkdtemp(prefix="nightlab-home-", dir="/var/tmp"))
     monkeypatch.setenv("HOME", str(home))
-    for var in sandbox.AGENT_HOME_VARS.values():
+    for var in agent_settings.AGENT_HOME_VARS.values():
         monkeypatch.delenv(var, raising=False)
     yield home
     shutil.rmtree(home)
 
 
-def writes(lab: Path, program: str, *paths: Path) -> dict[str, bool]:
-    """Which of `paths` a command in `program`'s agent box can create a file in."""
+def in_box(lab: Path, program: str, script: str, *args: str) -> str:
+    """What `sh -c script args` prints inside `program`'s agent box."""
     work = lab / ".nightlab" / "agents" / "r1" / "work"
     work.mkdir(parents=True, exist_ok=True)
     (work.parent / "prompt.md").write_text("the prompt")
     cfg = load_config(lab)
     box = sandbox.agent_box(cfg, lab, work, work.parent / "prompt.md", [program, "-p"])
-    script = (
-        'for d in "$@"; do if touch "$d/probe" 2>/dev/null; then echo yes; else echo no; fi; done'
-    )
     done = subprocess.run(
-        [*sandbox.prefix(cfg, lab, box), "/bin/sh", "-c", script, "probe", *map(str, paths)],
+        [*sandbox.prefix(cfg, lab, box), "/bin/sh", "-c", script, "probe", *args],
         cwd=work, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    return {str(p): answer == "yes" for p, answer in zip(paths, done.stdout.split(), strict=True)}
+    return done.stdout
 
 
-def test_a_missing_settings_folder_is_made_and_writable(tmp_path, home):
+def test_an_agent_reads_its_login_but_plants_nothing_in_its_settings(tmp_path, home):
     lab = build_lab(tmp_path / "lab")
-    seen = writes(lab, "aider", home / ".aider", home)
-    assert seen == {str(home / ".aider"): True, str(home): False}
+    claude = home / ".claude"
+    (claude / "projects" / "old").mkdir(parents=True)
+    (claude / "projects" / "old" / "chat.jsonl").write_text("the user's last session\n")
+    (claude / ".credentials.json").write_text('{"token": "the login"}')
+    (claude / "settings.json").write_text("{}")
+    (home / ".claude.json").write_text('{"numStartups": 3}')
+    said = in_box(
+        lab, "claude",
+        'cat "$1/.credentials.json"; echo; ls "$1/projects" | wc -l; '
+        'printf %s "$2" > "$1/settings.json" && echo wrote; '
+        'mkdir -p "$1/hooks" && echo x > "$1/hooks/evil.sh" && echo made; '
+        'echo "{}" > "$3" && echo json; touch "$4/x" 2>/dev/null || echo "home refused"',
+        str(claude), HOOK, str(home / ".claude.json"), str(home),
+    )  # fmt: skip
+    assert said.split("\n") == ['{"token": "the login"}', "0", "wrote", "made", "json",
+                                "home refused", ""]  # fmt: skip
+    assert (claude / "settings.json").read_text() == "{}"  # the hook went with the copy
+    assert not (claude / "hooks").exists() and not (home / "x").exists()
+    assert (home / ".claude.json").read_text() == '{"numStartups": 3}'
+    assert sorted(p.name for p in home.iterdir()) == [".claude", ".claude.json"]
+
+
+def test_a_missing_settings_folder_is_made_and_usable(tmp_path, home):
+    lab = build_lab(tmp_path / "lab")
+    said = in_box(lab, "aider", 'touch "$1/tags.cache" && echo ok', str(home / ".aider"))
+    assert said == "ok\n"  # aider stops without ~/.aider; in its box it could not make it
     assert (home / ".aider").stat().st_mode & 0o777 == 0o700
-    writes(lab, "claude", home / ".claude")
-    assert (home / ".claude").is_dir() and not (home / ".claude.json").exists()  # files: not made
-    writes(lab, "sh")
-    assert sorted(p.name for p in home.iterdir()) == [".aider", ".claude"]  # no agent: nothing
+    assert not any((home / ".aider").iterdir())
+    in_box(lab, "sh", "true")
+    assert sorted(p.name for p in home.iterdir()) == [".aider"]  # no agent: nothing made
 
 
-def test_the_folder_its_variable_names_is_writable_instead(tmp_path, home, monkeypatch):
+def test_the_cli_installed_in_its_settings_folder_still_runs(tmp_path, home, monkeypatch):
+    lab = build_lab(tmp_path / "lab")
+    local = home / ".claude" / "local"  # where `claude migrate-installer` puts it
+    local.mkdir(parents=True)
+    (local / "claude").write_text("#!/bin/sh\necho the cli ran\n")
+    (local / "claude").chmod(0o755)
+    (home / ".claude" / "projects").mkdir()
+    (home / ".claude" / "projects" / "secret.jsonl").write_text("history\n")
+    monkeypatch.setenv("PATH", f"{local}:/usr/bin:/bin")
+    said = in_box(lab, "claude", f'{local}/claude; ls {home}/.claude/projects | wc -l')
+    assert said == "the cli ran\n0\n"
+
+
+def test_the_folder_its_variable_names_is_copied_instead(tmp_path, home, monkeypatch):
     lab = build_lab(tmp_path / "lab")
     elsewhere = Path(tempfile.mkdtemp(prefix="nightlab-codex-home-", dir="/var/tmp"))
     try:
+        (elsewhere / "config.toml").write_text('model = "gpt-5.5"\n')
         monkeypatch.setenv("CODEX_HOME", str(elsewhere))
-        assert writes(lab, "codex", elsewhere) == {str(elsewhere): True}
-        (home / ".config" / "codex").mkdir(parents=True)  # inside $HOME: fine too
-        monkeypatch.setenv("CODEX_HOME", str(home / ".config" / "codex"))
-        seen = writes(lab, "codex", home / ".config" / "codex", home / ".config", home)
-        assert list(seen.values()) == [True, False, False]
-        monkeypatch.setenv("CODEX_HOME", str(elsewhere))
+        said = in_box(lab, "codex", 'cat "$1/config.toml"; echo \'notify = ["x"]\' >> '
+                      '"$1/config.toml" && echo wrote', str(elsewhere))  # fmt: skip
+        assert said == 'model = "gpt-5.5"\nwrote\n'
+        assert (elsewhere / "config.toml").read_text() == 'model = "gpt-5.5"\n'
         assert not (home / ".codex").exists()  # not made where codex no longer looks
-        monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(tmp_path / "claude"))  # under /tmp too
-        (tmp_path / "claude").mkdir()
-        assert writes(lab, "claude", tmp_path / "claude") == {str(tmp_path / "claude"): True}
+        # a trial sees it not at all: it holds the agent's login
+        assert Path(os.path.realpath(elsewhere)) in sandbox.credentials()
     finally:
         shutil.rmtree(elsewhere)
 
@@ -90,10 +125,9 @@ def test_a_variable_naming_home_or_the_lab_opens_nothing(home, monkeypatch, wher
         (lab / "settings").mkdir()
         named = {"home": home, "lab": lab / "settings", "around": base}[where]
         monkeypatch.setenv("CODEX_HOME", str(named))
-        seen = writes(lab, "codex", home, base, lab / "settings")
-        assert not any(seen.values()), seen
-        cfg = load_config(lab)
-        box = sandbox.agent_box(cfg, lab, lab / ".nightlab", lab / "p", ["codex"])
-        assert box.home == sandbox.AGENT_HOMES["codex"]
+        script = 'for d in "$@"; do touch "$d/probe" 2>/dev/null && echo "$d"; done; true'
+        assert in_box(lab, "codex", script, str(home), str(base), str(lab / "settings")) == ""
+        hidden = [Path(p) for p in sandbox._hidden(lab.resolve())]
+        assert agent_settings.places("codex", lab.resolve(), hidden) == [home / ".codex"]
     finally:
         shutil.rmtree(base)

@@ -57,6 +57,12 @@ def template(name: str, cfg: Config) -> CommandAgent:
     built_in = agent is None and name in TEMPLATES
     if built_in:
         agent = CommandAgent(argv=TEMPLATES[name])
+        if name == "codex" and cfg.trial.sandbox == "bwrap":
+            # codex's own sandbox cannot start inside nightlab's (its patches then fail
+            # and it exits 0 without a decision): nightlab's bubblewrap seals it instead
+            agent = CommandAgent(argv=[
+                "danger-full-access" if a == "workspace-write" else a for a in agent.argv
+            ])  # fmt: skip
     if agent is None:
         known = sorted({*TEMPLATES, *cfg.agents.commands})
         raise AgentError(

@@ -101,6 +101,7 @@ class CommandWorker(BaseWorker):
                 return self._attempt(again, work, base, run, "output-2.log")
         finally:
             shutil.rmtree(work, ignore_errors=True)  # the edits live on in the decision
+            shutil.rmtree(run / "settings", ignore_errors=True)  # a copy of its login
 
     def _attempt(
         self, prompt: str, work: Path, base: dict[str, bytes], run: Path, log: str
@@ -221,12 +222,13 @@ class CommandWorker(BaseWorker):
 
 def clean(lab: Path) -> None:
     """Kill agents a loop killed outright left running (their environment names this lab)
-    and remove their scratch folders; the run folders (prompt, output) stay."""
+    and remove their scratch folders and settings copies; the run folders (prompt, output)
+    stay."""
     process.sweep(MARK, str(lab), 0.0)
     runs = LabPaths(lab).agents
     if runs.is_dir():
-        for work in runs.glob("*/work"):
-            shutil.rmtree(work, ignore_errors=True)
+        for left in (*runs.glob("*/work"), *runs.glob("*/settings")):
+            shutil.rmtree(left, ignore_errors=True)
 
 
 def _read_answer(path: Path) -> str | None:

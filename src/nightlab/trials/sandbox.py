@@ -27,6 +27,7 @@ from pathlib import Path
 from nightlab import UserError
 from nightlab.config import Config
 from nightlab.store.paths import STATE_DIR, LabPaths
+from nightlab.trials import agent_settings
 
 # what every box gets: no capabilities (root included), every namespace of its own
 _SEAL = ["--unshare-all", "--cap-drop", "ALL", "--new-session", "--die-with-parent"]
@@ -35,15 +36,6 @@ _GPU_DEVICES = ("/dev/nvidia*", "/dev/dri", "/dev/kfd")
 CREDENTIALS = (".ssh", ".aws", ".azure", ".config/gcloud", ".kube", ".docker", ".netrc",
                ".git-credentials", ".pypirc", ".codex", ".claude", ".claude.json",
                ".cache/huggingface/token", ".huggingface", ".kaggle", ".gnupg")  # fmt: skip
-# a coding agent's own settings in $HOME, by program: writable for it, the rest read-only.
-# Its folders are made when missing (in its box it could not: aider stops without ~/.aider).
-# Claude Code rewrites ~/.claude.json through a new file beside it, which $HOME refuses in
-# the box: what it changes there is lost (`claude -p` works regardless; ~/.claude/ keeps
-# its sessions).
-AGENT_HOMES = {"codex": (".codex",), "claude": (".claude", ".claude.json"), "aider": (".aider",)}
-AGENT_FILES = (".claude.json",)  # the rest are folders
-# the variables that move a coding agent's settings folder out of $HOME
-AGENT_HOME_VARS = {"codex": "CODEX_HOME", "claude": "CLAUDE_CONFIG_DIR"}
 
 
 class SandboxError(UserError):
@@ -97,7 +89,8 @@ class Box:
     readonly: tuple[Path, ...] = ()  # protected files, shared data, a prompt file
     masked: tuple[Path, ...] = ()  # held-out test data: present on the host, absent here
     network: bool = False
-    home: tuple[str, ...] = ()  # $HOME entries or absolute paths it may write (agent settings)
+    # a coding agent's settings: (a per-run copy, where it appears, writable)
+    settings: tuple[tuple[Path, Path, bool], ...] = ()
 
 
 def prefix(cfg: Config, lab: Path, box: Box) -> list[str]:
@@ -117,11 +110,8 @@ def prefix(cfg: Config, lab: Path, box: Box) -> list[str]:
     runtime = _runtime(hidden)
     for path in runtime:  # the interpreter and nightlab itself, where hidden
         argv += ["--ro-bind", path, path]
-    home = os.environ.get("HOME")
-    for entry in box.home if home else ():
-        path = os.path.join(home, entry)
-        if os.path.lexists(path):
-            argv += ["--bind", path, path]
+    for source, where, writable in box.settings:
+        argv += ["--bind" if writable else "--ro-bind", str(source), str(where)]
     for path in box.writable:
         argv += ["--bind", str(path), str(path)]
     unseen = ["/tmp", "/run", *hidden]
@@ -193,7 +183,12 @@ def credentials() -> list[Path]:
     home = os.environ.get("HOME")
     if not home:
         return []
-    return [Path(home, entry) for entry in CREDENTIALS if os.path.lexists(Path(home, entry))]
+    found = [Path(home, entry) for entry in CREDENTIALS if os.path.lexists(Path(home, entry))]
+    for var in agent_settings.AGENT_HOME_VARS.values():  # an agent's login kept elsewhere
+        moved = os.path.realpath(os.environ[var]) if os.environ.get(var) else None
+        if moved and os.path.isdir(moved) and not Path(home).is_relative_to(moved):
+            found.append(Path(moved))
+    return found
 
 
 def test_paths(cfg: Config, lab: Path, tree: Path) -> list[Path]:
@@ -211,42 +206,27 @@ def test_paths(cfg: Config, lab: Path, tree: Path) -> list[Path]:
 
 def agent_box(cfg: Config, lab: Path, work: Path, prompt: Path, argv: list[str]) -> Box:
     """A coding agent's box: its scratch copy writable, its prompt and the files its command
-    line names readable, its network, and its own settings folder in $HOME; the held-out
-    test data absent."""
+    line names readable, its network, and a copy of its own settings (made in `work`'s
+    parent, `settings/`: see agent_settings.py); the held-out test data absent."""
     program = shutil.which(argv[0]) if argv else None
     named = [Path(a) for a in argv if a.startswith("/") and os.path.isfile(a)]
     if program:
         named.append(Path(program).resolve())
     lab = Path(lab).resolve()
+    settings: list[tuple[Path, Path, bool]] = []
+    if argv and cfg.trial.sandbox != "none":
+        places = agent_settings.places(Path(argv[0]).name, lab, [Path(p) for p in _hidden(lab)])
+        into = work.parent / "settings"
+        shutil.rmtree(into, ignore_errors=True)  # the last attempt's: dropped
+        program_at = Path(program).resolve() if program else None
+        settings = agent_settings.copy(places, into, program_at)
     return Box(
         writable=(work,),
         readonly=(prompt, *dict.fromkeys(named)),
         masked=tuple(test_paths(cfg, lab, work)),
         network=True,
-        home=agent_home(Path(argv[0]).name, lab) if argv else (),
+        settings=tuple(settings),
     )
-
-
-def agent_home(name: str, lab: Path) -> tuple[str, ...]:
-    """The settings coding agent `name` may write in its box: its entries in $HOME, its
-    folders made there when missing, or the folder its variable (CODEX_HOME,
-    CLAUDE_CONFIG_DIR) names instead, unless that folder holds $HOME or the lab."""
-    home = os.environ.get("HOME")
-    var = AGENT_HOME_VARS.get(name)
-    moved = os.path.realpath(os.environ[var]) if var and os.environ.get(var) else None
-    if moved and os.path.isdir(moved):
-        hidden = [Path(p) for p in _hidden(lab)]
-        holds = any(p.is_relative_to(moved) for p in [Path(home or "/"), *hidden])
-        if not holds and not any(Path(moved).is_relative_to(p) for p in hidden):
-            return (*AGENT_HOMES.get(name, ()), moved)
-    if home and os.path.isdir(home) and not moved:
-        for entry in AGENT_HOMES.get(name, ()):
-            if entry not in AGENT_FILES and not os.path.lexists(os.path.join(home, entry)):
-                try:
-                    os.mkdir(os.path.join(home, entry), 0o700)
-                except OSError:
-                    pass  # a read-only $HOME: the agent fails saying what it misses
-    return AGENT_HOMES.get(name, ())
 
 
 _HIDDEN: dict[Path, tuple[str, ...]] = {}

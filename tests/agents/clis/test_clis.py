@@ -112,6 +112,7 @@ def night(lab: Path, cli: str, server: Scripted) -> Path:
     assert "+EXTRA = 1.0" in diff
     assert "# Objective" in (runs[0] / "prompt.md").read_text()
     assert (runs[0] / "changed.txt").read_text() == "train.py\n"
+    assert not (runs[0] / "settings").exists()  # the copy of its settings (a login) is gone
     decided = json.loads((runs[0] / "decision.json").read_text())
     assert decided["rationale"] == DECISION["rationale"]
     assert "EXTRA = 0.0" in (lab / "train.py").read_text()  # the user's files untouched
@@ -121,16 +122,10 @@ def night(lab: Path, cli: str, server: Scripted) -> Path:
 def test_codex_night_keeps_its_edit(make_lab, home, monkeypatch):
     need("codex")
     lab = lab_for(make_lab, "codex")
-    # codex's own sandbox (workspace-write: bubblewrap, or Landlock) cannot start inside
-    # nightlab's box ("bwrap: setting up uid map: Operation not permitted"; its patches then
-    # fail): where nightlab's bubblewrap is the sandbox, codex must run without its own
-    argv = template("codex", load_config(lab)).argv
-    if "workspace-write" in argv:  # the built-in argv still asks for it: override it here
-        argv = [a.replace("workspace-write", "danger-full-access") for a in argv]
-        with (lab / "nightlab.toml").open("a") as toml:
-            toml.write(f"\n[agents.commands.codex]\nargv = {json.dumps(argv)}\n")
+    # codex's own sandbox cannot start inside nightlab's: the built-in argv leaves it off
+    assert "danger-full-access" in template("codex", load_config(lab)).argv
     with Scripted("codex", STEPS) as server:
-        (home / ".codex").mkdir()
+        (home / ".codex").mkdir(exist_ok=True)
         (home / ".codex" / "config.toml").write_text(CODEX_CONFIG.format(url=server.url))
         monkeypatch.setenv("SCRIPTED_API_KEY", KEY)
         night(lab, "codex", server)
