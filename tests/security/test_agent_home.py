@@ -131,3 +131,31 @@ def test_a_variable_naming_home_or_the_lab_opens_nothing(home, monkeypatch, wher
         assert agent_settings.places("codex", lab.resolve(), hidden) == [home / ".codex"]
     finally:
         shutil.rmtree(base)
+
+
+def test_a_cli_installed_under_tmp_runs_in_its_box(tmp_path, home, monkeypatch):
+    """npm puts a CLI's program in node_modules beside what it loads, and links it from a
+    bin folder on PATH: all of it is under /tmp in a clone there, which the box hides."""
+    lab = build_lab(tmp_path / "lab")
+    package = tmp_path / "tools" / "npm" / "node_modules" / "fake-cli"
+    (package / "bin").mkdir(parents=True)
+    (package / "lib.sh").write_text("echo the library answered\n")
+    (package / "bin" / "fake-cli.sh").write_text(f"#!/bin/sh\n. {package}/lib.sh\n")
+    (package / "bin" / "fake-cli.sh").chmod(0o755)
+    bin_dir = tmp_path / "tools" / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "fake-cli").symlink_to(package / "bin" / "fake-cli.sh")
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    work = lab / ".nightlab" / "agents" / "r1" / "work"
+    work.mkdir(parents=True)
+    (work.parent / "prompt.md").write_text("the prompt")
+    cfg = load_config(lab)
+    box = sandbox.agent_box(cfg, lab, work, work.parent / "prompt.md", ["fake-cli"])
+    assert sandbox.install_root(package / "bin" / "fake-cli.sh") == tmp_path / "tools" / "npm"
+    done = subprocess.run([*sandbox.prefix(cfg, lab, box), "fake-cli"], cwd=work,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.stdout == "the library answered\n", done.stderr
+    seen = subprocess.run([*sandbox.prefix(cfg, lab, box), "ls", str(tmp_path)], cwd=work,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert seen.stdout.split() == ["lab", "tools"]  # the install, and the lab's own part only
+    assert not (work / "probe").exists()

@@ -31,6 +31,7 @@ from nightlab.trials import agent_settings
 
 # what every box gets: no capabilities (root included), every namespace of its own
 _SEAL = ["--unshare-all", "--cap-drop", "ALL", "--new-session", "--die-with-parent"]
+OPEN_ROOTS = {Path("/"), Path("/tmp"), Path("/run")}  # never shown whole to an agent
 _GPU_DEVICES = ("/dev/nvidia*", "/dev/dri", "/dev/kfd")
 # credentials in $HOME a trial has no use for: absent from its box (an agent keeps its own)
 CREDENTIALS = (".ssh", ".aws", ".azure", ".config/gcloud", ".kube", ".docker", ".netrc",
@@ -210,9 +211,14 @@ def agent_box(cfg: Config, lab: Path, work: Path, prompt: Path, argv: list[str])
     parent, `settings/`: see agent_settings.py); the held-out test data absent."""
     program = shutil.which(argv[0]) if argv else None
     named = [Path(a) for a in argv if a.startswith("/") and os.path.isfile(a)]
-    if program:
-        named.append(Path(program).resolve())
     lab = Path(lab).resolve()
+    if program:  # where the sandbox hides it (/tmp): the CLI, its PATH entry, its install
+        real = Path(program).resolve()
+        hidden = [Path(p) for p in _hidden(lab)]
+        for folder in (Path(program).parent, install_root(real)):  # never one holding the lab
+            if folder not in OPEN_ROOTS and not any(h.is_relative_to(folder) for h in hidden):
+                named.append(folder)
+        named.append(real)
     settings: list[tuple[Path, Path, bool]] = []
     if argv and cfg.trial.sandbox != "none":
         places = agent_settings.places(Path(argv[0]).name, lab, [Path(p) for p in _hidden(lab)])
@@ -227,6 +233,17 @@ def agent_box(cfg: Config, lab: Path, work: Path, prompt: Path, argv: list[str])
         network=True,
         settings=tuple(settings),
     )
+
+
+def install_root(program: Path) -> Path:
+    """What a CLI needs beside its program: the npm prefix above its node_modules, the
+    virtual environment holding it, else its folder."""
+    for folder in program.parents:
+        if folder.name == "node_modules":
+            return folder.parent
+        if (folder / "pyvenv.cfg").is_file():
+            return folder
+    return program.parent
 
 
 _HIDDEN: dict[Path, tuple[str, ...]] = {}
