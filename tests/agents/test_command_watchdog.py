@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -35,7 +36,8 @@ while args and args[0] != "--":
     args.pop(0)
 prompt = args[1]
 print("PROMPT", len(prompt.encode()), repr(prompt[:300]), flush=True)  # into output.log
-os.execv(sys.executable, [sys.executable, {str(FAKE)!r}, os.environ["NIGHTLAB_PROMPT_FILE"],
+fake = os.path.join(os.path.dirname(os.path.realpath(__file__)), "fake_agent.py")  # beside it
+os.execv(sys.executable, [sys.executable, fake, os.environ["NIGHTLAB_PROMPT_FILE"],
          os.environ["NIGHTLAB_DECISION_FILE"], "good"])
 """
 
@@ -47,6 +49,7 @@ def strict_claude(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: str 
     text = STRICT_CLI if not version else STRICT_CLI.replace("2.1.332", version)
     script.write_text(text)
     script.chmod(0o755)
+    shutil.copy(FAKE, bin_dir / "fake_agent.py")  # in its install folder, shown in its box
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
 
 
