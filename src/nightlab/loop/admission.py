@@ -25,6 +25,8 @@ from nightlab.store import queries, read
 from nightlab.trials import protect, smoke, training_spec
 from nightlab.trials.workspace import Workspace
 
+TWIN_BATCH = 500  # commits per `git rev-parse` of the twin check
+
 
 @dataclass
 class Admission:
@@ -147,11 +149,21 @@ def twin(ws: Workspace, db: Path, commit: str, params: dict[str, Any]) -> tuple[
     with these parameters."""
     with read.connect(db) as conn:
         rows = queries.trials_with_params(conn, params)  # not those cut short by nightlab
-    tree = None
+    if not rows:
+        return None
+    # one git call per TWIN_BATCH commits: a coding agent changes code, not params, so
+    # hundreds of trials may share these params
+    others = sorted({other for _, other, _ in rows if other != commit})
+    trees = {commit: _trees(ws, [commit])[0]}
+    for i in range(0, len(others), TWIN_BATCH):
+        chunk = others[i : i + TWIN_BATCH]
+        trees.update(zip(chunk, _trees(ws, chunk), strict=True))
     for trial, other, status in rows:
-        if other == commit:
-            return trial, status == "running"
-        tree = tree or ws.git("rev-parse", f"{commit}^{{tree}}")
-        if ws.git("rev-parse", f"{other}^{{tree}}") == tree:
+        if trees[other] == trees[commit]:
             return trial, status == "running"
     return None
+
+
+def _trees(ws: Workspace, commits: list[str]) -> list[str]:
+    out = ws.git("rev-parse", *(f"{c}^{{tree}}" for c in commits)) or ""
+    return out.split()
