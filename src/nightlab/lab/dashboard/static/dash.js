@@ -27,8 +27,10 @@
           points: { show: true, size: 6, fill: "#2a62c9", stroke: "#2a62c9" } },
         { label: "best so far", stroke: "#c33", width: 2, spanGaps: true,
           paths: uPlot.paths.stepped({ align: 1 }), points: { show: false } },
-        { label: "best − sd", stroke: band, spanGaps: true, points: { show: false } },
-        { label: "best + sd", stroke: band, spanGaps: true, points: { show: false } },
+        { label: "best − sd", stroke: band, spanGaps: true, points: { show: false },
+          paths: uPlot.paths.stepped({ align: 1 }) },
+        { label: "best + sd", stroke: band, spanGaps: true, points: { show: false },
+          paths: uPlot.paths.stepped({ align: 1 }) },
       ],
       bands: [{ series: [4, 3], fill: "rgba(200,60,60,0.12)" }],
     }, data, el);
