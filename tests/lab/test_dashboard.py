@@ -214,3 +214,65 @@ def test_start_dashboard_serves_with_the_night_and_keeps_the_token_out_of_argv(
         wait_for(lambda: http("GET", url + "/l/lab/") and False, timeout=5)
     assert rows(lab, "SELECT COUNT(*) FROM trials WHERE status = 'running'") == [(0,)]
     assert_token_nowhere(lab, token)
+
+
+def test_finish_up_and_its_cancel_through_the_controls(make_lab, tmp_path):
+    lab = make_lab(max_trials=3)
+    cli("run", str(lab))
+    with dashboard(lab, tmp=tmp_path) as served:
+        auth = {"Authorization": f"Bearer {served.token}", "Origin": served.url}
+        url = served.url + "/l/lab/control/"
+        code, page, _ = http("GET", url + "finish-up")
+        assert code == 200 and 'name="minutes_left"' in page and 'name="token"' in page
+        bad = urlencode({"minutes_left": "soon"}).encode()
+        code, body, _ = http("POST", url + "finish-up", headers=auth, data=bad)
+        assert code == 409 and "must be a number" in body
+        form = urlencode({"minutes_left": "15"}).encode()
+        code, body, _ = http("POST", url + "finish-up", headers=auth, data=form)
+        assert code == 200 and "15" in body
+        assert "15" in cli("finishup", str(lab), "--show").stdout  # the request, stored
+        code, body, _ = http("POST", url + "finish-up-cancel", headers=auth)
+        assert code == 200 and "cancel" in body
+        assert http("POST", url + "finish-up-cancel", headers=auth)[0] == 409  # none left
+        assert http("POST", url + "nothing", headers=auth)[0] == 404
+
+
+BIG = 100_000
+
+
+@pytest.mark.slow
+def test_pages_stay_fast_on_a_store_of_100k_trials(make_lab, tmp_path):
+    """Each page and each live push reads bounded or aggregated SQL: timed on 100k trials."""
+    lab = make_lab(max_trials=4)
+    cli("run", str(lab))
+    conn = sqlite3.connect(lab / ".nightlab" / "state.db")
+    columns = [r[1] for r in conn.execute("PRAGMA table_info(trials)") if r[1] != "id"]
+    picked = ", ".join(f"[{c}]" for c in columns)
+    copied = picked.replace("[objective]", "1 + (n % 1000) / 1000.0").replace(
+        "[verdict]", "CASE WHEN n % 5000 = 0 THEN 'kept' ELSE 'discarded' END")
+    conn.execute(
+        f"WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < {BIG}) "
+        f"INSERT INTO trials ({picked}) SELECT {copied} FROM seq, "
+        "(SELECT * FROM trials WHERE id = 4)"
+    )
+    conn.commit()
+    conn.close()
+    with dashboard(lab, tmp=tmp_path) as served:
+        timings = {}
+        for page in ("/l/lab/", "/l/lab/trial/50000", "/l/lab/storyline", "/l/lab/notes",
+                     "/l/lab/api/overview"):  # fmt: skip
+            start = time.perf_counter()
+            code, body, _ = http("GET", served.url + page)
+            timings[page] = time.perf_counter() - start
+            assert code == 200, page
+        start = time.perf_counter()
+        first_event(served.url + "/l/lab/events")
+        timings["events"] = time.perf_counter() - start
+        scatter = json.loads(http("GET", served.url + "/l/lab/api/overview")[1])["scatter"]
+        assert scatter["aggregated"] and scatter["n"] > BIG and len(scatter["x"]) <= 2000
+        import psutil
+
+        rss = psutil.Process(served.proc.pid).memory_info().rss / 2**20
+    print(f"100k trials: {({k: round(v, 3) for k, v in timings.items()})}, RSS {rss:.0f} MiB")
+    assert max(timings.values()) < 2.0, timings
+    assert rss < 400, rss

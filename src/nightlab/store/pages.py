@@ -15,6 +15,7 @@ from typing import Any
 from nightlab.store.read import candidate_runs, estimate
 
 SCATTER_POINTS = 2000  # past this many trials the scatter shows each id bucket's min and max
+CANDIDATE_COLUMNS = "id, kind, status, objective, confirms, seed, reason"  # as read.estimate wants
 FINITE = "objective BETWEEN -1.7e308 AND 1.7e308"  # NULL (NaN) and ±inf left out
 
 
@@ -130,8 +131,16 @@ def _steps(conn: sqlite3.Connection) -> list[tuple[int, float, float | None]]:
     kept = [r[0] for r in conn.execute(
         "SELECT id FROM trials WHERE verdict = 'kept' ORDER BY judged_at, id LIMIT 500"
     )]  # fmt: skip
-    for tid in ([first[0]] if first else []) + kept:
-        fig = estimate(candidate_runs(conn, tid))
+    for n, tid in enumerate(([first[0]] if first else []) + kept):
+        if n == 0 and first:
+            runs = candidate_runs(conn, tid)  # the baseline's repeats and their confirmations
+        else:  # by the primary key and the index on `confirms` (candidate_runs scans `kind`)
+            runs = conn.execute(
+                f"SELECT {CANDIDATE_COLUMNS} FROM trials WHERE (id = ? OR confirms = ?) "
+                "AND kind != 'test' AND status != 'running' ORDER BY id",
+                (tid, tid),
+            ).fetchall()
+        fig = estimate(runs)
         value = fig["confirmed_mean"] if fig["confirmed_mean"] is not None else fig["selection"]
         if value is not None and math.isfinite(value):
             steps.append((tid, value, fig["sd"]))
