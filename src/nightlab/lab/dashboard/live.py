@@ -14,18 +14,20 @@ from typing import Any
 from nightlab.lab.api import Lab
 from nightlab.lab.dashboard import views
 from nightlab.store import pages, read
+from nightlab.store.files import held_by
 
 POLL_S = 0.5
 FRAGMENTS = {"status": "_status.html", "running": "_running.html", "recent": "_recent.html"}
 
 
 def stamp(lab: Lab) -> tuple[Any, ...] | None:
-    """The store's change stamp; None while it does not exist or is being made."""
+    """The store's change stamp, and whether a loop holds the lab's lock (a killed loop
+    writes nothing: its lock tells); None while the store does not exist or is being made."""
     if not lab.db.is_file():
         return None
     try:
         with read.connect(lab.db) as conn:
-            return pages.stamp(conn)
+            return (*pages.stamp(conn), held_by(lab.state) is not None)
     except sqlite3.OperationalError:
         return None
 
