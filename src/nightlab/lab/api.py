@@ -110,8 +110,12 @@ class Lab:
         )
         return loop.run()
 
-    def start(self, *, wait_s: float = 60.0, **options: Any) -> int:
-        """Run the loop in the background (its output in .nightlab/loop.log); returns its PID."""
+    def start(
+        self, *, wait_s: float = 60.0, env: dict[str, str] | None = None, **options: Any
+    ) -> int:
+        """Run the loop in the background (its output in .nightlab/loop.log); returns its PID.
+        `options` become `nightlab run` options (True: a bare flag); `env` is added to its
+        environment (a secret such as the dashboard's token goes there, never in argv)."""
         _ = self.config  # fail here, in the caller's terminal, on a bad nightlab.toml
         current = self.status()
         if current["state"] == "running":
@@ -120,8 +124,11 @@ class Lab:
             )
         args = [sys.executable, "-m", "nightlab", "run", str(self.path)]
         for key, value in options.items():
-            if value is not None:
-                args += [f"--{key.replace('_', '-')}", str(value)]
+            flag = f"--{key.replace('_', '-')}"
+            if value is True:
+                args.append(flag)
+            elif value is not None and value is not False:
+                args += [flag, str(value)]
         self.state.mkdir(parents=True, exist_ok=True)
         log = self.paths.loop_log
         with log.open("ab") as out:
@@ -131,7 +138,7 @@ class Lab:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                env={**os.environ, "NIGHTLAB_PLAIN": "1"},
+                env={**os.environ, **(env or {}), "NIGHTLAB_PLAIN": "1"},
             )
         deadline = time.time() + wait_s
         while time.time() < deadline:

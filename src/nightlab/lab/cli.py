@@ -96,6 +96,8 @@ FinishMinutes = Annotated[
 FinalRounds = Annotated[int, typer.Option(min=0, help="Confirmation runs per candidate.")]
 TopK = Annotated[int, typer.Option(min=1, help="Candidates that get confirmation runs.")]
 Note = Annotated[str, typer.Option(help="A note kept with the finish-up request.")]
+Dashboard = Annotated[bool, typer.Option(help="Serve the live dashboard on 127.0.0.1 too.")]
+Port = Annotated[int, typer.Option(min=1, max=65535, help="The dashboard's port.")]
 
 
 @app.command()
@@ -112,6 +114,8 @@ def run(
     final_rounds: FinalRounds = 1,
     top_k: TopK = 3,
     finishup_note: Note = "",
+    dashboard: Dashboard = False,
+    port: Port = 8321,
 ) -> None:
     """Run the loop in the foreground until a stop condition (Ctrl-C stops gracefully)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -136,6 +140,9 @@ def run(
     def progress(ended: int, total: int | None) -> None:
         bar.update(task, completed=ended, total=total)
 
+    stop_dashboard, line = _dashboard("for_run", lab, port) if dashboard else (None, "")
+    if line:
+        console.print(line, soft_wrap=True, markup=False)
     with bar:
         final = _guard(
             _lab(lab).run,
@@ -150,6 +157,8 @@ def run(
             top_k=top_k,
             finishup_note=finishup_note,
         )
+    if stop_dashboard is not None:
+        stop_dashboard()
     _print_leaderboard(_lab(lab), 10)
     _print_summary(final, _lab(lab))
 
@@ -165,20 +174,26 @@ def start(
     final_rounds: FinalRounds = 1,
     top_k: TopK = 3,
     finishup_note: Note = "",
+    dashboard: Dashboard = False,
+    port: Port = 8321,
 ) -> None:
     """Run the loop in the background; its output goes to .nightlab/loop.log."""
     target = _lab(lab)
+    env, served, line = _dashboard("for_start", port) if dashboard else ({}, {}, "")
     finish = {}
     if finishup_minutes is not None:
         finish = dict(finishup_minutes=finishup_minutes, final_rounds=final_rounds,
                       top_k=top_k, finishup_note=finishup_note or None)  # fmt: skip
     pid = _guard(
-        target.start, worker=worker, max_trials=max_trials, hours=hours, slots=slots, **finish
-    )
+        target.start, worker=worker, max_trials=max_trials, hours=hours, slots=slots,
+        env=env, **finish, **served,
+    )  # fmt: skip
     _console().print(
         f"started {target.name} in the background (PID {pid}); "
         f"follow it with [bold]nightlab watch {lab}[/]"
     )
+    if line:
+        _console().print(line, soft_wrap=True, markup=False)
 
 
 @app.command()
@@ -250,6 +265,31 @@ def watch(
                 live.update(render(target))
         except KeyboardInterrupt:
             pass
+
+
+@app.command()
+def dashboard(
+    lab: Annotated[Path, typer.Argument(help="A lab folder, or a folder of labs.")] = HERE,
+    host: Annotated[str, typer.Option(help="Any but 127.0.0.1 needs --token.")] = "127.0.0.1",
+    port: Port = 8321,
+    token: Annotated[str | None, typer.Option(envvar="NIGHTLAB_DASHBOARD_TOKEN", help=(
+        'For the controls ("generate": made, printed once; on 127.0.0.1, the default)'))] = None,
+    read_only: Annotated[bool, typer.Option("--read-only", help="No controls at all.")] = False,
+) -> None:
+    """Serve the live web dashboard: the night, trials and diffs, leaderboard, controls."""
+    from nightlab.lab.dashboard import prepare, serve
+
+    server, line = _guard(prepare, lab, host=host, port=port, token=token, read_only=read_only)
+    _console().print(line, soft_wrap=True, markup=False)
+    serve(server)
+
+
+def _dashboard(how: str, *args: Any) -> Any:
+    """`run --dashboard` (a thread of the loop's process), `start --dashboard`: see
+    dashboard.for_run and for_start."""
+    from nightlab.lab import dashboard
+
+    return _guard(getattr(dashboard, how), *args)
 
 
 @app.command()

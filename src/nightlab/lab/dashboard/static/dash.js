@@ -1,0 +1,77 @@
+// nightlab's dashboard: the scatter (uPlot, vendored), metric curves, and live updates over
+// server-sent events. The server sends HTML fragments it has escaped; nothing else is
+// inserted as HTML here.
+(function () {
+  "use strict";
+  const body = document.body;
+  const metric = body.dataset.metric || "objective";
+
+  const INTEGER_STEPS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5];
+
+  function width(el) { return Math.max(300, el.clientWidth || 800); }
+
+  let scatter = null;
+  function drawScatter(d) {
+    const el = document.getElementById("chart");
+    if (!el || typeof uPlot === "undefined") return;
+    const data = [d.x, d.y, d.best, d.lo, d.hi];
+    if (scatter) { scatter.setData(data); return; }
+    const band = "rgba(200,60,60,0.35)";
+    scatter = new uPlot({
+      width: width(el), height: 300,
+      scales: { x: { time: false } },
+      axes: [{ label: "trial", incrs: INTEGER_STEPS }, { label: metric }],
+      series: [
+        { label: "trial" },
+        { label: metric, stroke: "#2a62c9", paths: () => null,
+          points: { show: true, size: 6, fill: "#2a62c9", stroke: "#2a62c9" } },
+        { label: "best so far", stroke: "#c33", width: 2, spanGaps: true,
+          paths: uPlot.paths.stepped({ align: 1 }), points: { show: false } },
+        { label: "best − sd", stroke: band, spanGaps: true, points: { show: false },
+          paths: uPlot.paths.stepped({ align: 1 }) },
+        { label: "best + sd", stroke: band, spanGaps: true, points: { show: false },
+          paths: uPlot.paths.stepped({ align: 1 }) },
+      ],
+      bands: [{ series: [4, 3], fill: "rgba(200,60,60,0.12)" }],
+    }, data, el);
+    el.dataset.points = String(d.x.length);
+  }
+
+  function drawCurves() {
+    document.querySelectorAll("script.curve-data").forEach(function (node) {
+      const c = JSON.parse(node.textContent);
+      const el = node.previousElementSibling;
+      if (!el || typeof uPlot === "undefined") return;
+      new uPlot({
+        width: width(el), height: 220, scales: { x: { time: false } },
+        axes: [{ label: "step" }, { label: node.dataset.name }],
+        series: [{ label: "step" }, { label: node.dataset.name, stroke: "#2a62c9" }],
+      }, [c.x, c.y], el);
+    });
+  }
+
+  function live(url) {
+    const source = new EventSource(url);
+    source.addEventListener("overview", function (event) {
+      const p = JSON.parse(event.data);
+      for (const [id, html] of Object.entries(p.html)) {
+        const el = document.getElementById(id);
+        if (el) el.innerHTML = html;  // rendered and escaped by the server's templates
+      }
+      if (p.scatter) {
+        drawScatter(p.scatter);
+        const chart = document.getElementById("chart");
+        if (chart) chart.dataset.points = String(p.scatter.x.length);
+      }
+      body.dataset.state = p.state;
+      body.dataset.updates = String(Number(body.dataset.updates || "0") + 1);
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    const initial = document.getElementById("scatter-data");
+    if (initial) drawScatter(JSON.parse(initial.textContent));
+    drawCurves();
+    if (body.dataset.events) live(body.dataset.events);
+  });
+})();

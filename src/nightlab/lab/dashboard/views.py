@@ -1,0 +1,163 @@
+"""What the dashboard's pages show, as plain data read through the `Lab` API and the store's
+read queries (store/read.py, store/pages.py); no web framework here."""
+
+from __future__ import annotations
+
+import re
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from nightlab.lab.api import Lab
+from nightlab.store import pages, read
+from nightlab.store.files import read_regular, tail
+from nightlab.store.paths import DIFF, STDERR, STDOUT
+
+DIFF_BYTES = 1 << 20  # a bigger diff.patch is shown cut
+LOG_LINES = 200
+NIGHT_NAME = re.compile(r"^[\w.-]{1,100}$")
+
+
+def settings(lab: Lab) -> dict[str, Any]:
+    """The few nightlab.toml values the pages show (read as they are: no validation)."""
+    try:
+        raw = tomllib.loads((lab.path / "nightlab.toml").read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        raw = {}
+    objective, trial, agents = (raw.get(k, {}) for k in ("objective", "trial", "agents"))
+    budget = raw.get("budget", {})
+    return {
+        "metric": objective.get("metric", "objective"),
+        "direction": objective.get("direction", "maximize"),
+        "budget_seconds": trial.get("budget_seconds"),
+        "mentor": agents.get("mentor"),
+        "max_trials": budget.get("max_trials"),
+    }
+
+
+def overview(lab: Lab, with_scatter: bool = True) -> dict[str, Any]:
+    """The night at a glance: status, run, running trials with their log tails, the last
+    finished trials and (unless `with_scatter` is false) the scatter's data."""
+    st = lab.status()
+    cfg = settings(lab)
+    out: dict[str, Any] = {"status": st, "cfg": cfg, "run": None, "running": [], "recent": [],
+                           "scatter": None, "now": time.time(), "time_left_s": None,
+                           "worker": None, "max_trials": cfg["max_trials"]}  # fmt: skip
+    if not lab.db.is_file() or st["run"] is None:
+        return out
+    with read.connect(lab.db) as conn:
+        out["run"] = pages.run_row(conn)
+        out["running"] = pages.running(conn)
+        out["recent"] = pages.recent(conn)
+        if with_scatter:
+            out["scatter"] = pages.scatter(conn)
+    for t in out["running"]:
+        t["elapsed_s"] = out["now"] - t["started_at"]
+        t["log"] = log_tail(lab, t["id"], 8)
+    run = out["run"]
+    deadline = run and run.get("deadline_at")
+    out["time_left_s"] = max(0.0, deadline - out["now"]) if deadline else None
+    opts = (run or {}).get("options", {})
+    out["max_trials"] = opts.get("max_trials") or cfg["max_trials"]
+    out["worker"] = opts.get("worker")
+    return out
+
+
+def log_tail(lab: Lab, trial_id: int, lines: int = LOG_LINES) -> str:
+    """The end of a trial's stdout and stderr (redacted, as the store keeps logs)."""
+    from nightlab.store.redact import redact
+
+    folder = lab.paths.trial(trial_id)
+    parts = []
+    for name in (STDOUT, STDERR):
+        text = tail(folder / name, lines)
+        if text.strip():
+            parts.append(f"--- {name} ---\n{text}")
+    return redact("\n".join(parts))
+
+
+def diff_lines(lab: Lab, trial_id: int) -> tuple[list[tuple[str, str]], bool]:
+    """The trial's diff.patch as (css class, line) pairs, and whether it was cut."""
+    raw = read_regular(lab.paths.trial(trial_id) / DIFF)
+    if raw is None:
+        return [], False
+    cut = len(raw) > DIFF_BYTES
+    out = []
+    for line in raw[:DIFF_BYTES].decode("utf-8", "replace").splitlines():
+        if line.startswith(("+++", "---", "diff ", "index ")):
+            kind = "meta"
+        elif line.startswith("@@"):
+            kind = "hunk"
+        elif line.startswith("+"):
+            kind = "add"
+        elif line.startswith("-"):
+            kind = "del"
+        else:
+            kind = ""
+        out.append((kind, line))
+    return out, cut
+
+
+def trial_page(lab: Lab, trial_id: int) -> dict[str, Any] | None:
+    from nightlab.store.folder import read_history
+
+    if not lab.db.is_file():
+        return None
+    with read.connect(lab.db) as conn:
+        t = pages.trial(conn, trial_id)
+        if t is None:
+            return None
+        events = pages.trial_events(conn, trial_id)
+    keys = sorted(set(t["params"] or {}) | set(t["base_params"] or {}))
+    params = [(k, (t["base_params"] or {}).get(k), (t["params"] or {}).get(k)) for k in keys]
+    diff, cut = diff_lines(lab, trial_id)
+    curves: dict[str, dict[str, list]] = {}
+    for p in read_history(lab.paths.trial(trial_id))[:20000]:
+        c = curves.setdefault(str(p["name"])[:100], {"x": [], "y": []})
+        c["x"].append(p["step"])
+        c["y"].append(p["value"])
+    return {"t": t, "params": params, "diff": diff, "diff_cut": cut, "events": events,
+            "log": log_tail(lab, trial_id), "curves": dict(list(curves.items())[:8])}  # fmt: skip
+
+
+def reports(lab: Lab) -> list[dict[str, Any]]:
+    """Past reports, newest first (folders of .nightlab/reports with a report.html)."""
+    folder = lab.paths.reports
+    if not folder.is_dir():
+        return []
+    found = []
+    for entry in folder.iterdir():
+        page = entry / "report.html"
+        if NIGHT_NAME.match(entry.name) and not entry.is_symlink() and page.is_file():
+            found.append({"night": entry.name, "mtime": page.stat().st_mtime})
+    return sorted(found, key=lambda r: r["mtime"], reverse=True)
+
+
+def report_html(lab: Lab, night: str) -> bytes | None:
+    if not NIGHT_NAME.match(night):
+        return None
+    folder = lab.paths.reports / night
+    if folder.is_symlink():
+        return None
+    return read_regular(Path(folder) / "report.html", 64 << 20)
+
+
+STORY_PAGE = 100
+
+
+def story(lab: Lab, page: int) -> tuple[list[dict[str, Any]], int]:
+    if not lab.db.is_file():
+        return [], 0
+    with read.connect(lab.db) as conn:
+        return pages.story_page(conn, page, STORY_PAGE)
+
+
+def notes(lab: Lab) -> dict[str, Any]:
+    """TODOs, workpad notes and mentor notes (the latest of each)."""
+    if not lab.db.is_file():
+        return {"todos": [], "workpad": [], "mentor": []}
+    with read.connect(lab.db) as conn:
+        todos, entries = pages.todos(conn), pages.notes(conn)
+    return {"todos": todos, "workpad": [n for n in entries if n["section"] != "mentor"],
+            "mentor": [n for n in entries if n["section"] == "mentor"]}  # fmt: skip
