@@ -9,7 +9,11 @@ import re
 import subprocess
 import time
 
+import pytest
+
 from conftest import NIGHTLAB, TRIAL, spawn_loop, status, wait_for
+
+pytestmark = pytest.mark.slow
 
 # the replayed trial prints metrics, a 50 MB line, then newer metrics, and runs a while
 FLOOD = """
