@@ -85,4 +85,4 @@ def test_watch_follows_a_running_night_and_leaves_when_it_ends(make_lab):
     assert "trial 4 (trial)" in last and "trial 3 (baseline)" in last
     assert "trial 1 (baseline)" not in last
     closing = watch.stdout.splitlines()[-1]
-    assert closing.startswith("the night is finished") and "4 trials" in closing
+    assert closing.startswith("the night finished") and "4 trials" in closing

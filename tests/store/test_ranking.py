@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from nightlab.ratchet import sign
-from nightlab.store import read
+from nightlab.store import ranking, read
 from nightlab.store.db import Store
 
 
@@ -123,6 +123,6 @@ def test_the_sql_ranking_matches_ranking_every_trial(tmp_path, seed):
     db = awkward_store(tmp_path / "state.db", seed)
     for direction in ("maximize", "minimize"):
         for top in (1, 5, 40, None):
-            got = read.leaderboard(db, direction, top)
+            got = ranking.leaderboard(db, direction, top)
             assert got == reference(db, direction, top), (direction, top)
     assert any(i["confirmed"] for i in got) and any(not i["confirmed"] for i in got)

@@ -164,8 +164,9 @@ def ending(st: dict[str, Any], metric: str | None) -> str:
         if best
         else "; no best yet"
     )
+    ended = {"crashed": "crashed (`nightlab run` resumes it)"}.get(st["state"], st["state"])
     return (
-        f"the night is {st['state']}{why}: {t['total']} trials (succeeded {t['succeeded']}, "
+        f"the night {ended}{why}: {t['total']} trials (succeeded {t['succeeded']}, "
         f"failed {t['failed']}){shown}"
     )
 

@@ -1,6 +1,7 @@
-"""Read-only views of the state database through the standard library's sqlite3.
+"""Read-only views of the state database through the standard library's sqlite3 (the
+leaderboard: `nightlab.store.ranking`).
 
-`nightlab status --json` must answer in well under 150 ms on a lab with 10,000 trials;
+`nightlab status --json` must answer in well under 150 ms on a lab with 100,000 trials;
 importing SQLAlchemy alone costs ~0.45 s on a small machine, so views read the schema that
 the SQLAlchemy models and Alembic migrations own with plain SQL. Writes never happen here.
 """
@@ -251,14 +252,6 @@ def status(db: Path, lab_name: str) -> dict[str, Any]:
         usage=spent,
     )
     return out
-
-
-def leaderboard(db: Path, direction: str, top: int | None = 10) -> list[dict[str, Any]]:
-    """Candidates ranked by what is proven (see `nightlab.store.ranking`, which ranks them
-    in SQL)."""
-    from nightlab.store import ranking
-
-    return ranking.leaderboard(db, direction, top)
 
 
 def storyline(db: Path, last: int | None = None) -> list[str]:
