@@ -6,7 +6,8 @@ folders; one table (benchmark, measured, target, verdict) is printed at the end.
 1. Loop overhead per trial: a trial that sleeps 0.1 s is run N times directly, then
    N + 3 times by the loop (3 baseline repeats); the overhead is the start-to-start interval
    of consecutive trials (from the store) minus the direct median. Tracking on and off.
-2. `nightlab status --json` and `leaderboard --json` on a store holding 10,000 trials.
+2. `nightlab status --json`, `leaderboard --json` and one `watch` refresh on stores holding
+   10,000 and 100,000 trials (scale.py).
 3. `nightlab --help` start-up time.
 4. Slot occupancy with a thinking LLM worker (planning ahead while a trial runs).
 5. Trials per hour with 1, 2 and 4 local slots on 2 s sleep trials, as a share of the ideal.
@@ -22,10 +23,8 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import json
 import os
 import platform
-import random
 import sqlite3
 import statistics
 import subprocess
@@ -37,6 +36,7 @@ from contextlib import closing
 from pathlib import Path
 
 import agent_cycle  # bench/ is on sys.path when this script runs
+import scale
 
 BIN = Path(sys.executable).parent
 NIGHTLAB = str(BIN / "nightlab")
@@ -124,97 +124,6 @@ def loop_overhead(
     overheads = [b - a - direct_median for a, b in itertools.pairwise(starts)]
     wall_median = statistics.median(r[2] for r in rows[SKIP:])
     return overheads, direct_median, wall_median
-
-
-# ---------------------------------------------------------------------- 2. big store
-def fill_store(db: Path, trials: int = 10_000) -> None:
-    """A store with the real schema: 1 run, `trials` cycles/decisions/trials, 3 events each."""
-    from sqlalchemy import insert
-
-    from nightlab.store.db import Cycle, Decision, Event, Run, Store, Trial
-
-    rng = random.Random(0)
-    t0 = time.time() - trials * 60.0
-    store = Store(db)
-    store.migrate()
-    cycles, decisions, rows, events = [], [], [], []
-    best = 0.0
-    for i in range(1, trials + 1):
-        start, wall = t0 + i * 60.0, rng.uniform(20, 50)
-        trace = f"{i:012x}"
-        baseline = i <= 3
-        failed = not baseline and rng.random() < 0.08
-        status = rng.choice(["failed", "timeout"]) if failed else "succeeded"
-        objective = -abs(rng.gauss(0, 1)) if status == "succeeded" else None
-        verdict = "baseline" if baseline else "discarded"
-        if objective is not None and not baseline and rng.random() < 0.01:
-            best += 0.01
-            objective, verdict = best, "kept"
-        params = {"x": rng.uniform(-3, 3), "y": rng.uniform(-3, 3)}
-        line = f"[{trace}] trial {i} ({'baseline' if baseline else 'trial'}) {status} → {verdict}"
-        cycles.append(
-            {"id": i, "run_id": 1, "trace_id": trace, "started_at": start,
-             "ended_at": start + wall, "action": "run", "summary": line}
-        )  # fmt: skip
-        decisions.append(
-            {"id": i, "cycle_id": i, "worker": "baseline" if baseline else "search",
-             "action": "run", "accepted": True, "reasons": [],
-             "body": {"action": "run", "rationale": "TPE proposal", "params": params}}
-        )  # fmt: skip
-        rows.append(
-            {"id": i, "run_id": 1, "cycle_id": i, "decision_id": i,
-             "kind": "baseline" if baseline else "trial", "status": status, "verdict": verdict,
-             "params": params, "seed": i if baseline else 0, "slot": 0, "commit": f"{i:040x}",
-             "base_commit": "0" * 40, "base_trial_id": None if baseline else 1,
-             "hypothesis": "these settings beat the current best", "dimension": "optimization",
-             "pid": 1000 + i, "pid_started_at": start, "started_at": start,
-             "ended_at": start + wall, "judged_at": start + wall, "wall_s": wall,
-             "exit_code": 0 if status == "succeeded" else 1, "peak_rss_mb": 50.0,
-             "objective": objective, "reason": None if status == "succeeded" else "exit 1",
-             "metrics": {} if objective is None else {"score": objective},
-             "log_tail": None, "mlflow_run_id": f"{i:032x}"}
-        )  # fmt: skip
-        for k, kind in enumerate(("trial_created", "trial_started", "trial_finished")):
-            events.append(
-                {"ts": start + k * wall / 2, "run_id": 1, "cycle_trace_id": trace,
-                 "trial_id": i, "kind": kind, "data": {"status": status, "params": params}}
-            )  # fmt: skip
-    run = {"id": 1, "lab": "minimal", "pid": 1, "host": "bench", "state": "finished",
-           "started_at": t0, "heartbeat_at": t0 + trials * 60.0, "ended_at": t0 + trials * 60.0,
-           "deadline_at": None, "stop_requested": False, "end_reason": "max_trials reached",
-           "options": {"worker": "search"}}  # fmt: skip
-    with store.engine.begin() as conn:
-        conn.execute(insert(Run), [run])
-        for model, data in ((Cycle, cycles), (Decision, decisions), (Trial, rows), (Event, events)):
-            conn.execute(insert(model), data)
-    store.close()
-
-
-def cli_rows(root: Path, reps: int) -> list[Row]:
-    lab = make_lab(root, "big")
-    t0 = time.perf_counter()
-    fill_store(lab / ".nightlab" / "state.db")
-    print(f"  filled the 10,000-trial store in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-
-    def cli(*args: str) -> Callable[[], str]:
-        cmd = [NIGHTLAB, *args]
-        return lambda: subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-
-    status = cli("status", str(lab), "--json")
-    st = json.loads(status())
-    if st["trials"]["total"] != 10_000:
-        raise SystemExit(f"status --json: trials.total = {st['trials']['total']}, not 10000")
-    board = cli("leaderboard", str(lab), "--json", "--top", "10")
-    if len(json.loads(board())) != 10:
-        raise SystemExit("leaderboard --json --top 10 did not return 10 rows")
-    s, b = timed(status, reps), timed(board, reps)
-    return [
-        ("status --json, 10k trials (median, min)",
-         f"{ms(statistics.median(s))} (min {ms(min(s))})", "≤ 150 ms",
-         verdict(statistics.median(s), 0.150)),
-        ("leaderboard --json --top 10, 10k trials",
-         f"{ms(statistics.median(b))} (min {ms(min(b))})", "—", "—"),
-    ]  # fmt: skip
 
 
 # ---------------------------------------------------------------------- 5. slots
@@ -409,8 +318,10 @@ def main() -> None:
                       verdict(grown, 150)))  # fmt: skip
         print("  coding-agent cycle overhead …", file=sys.stderr, flush=True)
         table += agent_cycle.rows(root, 8 if "--quick" in sys.argv else 20)
-        print("  status / leaderboard on 10,000 trials …", file=sys.stderr, flush=True)
-        table += cli_rows(root, reps)
+        for trials in (10_000, 100_000):
+            print(f"  status / leaderboard / watch on {trials:,} trials …", file=sys.stderr,
+                  flush=True)  # fmt: skip
+            table += scale.cli_rows(root, reps, trials)
         helps = timed(lambda: subprocess.run([NIGHTLAB, "--help"], capture_output=True), reps)
         table.append(("nightlab --help (median)", ms(statistics.median(helps)), "≤ 0.5 s",
                       verdict(statistics.median(helps), 0.5)))  # fmt: skip

@@ -135,3 +135,18 @@ def test_status_shows_the_best_as_its_confirmed_mean(lucky):
     assert "kept 1, not confirmed 1)" in text
     assert "baseline score 1 ± 0.01 over 3 seed(s)" in text
     assert "best: trial 7 score 1.205 ± 0.007071 (n=2; selection run 1.19)" in text
+
+
+def test_leaderboard_json_answers_the_same_without_building_the_typer_app(lucky):
+    from typer.testing import CliRunner
+
+    from nightlab.lab.cli import app
+
+    lab, _ = lucky
+    for args in (["--json"], ["--json", "--top", "2"], ["--top=3", "--json"]):
+        fast = cli("leaderboard", str(lab), *args).stdout  # __main__'s fast path
+        full = CliRunner().invoke(app, ["leaderboard", str(lab), *args])
+        assert full.exit_code == 0 and json.loads(fast) == json.loads(full.stdout), args
+    assert len(json.loads(cli("leaderboard", "--json", "--top", "2", str(lab)).stdout)) == 2
+    wrong = cli("leaderboard", str(lab), "--json", "--top", "0", check=False)
+    assert wrong.returncode == 2 and "--top" in wrong.stderr  # Typer explains it

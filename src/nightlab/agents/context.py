@@ -11,7 +11,7 @@ import nightlab.agents.signals as signals
 from nightlab import ratchet
 from nightlab.agents.errors import AgentError
 from nightlab.config import Config
-from nightlab.store import fmt, read
+from nightlab.store import fmt, ranking, read
 from nightlab.store.redact import redact
 
 
@@ -81,7 +81,7 @@ def gather(
         "editable": cfg.editable_files,
         "spec": spec if cfg.trial.spec else [],
         "generated": cfg.trial.generated,
-        "leaderboard": read.leaderboard(db, cfg.objective.direction, 5),
+        "leaderboard": ranking.leaderboard(db, cfg.objective.direction, 5),
         "last": last,
         "in_flight": in_flight,
         "todos": todos,

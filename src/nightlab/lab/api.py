@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nightlab.lab.errors import LabError
-from nightlab.store import read
+from nightlab.store import ranking, read
 from nightlab.store.paths import MLARTIFACTS, MLFLOW_DB, STATE_DIR, LabPaths
 
 __all__ = ["Lab", "LabError"]
@@ -276,7 +276,7 @@ class Lab:
     def leaderboard(self, top: int | None = 10) -> list[dict[str, Any]]:
         """Succeeded trials, best first (`top=None`: all of them)."""
         direction = self._direction()
-        return read.leaderboard(self.db, direction, top) if self.db.is_file() else []
+        return ranking.leaderboard(self.db, direction, top) if self.db.is_file() else []
 
     def storyline(self, last: int | None = None) -> list[str]:
         return read.storyline(self.db, last) if self.db.is_file() else []

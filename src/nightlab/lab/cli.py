@@ -245,26 +245,19 @@ def watch(
     interval: Annotated[float, typer.Option(min=0.2)] = 2.0,
     once: Annotated[bool, typer.Option(help="Print one refresh and exit.")] = False,
 ) -> None:
-    """Live status, leaderboard and storyline (Ctrl-C to leave; the loop keeps running)."""
-    from nightlab.lab.views import render
+    """The night live: running trials with their latest metrics, trials N/max, time left,
+    the best and the storyline; exits when the night ends (Ctrl-C leaves it running)."""
+    from rich.markup import escape
 
-    target = _lab(lab)
+    from nightlab.lab.watch import watch as show
+
     console = _console()
-    if once or not console.is_terminal:
-        while True:
-            console.print(render(target))
-            if once or target.status()["state"] != "running":
-                return
-            time.sleep(interval)
-    from rich.live import Live
-
-    with Live(render(target), console=console, refresh_per_second=4, screen=False) as live:
-        try:
-            while True:
-                time.sleep(interval)
-                live.update(render(target))
-        except KeyboardInterrupt:
-            pass
+    try:
+        last = _guard(show, _lab(lab), console, interval, once)
+    except KeyboardInterrupt:
+        return
+    if last:
+        console.print(f"[bold]{escape(last)}[/]", soft_wrap=True)
 
 
 @app.command()

@@ -1,11 +1,10 @@
-"""Rich renderings of the lab's state for the terminal (status, leaderboard, watch)."""
+"""Rich renderings of the lab's state for the terminal (status, leaderboard); the watch
+panel is `nightlab.lab.watch`."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
@@ -25,7 +24,7 @@ def _num(v: Any) -> str:
 
 
 def estimate(best: dict[str, Any]) -> str:
-    """A candidate's figure as `read.best`/`read.leaderboard` give it: `confirmed mean ± sd
+    """A candidate's figure as `read.best`/`ranking.leaderboard` give it: `confirmed mean ± sd
     (n=…; selection run …)`, or `value (single run)`."""
     if best.get("confirmed_mean") is None:
         return f"{_num(best['objective'])} (single run)"
@@ -85,7 +84,7 @@ def summary(st: dict[str, Any], metric: str | None = None) -> Text:
 
 
 def leaderboard_table(rows: list[dict[str, Any]], lab: str, metric: str | None = None) -> Table:
-    """Candidates as `read.leaderboard` ranks them: the confirmed ones by their confirmed
+    """Candidates as `ranking.leaderboard` ranks them: the confirmed ones by their confirmed
     mean (± sd over n runs on new seeds; the selection run apart), then the single runs,
     marked and dimmed."""
     name = metric or "objective"
@@ -124,14 +123,3 @@ def metric_of(lab: Any) -> str | None:
         return str(lab._quick("objective", "metric"))
     except Exception:  # a view never fails for want of a name
         return None
-
-
-def render(lab: Any) -> Group:
-    st = lab.status()
-    story = Table.grid()
-    for line in lab.storyline(last=8):
-        story.add_row(Text(line, style="dim"))
-    stamp = Text(time.strftime("updated %H:%M:%S"), style="dim")
-    metric = metric_of(lab)
-    board = leaderboard_table(lab.leaderboard(5), st["lab"], metric)
-    return Group(summary(st, metric), board, story, stamp)

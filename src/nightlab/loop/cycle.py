@@ -29,7 +29,7 @@ from nightlab.loop.night import Next, Night, Run
 from nightlab.loop.slots import Slots
 from nightlab.loop.thinking import Thinker, Thought
 from nightlab.ratchet import Best
-from nightlab.store import files, queries, read
+from nightlab.store import files, queries, ranking, read
 from nightlab.store.db import Store
 from nightlab.trials import smoke
 from nightlab.trials.workspace import WorkspaceError
@@ -222,7 +222,7 @@ class Cycles:
             files=lambda: night.ws.files(base()),
             read=lambda p: night.reader(base())(p),
             editable=night.cfg.editable_files,
-            leaderboard=lambda k: read.leaderboard(
+            leaderboard=lambda k: ranking.leaderboard(
                 night.store.path, night.cfg.objective.direction, k
             ),
             trial_file=trial_file,

@@ -127,6 +127,7 @@ class Trial(Base):
         Index("ix_trials_verdict", "verdict", "judged_at"),
         Index("ix_trials_objective", "objective"),
         Index("ix_trials_confirms", "confirms"),
+        Index("ix_trials_kind", "kind", "status"),
     )
 
 

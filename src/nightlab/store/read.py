@@ -1,6 +1,7 @@
-"""Read-only views of the state database through the standard library's sqlite3.
+"""Read-only views of the state database through the standard library's sqlite3 (the
+leaderboard: `nightlab.store.ranking`).
 
-`nightlab status --json` must answer in well under 150 ms on a lab with 10,000 trials;
+`nightlab status --json` must answer in well under 150 ms on a lab with 100,000 trials;
 importing SQLAlchemy alone costs ~0.45 s on a small machine, so views read the schema that
 the SQLAlchemy models and Alembic migrations own with plain SQL. Writes never happen here.
 """
@@ -251,59 +252,6 @@ def status(db: Path, lab_name: str) -> dict[str, Any]:
         usage=spent,
     )
     return out
-
-
-def leaderboard(db: Path, direction: str, top: int | None = 10) -> list[dict[str, Any]]:
-    """Candidates — a trial with its confirmation runs, the baseline with its repeats —
-    ranked by what is proven: those with runs on new seeds first, by their confirmed mean;
-    then the single runs (`confirmed` false), by their one value. `objective` is the figure
-    ranked by; `selection` the run that proposed the candidate, left out of its mean."""
-    from nightlab.ratchet import sign  # (see current_best)
-
-    with connect(db) as conn:
-        baseline = _baseline_ids(conn)
-        rows = conn.execute(
-            "SELECT id, kind, status, verdict, objective, params, seed, dimension, hypothesis, "
-            "wall_s, [commit], base_commit, mlflow_run_id, confirms FROM trials "
-            "WHERE status != 'running' AND kind != 'test' ORDER BY id"
-        ).fetchall()
-        spent = {t: (tok, usd) for t, tok, usd in conn.execute(
-            "SELECT trial_id, SUM(json_extract(data, '$.input_tokens') "
-            "+ json_extract(data, '$.output_tokens')), SUM(json_extract(data, '$.usd')) "
-            "FROM events WHERE kind = 'agent_usage' AND trial_id IS NOT NULL GROUP BY trial_id"
-        )}  # fmt: skip
-    groups: dict[int, list[sqlite3.Row]] = {}
-    for r in rows:
-        groups.setdefault(_key(r, baseline), []).append(r)
-    items = []
-    for key, runs in groups.items():
-        head = next((r for r in runs if r["id"] == key), runs[0])
-        figures = estimate(runs)
-        value = figures["confirmed_mean"]
-        confirmed = value is not None
-        if not confirmed:
-            value = figures["selection"]
-        if value is None:
-            continue  # nothing succeeded: not a candidate with a figure
-        used = [spent.get(r["id"], (None, None)) for r in runs]
-        items.append({
-            "trial": head["id"], "kind": head["kind"],
-            "verdict": "baseline" if head["kind"] == "baseline" else head["verdict"],
-            "objective": value, "confirmed": confirmed, **figures,
-            "runs": [r["id"] for r in runs if _scored(r)],
-            "seeds": sorted({r["seed"] for r in runs if _scored(r)}),
-            "params": json.loads(head["params"]), "seed": head["seed"],
-            "dimension": head["dimension"], "hypothesis": head["hypothesis"],
-            "wall_s": head["wall_s"], "commit": head["commit"],
-            "base_commit": head["base_commit"], "mlflow_run_id": head["mlflow_run_id"],
-            "tokens": sum(t for t, _ in used if t) or None,
-            "usd": sum(u for _, u in used if u) or None,
-        })  # fmt: skip
-    s = sign(direction)
-    items.sort(key=lambda i: (not i["confirmed"], -s * i["objective"], i["trial"]))
-    for rank, item in enumerate(items, 1):
-        item["rank"] = rank
-    return items if top is None else items[: int(top)]
 
 
 def storyline(db: Path, last: int | None = None) -> list[str]:

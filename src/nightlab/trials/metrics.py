@@ -257,3 +257,40 @@ class MetricReader:
         if how == "last":
             return vals[-1]
         return max(vals) if maximize else min(vals)
+
+
+PEEK_BYTES = 32768  # how much of the end of each file `peek` reads
+
+
+def peek(trial_dir: Path, max_bytes: int = PEEK_BYTES) -> dict[str, float]:
+    """The latest value of each metric a running trial printed or logged, from the last
+    `max_bytes` of its stdout.log, stderr.log and out/metrics.jsonl alone: a bounded tail
+    whatever the size of the logs (a line cut by the tail is dropped; a link or a pipe is
+    not read). For views (`nightlab watch`); the loop's own reader is `MetricReader`."""
+    from nightlab.store import files, paths
+
+    out: dict[str, float] = {}
+    for rel in (*LOGS, f"{paths.OUT}/{METRICS}"):
+        path = Path(trial_dir) / rel
+        lines = files.tail(path, max_bytes=max_bytes).split("\n")
+        try:
+            if path.stat().st_size > max_bytes:
+                lines = lines[1:]  # the first line is cut: the tail began inside it
+        except OSError:
+            continue
+        for line in lines:
+            if rel.endswith(METRICS):
+                out.update(_peek_json(line))
+            elif "=" in line or ":" in line:
+                out.update((k, v) for k, v in parse_line(line).items() if k != "step")
+    return out
+
+
+def _peek_json(line: str) -> dict[str, float]:
+    try:
+        rec = json.loads(line)
+        if rec.get("source") == "stdout":
+            return {}
+        return {str(k): float(v) for k, v in rec["metrics"].items() if str(k).isprintable()}
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError):
+        return {}
