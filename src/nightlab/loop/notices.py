@@ -176,7 +176,7 @@ class Notices:
         else:
             gain = ratchet.gain(direction, best["objective"], base["objective"])
             n = best.get("n") or 0
-            confirmed = f"the mean of {n} runs" if best.get("confirmed_mean") is not None else "one run"
+            confirmed = f"the mean of {n} runs" if best.get("confirmed_mean") else "one run"
             result = (
                 f"Best: trial {best['trial']}, {metric} {fmt.value(best['objective'])} "
                 f"({confirmed}) against the baseline's "
