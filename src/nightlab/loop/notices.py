@@ -175,8 +175,8 @@ class Notices:
                       f"± {fmt.value(base['sigma'])}, n={base['n']}).")  # fmt: skip
         else:
             gain = ratchet.gain(direction, best["objective"], base["objective"])
-            n = best.get("n") or 0
-            confirmed = f"the mean of {n} runs" if best.get("confirmed_mean") else "one run"
+            n, mean = best.get("n") or 0, best.get("confirmed_mean")
+            confirmed = f"the mean of {n} runs" if mean is not None else "one run"
             result = (
                 f"Best: trial {best['trial']}, {metric} {fmt.value(best['objective'])} "
                 f"({confirmed}) against the baseline's "
