@@ -450,11 +450,10 @@ class NotifySection(_Section):
     @field_validator("urls")
     @classmethod
     def _urls(cls, urls: list[str]) -> list[str]:
-        for url in urls:
-            if "://" not in url.strip():
-                shown = url if len(url) < 40 else url[:37] + "..."
+        for i, url in enumerate(urls, 1):
+            if "://" not in url.strip():  # (not shown: it may be a token pasted bare)
                 raise ValueError(
-                    f"{shown!r} is no Apprise URL (SERVICE://...), e.g. ntfy://ntfy.sh/TOPIC, "
+                    f"entry {i} is no Apprise URL (SERVICE://...), e.g. ntfy://ntfy.sh/TOPIC, "
                     "slack://TokenA/TokenB/TokenC, mailto://user:pass@example.com, "
                     "json://HOST:PORT/PATH"
                 )

@@ -12,6 +12,8 @@ enters a stall (Cycles.stalled() starts answering) and again only after it left 
 
 from __future__ import annotations
 
+import functools
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -26,6 +28,21 @@ if TYPE_CHECKING:
     from nightlab.loop.night import Night
 
 TAIL_LINES = 8
+
+
+def _safe(method: Callable[..., None]) -> Callable[..., None]:
+    """A message that cannot be composed (the store unreadable, a bug here) is printed and
+    skipped: a notification never ends the night."""
+
+    @functools.wraps(method)
+    def guarded(self: Notices, *args: Any, **kwargs: Any) -> None:
+        try:
+            method(self, *args, **kwargs)
+        except Exception as exc:
+            print(f"nightlab: the {method.__name__} notification failed: "
+                  f"{type(exc).__name__}: {exc}", file=sys.stderr)  # fmt: skip
+
+    return guarded
 
 
 class Notices:
@@ -50,6 +67,7 @@ class Notices:
         self.notifier.send(kind, f"{self.night.cfg.lab.name}: {what}", body)
 
     # ------------------------------------------------------------------ the events
+    @_safe
     def started(self, worker: str, slots: int, max_trials: int | None) -> None:
         if not self._wants("started"):
             return
@@ -65,6 +83,7 @@ class Notices:
             f"nightlab stop {night.lab}."
         ))  # fmt: skip
 
+    @_safe
     def baseline_failed(self, trial_id: int, why: str) -> None:
         self._terminal = True
         if not self._wants("baseline_failed"):
@@ -82,6 +101,7 @@ class Notices:
             f"nightlab run {night.lab}"
         ))  # fmt: skip
 
+    @_safe
     def kept(self, trial_id: int, hypothesis: str | None, params: dict[str, Any],
              judgement: dict[str, Any] | None) -> None:  # fmt: skip
         if not self._wants("kept"):
@@ -102,6 +122,7 @@ class Notices:
             f"`nightlab adopt {trial_id} {night.lab}` brings it into your tree."
         ))  # fmt: skip
 
+    @_safe
     def stall(self, stalled: Callable[[], str | None]) -> None:
         """Called after each recorded trial and idle cycle: a message when a stall begins."""
         if not self._wants("stalled"):
@@ -113,12 +134,13 @@ class Notices:
         night = self.night
         assert night is not None
         self._send("stalled", "the night stalled", (
-            f"The night {why.removeprefix('stalled: ')}. It goes on, but is not finding "
-            f"anything.\nTo help it: read the storyline (nightlab watch {night.lab}), add ideas "
+            f"The night has stalled: {why.removeprefix('stalled: ')}. It goes on, but finds "
+            f"nothing.\nTo help it: read the storyline (nightlab watch {night.lab}), add ideas "
             f"or constraints to {night.cfg.lab.brief}, widen the [search] ranges, or stop it: "
             f"nightlab stop {night.lab}."
         ))  # fmt: skip
 
+    @_safe
     def budget(self, limit: str) -> None:
         """A limit is reached (the first one, once per run)."""
         if self._budget or not self._wants("budget"):
@@ -133,6 +155,7 @@ class Notices:
             "or --hours H."
         ))  # fmt: skip
 
+    @_safe
     def crashed(self, error: BaseException) -> None:
         if self._terminal:
             return
@@ -150,6 +173,7 @@ class Notices:
             f"night: nightlab run {night.lab}"
         ))  # fmt: skip
 
+    @_safe
     def ended(self, state: str, reason: str, report: Path | None) -> None:
         """The night ended (any way): `finished` unless a terminal message went already;
         then the queue is flushed, waiting FLUSH_S seconds at most."""

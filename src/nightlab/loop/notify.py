@@ -22,8 +22,10 @@ bound every HTTP attempt.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import queue
+import re
 import sys
 import threading
 import time
@@ -36,8 +38,9 @@ from nightlab.store.redact import redact
 
 FLUSH_S = 5.0  # at the night's end, the longest wait for messages still going out
 URGENT = frozenset({"crashed", "finished", "baseline_failed"})  # never held by the rate limit
-QUEUE_MAX = 200  # messages waiting for one URL; past it the newest are dropped (and recorded)
+QUEUE_MAX = 200  # messages waiting for one URL; past it new ones are dropped (and recorded)
 ERROR_CHARS = 500
+LABEL_CHARS = 120  # a URL as shown and recorded (secrets masked by Apprise, then redacted)
 Record = Callable[[str, dict[str, Any]], None]  # (event kind, data) into the store
 
 
@@ -93,7 +96,7 @@ def targets(urls: Sequence[str]) -> list[Target]:
         if not obj.add(url) or len(obj) != 1:
             raise NotifyError(_unreadable(i, url))
         server = obj[0]
-        label = redact(server.url(privacy=True).split("?", 1)[0])
+        label = _short(server.url(privacy=True).split("?", 1)[0], LABEL_CHARS)
         found.append(Target(i, label, str(server.service_name), obj))
     return found
 
@@ -101,6 +104,11 @@ def targets(urls: Sequence[str]) -> list[Target]:
 def _unreadable(index: int, url: str) -> str:
     """Why an entry cannot be used, showing only its scheme (the rest may be a token)."""
     scheme = url.split("://", 1)[0].strip().lower()
+    if not re.fullmatch(r"[a-z][a-z0-9+.-]{0,19}", scheme):
+        return (
+            f"[notify] urls entry {index}: no Apprise URL (SERVICE://..., the service a short "
+            "name like ntfy, slack, mailto or json); see https://github.com/caronc/apprise/wiki"
+        )
     where = f"[notify] urls entry {index} ({scheme}://…)"
     known = _schemas()
     if scheme not in known:
@@ -130,7 +138,7 @@ class Channel:
 
     def __init__(self, target: Target, min_interval_s: float, record: Record) -> None:
         self.target, self.min_interval, self.record = target, min_interval_s, record
-        self.queue: queue.Queue[Message | None] = queue.Queue(QUEUE_MAX)
+        self.queue: queue.Queue[Message | None] = queue.Queue()  # bounded by `pending`
         self.lock = threading.Lock()
         self.pending: list[Message] = []  # queued or being sent: what close() may abandon
         self.closed = False
@@ -142,13 +150,10 @@ class Channel:
         with self.lock:
             if self.closed:
                 return
-            try:
-                self.queue.put_nowait(message)
-            except queue.Full:
-                dropped = True
-            else:
-                dropped = False
+            dropped = len(self.pending) >= QUEUE_MAX  # queued, held or being sent
+            if not dropped:
                 self.pending.append(message)
+                self.queue.put_nowait(message)
         if dropped:
             self._record(message, [], f"not sent: {QUEUE_MAX} messages already wait for it")
 
@@ -216,11 +221,8 @@ class Channel:
             print(f"nightlab: could not record a notification: {exc}", file=sys.stderr)
 
     def stop(self) -> None:
-        """Ask the thread to send what is left and end (never blocks)."""
-        try:
-            self.queue.put_nowait(None)
-        except queue.Full:
-            pass  # the thread is far behind; close() records what it abandons
+        """Ask the thread to send what is left, as one message, and end (never blocks)."""
+        self.queue.put_nowait(None)
 
     def abandon(self) -> list[Message]:
         """From now on nothing more is recorded; returns the messages not delivered."""
@@ -267,16 +269,21 @@ class Notifier:
 
 
 # ------------------------------------------------------------------------ Apprise's log
+_SAID: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "nightlab_apprise_said", default=None
+)
+
+
 class _Capture(logging.Handler):
-    """Apprise says why a send failed only in its log: keep, per sending thread, what it
-    logged while that thread was sending."""
+    """Apprise says why a send failed only in its log: keep what it logged during one
+    send. The send's context holds the list (Apprise runs a send in its thread pool with a
+    copy of the caller's context), so two URLs sending at once never mix their lines."""
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
-        self.by_thread: dict[int, list[str]] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
-        lines = self.by_thread.get(record.thread or 0)
+        lines = _SAID.get()
         if lines is None:
             return
         text = record.getMessage()
@@ -303,16 +310,17 @@ class _capture:  # noqa: N801 (a context manager used like a function)
     def __enter__(self) -> list[str]:
         _quiet_apprise()
         lines: list[str] = []
-        _HANDLER.by_thread[threading.get_ident()] = lines
+        self.token = _SAID.set(lines)
         return lines
 
     def __exit__(self, *exc: object) -> None:
-        _HANDLER.by_thread.pop(threading.get_ident(), None)
+        _SAID.reset(self.token)
 
 
-def _short(text: str) -> str:
+def _short(text: str, most: int = ERROR_CHARS) -> str:
+    """One line, redacted, at most `most` characters."""
     text = redact(" ".join(text.split()))
-    return text if len(text) <= ERROR_CHARS else text[: ERROR_CHARS - 1] + "…"
+    return text if len(text) <= most else text[: most - 1] + "…"
 
 
 def test(urls: Sequence[str], lab: str, where: object) -> list[tuple[str, str | None]]:
