@@ -110,10 +110,10 @@ def test_a_crashing_loop_sends_crashed_once(make_lab, monkeypatch):
     assert status(lab)["state"] == "crashed"
 
 
-def test_the_time_budget_sends_budget_once(make_lab):
+def test_the_time_budget_sends_budget_once(make_lab, monkeypatch):
+    monkeypatch.setenv("TEST_TRIAL_SLEEP", "0.3")  # each trial: the search worker never stops
     with Receiver() as r:
-        lab = make_lab(max_trials=100, sleep=0.3, decisions=[KEPT] * 1,
-                       toml_extra=notify_toml(r.url))  # fmt: skip
+        lab = make_lab(max_trials=100, toml_extra=notify_toml(r.url))
         final = night(lab, hours=1.5 / 3600)
         assert final["end_reason"] == "time budget reached"
         assert Counter(r.kinds())["budget"] == 1
@@ -258,3 +258,15 @@ def test_a_message_that_cannot_be_composed_never_ends_the_night(make_lab, monkey
     assert "the kept notification failed: OSError: cannot compose on purpose" in err
     assert "the ended notification failed: OSError: cannot compose on purpose" in err
     assert sent(lab, "notify_failed") == []  # what was queued still went out, and the close
+
+
+def test_a_trial_kept_on_its_confirmation_runs_is_sent_once_when_judged(make_lab):
+    with Receiver() as r:
+        lab = make_lab(decisions=[KEPT], max_trials=4, confirm_runs=2,
+                       toml_extra=notify_toml(r.url))  # fmt: skip
+        night(lab)
+        kept = [m for m in r.messages() if kind_of(m["title"]) == "kept"]
+    assert len(kept) == 1 and kept[0]["title"] == "tiny: trial 4 kept (+0.505 score)"
+    assert "confirmed on 2 new seeds" in kept[0]["message"]
+    verdicts = rows(lab, "SELECT verdict FROM trials WHERE id=4")
+    assert verdicts[0]["verdict"] == "kept"
