@@ -363,3 +363,33 @@ def test_trial_run_needs_tracking(make_lab):
     toml.write_text(toml.read_text() + "trial_run = true\n")
     with pytest.raises(ConfigError, match="trial_run"):
         load_config(lab)
+
+
+# [notify] -------------------------------------------------------------------------------
+def test_notify_defaults_to_no_url_and_every_event():
+    cfg = make_config()
+    assert cfg.notify.urls == [] and cfg.notify.min_interval_s == 60
+    assert cfg.notify.events == [
+        "started", "baseline_failed", "kept", "stalled", "crashed", "budget", "finished"
+    ]  # fmt: skip
+
+
+def test_an_unknown_notify_event_is_refused_naming_the_known_ones(tmp_path):
+    lab = write_lab(tmp_path / "lab", BASE + '[notify]\nevents = ["kept", "finnished"]\n')
+    message = load_error(lab)
+    assert "[notify] events" in message and "'finnished'" in message
+    assert "started, baseline_failed, kept, stalled, crashed, budget, finished" in message
+
+
+def test_a_notify_url_without_a_service_is_refused_without_echoing_it(tmp_path):
+    token = "T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"  # a webhook's secret part, pasted bare
+    lab = write_lab(tmp_path / "lab", BASE + f'[notify]\nurls = ["ntfy://ntfy.sh/t", "{token}"]\n')
+    message = load_error(lab)
+    assert "[notify] urls" in message and "no Apprise URL" in message and "ntfy://" in message
+    assert "XXXXXXXXXXXXXXXXXXXX" not in message  # the value may be a token: not echoed whole
+
+
+@pytest.mark.parametrize("value", ["-1", "86401", '"soon"'])
+def test_a_bad_min_interval_is_refused(tmp_path, value):
+    lab = write_lab(tmp_path / "lab", BASE + f"[notify]\nmin_interval_s = {value}\n")
+    assert "[notify] min_interval_s" in load_error(lab)

@@ -19,7 +19,14 @@ import tomllib
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from nightlab import UserError
 
@@ -417,6 +424,53 @@ class ReportSection(_Section):
     top_k: int = Field(10, ge=1, le=1000, description="Candidates in the report's leaderboard.")
 
 
+NOTIFY_EVENTS = ("started", "baseline_failed", "kept", "stalled", "crashed", "budget", "finished")
+
+
+class NotifySection(_Section):
+    """Messages about the night, sent through Apprise (see the README's Notifications)."""
+
+    urls: list[str] = Field(
+        default_factory=list,
+        description='Apprise URLs to notify, e.g. ["ntfy://ntfy.sh/my-topic"] (checked when '
+        "the night starts: one Apprise cannot read stops it, naming the URL).",
+    )
+    events: list[str] = Field(
+        default_factory=lambda: list(NOTIFY_EVENTS),
+        description="The events that send a message (default: all of them).",
+    )
+    min_interval_s: float = Field(
+        60.0,
+        ge=0,
+        le=86_400,
+        description="Least seconds between two messages to one URL; what comes sooner is "
+        "held and sent as one (crashed, finished and baseline_failed go out at once).",
+    )
+
+    @field_validator("urls")
+    @classmethod
+    def _urls(cls, urls: list[str]) -> list[str]:
+        for i, url in enumerate(urls, 1):
+            if "://" not in url.strip():  # (not shown: it may be a token pasted bare)
+                raise ValueError(
+                    f"entry {i} is no Apprise URL (SERVICE://...), e.g. ntfy://ntfy.sh/TOPIC, "
+                    "slack://TokenA/TokenB/TokenC, mailto://user:pass@example.com, "
+                    "json://HOST:PORT/PATH"
+                )
+        return [url.strip() for url in urls]
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, events: list[str]) -> list[str]:
+        unknown = [e for e in events if e not in NOTIFY_EVENTS]
+        if unknown:
+            raise ValueError(
+                f"unknown event(s) {', '.join(map(repr, unknown))}; the events are: "
+                + ", ".join(NOTIFY_EVENTS)
+            )
+        return list(dict.fromkeys(events))
+
+
 class LimitsSection(_Section):
     """Bounded input: what the loop reads of a trial's output. Past any of these the trial
     is killed (`killed`, reason `output_flood: ...` naming the limit) and nothing more of
@@ -462,6 +516,7 @@ class Config(_Section):
     report: ReportSection = ReportSection()
     repair: RepairSection = RepairSection()
     limits: LimitsSection = LimitsSection()
+    notify: NotifySection = NotifySection()
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
@@ -626,7 +681,8 @@ def _explain(exc: ValidationError, path: Path, raw: dict[str, Any]) -> str:
         else:
             got = _value_at(raw, err["loc"])
             msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"  - {key}: {msg} (got {got!r}); change it in {path.name}")
+            shown = "" if loc[:2] == ["notify", "urls"] else f" (got {got!r})"  # tokens
+            lines.append(f"  - {key}: {msg}{shown}; change it in {path.name}")
     return "\n".join(lines)
 
 

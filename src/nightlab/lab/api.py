@@ -44,6 +44,20 @@ class Lab:
     def name(self) -> str:
         return self._quick("lab", "name")
 
+    def notify_test(self) -> list[tuple[str, str | None]]:
+        """Send one test message to every `[notify] urls` entry: per URL, its label (secrets
+        masked) and None when it was delivered, else why not."""
+        from nightlab.loop import notify
+
+        cfg = self.config
+        if not cfg.notify.urls:
+            raise LabError(
+                f"no [notify] urls in {self.path / 'nightlab.toml'}: add the section, e.g. "
+                '[notify] urls = ["ntfy://ntfy.sh/YOUR-TOPIC"] (any Apprise URL), then run '
+                "notify-test again"
+            )
+        return notify.test(cfg.notify.urls, cfg.lab.name, self.path)
+
     def _quick(self, section: str, key: str) -> Any:
         """One value of nightlab.toml without validating it all (views stay fast); a
         missing file is an error, a missing or broken key gets the full explanation."""

@@ -368,6 +368,26 @@ def reset(
     )
 
 
+@app.command("notify-test")
+def notify_test(lab: LabArg = HERE) -> None:
+    """Send one test message to every [notify] url and say, per URL, whether it arrived."""
+    results = _guard(_lab(lab).notify_test)
+    console = _console()
+    for label, error in results:
+        said = "delivered" if error is None else f"FAILED: {error}"
+        console.print(f"{label}: {said}", soft_wrap=True, markup=False)
+    failed = sum(error is not None for _, error in results)
+    if failed:
+        console.print(
+            f"{failed} of {len(results)} URL(s) failed: check each one's address and token "
+            "(the service's page: https://github.com/caronc/apprise/wiki) and that this "
+            "machine can reach it",
+            soft_wrap=True,
+            markup=False,
+        )
+        raise typer.Exit(1)
+
+
 def _print_summary(st: dict[str, Any], target: Any) -> None:
     from nightlab.lab.views import metric_of, summary
 

@@ -37,6 +37,7 @@ class Baseline:
         ]
         if fatal:
             tid, why = fatal[0]
+            night.notices.baseline_failed(tid, why)
             raise NightError(
                 f"the baseline trial {tid} failed ({why}); see {night.trial_dir(tid)}/"
                 "stderr.log, make the command run with the default parameters, then start a "

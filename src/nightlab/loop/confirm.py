@@ -142,6 +142,7 @@ class Confirmations:
             night.forget()
             if verdict == "kept":
                 night.ws.set_best(row.commit)
+                night.notices.kept(row.id, row.hypothesis, row.params, judgement)
             night.report(line)
             judged.append((row.id, record))
         return judged

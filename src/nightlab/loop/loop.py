@@ -36,6 +36,8 @@ from nightlab.loop.heartbeat import Heartbeat
 from nightlab.loop.journal import Journal
 from nightlab.loop.lock import LabLock
 from nightlab.loop.night import Next, Night, NightError, Run
+from nightlab.loop.notices import Notices
+from nightlab.loop.notify import targets
 from nightlab.loop.recording import Recorder
 from nightlab.loop.repair_queue import Repairs
 from nightlab.loop.slots import CHECK_S, POLL_S, Slots
@@ -70,6 +72,7 @@ class Loop:
         self.max_trials = max_trials if max_trials is not None else cfg.budget.max_trials
         self.hours = hours  # given for this run; else [budget] hours, unless resuming
         self.executor = executor.executor_for(cfg)  # a missing plugin fails here, at once
+        self.notify_to = targets(cfg.notify.urls) if cfg.notify.urls else []  # so does a bad URL
         self.slot_count = slots or self.executor.slots
         self.report = lambda line: report(redact(line))
         self.progress = progress  # (trials ended, max_trials) after each recorded trial
@@ -80,6 +83,7 @@ class Loop:
         self._graceful = threading.Event()  # stop after the running trials
         self._next_ask = 0.0
         self._ended = False
+        self._report: Path | None = None  # the report written when the night ended
 
     # ------------------------------------------------------------------ the night
     def run(self) -> dict[str, Any]:
@@ -112,6 +116,8 @@ class Loop:
             return self._close(end, self.stop_reason or "")
         except BaseException as exc:
             if journal.run_id is not None:
+                if not isinstance(exc, NightError):
+                    self.night.notices.crashed(exc)
                 try:  # best effort: the store may be what failed (a full disk)
                     self._close("crashed", f"{type(exc).__name__}: {exc}")
                 except Exception as again:
@@ -122,6 +128,7 @@ class Loop:
             lock.release()
 
     def _assemble(self, night: Night) -> None:
+        night.notices = Notices(night, self.notify_to)
         self.worker = make_worker(self.worker_choice, self.cfg, self.lab)
         mentor = None
         if self.cfg.agents.mentor:
@@ -172,6 +179,7 @@ class Loop:
             )
         self.report(f"run {night.run_id} started on {self.lab} (worker {self.worker.name}, "
                     f"{self.slot_count} slot(s), pid {os.getpid()})")
+        night.notices.started(self.worker.name, self.slot_count, self.max_trials)
 
     def _main(self) -> str:
         slots, idle = self.slots, 0
@@ -193,6 +201,7 @@ class Loop:
                     step = self._next()
                     if step is not Next.STARTED:
                         if step is Next.IDLE:
+                            self.night.notices.stall(self.cycles.stalled)
                             idle += 1  # ask again later, longer after each worker error
                             self._next_ask = time.time() + min(2.0**self.cycles.errors, 60.0)
                         break
@@ -259,6 +268,7 @@ class Loop:
         return Next.STARTED
 
     def _progress(self) -> None:
+        self.night.notices.stall(self.cycles.stalled)
         if self.progress:
             self.progress(self.budget.trials - len(self.slots.running), self.max_trials)
 
@@ -271,6 +281,8 @@ class Loop:
     def _check_limits(self) -> None:
         """A limit reached ends the night, or starts its finish-up when one is pending."""
         limit = self.budget.limit_reached()
+        if limit:
+            self.night.notices.budget(limit)
         if limit and self.finisher.pending and not self._graceful.is_set():
             self.finisher.forced = self.finisher.forced or limit
         else:
@@ -300,6 +312,7 @@ class Loop:
                     self._close_run(state, reason)
                 finally:
                     self.heartbeat.stop()
+                    night.notices.ended(state, reason, self._report)  # flushed, bounded
         return read.status(night.store.path, self.cfg.lab.name)
 
     def _close_run(self, state: str, reason: str) -> None:
@@ -312,7 +325,8 @@ class Loop:
         if self.report_top_k or (
             state in ("finished", "stopped") and self.cfg.report.auto and self.budget.trials
         ):  # after the run is closed: the report tells how the night ended
-            self.finisher.reported(opening.write_report(night, self.report_top_k))
+            self._report = opening.write_report(night, self.report_top_k)
+            self.finisher.reported(self._report)
         self.report(f"run {night.run_id} {state}: {reason}")
         if left:
             self.report(

@@ -17,6 +17,7 @@ from nightlab import UserError
 from nightlab.agents.decision import Decision
 from nightlab.config import Config
 from nightlab.loop.journal import Journal
+from nightlab.loop.notices import Notices
 from nightlab.ratchet import Best, Noise
 from nightlab.store import read
 from nightlab.store.db import Store
@@ -68,6 +69,7 @@ class Night:
     base_commit: str = ""
     deadline: float | None = None
     protected: dict[str, str] = field(default_factory=dict)
+    notices: Notices = field(default_factory=Notices)  # silent until the loop opens them
     _view: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property

@@ -46,6 +46,7 @@ class Recorder:
         folder.finish(night.trial_dir(trial_id), row.record(trace), out.history)
         if label == "kept":
             night.ws.set_best(row.commit)
+            night.notices.kept(trial_id, row.hypothesis, row.params, row.judgement)
         if kind in ("baseline", "trial"):
             self.worker.observe(row)
         self.track(trial_id)
