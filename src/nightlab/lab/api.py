@@ -50,12 +50,6 @@ class Lab:
         from nightlab.loop import notify
 
         cfg = self.config
-        if not cfg.notify.urls:
-            raise LabError(
-                f"no [notify] urls in {self.path / 'nightlab.toml'}: add the section, e.g. "
-                '[notify] urls = ["ntfy://ntfy.sh/YOUR-TOPIC"] (any Apprise URL), then run '
-                "notify-test again"
-            )
         return notify.test(cfg.notify.urls, cfg.lab.name, self.path)
 
     def _quick(self, section: str, key: str) -> Any:

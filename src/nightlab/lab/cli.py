@@ -7,15 +7,17 @@ that need them, so `nightlab --help` and `nightlab status --json` start fast.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from nightlab import UserError
+from nightlab.lab.cli_common import HERE, LabArg, Port
+from nightlab.lab.cli_common import console as _console
+from nightlab.lab.cli_common import guard as _guard
+from nightlab.lab.cli_common import lab as _lab
+from nightlab.lab.cli_serve import dashboard, notify_test
 
 app = typer.Typer(
     name="nightlab",
@@ -25,51 +27,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-LabArg = Annotated[Path, typer.Argument(help="The lab folder (holds nightlab.toml).")]
-HERE = Path(".")
-
-
-def _console(stderr: bool = False) -> Any:
-    from rich.console import Console
-
-    plain = bool(os.environ.get("NIGHTLAB_PLAIN"))
-    wide = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "140"))
-    return Console(
-        width=wide,
-        stderr=stderr,
-        force_terminal=False if plain else None,
-        no_color=plain or None,
-        highlight=False,
-    )
-
-
-def _fail(message: str, code: int = 2) -> None:
-    from rich.markup import escape
-
-    _console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def _lab(path: Path) -> Any:
-    from nightlab.lab.api import Lab
-
-    return Lab(path)
-
-
-def _guard(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Turn the errors a user can fix into one clear line instead of a traceback."""
-    try:
-        return fn(*args, **kwargs)
-    except Exception as exc:
-        from nightlab.store.files import storage_problem
-
-        if (problem := storage_problem(exc)) is not None:
-            _fail(problem, 2)
-        if isinstance(exc, UserError):
-            _fail(str(exc), exc.exit_code)
-        if isinstance(exc, FileNotFoundError):
-            _fail(str(exc), 2)
-        raise
 
 
 @app.command()
@@ -97,7 +54,6 @@ FinalRounds = Annotated[int, typer.Option(min=0, help="Confirmation runs per can
 TopK = Annotated[int, typer.Option(min=1, help="Candidates that get confirmation runs.")]
 Note = Annotated[str, typer.Option(help="A note kept with the finish-up request.")]
 Dashboard = Annotated[bool, typer.Option(help="Serve the live dashboard on 127.0.0.1 too.")]
-Port = Annotated[int, typer.Option(min=1, max=65535, help="The dashboard's port.")]
 
 
 @app.command()
@@ -260,23 +216,6 @@ def watch(
         console.print(f"[bold]{escape(last)}[/]", soft_wrap=True)
 
 
-@app.command()
-def dashboard(
-    lab: Annotated[Path, typer.Argument(help="A lab folder, or a folder of labs.")] = HERE,
-    host: Annotated[str, typer.Option(help="Any but 127.0.0.1 needs --token.")] = "127.0.0.1",
-    port: Port = 8321,
-    token: Annotated[str | None, typer.Option(envvar="NIGHTLAB_DASHBOARD_TOKEN", help=(
-        'For the controls ("generate": made, printed once; on 127.0.0.1, the default)'))] = None,
-    read_only: Annotated[bool, typer.Option("--read-only", help="No controls at all.")] = False,
-) -> None:
-    """Serve the live web dashboard: the night, trials and diffs, leaderboard, controls."""
-    from nightlab.lab.dashboard import prepare, serve
-
-    server, line = _guard(prepare, lab, host=host, port=port, token=token, read_only=read_only)
-    _console().print(line, soft_wrap=True, markup=False)
-    serve(server)
-
-
 def _dashboard(how: str, *args: Any) -> Any:
     """`run --dashboard` (a thread of the loop's process), `start --dashboard`: see
     dashboard.for_run and for_start."""
@@ -368,24 +307,8 @@ def reset(
     )
 
 
-@app.command("notify-test")
-def notify_test(lab: LabArg = HERE) -> None:
-    """Send one test message to every [notify] url and say, per URL, whether it arrived."""
-    results = _guard(_lab(lab).notify_test)
-    console = _console()
-    for label, error in results:
-        said = "delivered" if error is None else f"FAILED: {error}"
-        console.print(f"{label}: {said}", soft_wrap=True, markup=False)
-    failed = sum(error is not None for _, error in results)
-    if failed:
-        console.print(
-            f"{failed} of {len(results)} URL(s) failed: check each one's address and token "
-            "(the service's page: https://github.com/caronc/apprise/wiki) and that this "
-            "machine can reach it",
-            soft_wrap=True,
-            markup=False,
-        )
-        raise typer.Exit(1)
+app.command()(dashboard)  # defined in cli_serve.py, listed here in the order of --help
+app.command("notify-test")(notify_test)
 
 
 def _print_summary(st: dict[str, Any], target: Any) -> None:

@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from nightlab import UserError
@@ -326,6 +327,12 @@ def _short(text: str, most: int = ERROR_CHARS) -> str:
 def test(urls: Sequence[str], lab: str, where: object) -> list[tuple[str, str | None]]:
     """One test message to every URL, now (`nightlab notify-test`): per URL, its masked
     label and None (delivered) or why it failed. Nothing is recorded in the store."""
+    if not urls:
+        raise NotifyError(
+            f"no [notify] urls in {Path(str(where)) / 'nightlab.toml'}: add the section, e.g. "
+            '[notify] urls = ["ntfy://ntfy.sh/YOUR-TOPIC"] (any Apprise URL), then run '
+            "notify-test again"
+        )
     message = Message(
         "test",
         f"{lab}: a test message",

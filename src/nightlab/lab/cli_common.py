@@ -1,0 +1,60 @@
+"""What every `nightlab` command shares: the console, one-line errors, the lab, the
+argument types."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from nightlab import UserError
+
+LabArg = Annotated[Path, typer.Argument(help="The lab folder (holds nightlab.toml).")]
+HERE = Path(".")
+Port = Annotated[int, typer.Option(min=1, max=65535, help="The dashboard's port.")]
+
+
+def console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    plain = bool(os.environ.get("NIGHTLAB_PLAIN"))
+    wide = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "140"))
+    return Console(
+        width=wide,
+        stderr=stderr,
+        force_terminal=False if plain else None,
+        no_color=plain or None,
+        highlight=False,
+    )
+
+
+def fail(message: str, code: int = 2) -> None:
+    from rich.markup import escape
+
+    console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def lab(path: Path) -> Any:
+    from nightlab.lab.api import Lab
+
+    return Lab(path)
+
+
+def guard(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Turn the errors a user can fix into one clear line instead of a traceback."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:
+        from nightlab.store.files import storage_problem
+
+        if (problem := storage_problem(exc)) is not None:
+            fail(problem, 2)
+        if isinstance(exc, UserError):
+            fail(str(exc), exc.exit_code)
+        if isinstance(exc, FileNotFoundError):
+            fail(str(exc), 2)
+        raise
