@@ -273,7 +273,7 @@ def test_the_loop_watches_its_trials_while_the_model_thinks(make_lab, monkeypatc
     hung = rows(
         lab, "SELECT status, ended_at - started_at FROM trials WHERE params LIKE '%hang%'"
     )[0]
-    statuses = [r[0] for r in rows(lab, "SELECT status FROM trials WHERE kind='trial'")]
+    statuses = [r[0] for r in rows(lab, "SELECT status FROM trials WHERE kind='trial' ORDER BY id")]
     assert hung[0] == "timeout" and hung[1] < 2.5, hung  # budget 1 s; the model took 4 s
     assert statuses == ["timeout", "succeeded"]
 

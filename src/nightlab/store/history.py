@@ -32,7 +32,11 @@ def decisions_by(store: Store, worker: str) -> int:
 def baseline_states(store: Store) -> list[tuple[int, str, str | None]]:
     """(id, status, reason) of every baseline repeat so far."""
     with store.tx() as s:
-        query = select(Trial.id, Trial.status, Trial.reason).where(Trial.kind == "baseline")
+        query = (  # in id order: the index on (kind, status) would order them by status
+            select(Trial.id, Trial.status, Trial.reason)
+            .where(Trial.kind == "baseline")
+            .order_by(Trial.id)
+        )
         return [tuple(r) for r in s.execute(query)]
 
 
