@@ -13,6 +13,8 @@ folders; one table (benchmark, measured, target, verdict) is printed at the end.
 5. Trials per hour with 1, 2 and 4 local slots on 2 s sleep trials, as a share of the ideal.
 6. Slurm (needs root: scripts/slurm-local.sh starts a local cluster): from a slot freeing to
    the next trial's command running in its job.
+9. The dashboard on 100,000 trials: the overview page, a record → its server-sent event,
+   the process's RSS (dashboard.py).
 8. A coding-agent cycle: what nightlab adds around the agent (context, prompt, collection,
    admission), the agent's own time left out (agent_cycle.py).
 7. Output floods: the metric reader on a 300 MB line without a newline and on 2M metric
@@ -36,6 +38,7 @@ from contextlib import closing
 from pathlib import Path
 
 import agent_cycle  # bench/ is on sys.path when this script runs
+import dashboard
 import scale
 
 BIN = Path(sys.executable).parent
@@ -322,6 +325,8 @@ def main() -> None:
             print(f"  status / leaderboard / watch on {trials:,} trials …", file=sys.stderr,
                   flush=True)  # fmt: skip
             table += scale.cli_rows(root, reps, trials)
+        print("  the dashboard on 100,000 trials …", file=sys.stderr, flush=True)
+        table += dashboard.rows(root, 100_000, reps)
         helps = timed(lambda: subprocess.run([NIGHTLAB, "--help"], capture_output=True), reps)
         table.append(("nightlab --help (median)", ms(statistics.median(helps)), "≤ 0.5 s",
                       verdict(statistics.median(helps), 0.5)))  # fmt: skip

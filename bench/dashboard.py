@@ -56,7 +56,8 @@ def _serve(lab: Path, port: int) -> subprocess.Popen:
             return proc
         except OSError:
             if proc.poll() is not None:
-                raise SystemExit(f"dashboard did not start: {proc.stderr.read().decode()}")
+                said = proc.stderr.read().decode() if proc.stderr else ""
+                raise SystemExit(f"dashboard did not start: {said}") from None
             time.sleep(0.1)
     proc.kill()
     raise SystemExit("dashboard did not answer within 60 s")
