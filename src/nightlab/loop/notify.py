@@ -41,6 +41,7 @@ FLUSH_S = 5.0  # at the night's end, the longest wait for messages still going o
 URGENT = frozenset({"crashed", "finished", "baseline_failed"})  # never held by the rate limit
 QUEUE_MAX = 200  # messages waiting for one URL; past it new ones are dropped (and recorded)
 ERROR_CHARS = 500
+MASK_MIN = 6  # shorter pieces of a URL are not masked in errors (they would blank words)
 LABEL_CHARS = 120  # a URL as shown and recorded (secrets masked by Apprise, then redacted)
 Record = Callable[[str, dict[str, Any]], None]  # (event kind, data) into the store
 
@@ -65,6 +66,7 @@ class Target:
     label: str
     service: str
     apprise: Any  # an apprise.Apprise holding this one URL
+    secrets: tuple[str, ...] = ()  # pieces of the URL masked in any error shown or recorded
 
     def send(self, message: Message) -> str | None:
         """Deliver now (blocking, bounded by Apprise's timeouts); None, or why it failed."""
@@ -80,10 +82,11 @@ class Target:
                     notify_type=getattr(apprise.NotifyType, kind.get(message.kind, "INFO")),
                 )
             except Exception as exc:  # a plugin's own bug must not end the sending thread
-                return _short(f"{type(exc).__name__}: {exc}")
+                return _short(f"{type(exc).__name__}: {exc}", mask=self.secrets)
         if ok:
             return None
-        return _short("; ".join(said) or "Apprise reported a failure and gave no reason")
+        return _short("; ".join(said) or "Apprise reported a failure and gave no reason",
+                      mask=self.secrets)  # fmt: skip
 
 
 def targets(urls: Sequence[str]) -> list[Target]:
@@ -98,8 +101,29 @@ def targets(urls: Sequence[str]) -> list[Target]:
             raise NotifyError(_unreadable(i, url))
         server = obj[0]
         label = _short(server.url(privacy=True).split("?", 1)[0], LABEL_CHARS)
-        found.append(Target(i, label, str(server.service_name), obj))
+        found.append(Target(i, label, str(server.service_name), obj, _secrets(url, label)))
     return found
+
+
+def _secrets(url: str, label: str) -> tuple[str, ...]:
+    """The pieces of `url` an error must not show: its user, password, path segments and
+    query (webhook tokens live there: Slack's, Discord's), and the parts of its host that
+    Apprise masks in `label` (a Telegram bot token); raw, decoded and encoded, longest
+    first. Apprise's errors quote the URL requested ("Max retries exceeded with url: ...")."""
+    from urllib.parse import quote, unquote
+
+    rest = url.split("://", 1)[-1]
+    netloc, tail = re.match(r"([^/?#]*)(.*)", rest, re.S).groups()  # type: ignore[union-attr]
+    userinfo, _, hostport = netloc.rpartition("@")
+    split = re.compile(r"[:@/?&=#+,;\s]+")
+    pieces = split.split(userinfo) + split.split(tail)
+    pieces += [p for p in split.split(hostport) if p not in label]
+    found = set()
+    for piece in pieces:
+        for form in (piece, unquote(piece), quote(unquote(piece), safe="")):
+            if len(form) >= MASK_MIN:
+                found.add(form)
+    return tuple(sorted(found, key=len, reverse=True))
 
 
 def _unreadable(index: int, url: str) -> str:
@@ -251,7 +275,7 @@ class Notifier:
         """Queue one message for every URL (if `kind` is among `[notify] events`)."""
         if not self.wants(kind):
             return
-        message = Message(kind, redact(title), redact(body))
+        message = Message(kind, defuse(redact(title)), defuse(redact(body)))
         for channel in self.channels:
             channel.put(message)
 
@@ -267,6 +291,17 @@ class Notifier:
             for message in channel.abandon():
                 channel._record(message, [], f"not sent before the night ended (waited "
                                 f"{wait_s:g} s): the receiver is slow or unreachable")
+
+
+# a mention (@everyone, @here, @channel, @room, <@123>, <!channel>) or a masked link
+# ([text](url)) in text an agent wrote must not ping a channel or disguise a link
+_MENTION = re.compile(r"(?<![\w.+-])@(?=[\w&!])|<(?=[@!#])|\](?=\()")
+
+
+def defuse(text: str) -> str:
+    """`text` with a zero-width space after each mention's @ (or <), and between a masked
+    link's ] and (: it reads the same, but no service turns it into a ping or a link."""
+    return _MENTION.sub(lambda m: m.group() + "\u200b", text)
 
 
 # ------------------------------------------------------------------------ Apprise's log
@@ -318,8 +353,10 @@ class _capture:  # noqa: N801 (a context manager used like a function)
         _SAID.reset(self.token)
 
 
-def _short(text: str, most: int = ERROR_CHARS) -> str:
-    """One line, redacted, at most `most` characters."""
+def _short(text: str, most: int = ERROR_CHARS, mask: Sequence[str] = ()) -> str:
+    """One line, redacted (and each of `mask` replaced), at most `most` characters."""
+    for secret in mask:
+        text = text.replace(secret, "***")
     text = redact(" ".join(text.split()))
     return text if len(text) <= most else text[: most - 1] + "…"
 
