@@ -99,6 +99,8 @@ def create_app(dash: Dashboard) -> FastAPI:
                 return RedirectResponse(f"/login?next={quote(path)}", 303)
             return Response("the dashboard token is required", 401)
         response = await call_next(request)
+        # a plain Response(text) has no type: a browser would sniff reflected text as HTML
+        response.headers.setdefault("Content-Type", "text/plain; charset=utf-8")
         response.headers.setdefault("Content-Security-Policy", CSP)
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"

@@ -16,7 +16,7 @@ from nightlab.store.paths import DIFF, STDERR, STDOUT
 
 DIFF_BYTES = 1 << 20  # a bigger diff.patch is shown cut
 LOG_LINES = 200
-NIGHT_NAME = re.compile(r"^[\w.-]{1,100}$")
+NIGHT_NAME = re.compile(r"^[\w-][\w.-]{0,99}$")  # never "." or ".."
 
 
 def settings(lab: Lab) -> dict[str, Any]:
@@ -79,7 +79,7 @@ def log_tail(lab: Lab, trial_id: int, lines: int = LOG_LINES) -> str:
 
 def diff_lines(lab: Lab, trial_id: int) -> tuple[list[tuple[str, str]], bool]:
     """The trial's diff.patch as (css class, line) pairs, and whether it was cut."""
-    raw = read_regular(lab.paths.trial(trial_id) / DIFF)
+    raw = _head(lab.paths.trial(trial_id) / DIFF, DIFF_BYTES + 1)
     if raw is None:
         return [], False
     cut = len(raw) > DIFF_BYTES
@@ -97,6 +97,24 @@ def diff_lines(lab: Lab, trial_id: int) -> tuple[list[tuple[str, str]], bool]:
             kind = ""
         out.append((kind, line))
     return out, cut
+
+
+def _head(path: Path, size: int) -> bytes | None:
+    """The first `size` bytes of a regular file reached without a link at its name (a link
+    or a pipe a trial planted is not read); never more, however big the file."""
+    import os
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return os.pread(fd, size, 0) if stat.S_ISREG(os.fstat(fd).st_mode) else None
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def trial_page(lab: Lab, trial_id: int) -> dict[str, Any] | None:
