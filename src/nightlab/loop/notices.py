@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from nightlab.loop.night import Night
 
 TAIL_LINES = 8
+LINE_CHARS = 400  # a hypothesis or the params, as shown in a message
 
 
 def _safe(method: Callable[..., None]) -> Callable[..., None]:
@@ -112,7 +113,8 @@ class Notices:
         gain, limit = j.get("improvement"), j.get("threshold")
         how = (f"confirmed on {j.get('n')} new seeds (mean {fmt.value(j.get('value'))})"
                if j.get("stage") == "confirm" else "on one run")  # fmt: skip
-        shown = " ".join(f"{k}={fmt.value(v)}" for k, v in params.items())
+        shown = _line(" ".join(f"{k}={fmt.value(v)}" for k, v in params.items()))
+        hypothesis = _line(hypothesis or "")
         self._send("kept", f"trial {trial_id} kept ({_signed(gain)} {metric})", (
             f"Trial {trial_id} is the new best: {how}, it beat trial {j.get('best_trial')} "
             f"({fmt.value(j.get('best_mean'))}) by {_signed(gain)} {metric}, more than the "
@@ -214,6 +216,12 @@ class Notices:
             f"{trials['kept']} kept of {trials['total']} trial(s) "
             f"({trials['failed']} failed).\n{where}"
         ))  # fmt: skip
+
+
+def _line(text: str, most: int = LINE_CHARS) -> str:
+    """Agent text as one short line: its newlines cannot forge lines of the message."""
+    text = " ".join(text.split())
+    return text if len(text) <= most else text[: most - 1] + "…"
 
 
 def _signed(value: Any) -> str:
