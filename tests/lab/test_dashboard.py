@@ -237,6 +237,36 @@ def test_finish_up_and_its_cancel_through_the_controls(make_lab, tmp_path):
         assert http("POST", url + "nothing", headers=auth)[0] == 404
 
 
+
+def test_extend_through_the_controls_moves_the_running_nights_end(make_lab, tmp_path):
+    lab = make_lab(max_trials=10_000)
+    loop = spawn_loop(lab, "--run-hours", "1", env={"TEST_TRIAL_SLEEP": "0.5"})
+    try:
+        wait_for(lambda: status(lab)["state"] == "running", 60, "the loop to start")
+        before = rows(lab, "SELECT deadline_at FROM runs")[0][0]
+        with dashboard(lab, tmp=tmp_path) as served:
+            auth = {"Authorization": f"Bearer {served.token}", "Origin": served.url}
+            url = served.url + "/l/lab/control/extend"
+            assert "/control/extend" in http("GET", served.url + "/l/lab/")[1]
+            code, page, _ = http("GET", url)
+            assert code == 200 and 'name="hours"' in page and 'name="token"' in page
+            form = urlencode({"hours": "0.5"}).encode()
+            assert http("POST", url, data=form, headers={"Origin": served.url})[0] == 401
+            for hostile in ("nan", "-inf", "0", "-2", "1e9", "soon", HOSTILE):
+                code, body, _ = http("POST", url, headers=auth,
+                                     data=urlencode({"hours": hostile}).encode())  # fmt: skip
+                assert code == 409 and "hours must be" in body, hostile
+                assert "<script>alert" not in body
+            code, body, _ = http("POST", url, headers=auth, data=form)
+            assert code == 200 and "the night now ends" in body
+        after = rows(lab, "SELECT deadline_at FROM runs")[0][0]
+        assert after == pytest.approx(before + 1800)
+        assert rows(lab, "SELECT COUNT(*) FROM events WHERE kind='hours_extended'") == [(1,)]
+    finally:
+        cli("stop", str(lab), "--now", check=False)
+        loop.wait(60)
+
+
 BIG = 100_000
 
 
