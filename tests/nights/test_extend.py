@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from nightlab import Lab
+
 from conftest import cli, rows, spawn_loop, status, wait_for
 
 pytestmark = pytest.mark.slow
@@ -97,3 +99,22 @@ def test_a_night_that_is_not_running_is_refused(make_lab):
     got = cli("extend", str(lab), "--hours", "1", check=False)
     assert got.returncode != 0 and "not running (state: finished)" in got.stderr
     assert _extended(lab) == []
+
+
+def test_a_finish_up_at_the_end_of_the_night_moves_with_it(make_lab):
+    lab = make_lab(max_trials=10_000)
+    loop = spawn_loop(lab, "--run-hours", "1", "--finishup-minutes", "10",
+                      env={"TEST_TRIAL_SLEEP": "0.3"})  # fmt: skip
+    try:
+        wait_for(lambda: status(lab)["state"] == "running", 60, "the loop to start")
+        before = Lab(lab).finish_up_show()
+        out = cli("extend", str(lab), "--hours", "0.5").stdout
+        assert "the finish-up moves with it" in out
+        after = Lab(lab).finish_up_show()
+        assert after["run_hours"] == 1.5 and after["ends_at"] == pytest.approx(
+            before["ends_at"] + 1800
+        )
+        assert after["ends_at"] == pytest.approx(_run(lab)["deadline_at"], abs=5)
+    finally:
+        cli("stop", str(lab), "--now", check=False)
+        loop.wait(60)
