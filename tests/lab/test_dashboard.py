@@ -13,9 +13,10 @@ from urllib.parse import urlencode
 import pytest
 from dashboard_kit import dashboard, free_port, http
 
+from nightlab import Lab
 from nightlab.lab.dashboard import security
 
-from conftest import cli, execute, rows, spawn_loop, status, wait_for
+from conftest import cli, execute, rows, spawn_loop, status, try_rows, wait_for
 
 HOSTILE = "<script>alert('x')</script><img src=x onerror=alert(1)>"
 TOKEN = "a-test-token-of-24-chars"
@@ -235,6 +236,91 @@ def test_finish_up_and_its_cancel_through_the_controls(make_lab, tmp_path):
         assert code == 200 and "cancel" in body
         assert http("POST", url + "finish-up-cancel", headers=auth)[0] == 409  # none left
         assert http("POST", url + "nothing", headers=auth)[0] == 404
+
+
+
+def test_extend_through_the_controls_moves_the_running_nights_end(make_lab, tmp_path):
+    lab = make_lab(max_trials=10_000)
+    loop = spawn_loop(lab, "--run-hours", "1", env={"TEST_TRIAL_SLEEP": "0.5"})
+    try:
+        wait_for(lambda: status(lab)["state"] == "running", 60, "the loop to start")
+        before = rows(lab, "SELECT deadline_at FROM runs")[0][0]
+        with dashboard(lab, tmp=tmp_path) as served:
+            auth = {"Authorization": f"Bearer {served.token}", "Origin": served.url}
+            url = served.url + "/l/lab/control/extend"
+            assert "/control/extend" in http("GET", served.url + "/l/lab/")[1]
+            code, page, _ = http("GET", url)
+            assert code == 200 and 'name="hours"' in page and 'name="token"' in page
+            form = urlencode({"hours": "0.5"}).encode()
+            assert http("POST", url, data=form, headers={"Origin": served.url})[0] == 401
+            for hostile in ("nan", "-inf", "0", "-2", "1e9", "soon", HOSTILE):
+                code, body, _ = http("POST", url, headers=auth,
+                                     data=urlencode({"hours": hostile}).encode())  # fmt: skip
+                assert code == 409 and "hours must be" in body, hostile
+                assert "<script>alert" not in body
+            code, body, _ = http("POST", url, headers=auth, data=form)
+            assert code == 200 and "the night now ends" in body
+        after = rows(lab, "SELECT deadline_at FROM runs")[0][0]
+        assert after == pytest.approx(before + 1800)
+        assert rows(lab, "SELECT COUNT(*) FROM events WHERE kind='hours_extended'") == [(1,)]
+    finally:
+        cli("stop", str(lab), "--now", check=False)
+        loop.wait(60)
+
+
+
+CURVE_TRIAL = """
+import os, time
+for i in range(400):
+    print(f"step={i} score={i / 100}", flush=True)
+    time.sleep(0.05)
+print("score=4.0")
+"""
+
+
+def test_live_curves_of_running_trials_and_of_hostile_output(make_lab, tmp_path):
+    lab = make_lab(max_trials=1, trial=CURVE_TRIAL)
+    loop = spawn_loop(lab)
+    try:
+        wait_for(lambda: try_rows(lab, "SELECT COUNT(*) FROM trials WHERE status='running'")
+                 == [(1,)], 60, "a running trial")  # fmt: skip
+        with dashboard(lab, tmp=tmp_path) as served:
+            api = served.url + "/l/lab/api/trial/"
+            [(tid,)] = rows(lab, "SELECT id FROM trials WHERE status='running'")
+            page = http("GET", served.url + "/l/lab/")[1]
+            assert f'data-curve="/l/lab/api/trial/{tid}/curve"' in page
+            assert 'class="live-curve"' in http("GET", f"{served.url}/l/lab/trial/{tid}")[1]
+
+            def points() -> list:
+                code, body, headers = http("GET", f"{api}{tid}/curve")
+                assert code == 200 and headers["content-type"] == "application/json"
+                return json.loads(body)["y"]
+
+            first = wait_for(lambda: len(points()) >= 3, 30, "printed points")
+            assert first
+            later = wait_for(lambda: (p := points()) and len(p) > 10 and p, 30, "more points")
+            assert later[:3] == [0.0, 0.01, 0.02]  # the points as the trial prints them
+            assert http("GET", api + "9999/curve")[0] == 404
+            assert http("GET", api + "abc/curve")[0] == 422
+        cli("stop", str(lab), "--now", check=False)
+        loop.wait(60)
+        # a trial controls its output: NaN, inf, huge numbers, a flood of points, a 50 MB line
+        out = Lab(lab).paths.trial(tid) / "stdout.log"
+        with out.open("w") as f:
+            f.writelines(f"step={i} score={i}\n" for i in range(1_000_000))
+            f.write("score=nan\nscore=inf\nscore=1e308\n" + HOSTILE + "=1\n")
+            f.write("score=2 " * (1 << 20) + "\n" + "x" * (50 << 20))
+        with dashboard(lab, tmp=tmp_path) as served:
+            started = time.perf_counter()
+            code, body, _ = http("GET", f"{served.url}/l/lab/api/trial/{tid}/curve")
+            assert time.perf_counter() - started < 2
+            got = json.loads(body)  # strict JSON: no NaN or Infinity in it
+            assert code == 200 and len(got["y"]) <= 500
+            assert all(isinstance(v, (int, float)) for v in got["x"] + got["y"])
+    finally:
+        if loop.poll() is None:
+            loop.kill()
+            loop.wait(10)
 
 
 BIG = 100_000

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from dashboard_kit import dashboard
 
-from conftest import rows, spawn_loop, status, wait_for
+from conftest import cli, rows, spawn_loop, status, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -101,3 +101,47 @@ def test_the_dashboard_live_in_a_browser(make_lab, tmp_path):
         print(f"screenshots: {ARTIFACTS}")
     finally:
         loop.wait(timeout=60)
+
+
+CURVE_TRIAL = """
+import time
+for i in range(600):
+    print(f"step={i} score={i / 100}", flush=True)
+    time.sleep(0.05)
+print("score=6.0")
+"""
+
+
+def test_a_running_trials_live_curve_grows_in_the_browser(make_lab, tmp_path):
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        needed("playwright", "pip install -e '.[dev]' installs it")
+    exe = chromium()
+    lab = make_lab(max_trials=1, trial=CURVE_TRIAL)
+    loop = spawn_loop(lab)
+    try:
+        wait_for(lambda: status(lab)["trials"]["running"] == 1, 60, "a running trial")
+        with dashboard(lab, "--token", TOKEN, tmp=tmp_path) as served, \
+                sync_playwright() as pw:  # fmt: skip
+            browser = pw.chromium.launch(executable_path=exe, args=FLAGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(served.url + "/l/lab/")
+            page.wait_for_selector("#running .live-curve canvas", timeout=10_000)
+            first = int(page.get_attribute("#running .live-curve", "data-points"))
+            grown = wait_for(  # polled every 2 s, kept across the SSE pushes
+                lambda: int(page.get_attribute("#running .live-curve", "data-points")) > first,
+                8, "the curve to grow")
+            assert grown
+            assert int(page.evaluate("document.body.dataset.updates")) >= 1
+            [(tid,)] = rows(lab, "SELECT id FROM trials WHERE status = 'running'")
+            page.goto(f"{served.url}/l/lab/trial/{tid}")
+            page.wait_for_selector(".live-curve canvas", timeout=10_000)
+            page.screenshot(path=str(ARTIFACTS / "live-curve.png"), full_page=True)
+            assert errors == [], errors
+            browser.close()
+    finally:
+        cli("stop", str(lab), "--now", check=False)
+        loop.wait(60)

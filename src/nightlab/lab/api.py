@@ -19,7 +19,7 @@ from typing import Any
 
 from nightlab.lab.errors import LabError
 from nightlab.store import ranking, read
-from nightlab.store.paths import MLARTIFACTS, MLFLOW_DB, STATE_DIR, LabPaths
+from nightlab.store.paths import LabPaths
 
 __all__ = ["Lab", "LabError"]
 
@@ -194,6 +194,13 @@ class Lab:
                 time.sleep(0.2)
         return self.status()
 
+    def extend(self, hours: float) -> dict[str, Any]:
+        """Give the running night `hours` more (see lab/extend.py); the loop takes it within
+        a heartbeat. Returns the old and new deadline and a summary line."""
+        from nightlab.lab.extend import extend
+
+        return extend(self, hours)
+
     # ------------------------------------------------------------------ finish-up, report
     def finish_up(self, **request: Any) -> dict[str, Any]:
         """Request or schedule the finish-up (see `finish_request.request` for the forms); a
@@ -293,27 +300,9 @@ class Lab:
         """Start the lab afresh: remove `.nightlab/` and nightlab's git refs (the code and
         your branches are untouched). `keep_tracking` keeps the MLflow store. Returns what
         was removed."""
-        import shutil
+        from nightlab.lab.reset import reset
 
-        current = self.status()
-        if current["state"] == "running":
-            raise LabError(f"{self.name} is running (PID {current['pid']}); stop it first")
-        removed: list[str] = []
-        keep = {MLFLOW_DB, MLARTIFACTS} if keep_tracking else set()
-        if self.state.is_dir():
-            for entry in self.state.iterdir():
-                if entry.name in keep:
-                    continue
-                if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry)
-                else:
-                    entry.unlink()
-                removed.append(f"{STATE_DIR}/{entry.name}")
-        if self.state.parent.joinpath("nightlab.toml").is_file():
-            from nightlab.trials.workspace import Workspace
-
-            removed += Workspace(self.path, self.state, self.name).drop_refs()
-        return removed
+        return reset(self, keep_tracking=keep_tracking)
 
     # ------------------------------------------------------------------ adopt
     def adopt(self, trial: int) -> dict[str, Any]:

@@ -164,6 +164,16 @@ def stop(
 
 
 @app.command()
+def extend(
+    hours: Annotated[float, typer.Option(help="Hours to add to the running night's end.")],
+    lab: LabArg = HERE,
+) -> None:
+    """Give a running night more hours (one without a limit ends H hours from now)."""
+    done = _guard(_lab(lab).extend, hours)
+    _console().print(done["summary"], soft_wrap=True, markup=False)
+
+
+@app.command()
 def status(
     lab: LabArg = HERE,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,

@@ -70,7 +70,8 @@ class Finisher:
             if stored.phase == "cancelled":
                 self.request = stored
                 return
-            request = request.model_copy(update={"phase": phase})
+            # the stored request: `nightlab extend` may have moved its run_hours since
+            request = stored.model_copy(update={"phase": phase})
             Store.set_meta(s, finish_request.META_KEY, request.model_dump())
             Store.event(s, "finishup_phase", run_id=self.night.run_id, phase=phase, **data)
         self.request = request

@@ -1,21 +1,23 @@
 """The heartbeat: a thread that keeps the run's heartbeat fresh while trials run, and
-hears what reaches a running loop through the store — `nightlab stop` (a graceful stop)
-and `nightlab finishup` (a new or changed request) — within a beat."""
+hears what reaches a running loop through the store — `nightlab stop` (a graceful stop),
+`nightlab finishup` (a new or changed request) and `nightlab extend` (a later deadline) —
+within a beat."""
 
 from __future__ import annotations
 
 import sys
 import threading
+import time
 
 from nightlab.loop.finishup import Finisher
-from nightlab.loop.journal import Journal
+from nightlab.loop.night import Night
 
 HEARTBEAT_S = 2.0
 
 
 class Heartbeat:
-    def __init__(self, journal: Journal, finisher: Finisher, graceful: threading.Event) -> None:
-        self.journal, self.finisher, self.graceful = journal, finisher, graceful
+    def __init__(self, night: Night, finisher: Finisher, graceful: threading.Event) -> None:
+        self.night, self.finisher, self.graceful = night, finisher, graceful
         self.done = threading.Event()  # the run is closed: the heartbeat ends
 
     def start(self) -> None:
@@ -27,9 +29,25 @@ class Heartbeat:
     def _beat(self) -> None:
         while not self.done.is_set():
             try:
-                if self.journal.beat():
+                stop, deadline = self.night.journal.beat()
+                if stop:
                     self.graceful.set()
+                self._deadline(deadline)
                 self.finisher.refresh()
             except Exception as exc:  # keep beating; the main thread reports store failures
                 print(f"nightlab: heartbeat failed: {exc}", file=sys.stderr)
             self.done.wait(HEARTBEAT_S)
+
+    def _deadline(self, deadline: float | None) -> None:
+        """Take a deadline `nightlab extend` moved (the budget and the workers read
+        `night.deadline`), and say so once."""
+        old = self.night.deadline
+        if deadline is None or deadline == old:
+            return
+        self.night.deadline = deadline
+        was = "no time limit" if old is None else f"was {_clock(old)}"
+        self.night.report(f"hours extended: the night now ends {_clock(deadline)} ({was})")
+
+
+def _clock(ts: float) -> str:
+    return time.strftime("%a %H:%M:%S", time.localtime(ts))

@@ -82,11 +82,14 @@ class Journal:
             self.run_id = run.id
         return run.id, deadline
 
-    def beat(self) -> bool:
-        """Refresh the heartbeat; True when a stop has been requested (`nightlab stop`)."""
+    def beat(self) -> tuple[bool, float | None]:
+        """Refresh the heartbeat; (a stop has been requested (`nightlab stop`), the run's
+        deadline (`nightlab extend` moves it))."""
         with self.store.tx() as s:
             s.execute(update(Run).where(Run.id == self.run_id).values(heartbeat_at=time.time()))
-            return bool(s.scalar(select(Run.stop_requested).where(Run.id == self.run_id)))
+            q = select(Run.stop_requested, Run.deadline_at).where(Run.id == self.run_id)
+            stop, deadline = s.execute(q).one()
+            return bool(stop), deadline
 
     def close_run(self, state: str, reason: str, mlflow: bool) -> int:
         """End this run; returns how many finished trials MLflow still lacks."""

@@ -145,7 +145,7 @@ class Loop:
         self.slots = Slots(night, self.executor, self.record)
         self.budget.running = self.slots.kinds
         self.baseline = Baseline(night)
-        self.heartbeat = Heartbeat(night.journal, self.finisher, self._graceful)
+        self.heartbeat = Heartbeat(night, self.finisher, self._graceful)
         self.cycles = Cycles(night, self.worker, mentor, self.budget, self.slots,
                              self.finisher, self._watch)
         self.worker.view = self.cycles.lab_view()

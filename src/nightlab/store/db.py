@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import create_engine, event, select, update
 from sqlalchemy.orm import Session
 
+from nightlab import UserError
 from nightlab.store.models import Cycle, Decision, Event, Meta, Note, Run, Todo, Trial
 from nightlab.store.redact import redact_data
 
@@ -133,6 +134,31 @@ class Store:
         with self.tx() as s:
             s.execute(update(Run).where(Run.id == run_id).values(stop_requested=True))
             Store.event(s, "stop_requested", run_id=run_id, **data)
+
+    def extend_deadline(
+        self, run_id: int, seconds: float, **data: Any
+    ) -> tuple[float | None, float]:
+        """Move running run `run_id`'s deadline `seconds` later (one without a deadline ends
+        `seconds` from now); the loop reads it at its next heartbeat. Records an
+        `hours_extended` event with `data`; returns (old deadline, new deadline). Refused
+        (UserError) once the run is not running or its deadline has passed (it is ending)."""
+        now = time.time()
+        with self.tx() as s:
+            run = s.get(Run, run_id)
+            if run is None or run.state != "running":
+                state = "gone" if run is None else run.state
+                raise UserError(f"run {run_id} is not running (state: {state}): nothing to extend")
+            old = run.deadline_at
+            if old is not None and old <= now:
+                raise UserError(
+                    f"run {run_id} already reached its deadline ({now - old:.0f}s ago) and is "
+                    "ending: start a new night with `nightlab run --run-hours H` instead"
+                )
+            new = (old if old is not None else now) + seconds
+            run.deadline_at = new
+            Store.event(s, "hours_extended", run_id=run_id, old_deadline=old, new_deadline=new,
+                        **data)  # fmt: skip
+        return old, new
 
     def unlogged_trials(self) -> list[tuple[Trial, str]]:
         """Finished trials not yet in MLflow, with their cycle's trace id, in id order (a

@@ -136,6 +136,14 @@ def create_app(dash: Dashboard) -> FastAPI:
         view = views.overview(lab)
         return JSONResponse({k: view[k] for k in ("status", "running", "recent", "scatter")})
 
+    @app.get("/l/{slug}/api/trial/{trial_id}/curve")
+    def trial_curve(slug: str, trial_id: int) -> Response:
+        lab = dash.lab(slug)
+        found = views.live_curve(lab, trial_id)
+        if found is None:
+            raise HTTPException(404, f"no trial {trial_id} in {lab.name}")
+        return JSONResponse(found)
+
     @app.get("/l/{slug}/trial/{trial_id}", response_class=HTMLResponse)
     def trial(slug: str, trial_id: int) -> Response:
         lab = dash.lab(slug)

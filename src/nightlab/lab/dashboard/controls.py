@@ -1,6 +1,7 @@
-"""The controls: stop, stop now, finish-up (now for M minutes, or report now) and its
-cancel, each a confirm page (GET) and the action (POST), done only through the `Lab` API.
-None of them exists under --read-only. Every POST needs the token and a same-site Origin."""
+"""The controls: stop, stop now, extend (more hours), finish-up (now for M minutes, or
+report now) and its cancel, each a confirm page (GET) and the action (POST), done only
+through the `Lab` API. None of them exists under --read-only. Every POST needs the token and
+a same-site Origin."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ ACTIONS = {
     "finish-up": ("Finish up", "Confirmation runs for the top candidates, the held-out test "
                   "metric of the final pick, then the report."),
     "finish-up-cancel": ("Cancel the finish-up", "The requested finish-up is dropped."),
+    "extend": ("Extend the night", "The running night's end moves this many hours later (a "
+               "night without a time limit gets one); the loop takes it within a heartbeat."),
 }  # fmt: skip
 FORM_BYTES = 4096
 
@@ -34,6 +37,8 @@ def act(lab: Lab, action: str, form: dict[str, str]) -> str:
         st = lab.stop(now=action == "stop-now")
         return f"stop requested ({'now' if action == 'stop-now' else 'graceful'}); " \
                f"state: {st['state']}"  # fmt: skip
+    if action == "extend":
+        return lab.extend(form.get("hours", "").strip())["summary"]  # checked there
     if action == "finish-up-cancel":
         return lab.finish_up_cancel()["summary"]
     report_now = form.get("report_now") == "on"

@@ -179,3 +179,19 @@ def notes(lab: Lab) -> dict[str, Any]:
         todos, entries = pages.todos(conn), pages.notes(conn)
     return {"todos": todos, "workpad": [n for n in entries if n["section"] != "mentor"],
             "mentor": [n for n in entries if n["section"] == "mentor"]}  # fmt: skip
+
+
+def live_curve(lab: Lab, trial_id: int) -> dict[str, Any] | None:
+    """The objective's recent points of trial `trial_id` as it prints them (a bounded tail of
+    its output: trials/curve.py), for the running trials' live curves; None: no such trial."""
+    from nightlab.trials import curve
+
+    if not lab.db.is_file():
+        return None
+    with read.connect(lab.db) as conn:
+        row = conn.execute("SELECT status FROM trials WHERE id = ?", (trial_id,)).fetchone()
+    if row is None:
+        return None
+    metric = str(settings(lab)["metric"])
+    return {"trial": trial_id, "metric": metric, "status": row[0],
+            **curve.recent(lab.paths.trial(trial_id), metric)}  # fmt: skip

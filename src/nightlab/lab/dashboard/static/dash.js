@@ -1,4 +1,5 @@
-// nightlab's dashboard: the scatter (uPlot, vendored), metric curves, and live updates over
+// nightlab's dashboard: the scatter (uPlot, vendored), metric curves (the running trials'
+// polled live), and live updates over
 // server-sent events. The server sends HTML fragments it has escaped; nothing else is
 // inserted as HTML here.
 (function () {
@@ -50,6 +51,48 @@
     });
   }
 
+  // The running trials' live curves: each .live-curve names its JSON (the recent points of
+  // the objective, bounded and checked by the server), fetched every 2 s and drawn by uPlot.
+  // The SSE push replaces the running panel: a new element is drawn at once from the cache.
+  const CURVE_POLL_MS = 2000;
+  let curveData = {};  // url -> the last answer
+  const curveCharts = new WeakMap();  // element -> its uPlot
+
+  function drawLive(el) {
+    const d = curveData[el.dataset.curve];
+    if (!d || typeof uPlot === "undefined") return;
+    el.dataset.points = String(d.y.length);
+    const chart = curveCharts.get(el);
+    if (chart) { chart.setData([d.x, d.y]); return; }
+    if (!d.y.length) { el.textContent = "no " + d.metric + " printed yet"; return; }
+    el.textContent = "";
+    curveCharts.set(el, new uPlot({
+      width: width(el), height: 160, scales: { x: { time: false } },
+      axes: [{ label: "step" }, { label: d.metric }],
+      series: [{ label: "step" }, { label: d.metric, stroke: "#2a62c9" }],
+    }, [d.x, d.y], el));
+  }
+
+  function pollCurves() {
+    const els = Array.from(document.querySelectorAll(".live-curve"));
+    const urls = new Set(els.map(function (el) { return el.dataset.curve; }));
+    const kept = {};
+    urls.forEach(function (url) { if (curveData[url]) kept[url] = curveData[url]; });
+    curveData = kept;  // trials no longer shown are forgotten
+    urls.forEach(function (url) {
+      fetch(url, { credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (d) {
+          if (!d || !Array.isArray(d.x) || !Array.isArray(d.y)) return;
+          curveData[url] = d;
+          document.querySelectorAll(".live-curve").forEach(function (el) {
+            if (el.dataset.curve === url) drawLive(el);
+          });
+        })
+        .catch(function (err) { body.dataset.curveError = String(err); });  // next poll retries
+    });
+  }
+
   function live(url) {
     const source = new EventSource(url);
     source.addEventListener("overview", function (event) {
@@ -63,6 +106,7 @@
         const chart = document.getElementById("chart");
         if (chart) chart.dataset.points = String(p.scatter.x.length);
       }
+      document.querySelectorAll(".live-curve").forEach(drawLive);
       body.dataset.state = p.state;
       body.dataset.updates = String(Number(body.dataset.updates || "0") + 1);
     });
@@ -73,5 +117,9 @@
     if (initial) drawScatter(JSON.parse(initial.textContent));
     drawCurves();
     if (body.dataset.events) live(body.dataset.events);
+    if (document.querySelector(".live-curve") || body.dataset.events) {
+      pollCurves();
+      setInterval(pollCurves, CURVE_POLL_MS);
+    }
   });
 })();
