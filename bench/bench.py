@@ -33,13 +33,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
 import agent_cycle  # bench/ is on sys.path when this script runs
 import dashboard
 import scale
+from scale import ms, timed  # one copy, in scale.py
 
 BIN = Path(sys.executable).parent
 NIGHTLAB = str(BIN / "nightlab")
@@ -73,24 +73,8 @@ enabled = {tracking}
 Row = tuple[str, str, str, str]
 
 
-def ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f} ms"
-
-
 def verdict(value: float, limit: float) -> str:
     return "PASS" if value <= limit else "FAIL"
-
-
-def timed(fn: Callable[[], object], reps: int, warmup: int = 1) -> list[float]:
-    """Wall times of `reps` calls of `fn`, after `warmup` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
 
 
 def make_lab(root: Path, name: str) -> Path:
