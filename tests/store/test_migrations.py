@@ -121,4 +121,5 @@ def test_a_first_schema_store_upgrades_with_its_data(tmp_path):
     with store.engine.begin() as conn:
         version = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
         tables = {r[0] for r in conn.exec_driver_sql("SELECT name FROM sqlite_master")}
-    assert version == HEAD_REVISION == "0004" and {"todos", "notes", "ix_trials_kind"} <= tables
+    assert version == HEAD_REVISION == "0005"
+    assert {"todos", "notes", "ix_trials_kind", "ix_trials_scatter"} <= tables

@@ -128,6 +128,7 @@ class Trial(Base):
         Index("ix_trials_objective", "objective"),
         Index("ix_trials_confirms", "confirms"),
         Index("ix_trials_kind", "kind", "status"),
+        Index("ix_trials_scatter", "objective", "status", "kind"),  # covers the scatter
     )
 
 
