@@ -369,6 +369,12 @@ class TrackingSection(_Section):
     enabled: bool = True
     mlflow_uri: str | None = Field(None, description="Default: sqlite in .nightlab/mlflow.db.")
     experiment: str | None = Field(None, description="Default: the lab's name.")
+    ui_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s\"'<>`]+$",
+        description="Where your MLflow UI answers (e.g. http://127.0.0.1:5000): the dashboard's "
+        "trial page links each trial's run there.",
+    )
     trial_run: bool = Field(
         False,
         description="Open each trial's MLflow run before it starts and pass MLFLOW_RUN_ID "

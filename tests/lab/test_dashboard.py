@@ -14,6 +14,7 @@ import pytest
 from dashboard_kit import dashboard, free_port, http
 
 from nightlab import Lab
+from nightlab.config import ConfigError, load_config
 from nightlab.lab.dashboard import security
 
 from conftest import cli, execute, rows, spawn_loop, status, try_rows, wait_for
@@ -232,6 +233,15 @@ def test_finish_up_and_its_cancel_through_the_controls(make_lab, tmp_path):
         code, body, _ = http("POST", url + "finish-up", headers=auth, data=form)
         assert code == 200 and "15" in body
         assert "15" in cli("finishup", str(lab), "--show").stdout  # the request, stored
+        for fields, said in (({"at": "tonight"}, "not an ISO 8601 time"),
+                             ({"at": "2030-01-01T05:30", "in_minutes": "5"}, "give one of"),
+                             ({"in_minutes": "<b>x</b>"}, "in minutes must be a number")):
+            form = urlencode({"minutes_left": "20", **fields}).encode()
+            code, body, _ = http("POST", url + "finish-up", headers=auth, data=form)
+            assert code == 409 and said in body and "<b>x" not in body, body  # fmt: skip
+        form = urlencode({"minutes_left": "20", "at": "2030-01-01T05:30"}).encode()
+        code, body, _ = http("POST", url + "finish-up", headers=auth, data=form)
+        assert code == 200 and "2030-01-01" in cli("finishup", str(lab), "--show").stdout
         code, body, _ = http("POST", url + "finish-up-cancel", headers=auth)
         assert code == 200 and "cancel" in body
         assert http("POST", url + "finish-up-cancel", headers=auth)[0] == 409  # none left
@@ -362,3 +372,22 @@ def test_pages_stay_fast_on_a_store_of_100k_trials(make_lab, tmp_path):
     print(f"100k trials: {({k: round(v, 3) for k, v in timings.items()})}, RSS {rss:.0f} MiB")
     assert max(timings.values()) < 2.0, timings
     assert rss < 400, rss
+
+
+def test_a_trial_links_its_mlflow_run_when_the_ui_url_is_set(make_lab, tmp_path):
+    ui = "http://127.0.0.1:5000"
+    lab = make_lab(max_trials=3, toml_extra="")
+    toml = lab / "nightlab.toml"
+    toml.write_text(toml.read_text().replace("[tracking]\n", f'[tracking]\nui_url = "{ui}/"\n'))
+    cli("run", str(lab))
+    run_id = "0123456789abcdef0123456789abcdef"
+    execute(lab, "UPDATE trials SET mlflow_run_id = ? WHERE id = 1", run_id)
+    execute(lab, "UPDATE trials SET mlflow_run_id = ? WHERE id = 2", '" onclick="alert(1)')
+    with dashboard(lab, "--read-only", tmp=tmp_path) as served:
+        _, page, _ = http("GET", served.url + "/l/lab/trial/1")
+        assert f'href="{ui}/#/runs/{run_id}"' in page
+        _, page, _ = http("GET", served.url + "/l/lab/trial/2")
+        assert 'id="mlflow-run"' not in page and "onclick" not in page  # not a run id: no link
+    toml.write_text(toml.read_text().replace(f'"{ui}/"', '"javascript:alert(1)"'))
+    with pytest.raises(ConfigError, match="ui_url"):
+        load_config(lab)

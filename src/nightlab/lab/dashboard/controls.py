@@ -42,13 +42,20 @@ def act(lab: Lab, action: str, form: dict[str, str]) -> str:
     if action == "finish-up-cancel":
         return lab.finish_up_cancel()["summary"]
     report_now = form.get("report_now") == "on"
-    minutes = form.get("minutes_left", "").strip()
-    try:
-        minutes_left = float(minutes) if minutes else None
-    except ValueError:
-        raise UserError(f"minutes left must be a number, not {minutes!r}") from None
-    shown = lab.finish_up(minutes_left=minutes_left, report_now=report_now)
+    at = form.get("at", "").strip() or None  # ISO 8601, UTC unless it says otherwise
+    shown = lab.finish_up(
+        minutes_left=_number(form, "minutes_left", "minutes left"),
+        at=at, in_minutes=_number(form, "in_minutes", "in minutes"), report_now=report_now,
+    )  # fmt: skip
     return shown["summary"] + (f"; report: {shown['report']}" if shown.get("report") else "")
+
+
+def _number(form: dict[str, str], key: str, label: str) -> float | None:
+    text = form.get(key, "").strip()
+    try:
+        return float(text) if text else None
+    except ValueError:
+        raise UserError(f"{label} must be a number, not {text[:40]!r}") from None
 
 
 async def _form(request: Request) -> dict[str, str]:

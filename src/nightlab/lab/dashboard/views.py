@@ -16,6 +16,7 @@ from nightlab.store.paths import DIFF, STDERR, STDOUT
 
 DIFF_BYTES = 1 << 20  # a bigger diff.patch is shown cut
 LOG_LINES = 200
+RUN_ID = re.compile(r"^[0-9a-f]{8,64}$")  # what MLflow names a run
 NIGHT_NAME = re.compile(r"^[\w-][\w.-]{0,99}$")  # never "." or ".."
 
 
@@ -136,7 +137,16 @@ def trial_page(lab: Lab, trial_id: int) -> dict[str, Any] | None:
         c["x"].append(p["step"])
         c["y"].append(p["value"])
     return {"t": t, "params": params, "diff": diff, "diff_cut": cut, "events": events,
-            "log": log_tail(lab, trial_id), "curves": dict(list(curves.items())[:8])}  # fmt: skip
+            "log": log_tail(lab, trial_id), "curves": dict(list(curves.items())[:8]),
+            "mlflow": mlflow_link(lab, t.get("mlflow_run_id"))}  # fmt: skip
+
+
+def mlflow_link(lab: Lab, run_id: str | None) -> str | None:
+    """The trial's run in the MLflow UI, when `[tracking] ui_url` says where that is."""
+    ui = lab.config.tracking.ui_url
+    if not ui or not run_id or not RUN_ID.match(run_id):
+        return None
+    return f"{ui.rstrip('/')}/#/runs/{run_id}"
 
 
 def reports(lab: Lab) -> list[dict[str, Any]]:
