@@ -23,6 +23,8 @@ def test_every_config_key_is_in_the_reference():
         model = field.annotation
         if section in ("search", "spec"):
             keys = [f"[{section}.NAME] {k}" for k in Knob.model_fields]
+        elif section == "search_settings":  # the plain keys of [search]
+            keys = [f"[search] {k}" for k in model.model_fields]
         elif isinstance(model, type) and issubclass(model, BaseModel):
             keys = [f"[{section}] {k}" for k in model.model_fields]
         else:

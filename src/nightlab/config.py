@@ -271,6 +271,46 @@ class Knob(_Section):
         return None
 
 
+class SearchSettings(_Section):
+    """The scalar keys of `[search]` (its tables are the knobs): how the `search` worker
+    samples. Not persisted: the lab's Optuna study keeps the trials, the sampler is rebuilt
+    from these at every start."""
+
+    sampler: Literal["tpe", "gp", "cmaes", "random"] = Field(
+        "tpe", description="Optuna's sampler: TPE, a Gaussian process, CMA-ES or random."
+    )
+    startup_trials: int = Field(
+        5, ge=0, le=10_000, description="Random proposals before the model-based sampler leads."
+    )
+    multivariate: bool = Field(
+        False, description="TPE: model the knobs jointly (Optuna's multivariate TPE)."
+    )
+
+    @model_validator(mode="after")
+    def _tpe_only(self) -> SearchSettings:
+        if self.multivariate and self.sampler != "tpe":
+            raise ValueError(f'multivariate = true is for sampler = "tpe", not {self.sampler!r}')
+        return self
+
+
+class PruningSection(_Section):
+    """Stopping a trial whose live curve is clearly worse than the others' at the same step."""
+
+    kind: Literal["median", "percentile", "hyperband", "none"] = Field(
+        "median", description="Optuna's pruner; none: every trial runs to its end."
+    )
+    warmup_steps: int = Field(2, ge=0, le=2**31, description="Never prune before this step.")
+    min_trials: int = Field(
+        3, ge=1, le=10_000, description="Compare only when this many curves reached the step."
+    )
+    percentile: float = Field(
+        25.0, gt=0.0, lt=100.0, description='"percentile": prune below this percentile.'
+    )
+
+
+SEARCH_SETTINGS = "search_settings"  # where the scalar keys of [search] are validated
+
+
 class BudgetSection(_Section):
     hours: float | None = Field(None, gt=0, description="Stop the run after this many hours.")
     max_trials: int | None = Field(None, ge=1, description="Stop once the lab holds this many.")
@@ -513,6 +553,8 @@ class Config(_Section):
     trial: TrialSection
     ratchet: RatchetSection = RatchetSection()
     search: dict[str, Knob] = Field(default_factory=dict)
+    search_settings: SearchSettings = SearchSettings()  # [search]'s scalar keys (see below)
+    pruning: PruningSection = PruningSection()
     spec: dict[str, Knob] = Field(default_factory=dict)
     smoke: SmokeSection = SmokeSection()
     budget: BudgetSection = BudgetSection()
@@ -523,6 +565,19 @@ class Config(_Section):
     repair: RepairSection = RepairSection()
     limits: LimitsSection = LimitsSection()
     notify: NotifySection = NotifySection()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_search(cls, raw: Any) -> Any:
+        """`[search]` holds the knobs (tables) and the sampler's settings (plain values):
+        the plain values are validated as `search_settings`."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("search"), dict):
+            return raw
+        if SEARCH_SETTINGS in raw:
+            raise ValueError(f"{SEARCH_SETTINGS} is not a section: write [search] sampler = …")
+        knobs = {k: v for k, v in raw["search"].items() if isinstance(v, dict)}
+        settings = {k: v for k, v in raw["search"].items() if not isinstance(v, dict)}
+        return {**raw, "search": knobs, SEARCH_SETTINGS: settings}
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
@@ -685,7 +740,8 @@ def _explain(exc: ValidationError, path: Path, raw: dict[str, Any]) -> str:
         elif kind == "missing":
             lines.append(f"  - missing required key {key}: add it to {path.name}")
         else:
-            got = _value_at(raw, err["loc"])
+            at = err["loc"]
+            got = _value_at(raw, ("search", *at[1:]) if at[:1] == (SEARCH_SETTINGS,) else at)
             msg = err["msg"].removeprefix("Value error, ")
             shown = "" if loc[:2] == ["notify", "urls"] else f" (got {got!r})"  # tokens
             lines.append(f"  - {key}: {msg}{shown}; change it in {path.name}")
@@ -697,6 +753,8 @@ def _key_name(loc: list[str]) -> str:
         return "(top level)"
     if len(loc) == 1:
         return f"[{loc[0]}]"
+    if loc[0] == SEARCH_SETTINGS:
+        return f"[search] {'.'.join(loc[1:])}" if len(loc) > 1 else "[search]"
     if loc[0] == "search" and len(loc) >= 2:
         return f"[search.{loc[1]}]" + (f" {'.'.join(loc[2:])}" if len(loc) > 2 else "")
     return f"[{loc[0]}] {'.'.join(loc[1:])}"

@@ -60,6 +60,7 @@ class Decision(BaseModel):
     data_exploration_update: str | None = None
     resolve_todo_ids: list[int] = Field(default_factory=list)
     _notes: list[str] = PrivateAttr(default_factory=list)
+    _asked: int | None = PrivateAttr(default=None)
 
     @property
     def notes(self) -> list[str]:
@@ -69,6 +70,15 @@ class Decision(BaseModel):
 
     def set_notes(self, notes: list[str]) -> None:
         self._notes = list(notes)
+
+    @property
+    def asked(self) -> int | None:
+        """The lab study's trial (its number) a `search` proposal was asked as; not part of
+        the schema, so no model can name another's."""
+        return self._asked
+
+    def set_asked(self, number: int) -> None:
+        self._asked = number
 
 
 class Review(BaseModel):

@@ -1,31 +1,52 @@
-"""The `search` worker: Optuna's TPE over the `[search]` knobs.
+"""The `search` worker: an Optuna sampler (`[search] sampler`: TPE, GP, CMA-ES or random)
+over the `[search]` knobs.
 
-The study lives in memory and is rebuilt from the store's finished trials when a lab
-resumes, so the store stays the single record of what was tried."""
+In a night it asks the lab's persistent study (store/study.py), which the loop feeds with
+every trial's curve and end, pruned ones included: nothing to rebuild on resume. Used alone
+(no lab study), it keeps a study in memory, rebuilt from the trials `resume` is given."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
+from nightlab import UserError
 from nightlab.agents.decision import Decision
 from nightlab.agents.worker import BaseWorker
-from nightlab.config import Config, Knob
+from nightlab.config import Config, SearchSettings
 from nightlab.store import fmt
+from nightlab.store.study import distribution
+
+NEEDS = {"gp": ("torch", "scipy"), "cmaes": ("cmaes",)}  # what a sampler imports
 
 
-def _distribution(knob: Knob) -> Any:
-    from optuna.distributions import (
-        CategoricalDistribution,
-        FloatDistribution,
-        IntDistribution,
-    )
+def sampler_for(settings: SearchSettings, seed: int) -> Any:
+    """Optuna's sampler for `[search]`; a sampler whose packages are missing fails with the
+    `pip install` that brings them."""
+    import importlib.util
+    import warnings
 
-    if knob.kind == "categorical":
-        return CategoricalDistribution(knob.choices)
-    if knob.kind == "int":
-        return IntDistribution(math.ceil(knob.low), math.floor(knob.high), log=knob.log)
-    return FloatDistribution(knob.low, knob.high, log=knob.log)
+    from optuna import samplers
+    from optuna.exceptions import ExperimentalWarning
+
+    kind, startup = settings.sampler, settings.startup_trials
+    missing = [m for m in NEEDS.get(kind, ()) if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UserError(
+            f'[search] sampler = "{kind}" needs {", ".join(missing)}: pip install '
+            f"{' '.join(missing)} (or choose another sampler)"
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        if kind == "gp":
+            return samplers.GPSampler(seed=seed, n_startup_trials=startup)
+        if kind == "cmaes":
+            return samplers.CmaEsSampler(seed=seed, n_startup_trials=startup)
+        if kind == "random":
+            return samplers.RandomSampler(seed=seed)
+        return samplers.TPESampler(
+            seed=seed, n_startup_trials=startup, constant_liar=True,
+            multivariate=settings.multivariate,
+        )  # fmt: skip
 
 
 MOVED_SHOWN = 6  # knobs named in a hypothesis; the rest are counted
@@ -91,39 +112,57 @@ class SearchWorker(BaseWorker):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.cfg = cfg
         self.seed = seed
-        self.space = {name: _distribution(k) for name, k in cfg.search.items()}
+        self.space = {name: distribution(k) for name, k in cfg.search.items()}
+        self.lab_study: Any = None  # the lab's persistent study, once the loop gives it
         self.study = self._new_study(seed)
         self.pending: list[Any] = []
 
     def _new_study(self, seed: int) -> Any:
         import optuna
 
-        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, constant_liar=True)
+        sampler = sampler_for(self.cfg.search_settings, seed)
         return optuna.create_study(direction=self.cfg.objective.direction, sampler=sampler)
 
+    def use_study(self, lab_study: Any) -> None:
+        """Ask the lab's persistent study from now on (the loop tells it how trials end)."""
+        self.lab_study = lab_study
+        self.study = lab_study.study
+        self.study.sampler = sampler_for(self.cfg.search_settings, self.seed)
+
     def resume(self, finished: list[Any], decided: int) -> None:
-        """Replay the lab's finished trials into a fresh study (seeded past earlier draws)."""
-        self.study = self._new_study(self.seed + decided)
+        """Seed past earlier draws; without a lab study, replay the lab's finished trials
+        into a fresh in-memory one."""
         self.pending = []
+        if self.lab_study is not None:
+            self.study.sampler = sampler_for(self.cfg.search_settings, self.seed + decided)
+            return
+        self.study = self._new_study(self.seed + decided)
         for trial in finished:
             self.observe(trial)
 
     def decide(self, context: dict[str, Any]) -> Decision:
         trial = self.study.ask(self.space)
-        self.pending.append(trial)
+        if self.lab_study is None:
+            self.pending.append(trial)
         shown = ", ".join(f"{k}={fmt.value(v)}" for k, v in trial.params.items())
-        return Decision(
+        decision = Decision(
             action="run",
-            rationale=f"TPE proposal #{trial.number} over {len(self.space)} knobs: {shown}",
+            rationale=f"{self.cfg.search_settings.sampler.upper()} proposal #{trial.number} "
+            f"over {len(self.space)} knobs: {shown}",
             hypothesis=hypothesis(
                 trial.params, context.get("best"), self.cfg.defaults(), self.cfg.objective.metric
             ),
             dimension="optimization",
             params=dict(trial.params),
         )
+        decision.set_asked(trial.number)
+        return decision
 
     def observe(self, trial: Any) -> None:
-        """Tell the study how a trial ended (any trial of the lab informs the search)."""
+        """Tell the in-memory study how a trial ended (any trial of the lab informs the
+        search); with the lab's study the loop does it."""
+        if self.lab_study is not None:
+            return
         import optuna
         from optuna.trial import TrialState
 

@@ -241,6 +241,7 @@ class Journal:
             row.objective, row.metrics = out.objective, out.metrics
             row.reason, row.log_tail = out.reason, out.log_tail
             row.judgement = verdict.record() if verdict else None
+            row.pruning = out.pruning
             obj = "—" if out.objective is None else f"{out.objective:.4g}"
             line = (
                 f"[{trace}] trial {trial_id} ({row.kind}) {out.status} {self.metric}={obj} "

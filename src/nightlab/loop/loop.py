@@ -38,6 +38,7 @@ from nightlab.loop.lock import LabLock
 from nightlab.loop.night import Next, Night, NightError, Run
 from nightlab.loop.notices import Notices
 from nightlab.loop.notify import targets
+from nightlab.loop.pruning import Pruning
 from nightlab.loop.recording import Recorder
 from nightlab.loop.repair_queue import Repairs
 from nightlab.loop.slots import CHECK_S, POLL_S, Slots
@@ -142,7 +143,9 @@ class Loop:
                              self.confirmations)  # fmt: skip
         self.record = Recorder(night, self.worker, self.finisher, self.repairs,
                                self.confirmations, self._progress)  # fmt: skip
-        self.slots = Slots(night, self.executor, self.record)
+        self.pruning = Pruning(night, None)
+        self.record.pruning = self.pruning
+        self.slots = Slots(night, self.executor, self.record, self.pruning)
         self.budget.running = self.slots.kinds
         self.baseline = Baseline(night)
         self.heartbeat = Heartbeat(night, self.finisher, self._graceful)
@@ -161,6 +164,7 @@ class Loop:
             self.report(self.finisher.request.describe(self.finisher.night_started))
         self.heartbeat.start()
         self.budget.load()
+        self.pruning.open(self.worker)  # before reattach: re-attached trials report to it
         self.slots.reattach()
         self.record.settle()  # confirmations a dead loop had finished but not judged
         opening.rewrite_results(night)

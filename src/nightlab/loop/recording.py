@@ -27,6 +27,7 @@ class Recorder:
         self.confirmations = confirmations
         self.progress = progress  # told after each recorded trial
         self.tracking: Any = None  # the MLflow mirror, once started
+        self.pruning: Any = None  # the loop's Pruning: the lab's study hears how trials end
         self._tracking_gone = False
 
     def __call__(self, trial_id: int, trace: str, kind: str, out: local.Outcome) -> None:
@@ -48,6 +49,8 @@ class Recorder:
             night.ws.set_best(row.commit)
             night.notices.kept(trial_id, row.hypothesis, row.params, row.judgement)
         if kind in ("baseline", "trial"):
+            if self.pruning is not None:
+                self.pruning.ended(row)
             self.worker.observe(row)
         self.track(trial_id)
         night.report(line)

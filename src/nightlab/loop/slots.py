@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from nightlab.loop.night import Night, NightError, Run
+from nightlab.loop.pruning import CHECK_S as PRUNE_CHECK_S
+from nightlab.loop.pruning import Pruning
 from nightlab.ratchet import Best
 from nightlab.store import files, fmt, folder, history, kinds, paths
 from nightlab.store.db import Trial
@@ -40,8 +42,11 @@ class Active:
 
 
 class Slots:
-    def __init__(self, night: Night, runner: executor.Executor, record: Record) -> None:
+    def __init__(
+        self, night: Night, runner: executor.Executor, record: Record, pruning: Pruning
+    ) -> None:
         self.night, self.executor, self.record = night, runner, record
+        self.pruning = pruning
         self.running: dict[int, Active] = {}  # by slot
         self.trees: WorktreePool | None = None
         self.gpus: list[str] = []
@@ -111,6 +116,7 @@ class Slots:
             build.env["NIGHTLAB_SPEC"] = str(trial_dir / paths.OUT / "spec.json")
         running = self.executor.start(build)
         night.journal.started(trial_id, trace, running, slot, tree)
+        self.pruning.started(trial_id, kind, params, decision.asked)
         self.running[slot] = Active(running, trace, kind, tree, run.commit)
         shown = " ".join(f"{k}={fmt.value(v)}" for k, v in decision.params.items())
         if decision.edits:
@@ -145,6 +151,8 @@ class Slots:
 
     def wait(self, timeout: float, wake: int | None) -> None:
         """Sleep until a trial ends, `wake` turns readable, or `timeout` passes."""
+        if self.pruning.active and "trial" in self.kinds():  # a condemning line: stop it soon
+            timeout = min(timeout, PRUNE_CHECK_S)
         executor.wait_any([a.trial for a in self.running.values()], timeout, wake)
 
     def kill_all(self, reason: str, wait: bool = True) -> None:
@@ -158,9 +166,12 @@ class Slots:
         night, active = self.night, self.running[slot]
         outcome = active.trial.poll()
         self._drain_events(active)
+        trial_id = active.trial.spec.trial_id
         if outcome is None:
+            self.pruning.check(trial_id, active.kind, active.trial)
             return
         del self.running[slot]
+        outcome = self.pruning.outcome(trial_id, outcome)
         workdir = active.trial.spec.workdir  # the lab itself for a trial re-attached after a
         watched = night.protected and workdir != night.lab  # crash: its worktree is unknown
         if watched and (touched := protect.changed(workdir, night.protected)):
@@ -169,7 +180,6 @@ class Slots:
                 reason=f"{protect.REASON}: the trial changed {', '.join(touched)} (protected; "
                 "restored)",
             )  # fmt: skip
-        trial_id = active.trial.spec.trial_id
         folder.collect(night.trial_dir(trial_id))
         self.record(trial_id, active.trace, active.kind, outcome)
         if active.tree:

@@ -16,7 +16,9 @@ one run of the final pick with the held-out metric (NIGHTLAB_TEST=1)."""
 KINDS: tuple[Kind, ...] = get_args(Kind)
 EXPLORING: tuple[Kind, ...] = ("baseline", "trial")  # what the worker learns from
 
-Status = Literal["running", "succeeded", "failed", "timeout", "killed"]
+Status = Literal["running", "succeeded", "failed", "timeout", "killed", "pruned"]
+"""pruned: stopped early by `[pruning]` (its curve was worse than the reference at a step);
+neither a failure nor kept, never retried or repaired."""
 STATUSES: tuple[Status, ...] = get_args(Status)
 FAILED: tuple[Status, ...] = ("failed", "timeout", "killed")  # every way a trial can fail
 

@@ -94,6 +94,7 @@ class Trial(Base):
     mlflow_run_id: Mapped[str | None] = mapped_column(String, nullable=True)
     confirms: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the trial re-run
     judgement: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # see ratchet
+    pruning: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # see pruning.py
 
     def record(self, trace_id: str) -> dict[str, Any]:
         """The trial as plain data (result.json, MLflow tags), with its cycle's trace id."""
@@ -119,6 +120,7 @@ class Trial(Base):
             "base_trial_id",
             "confirms",
             "judgement",
+            "pruning",
         )
         return {**{k: getattr(self, k) for k in keys}, "trace_id": trace_id}
 

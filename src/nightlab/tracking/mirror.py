@@ -35,7 +35,8 @@ from nightlab.tracking.tags import trial_tags
 
 RUN_ID_FILE = paths.MLFLOW_RUN_ID  # in the trial folder: the run a trial logged into itself
 ARTIFACTS = (paths.PARAMS, paths.RESULT, paths.DIFF, paths.ENV, paths.STDOUT, paths.STDERR)
-STATUS = {"succeeded": "FINISHED", "failed": "FAILED", "timeout": "KILLED", "killed": "KILLED"}
+STATUS = {"succeeded": "FINISHED", "failed": "FAILED", "timeout": "KILLED", "killed": "KILLED",
+          "pruned": "KILLED"}
 MAX_KEY = 250  # MLflow's longest metric, param or tag key
 BAD_KEY_CHARS = re.compile(r"[^/\w.\- :]")  # MLflow's allowed set, negated
 INT64 = 2**63 - 1

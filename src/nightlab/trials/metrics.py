@@ -217,9 +217,11 @@ class MetricReader:
         self._counts[known] = index + 1
         if isinstance(step, float) and math.isfinite(step):
             step = int(step)
-        if not isinstance(step, int) or isinstance(step, bool) or abs(step) > 2**62:
+        stepped = isinstance(step, int) and not isinstance(step, bool) and abs(step) <= 2**62
+        if not stepped:
             step = index  # no step, or one no store column could hold
-        return {"name": known, "value": value, "step": step, "source": source}
+        # `stepped`: the trial named the step (only such points are compared by the pruner)
+        return {"name": known, "value": value, "step": step, "source": source, "stepped": stepped}
 
     def _json_points(self, line: bytes) -> list[dict[str, Any]]:
         try:

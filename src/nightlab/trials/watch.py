@@ -39,7 +39,7 @@ class TrialSpec:
 
 @dataclass
 class Outcome:
-    status: str  # succeeded|failed|timeout|killed
+    status: str  # succeeded|failed|timeout|killed|pruned
     exit_code: int | None
     wall_s: float
     peak_rss_mb: float | None
@@ -48,6 +48,7 @@ class Outcome:
     reason: str | None
     log_tail: str | None
     history: list[dict] = field(default_factory=list)
+    pruning: dict | None = None  # a pruned trial's step, value and reference (the loop's)
 
 
 @dataclass(frozen=True)

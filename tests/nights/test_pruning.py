@@ -1,0 +1,209 @@
+"""Pruning on live curves, in real nights: a hopeless trial is stopped early against the
+baseline envelope and recorded `pruned` with its step, value and reference; a good one runs
+to its end; confirmation runs are never pruned; a lab that prints no steps is never pruned;
+the lab's Optuna study survives a SIGKILL of the loop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import optuna
+import pytest
+
+from nightlab import Lab
+
+from conftest import build_lab, rows, spawn_loop, try_rows, wait_for
+
+pytestmark = pytest.mark.slow
+
+# loss falls as 1/(step+1), shifted up by `offset`; `pause` seconds between steps
+CURVE = """
+import json, os, time
+p = json.load(open(os.environ["NIGHTLAB_PARAMS"]))
+seed = int(os.environ["NIGHTLAB_SEED"])
+for step in range(int(p["steps"])):
+    loss = 1.0 / (step + 1) + p["offset"] + 0.001 * (seed % 10)
+    print(f"step={step} loss={loss:.6f}", flush=True)
+    time.sleep(p["pause"])
+"""
+
+FINAL_ONLY = """
+import json, os, time
+p = json.load(open(os.environ["NIGHTLAB_PARAMS"]))
+time.sleep(p["pause"] * p["steps"])
+print(f"loss={1.0 + p['offset']}", flush=True)
+"""
+
+KNOBS = """
+[search.offset]
+low = 0.0
+high = 10.0
+default = 0.0
+
+[search.pause]
+low = 0.0
+high = 2.0
+default = 0.02
+
+[search.steps]
+low = 1
+high = 100
+default = 20
+"""
+
+
+def curve_lab(path, decisions, *, trial=CURVE, pruning="", confirm_runs=0, max_trials=None):
+    lab = build_lab(
+        path, trial=trial, decisions=decisions, confirm_runs=confirm_runs,
+        max_trials=max_trials or 3 + len(decisions), toml_extra=pruning,
+    )  # fmt: skip
+    toml = (lab / "nightlab.toml").read_text()
+    toml = toml.replace('metric = "score"', 'metric = "loss"')
+    toml = toml.replace('direction = "maximize"', 'direction = "minimize"')
+    start = toml.index("[search.boost]")
+    end = toml.index("[budget]")
+    (lab / "nightlab.toml").write_text(toml[:start] + KNOBS + toml[end:])
+    return lab
+
+
+def run(params: dict, why: str = "a setting this night has not tried yet") -> dict:
+    return {"action": "run", "rationale": f"{why}: it tells us how the curve moves with it",
+            "hypothesis": f"{why} changes the loss", "params": params}
+
+
+def trials(lab):
+    return rows(lab, "SELECT * FROM trials ORDER BY id")
+
+
+def test_a_hopeless_trial_is_pruned_early_and_a_good_one_runs_to_its_end(tmp_path):
+    lab = curve_lab(
+        tmp_path / "lab",
+        [
+            run({"offset": 3.0, "pause": 0.5}, "a hopeless setting"),  # 20 steps: 10 s
+            run({"offset": 0.0, "pause": 0.05, "steps": 21}, "a good setting, a step longer"),
+        ],
+    )
+    lines: list[str] = []
+    final = Lab(lab).run(report=lines.append)
+    assert final["state"] == "finished"
+
+    base, hopeless, good = trials(lab)[2], trials(lab)[3], trials(lab)[4]
+    assert base["kind"] == "baseline" and base["status"] == "succeeded"
+    assert hopeless["status"] == "pruned" and hopeless["verdict"] == "discarded"
+    assert hopeless["objective"] is None
+    record = json.loads(hopeless["pruning"])
+    # warmup_steps = 2: compared from step 2 on, with the three baseline curves
+    assert record["step"] == 2 and record["curves"] == 3 and record["baseline_curves"] == 3
+    assert record["value"] == pytest.approx(1 / 3 + 3.0, abs=1e-5)
+    assert record["reference"] == pytest.approx(1 / 3 + 0.001, abs=1e-5)  # the median
+    assert record["rule"] == "median"
+    assert hopeless["wall_s"] < 4, "pruned at step 2 of 20, half a second a step"
+    assert "pruned at step 2" in hopeless["reason"]
+    assert any(f"trial {hopeless['id']}" in line and "pruned" in line for line in lines)
+    story = (lab / ".nightlab" / "artifacts" / "storyline.md").read_text()
+    assert "pruned at step 2" in story
+
+    # the partial curve is kept in the trial's folder
+    folder = lab / ".nightlab" / "trials" / str(hopeless["id"])
+    steps = [json.loads(line)["step"] for line in (folder / "metrics.jsonl").open()]
+    assert 2 <= max(steps) < 19
+    result = json.loads((folder / "result.json").read_text())
+    assert result["status"] == "pruned" and result["pruning"]["step"] == 2
+
+    assert good["status"] == "succeeded" and good["pruning"] is None
+    assert good["objective"] == pytest.approx(1 / 21 + 0.001 * (good["seed"] % 10), abs=1e-5)
+
+    # the study mirrors the store: every baseline and worker trial, how it ended
+    study = optuna.load_study(
+        study_name="tiny:loss:minimize",
+        storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(lab / ".nightlab/optuna.journal"))
+        ),
+    )
+    states = {t.user_attrs["nightlab_trial"]: t.state.name for t in study.trials}
+    assert states == {1: "COMPLETE", 2: "COMPLETE", 3: "COMPLETE", 4: "PRUNED", 5: "COMPLETE"}
+    assert max(study.trials[3].intermediate_values) == 2
+
+
+def test_no_pruning_when_turned_off(tmp_path):
+    lab = curve_lab(
+        tmp_path / "lab", [run({"offset": 3.0, "pause": 0.02})],
+        pruning='\n[pruning]\nkind = "none"\n',
+    )  # fmt: skip
+    Lab(lab).run(report=lambda line: None)
+    assert [t["status"] for t in trials(lab)] == ["succeeded"] * 4
+
+
+def test_a_lab_that_prints_only_a_final_value_is_never_pruned(tmp_path):
+    lab = curve_lab(
+        tmp_path / "lab", [run({"offset": 3.0}), run({"offset": 5.0})], trial=FINAL_ONLY,
+        pruning="\n[pruning]\nwarmup_steps = 0\nmin_trials = 1\n",
+    )  # fmt: skip
+    Lab(lab).run(report=lambda line: None)
+    assert [t["status"] for t in trials(lab)] == ["succeeded"] * 5
+
+
+def test_confirmation_runs_are_never_pruned(tmp_path):
+    # a better curve screened, then confirmed on new seeds; the confirmation runs print a
+    # worse start than the baseline (the early steps) but are never pruned
+    confirm_curve = CURVE.replace(
+        "loss = 1.0 / (step + 1)",
+        "loss = (5.0 if step < 5 and seed >= 3 else 1.0 / (step + 1))",
+    )
+    lab = curve_lab(
+        tmp_path / "lab", [run({"offset": 0.0, "pause": 0.02, "steps": 40})],
+        trial=confirm_curve, confirm_runs=2,
+    )  # fmt: skip
+    Lab(lab).run(report=lambda line: None)
+    got = [(t["kind"], t["status"]) for t in trials(lab)]
+    assert ("confirm", "succeeded") in got
+    assert all(status != "pruned" for _, status in got)
+    assert [t["verdict"] for t in trials(lab) if t["kind"] == "trial"] == ["kept"]
+    confirms = [t for t in trials(lab) if t["kind"] == "confirm"]
+    assert len(confirms) == 2 and all(t["status"] == "succeeded" for t in confirms)
+    for t in confirms:  # each began far worse than the baseline: a trial would be pruned
+        folder = lab / ".nightlab" / "trials" / str(t["id"])
+        first = json.loads((folder / "metrics.jsonl").open().readline())
+        assert first["metrics"]["loss"] >= 5.0
+
+
+def test_the_study_survives_a_sigkill_of_the_loop(tmp_path):
+    lab = curve_lab(
+        tmp_path / "lab", [run({"offset": 0.5, "pause": 0.2}), run({"offset": 0.1})],
+        pruning='\n[pruning]\nkind = "none"\n',
+    )  # fmt: skip
+    loop = spawn_loop(lab, log=tmp_path / "loop.log")
+    try:  # killed while trial 4 runs: its study trial is left running, mid-curve
+        wait_for(lambda: try_rows(lab, "SELECT id FROM trials WHERE id = 4 AND status = 'running'"),
+                 timeout=60, what="trial 4 running")  # fmt: skip
+        time.sleep(1.0)
+        os.killpg(loop.pid, signal.SIGKILL)
+        loop.wait(timeout=10)
+    finally:
+        if loop.poll() is None:
+            os.killpg(loop.pid, signal.SIGKILL)
+    journal = lab / ".nightlab" / "optuna.journal"
+    with journal.open("ab") as f:  # as if killed in the middle of a write
+        f.write(b'{"op_code":4,"worker_id":"x","trial_id":')
+    lines: list[str] = []
+    final = Lab(lab).run(report=lines.append)
+    assert final["state"] == "finished"
+    assert any("cut a torn last line off optuna.journal" in line for line in lines)
+
+    study = optuna.load_study(
+        study_name="tiny:loss:minimize",
+        storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(journal))
+        ),
+    )
+    by_trial = {t.user_attrs["nightlab_trial"]: t for t in study.trials}
+    recorded = {t["id"]: t["status"] for t in trials(lab) if t["kind"] in ("baseline", "trial")}
+    assert set(by_trial) == set(recorded), "every trial of the store, once"
+    assert len(study.trials) == len(recorded)
+    for trial_id, status in recorded.items():
+        state = by_trial[trial_id].state.name
+        assert state == {"succeeded": "COMPLETE"}.get(status, "FAIL"), (trial_id, status)
+    assert by_trial[4].intermediate_values, "the curve reported before the kill is kept"
