@@ -146,28 +146,36 @@ def test_a_lab_that_prints_only_a_final_value_is_never_pruned(tmp_path):
     assert [t["status"] for t in trials(lab)] == ["succeeded"] * 5
 
 
-def test_confirmation_runs_are_never_pruned(tmp_path):
-    # a better curve screened, then confirmed on new seeds; the confirmation runs print a
-    # worse start than the baseline (the early steps) but are never pruned
-    confirm_curve = CURVE.replace(
+def test_confirmation_finishup_and_test_runs_are_never_pruned(tmp_path):
+    # a better curve, screened, confirmed on new seeds, then finish-up's rounds and the test
+    # run of the final pick: each of them (seeds >= 3, the test run) begins far worse than
+    # the baseline (a worker's trial would be pruned at step 2), yet none of them is stopped
+    curve = CURVE.replace(
         "loss = 1.0 / (step + 1)",
-        "loss = (5.0 if step < 5 and seed >= 3 else 1.0 / (step + 1))",
-    )
+        'late = seed >= 3 or os.environ.get("NIGHTLAB_TEST")\n'
+        "    loss = 5.0 if step < 5 and late else 1.0 / (step + 1)",
+    ) + 'if os.environ.get("NIGHTLAB_TEST"):\n    print(f"test_loss={loss}", flush=True)\n'
     lab = curve_lab(
         tmp_path / "lab", [run({"offset": 0.0, "pause": 0.02, "steps": 40})],
-        trial=confirm_curve, confirm_runs=2,
+        trial=curve, confirm_runs=2,
     )  # fmt: skip
-    Lab(lab).run(report=lambda line: None)
-    got = [(t["kind"], t["status"]) for t in trials(lab)]
-    assert ("confirm", "succeeded") in got
-    assert all(status != "pruned" for _, status in got)
-    assert [t["verdict"] for t in trials(lab) if t["kind"] == "trial"] == ["kept"]
-    confirms = [t for t in trials(lab) if t["kind"] == "confirm"]
-    assert len(confirms) == 2 and all(t["status"] == "succeeded" for t in confirms)
-    for t in confirms:  # each began far worse than the baseline: a trial would be pruned
+    toml = lab / "nightlab.toml"
+    toml.write_text(toml.read_text().replace(
+        'direction = "minimize"', 'direction = "minimize"\ntest_metric = "test_loss"'))  # fmt: skip
+    Lab(lab).finish_up(run_hours=8, minutes_left=60, final_rounds=1, top_k=1, note="t")
+    final = Lab(lab).run(report=lambda line: None)
+    assert final["end_reason"] == "finish-up complete"
+
+    got = trials(lab)
+    assert [t["verdict"] for t in got if t["kind"] == "trial"] == ["kept"]
+    late = [t for t in got if t["kind"] in ("confirm", "test")]
+    assert {t["kind"] for t in late} == {"confirm", "test"}
+    assert len([t for t in late if t["kind"] == "confirm"]) == 3  # 2 ratchet + 1 finish-up
+    for t in late:
+        assert t["status"] == "succeeded" and t["pruning"] is None, dict(t)
         folder = lab / ".nightlab" / "trials" / str(t["id"])
         first = json.loads((folder / "metrics.jsonl").open().readline())
-        assert first["metrics"]["loss"] >= 5.0
+        assert first["metrics"]["loss"] >= 5.0  # it began far worse than the baseline
 
 
 def test_the_study_survives_a_sigkill_of_the_loop(tmp_path):
@@ -207,3 +215,49 @@ def test_the_study_survives_a_sigkill_of_the_loop(tmp_path):
         state = by_trial[trial_id].state.name
         assert state == {"succeeded": "COMPLETE"}.get(status, "FAIL"), (trial_id, status)
     assert by_trial[4].intermediate_values, "the curve reported before the kill is kept"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_optuna_dashboard_reads_the_lab_study(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+    import urllib.request
+    from pathlib import Path
+
+    lab = curve_lab(tmp_path / "lab", [run({"offset": 3.0, "pause": 0.3})])
+    Lab(lab).run(report=lambda line: None)
+    program = shutil.which("optuna-dashboard", path=str(Path(sys.executable).parent))
+    assert program, "optuna-dashboard is a test dependency (pyproject [dev])"
+    port = free_port()
+    server = subprocess.Popen(
+        [program, str(lab / ".nightlab" / "optuna.journal"), "--port", str(port), "--quiet"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+
+        def study() -> dict | None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/0") as r:
+                    return json.loads(r.read())
+            except OSError:
+                return None
+
+        got = wait_for(study, timeout=30, what="optuna-dashboard answering")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert got["name"] == "tiny:loss:minimize"
+    states = [t["state"] for t in got["trials"]]
+    assert states == ["Complete", "Complete", "Complete", "Pruned"]
+    pruned = got["trials"][3]
+    assert [v["step"] for v in pruned["intermediate_values"]] == [0, 1, 2]
+    attrs = {a["key"]: a["value"] for a in pruned["user_attrs"]}
+    assert attrs["nightlab_trial"] == "4" and attrs["nightlab_kind"] == "trial"
