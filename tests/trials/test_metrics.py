@@ -131,6 +131,16 @@ def test_reader_splits_carriage_return_progress_lines(tmp_path):
     assert reader.values("epoch") == [1.0, 2.0, 3.0]
 
 
+def test_a_points_step_is_named_by_step_else_epoch_else_only_its_order(tmp_path):
+    out = tmp_path / "stdout.log"
+    reader = MetricReader(tmp_path, "loss")
+    append(out, "epoch=5 loss=0.5\nstep=40 epoch=6 loss=0.4\nloss=0.3\nstep=nan loss=0.2\n")
+    reader.read()
+    got = [(p["step"], p["stepped"]) for p in reader.history if p["name"] == "loss"]
+    # the pruner compares only named steps: an unnamed one is its order, not a step
+    assert got == [(5, True), (40, True), (2, False), (3, False)]
+
+
 def test_reader_follows_stdout_and_stderr(tmp_path):
     reader = MetricReader(tmp_path, "val_acc")
     append(tmp_path / "stdout.log", "val_acc=0.5\n")

@@ -192,6 +192,8 @@ class MetricReader:
             return  # no pair in it: spare the pattern
         values = parse_line(line.decode("utf-8", errors="replace"))
         step = values.pop("step", None)
+        if step is None:  # `epoch=3 val_acc=0.9`: the epoch is the step (and a metric)
+            step = values.get("epoch")
         for name, value in values.items():
             new.append(self._point(name, value, step, "stdout"))
 
