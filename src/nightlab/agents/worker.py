@@ -17,7 +17,11 @@ Usage = dict[str, int]  # input_tokens, output_tokens, requests of one model cal
 
 
 class Worker(Protocol):
-    """The worker role: turns each cycle's context into a Decision."""
+    """The worker role: turns each cycle's context into a Decision.
+
+    Optional: `use_study(lab_study)` — a worker that has it is handed the lab's persistent
+    Optuna study (store/study.py) before `resume`, and asks its proposals from it (the
+    `search` worker); the loop tells that study how every trial ends."""
 
     name: str  # stable across runs: a resumed lab counts this worker's decisions by it
     view: LabView | None  # set by the loop before the first decision (read-only tools)
