@@ -52,7 +52,7 @@ def overview(lab: Lab, with_scatter: bool = True) -> dict[str, Any]:
         out["run"] = pages.run_row(conn)
         out["running"] = pages.running(conn)
         out["recent"] = pages.recent(conn)
-        out["pruning"] = pruned.figures(conn, budget_seconds(lab, cfg))
+        out["pruning"] = pruned.figures(conn, budget_seconds(cfg))
         if with_scatter:
             out["scatter"] = pages.scatter(conn)
     for t in out["running"]:
@@ -67,14 +67,15 @@ def overview(lab: Lab, with_scatter: bool = True) -> dict[str, Any]:
     return out
 
 
-def budget_seconds(lab: Lab, cfg: dict[str, Any]) -> float | None:
-    """`[trial] budget_seconds` (its default when the file does not say; None when the
-    configuration does not load and the file's value is not a number)."""
-    try:
-        return float(lab.config.trial.budget_seconds)
-    except Exception:
-        given = cfg.get("budget_seconds")
-        return float(given) if isinstance(given, int | float) else None
+def budget_seconds(cfg: dict[str, Any]) -> float:
+    """`[trial] budget_seconds` as the file says (read on every push: no validation), else
+    its default."""
+    from nightlab.config import TrialSection
+
+    given = cfg.get("budget_seconds")
+    if pruned._finite(given) and given > 0:  # inf would break the page's JSON
+        return float(given)
+    return float(TrialSection.model_fields["budget_seconds"].default)
 
 
 def _finite_curve(x: list, y: list) -> dict[str, list]:
