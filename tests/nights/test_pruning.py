@@ -14,68 +14,11 @@ import optuna
 import pytest
 
 from nightlab import Lab
+from pruned_night import CURVE, FINAL_ONLY, curve_lab, run, trials
 
-from conftest import build_lab, rows, spawn_loop, try_rows, wait_for
+from conftest import spawn_loop, try_rows, wait_for
 
 pytestmark = pytest.mark.slow
-
-# loss falls as 1/(step+1), shifted up by `offset`; `pause` seconds between steps
-CURVE = """
-import json, os, time
-p = json.load(open(os.environ["NIGHTLAB_PARAMS"]))
-seed = int(os.environ["NIGHTLAB_SEED"])
-for step in range(int(p["steps"])):
-    loss = 1.0 / (step + 1) + p["offset"] + 0.001 * (seed % 10)
-    print(f"step={step} loss={loss:.6f}", flush=True)
-    time.sleep(p["pause"])
-"""
-
-FINAL_ONLY = """
-import json, os, time
-p = json.load(open(os.environ["NIGHTLAB_PARAMS"]))
-time.sleep(p["pause"] * p["steps"])
-print(f"loss={1.0 + p['offset']}", flush=True)
-"""
-
-KNOBS = """
-[search.offset]
-low = 0.0
-high = 10.0
-default = 0.0
-
-[search.pause]
-low = 0.0
-high = 2.0
-default = 0.02
-
-[search.steps]
-low = 1
-high = 100
-default = 20
-"""
-
-
-def curve_lab(path, decisions, *, trial=CURVE, pruning="", confirm_runs=0, max_trials=None):
-    lab = build_lab(
-        path, trial=trial, decisions=decisions, confirm_runs=confirm_runs,
-        max_trials=max_trials or 3 + len(decisions), toml_extra=pruning,
-    )  # fmt: skip
-    toml = (lab / "nightlab.toml").read_text()
-    toml = toml.replace('metric = "score"', 'metric = "loss"')
-    toml = toml.replace('direction = "maximize"', 'direction = "minimize"')
-    start = toml.index("[search.boost]")
-    end = toml.index("[budget]")
-    (lab / "nightlab.toml").write_text(toml[:start] + KNOBS + toml[end:])
-    return lab
-
-
-def run(params: dict, why: str = "a setting this night has not tried yet") -> dict:
-    return {"action": "run", "rationale": f"{why}: it tells us how the curve moves with it",
-            "hypothesis": f"{why} changes the loss", "params": params}
-
-
-def trials(lab):
-    return rows(lab, "SELECT * FROM trials ORDER BY id")
 
 
 def test_a_hopeless_trial_is_pruned_early_and_a_good_one_runs_to_its_end(tmp_path):

@@ -49,7 +49,9 @@ def summary(st: dict[str, Any], metric: str | None = None) -> Text:
         ratchet += f", awaiting confirmation {t['screened']}"
     text.append(
         f"\ncycles {st['cycles']} · trials {t['total']} (succeeded {t['succeeded']}, "
-        f"failed {t['failed']}, running {t['running']}{ratchet})"
+        f"failed {t['failed']}, "
+        + (f"pruned {t['pruned']}, " if t.get("pruned") else "")
+        + f"running {t['running']}{ratchet})"
     )
     name = f"{metric} " if metric else ""
     base = st.get("baseline")

@@ -115,7 +115,9 @@ class Panel:
             head.append(f" · {left}")
         counts = _line(
             f"cycles {st['cycles']} · trials {t['total']} (succeeded {t['succeeded']}, failed "
-            f"{t['failed']}, running {t['running']}, kept {t['kept']})"
+            f"{t['failed']}, "
+            + (f"pruned {t['pruned']}, " if t.get("pruned") else "")
+            + f"running {t['running']}, kept {t['kept']})"
         )
         return [head, counts, _line(self._best(st), "bold")]
 
@@ -167,7 +169,9 @@ def ending(st: dict[str, Any], metric: str | None) -> str:
     ended = {"crashed": "crashed (`nightlab run` resumes it)"}.get(st["state"], st["state"])
     return (
         f"the night {ended}{why}: {t['total']} trials (succeeded {t['succeeded']}, "
-        f"failed {t['failed']}){shown}"
+        f"failed {t['failed']}"
+        + (f", pruned {t['pruned']}" if t.get("pruned") else "")
+        + f"){shown}"
     )
 
 

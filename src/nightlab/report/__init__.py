@@ -11,6 +11,9 @@
   new seeds, never the selection run), then the unconfirmed single runs, with the ratchet's
   figures (each verdict's threshold and σ, false keeps avoided, the confirmation cost); the
   JSON satisfies `leaderboard.schema.json`;
+- a Pruning part: the worker trials `[pruning]` stopped early, the trial-seconds they used
+  against their budget, an estimate of the compute saved, and their partial curves against
+  the baseline envelope (`pruned_curves.png`);
 - the plots as PNG files, and `report.html`: all of it in one self-contained page.
 
 Selection uses validation figures only; a held-out test figure, computed once for the final
@@ -36,6 +39,7 @@ PLOT_FILES = (
     "by_dimension.png",
     "seed_spread.png",
     "sigma_over_night.png",
+    "pruned_curves.png",
 )
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -56,7 +60,7 @@ def write_report(
     Raises FileNotFoundError when the lab never ran, ReportError when asked for something
     the store cannot back (a test figure for an unknown trial, a bad night id)."""
     from nightlab.report import candidates as cands
-    from nightlab.report import html, leaderboard, paper, plots, story
+    from nightlab.report import html, leaderboard, paper, plots, pruning, story
     from nightlab.report.data import ReportError, load, test_figure
     from nightlab.report.doc import to_markdown
     from nightlab.store.files import write_atomic
@@ -98,7 +102,11 @@ def write_report(
     condensed = redact(story.render(night), secrets)
     write_atomic(out / "final_condensed_story.md", condensed)
     drawn = plots.draw_all(night, ranked, out)
-    doc = _redacted(paper.build(night, pick, ranked, top, drawn, figure), secrets)
+    pruned = pruning.gather(night)
+    built = paper.build(night, pick, ranked, top, drawn, figure)
+    part = pruning.section(night, pruned, pruning.plot(night, pruned, out))
+    built.sections.insert(3, part)  # after Results, before Challenges
+    doc = _redacted(built, secrets)
     write_atomic(out / "final_paper_report.md", to_markdown(doc))
     write_atomic(out / "report.html", html.render(doc, out, condensed, board))
     return out

@@ -86,6 +86,10 @@ class Night:
     def failures(self) -> list[dict[str, Any]]:
         return [t for t in self.trials if t["status"] in FAILED]
 
+    def pruned(self) -> list[dict[str, Any]]:
+        """Trials `[pruning]` stopped early: neither failed nor kept (never a candidate)."""
+        return [t for t in self.trials if t["status"] == "pruned"]
+
     def rejections(self) -> list[dict[str, Any]]:
         """Decisions the gate turned into waits."""
         return [d for d in self.decisions if not d["accepted"]]

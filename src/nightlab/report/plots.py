@@ -21,6 +21,7 @@ COLORS = {
     "not_confirmed": "#ff7f0e",
     "confirmation": "#9467bd",
     "failed": "#d62728",
+    "pruned": "#b36b00",
 }
 LABELS = {
     "not_confirmed": "not confirmed (false keep avoided)",
@@ -87,13 +88,13 @@ def objective_per_trial(night: Night, out: Path) -> Plot:
                 label=LABELS.get(label, label),
                 zorder=3,
             )
-    failed = night.failures()
-    if failed:
-        low = min(t["objective"] for t in done)
-        ax.scatter(
-            [t["id"] for t in failed], [low] * len(failed), c=COLORS["failed"], marker="x",
-            label="failed / timeout / killed (no objective)", zorder=3,
-        )  # fmt: skip
+    low = min(t["objective"] for t in done)
+    for what, marker, label in ((night.failures(), "x", "failed / timeout / killed"),
+                                (night.pruned(), "v", "pruned (stopped early)")):  # fmt: skip
+        if what:
+            color = COLORS["pruned" if marker == "v" else "failed"]
+            ax.scatter([t["id"] for t in what], [low] * len(what), c=color,
+                       marker=marker, label=f"{label} (no objective)", zorder=3)  # fmt: skip
     if night.baseline is not None:
         mean, sigma = night.baseline["objective"], night.noise.sigma
         ax.axhline(mean, color=COLORS["baseline"], lw=1, ls="--", label="baseline mean")

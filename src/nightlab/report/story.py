@@ -121,7 +121,9 @@ def header(night: Night) -> list[str]:
     avoided, waiting = night.false_keeps_avoided(), night.screened()
     lines.append(
         f"{len(trials)} trial(s): {len(night.succeeded())} succeeded, "
-        f"{len(night.failures())} failed/timed out/killed, {len(kept)} kept, "
+        f"{len(night.failures())} failed/timed out/killed, "
+        + (f"{len(night.pruned())} pruned (stopped early, never kept), " if night.pruned() else "")
+        + f"{len(kept)} kept, "
         f"{len(avoided)} not confirmed (false keeps avoided)"
         + (f", {len(waiting)} awaiting confirmation" if waiting else "")
         + f"; {len(night.rejections())} gate rejection(s); {len(night.mentor)} mentor review(s)."

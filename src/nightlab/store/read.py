@@ -199,8 +199,8 @@ def status(db: Path, lab_name: str) -> dict[str, Any]:
         "lab": lab_name, "state": "new", "pid": None, "host": None, "run": None,
         "heartbeat_age_s": None, "started_at": None, "ended_at": None, "end_reason": None,
         "stop_requested": False, "cycles": 0,
-        "trials": {"total": 0, "succeeded": 0, "failed": 0, "running": 0, "kept": 0,
-                   "screened": 0, "not_confirmed": 0, "by_status": {}},
+        "trials": {"total": 0, "succeeded": 0, "failed": 0, "pruned": 0, "running": 0,
+                   "kept": 0, "screened": 0, "not_confirmed": 0, "by_status": {}},
         "baseline": None, "best": None, "last_story": None,
         "usage": {"input_tokens": 0, "output_tokens": 0, "requests": 0, "usd": None},
     }  # fmt: skip
@@ -238,6 +238,7 @@ def status(db: Path, lab_name: str) -> dict[str, Any]:
             "total": sum(counts.values()),
             "succeeded": counts.get("succeeded", 0),
             "failed": sum(counts.get(s, 0) for s in FAILED),
+            "pruned": counts.get("pruned", 0),  # stopped early by [pruning]: not a failure
             "running": counts.get("running", 0),
             "kept": verdicts.get("kept", 0),
             "screened": verdicts.get("screened", 0),  # confirmation runs still due

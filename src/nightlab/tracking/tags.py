@@ -1,5 +1,6 @@
 """The tags nightlab puts on a trial's MLflow run: who it is, what it tried, and the
-ratchet's verdict with the figures it was made with (σ, threshold, the confirmed mean)."""
+ratchet's verdict with the figures it was made with (σ, threshold, the confirmed mean), and a
+pruned trial's record (the step it was stopped at, its value there, the reference, the rule)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ from nightlab.store.redact import redact_data
 
 _JUDGEMENT = ("stage", "improvement", "threshold", "sigma", "df", "best_trial", "best_mean",
               "best_n", "value", "n", "z", "reason")  # fmt: skip
+_PRUNING = {"step": "nightlab.pruned_step", "value": "nightlab.pruned_value",
+            "best": "nightlab.pruned_best", "reference": "nightlab.pruned_reference",
+            "rule": "nightlab.pruned_rule", "kind": "nightlab.pruned_kind",
+            "curves": "nightlab.pruned_curves"}  # fmt: skip
 
 
 def trial_tags(trial: dict[str, Any], night_id: str) -> dict[str, str]:
@@ -30,4 +35,9 @@ def trial_tags(trial: dict[str, Any], night_id: str) -> dict[str, str]:
     for key in _JUDGEMENT:
         if judgement.get(key) is not None:
             tags[f"nightlab.ratchet.{key}"] = str(judgement[key])[:4000]
+    pruning = trial.get("pruning")
+    if trial["status"] == "pruned" and isinstance(pruning, dict):
+        for key, tag in _PRUNING.items():
+            if pruning.get(key) is not None:
+                tags[tag] = str(pruning[key])[:4000]
     return redact_data(tags)

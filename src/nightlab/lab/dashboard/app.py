@@ -134,7 +134,8 @@ def create_app(dash: Dashboard) -> FastAPI:
     def overview_json(slug: str) -> Response:
         lab = dash.lab(slug)
         view = views.overview(lab)
-        return JSONResponse({k: view[k] for k in ("status", "running", "recent", "scatter")})
+        keys = ("status", "running", "recent", "scatter", "pruning")
+        return JSONResponse({k: view[k] for k in keys})
 
     @app.get("/l/{slug}/api/trial/{trial_id}/curve")
     def trial_curve(slug: str, trial_id: int) -> Response:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from nightlab.lab.api import Lab
-from nightlab.store import pages, read
+from nightlab.store import pages, pruned, read
 from nightlab.store.files import read_regular, tail
 from nightlab.store.paths import DIFF, STDERR, STDOUT
 
@@ -44,13 +44,15 @@ def overview(lab: Lab, with_scatter: bool = True) -> dict[str, Any]:
     cfg = settings(lab)
     out: dict[str, Any] = {"status": st, "cfg": cfg, "run": None, "running": [], "recent": [],
                            "scatter": None, "now": time.time(), "time_left_s": None,
-                           "worker": None, "max_trials": cfg["max_trials"]}  # fmt: skip
+                           "worker": None, "max_trials": cfg["max_trials"],
+                           "pruning": None}  # fmt: skip
     if not lab.db.is_file() or st["run"] is None:
         return out
     with read.connect(lab.db) as conn:
         out["run"] = pages.run_row(conn)
         out["running"] = pages.running(conn)
         out["recent"] = pages.recent(conn)
+        out["pruning"] = pruned.figures(conn, budget_seconds(cfg))
         if with_scatter:
             out["scatter"] = pages.scatter(conn)
     for t in out["running"]:
@@ -63,6 +65,44 @@ def overview(lab: Lab, with_scatter: bool = True) -> dict[str, Any]:
     out["max_trials"] = opts.get("max_trials") or cfg["max_trials"]
     out["worker"] = opts.get("worker")
     return out
+
+
+def budget_seconds(cfg: dict[str, Any]) -> float:
+    """`[trial] budget_seconds` as the file says (read on every push: no validation), else
+    its default."""
+    from nightlab.config import TrialSection
+
+    given = cfg.get("budget_seconds")
+    if pruned._finite(given) and given > 0:  # inf would break the page's JSON
+        return float(given)
+    return float(TrialSection.model_fields["budget_seconds"].default)
+
+
+def _finite_curve(x: list, y: list) -> dict[str, list]:
+    """Only the points whose step and value are finite numbers (NaN would make the page's
+    JSON invalid; ±inf cannot be drawn)."""
+    keep = [(a, b) for a, b in zip(x, y, strict=False) if pruned._finite(a) and pruned._finite(b)]
+    return {"x": [a for a, _ in keep], "y": [b for _, b in keep]}
+
+
+def pruned_view(lab: Lab, t: dict[str, Any]) -> dict[str, Any] | None:
+    """A pruned trial's record and its objective curve with the baseline envelope."""
+    if t["status"] != "pruned":
+        return None
+    metric = str(settings(lab)["metric"])
+    with read.connect(lab.db) as conn:
+        env = pruned.baseline_envelope(conn, lab.paths.trial, metric)
+    mine = pruned.curve(lab.paths.trial(t["id"]), metric)
+    ys = dict(zip(mine["x"], mine["y"], strict=False))
+    at = {x: i for i, x in enumerate(env["x"])}
+    xs = sorted(set(ys) | set(at))
+
+    def col(key: str) -> list[float | None]:
+        return [env[key][at[x]] if x in at else None for x in xs]
+
+    chart = {"metric": metric, "x": xs, "y": [ys.get(x) for x in xs], "lo": col("lo"),
+             "hi": col("hi"), "mean": col("mean"), "points": len(mine["x"])}  # fmt: skip
+    return {"record": pruned.record(t.get("pruning")), "metric": metric, "chart": chart}
 
 
 def log_tail(lab: Lab, trial_id: int, lines: int = LOG_LINES) -> str:
@@ -136,8 +176,9 @@ def trial_page(lab: Lab, trial_id: int) -> dict[str, Any] | None:
         c = curves.setdefault(str(p["name"])[:100], {"x": [], "y": []})
         c["x"].append(p["step"])
         c["y"].append(p["value"])
+    shown = {name: _finite_curve(c["x"], c["y"]) for name, c in list(curves.items())[:8]}
     return {"t": t, "params": params, "diff": diff, "diff_cut": cut, "events": events,
-            "log": log_tail(lab, trial_id), "curves": dict(list(curves.items())[:8]),
+            "log": log_tail(lab, trial_id), "curves": shown, "pruned": pruned_view(lab, t),
             "mlflow": mlflow_link(lab, t.get("mlflow_run_id"))}  # fmt: skip
 
 

@@ -51,6 +51,30 @@
     });
   }
 
+  // A pruned trial's partial curve against the baseline repeats' envelope (min–max band,
+  // mean), aligned by step on the server; its JSON holds finite numbers or null only.
+  function drawPruned() {
+    const node = document.getElementById("pruned-data");
+    const el = document.getElementById("pruned-curve");
+    if (!node || !el || typeof uPlot === "undefined") return;
+    const d = JSON.parse(node.textContent);
+    const band = "rgba(120,120,120,0.5)";
+    new uPlot({
+      width: width(el), height: 260, scales: { x: { time: false } },
+      axes: [{ label: "step" }, { label: d.metric }],
+      series: [
+        { label: "step" },
+        { label: "this trial (pruned)", stroke: "#b36b00", width: 2, spanGaps: true },
+        { label: "baseline min", stroke: band, spanGaps: true, points: { show: false } },
+        { label: "baseline max", stroke: band, spanGaps: true, points: { show: false } },
+        { label: "baseline mean", stroke: "#777", dash: [6, 4], spanGaps: true,
+          points: { show: false } },
+      ],
+      bands: [{ series: [3, 2], fill: "rgba(120,120,120,0.15)" }],
+    }, [d.x, d.y, d.lo, d.hi, d.mean], el);
+    el.dataset.points = String(d.points);
+  }
+
   // The running trials' live curves: each .live-curve names its JSON (the recent points of
   // the objective, bounded and checked by the server), fetched every 2 s and drawn by uPlot.
   // The SSE push replaces the running panel: a new element is drawn at once from the cache.
@@ -116,6 +140,7 @@
     const initial = document.getElementById("scatter-data");
     if (initial) drawScatter(JSON.parse(initial.textContent));
     drawCurves();
+    drawPruned();
     if (body.dataset.events) live(body.dataset.events);
     if (document.querySelector(".live-curve") || body.dataset.events) {
       pollCurves();
