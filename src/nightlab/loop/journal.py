@@ -240,8 +240,7 @@ class Journal:
             row.wall_s, row.exit_code, row.peak_rss_mb = out.wall_s, out.exit_code, out.peak_rss_mb
             row.objective, row.metrics = out.objective, out.metrics
             row.reason, row.log_tail = out.reason, out.log_tail
-            row.judgement = verdict.record() if verdict else None
-            row.pruning = out.pruning
+            row.judgement, row.pruning = verdict.record() if verdict else None, out.pruning
             obj = "—" if out.objective is None else f"{out.objective:.4g}"
             line = (
                 f"[{trace}] trial {trial_id} ({row.kind}) {out.status} {self.metric}={obj} "
