@@ -54,6 +54,7 @@ class Pruning:
         self.metric = night.cfg.objective.metric
         self.watched: dict[int, _Watched] = {}
         self.records: dict[int, dict[str, Any]] = {}  # pruned trials: what they were told
+        self.worker: Any = None  # a worker that asks the study (the `search` worker)
 
     def open(self, worker: Any) -> None:
         """Open the lab's study, settle it with the store, hand it to a worker that asks it."""
@@ -69,6 +70,7 @@ class Pruning:
         if counts and any(counts.values()):
             night.event("study_synced", run_id=night.run_id, **counts)
         if self.study is not None and hasattr(worker, "use_study"):
+            self.worker = worker
             worker.use_study(self.study)
 
     def _guard_open(self, night: Night) -> LabStudy | None:
@@ -93,6 +95,8 @@ class Pruning:
             return call(*args)
         except Exception as exc:  # the study is a mirror: the night goes on without it
             self.study = None
+            if self.worker is not None:  # nobody tells the study any more: it asks in memory
+                self.worker.use_study(None)
             self.night.report(
                 f"the Optuna study ({what}) failed: {type(exc).__name__}: {exc}; no pruning "
                 "for the rest of this night (the study catches up from the store next start)"
