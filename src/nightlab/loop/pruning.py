@@ -124,8 +124,15 @@ class Pruning:
             w = self.watched[trial_id] = _Watched(kind, steps=steps)
         if w.reader is not reader:
             w.reader, w.cursor = reader, 0
-        history, reported = reader.history, 0
-        while w.cursor < len(history) and reported < REPORTS_PER_POLL:
+        reported = self._report(trial_id, w, reader.history, REPORTS_PER_POLL)
+        if reported and kind == "trial" and self.active and trial_id not in self.records:
+            if self._guard("prune", self.study.should_prune, trial_id):
+                self._guard("prune", self._prune, trial_id, trial, max(w.steps))
+
+    def _report(self, trial_id: int, w: _Watched, history: list, limit: float) -> int:
+        """Hand the study the new points of `history` (at most `limit`); how many."""
+        reported = 0
+        while w.cursor < len(history) and reported < limit and self.study is not None:
             point = history[w.cursor]
             w.cursor += 1
             step, value = point["step"], point["value"]
@@ -139,13 +146,9 @@ class Pruning:
             ):
                 continue
             self._guard("report", self.study.report, trial_id, step, value)
-            if self.study is None:
-                return
             w.steps.add(step)
             reported += 1
-        if reported and kind == "trial" and self.active and trial_id not in self.records:
-            if self._guard("prune", self.study.should_prune, trial_id):
-                self._guard("prune", self._prune, trial_id, trial, max(w.steps))
+        return reported
 
     def _prune(self, trial_id: int, trial: Any, step: int) -> None:
         frozen = self.study._frozen(trial_id)
@@ -160,9 +163,12 @@ class Pruning:
         self.night.event("trial_pruned", trial_id=trial_id, **record)
 
     def outcome(self, trial_id: int, out: Any) -> Any:
-        """The outcome with its pruning record, when the pruner stopped it."""
+        """The outcome with its pruning record, when the pruner stopped it; the points the
+        trial printed since the last poll go to the study first (its curve, whole)."""
         record = self.records.pop(trial_id, None)
-        self.watched.pop(trial_id, None)
+        w = self.watched.pop(trial_id, None)
+        if w is not None:  # the curve's tail: read after the last poll (all of a trial
+            self._report(trial_id, w, out.history or [], math.inf)  # whose output is buffered)
         if out.status == "pruned" and record is not None:
             from dataclasses import replace
 
