@@ -33,7 +33,7 @@ class Night:
     def report(self, line):
         self.lines.append(line)
 
-    def event(self, kind, **data):
+    def event(self, kind, /, **data):
         self.events.append((kind, data))
 
 
@@ -194,6 +194,39 @@ def test_a_pruned_trial_is_never_kept_with_a_value(tmp_path):
     done = p.outcome(3, outcome(t, status="pruned", objective=0.01))
     assert done.status == "pruned" and done.objective is None
     assert done.pruning["step"] == 1 and done.pruning["reference"] == pytest.approx(0.1)
+
+
+def test_hyperband_meets_the_baselines_at_each_rungs_own_step(tmp_path):
+    # baselines whose whole curve arrives in one poll; worse worker trials, a line a poll:
+    # a rung must hold each rival's value at the rung's step (not its last), of its bracket
+    p, night, _ = opened(tmp_path, kind="hyperband")
+    curves = {}
+    for i in (1, 2, 3):
+        p.started(i, "baseline", {}, None)
+        t = Trial(tmp_path / f"t{i}")
+        t.prints(*(f"step={s} loss={1 / (s + 1) + i / 100}" for s in range(30)))
+        p.check(i, "baseline", t)
+        p.outcome(i, outcome(t, objective=0.1))
+        p.ended(types.SimpleNamespace(id=i, kind="baseline", status="succeeded", objective=0.1))
+        curves[i] = [1 / (s + 1) + i / 100 for s in range(30)]
+    records = []
+    for i in range(4, 12):
+        p.started(i, "trial", {}, None)
+        t = Trial(tmp_path / f"t{i}")
+        for s in range(30):
+            t.prints(f"step={s} loss={1 / (s + 1) + 1.0 + (i % 4) * 0.3}")
+            p.check(i, "trial", t)
+            if t.killed:
+                break
+        done = p.outcome(i, outcome(t, status="pruned" if t.killed else "succeeded"))
+        records += [done.pruning] if done.pruning else []
+        p.ended(types.SimpleNamespace(id=i, kind="trial", status=done.status, objective=1.0))
+        curves[i] = [1 / (s + 1) + 1.0 + (i % 4) * 0.3 for s in range(30)]
+    assert records and not night.lines
+    assert any(r["reference"] < 1.0 for r in records), "no baseline was ever a rival"
+    for record in records:
+        seen = min(v for c in curves.values() for v in c[: record["step"] + 1])
+        assert record["reference"] >= seen, (record, "a rival's value from a later step")
 
 
 # ------------------------------------------------------------------------- real nights

@@ -44,7 +44,7 @@ class Night:
     def report(self, line):
         self.lines.append(line)
 
-    def event(self, kind, **data):
+    def event(self, kind, /, **data):
         pass
 
 

@@ -124,9 +124,20 @@ class Pruning:
             w = self.watched[trial_id] = _Watched(kind, steps=steps)
         if w.reader is not reader:
             w.reader, w.cursor = reader, 0
-        reported = self._report(trial_id, w, reader.history, REPORTS_PER_POLL)
-        if reported and kind == "trial" and self.active and trial_id not in self.records:
-            if self._guard("prune", self.study.should_prune, trial_id):
+        self._feed(trial_id, w, reader.history, REPORTS_PER_POLL, trial)
+
+    def _feed(self, trial_id: int, w: _Watched, history: list, limit: float, trial: Any) -> None:
+        """Report up to `limit` new points and ask the pruner; stop `trial` (None: it has
+        ended) when it is a worker's and condemned. A baseline is asked too, never stopped:
+        hyperband records its rungs, where the worker's trials meet it; hyperband is asked
+        at every point, so a rung keeps the value at its own step, not a later one."""
+        batch = 1 if self.cfg.kind == "hyperband" else limit
+        while limit > 0 and (reported := self._report(trial_id, w, history, min(batch, limit))):
+            limit -= reported
+            if not self.active or trial_id in self.records:
+                continue
+            condemned = self._guard("prune", self.study.should_prune, trial_id)
+            if condemned and trial is not None and w.kind == "trial":
                 self._guard("prune", self._prune, trial_id, trial, max(w.steps))
 
     def _report(self, trial_id: int, w: _Watched, history: list, limit: float) -> int:
@@ -168,7 +179,7 @@ class Pruning:
         record = self.records.pop(trial_id, None)
         w = self.watched.pop(trial_id, None)
         if w is not None:  # the curve's tail: read after the last poll (all of a trial
-            self._report(trial_id, w, out.history or [], math.inf)  # whose output is buffered)
+            self._feed(trial_id, w, out.history or [], math.inf, None)  # whose output is buffered)
         if out.status == "pruned" and record is not None:
             from dataclasses import replace
 

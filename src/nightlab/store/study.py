@@ -260,9 +260,11 @@ class LabStudy:
             frozen = self._frozen(trial_id)
             rungs = [k for k in frozen.system_attrs if k.startswith("completed_rung_")]
             key = max(rungs, key=lambda k: int(k.rsplit("_", 1)[1])) if rungs else None
+            bracket = self.study.pruner._get_bracket_id  # rivals: the trial's bracket only
             rivals = sorted(
                 (t.system_attrs[key] for t in self.study.get_trials(deepcopy=False)
-                 if key and key in t.system_attrs),
+                 if key and key in t.system_attrs
+                 and bracket(self.study, t) == bracket(self.study, frozen)),
                 reverse=maximize,
             )  # fmt: skip
             keep = max(1, len(rivals) // 3)
