@@ -49,6 +49,23 @@ def sampler_for(settings: SearchSettings, seed: int) -> Any:
         )  # fmt: skip
 
 
+def incompatible(study: Any, space: dict[str, Any]) -> str | None:
+    """An earlier trial of `study` whose knob's distribution Optuna will not ask beside
+    `space`'s (another type, log scale or choices), in words; None when there is none."""
+    from optuna.distributions import check_distribution_compatibility
+
+    for t in study.get_trials(deepcopy=False):
+        for name, dist in t.distributions.items():
+            if name not in space:
+                continue
+            try:
+                check_distribution_compatibility(dist, space[name])
+            except ValueError:
+                text = f"trial #{t.number} with knob {name} as {dist}, not {space[name]}"
+                return text if len(text) <= 200 else text[:199] + "…"
+    return None
+
+
 MOVED_SHOWN = 6  # knobs named in a hypothesis; the rest are counted
 SAME_SHOWN = 4  # unchanged knobs named; more are counted
 HYPOTHESIS_CHARS = 300
@@ -116,6 +133,9 @@ class SearchWorker(BaseWorker):
         self.lab_study: Any = None  # the lab's persistent study, once the loop gives it
         self.study = self._new_study(seed)
         self.pending: list[Any] = []
+        self.finished: list[Any] = []  # the lab's ended trials: an in-memory study's replay
+        self.decided = 0
+        self.note = ""  # why the lab study is not asked (said once, in a rationale)
 
     def _new_study(self, seed: int) -> Any:
         import optuna
@@ -124,7 +144,18 @@ class SearchWorker(BaseWorker):
         return optuna.create_study(direction=self.cfg.objective.direction, sampler=sampler)
 
     def use_study(self, lab_study: Any) -> None:
-        """Ask the lab's persistent study from now on (the loop tells it how trials end)."""
+        """Ask the lab's persistent study from now on (the loop tells it how trials end).
+        None (the study failed), or a study whose trials this `[search]` space cannot be
+        asked beside (a knob's choices, log or type changed since: Optuna refuses it): an
+        in-memory study again, replaying the lab's ended trials."""
+        if lab_study is not None and (clash := incompatible(lab_study.study, self.space)):
+            self.note = f"in memory: the lab's Optuna study holds {clash}"
+            lab_study = None
+        if lab_study is None:
+            if self.lab_study is not None:
+                self.lab_study = None
+                self._replay()
+            return
         self.lab_study = lab_study
         self.study = lab_study.study
         self.study.sampler = sampler_for(self.cfg.search_settings, self.seed)
@@ -132,35 +163,50 @@ class SearchWorker(BaseWorker):
     def resume(self, finished: list[Any], decided: int) -> None:
         """Seed past earlier draws; without a lab study, replay the lab's finished trials
         into a fresh in-memory one."""
-        self.pending = []
+        self.pending, self.finished, self.decided = [], list(finished), decided
         if self.lab_study is not None:
             self.study.sampler = sampler_for(self.cfg.search_settings, self.seed + decided)
             return
-        self.study = self._new_study(self.seed + decided)
+        self._replay()
+
+    def _replay(self) -> None:
+        self.pending = []
+        self.study = self._new_study(self.seed + self.decided)
+        finished, self.finished = self.finished, []
         for trial in finished:
             self.observe(trial)
 
     def decide(self, context: dict[str, Any]) -> Decision:
-        trial = self.study.ask(self.space)
+        if self.lab_study is not None:
+            try:
+                trial = self.study.ask(self.space)
+            except Exception as exc:  # the journal failed (a full disk): ask in memory
+                self.note = f"in memory: the lab's Optuna study failed ({type(exc).__name__})"
+                self.use_study(None)
         if self.lab_study is None:
+            trial = self.study.ask(self.space)
             self.pending.append(trial)
+        self.decided += 1
         shown = ", ".join(f"{k}={fmt.value(v)}" for k, v in trial.params.items())
+        note, self.note = (f" ({self.note})" if self.note else ""), ""
         decision = Decision(
             action="run",
             rationale=f"{self.cfg.search_settings.sampler.upper()} proposal #{trial.number} "
-            f"over {len(self.space)} knobs: {shown}",
+            f"over {len(self.space)} knobs: {shown}{note}",
             hypothesis=hypothesis(
                 trial.params, context.get("best"), self.cfg.defaults(), self.cfg.objective.metric
             ),
             dimension="optimization",
             params=dict(trial.params),
         )
-        decision.set_asked(trial.number)
+        if self.lab_study is not None:  # a number of the lab study, never of the in-memory one
+            decision.set_asked(trial.number)
         return decision
 
     def observe(self, trial: Any) -> None:
         """Tell the in-memory study how a trial ended (any trial of the lab informs the
         search); with the lab's study the loop does it."""
+        self.finished.append(trial)
         if self.lab_study is not None:
             return
         import optuna

@@ -54,6 +54,7 @@ class Pruning:
         self.metric = night.cfg.objective.metric
         self.watched: dict[int, _Watched] = {}
         self.records: dict[int, dict[str, Any]] = {}  # pruned trials: what they were told
+        self.worker: Any = None  # a worker that asks the study (the `search` worker)
 
     def open(self, worker: Any) -> None:
         """Open the lab's study, settle it with the store, hand it to a worker that asks it."""
@@ -69,6 +70,7 @@ class Pruning:
         if counts and any(counts.values()):
             night.event("study_synced", run_id=night.run_id, **counts)
         if self.study is not None and hasattr(worker, "use_study"):
+            self.worker = worker
             worker.use_study(self.study)
 
     def _guard_open(self, night: Night) -> LabStudy | None:
@@ -93,6 +95,8 @@ class Pruning:
             return call(*args)
         except Exception as exc:  # the study is a mirror: the night goes on without it
             self.study = None
+            if self.worker is not None:  # nobody tells the study any more: it asks in memory
+                self.worker.use_study(None)
             self.night.report(
                 f"the Optuna study ({what}) failed: {type(exc).__name__}: {exc}; no pruning "
                 "for the rest of this night (the study catches up from the store next start)"
@@ -120,8 +124,26 @@ class Pruning:
             w = self.watched[trial_id] = _Watched(kind, steps=steps)
         if w.reader is not reader:
             w.reader, w.cursor = reader, 0
-        history, reported = reader.history, 0
-        while w.cursor < len(history) and reported < REPORTS_PER_POLL:
+        self._feed(trial_id, w, reader.history, REPORTS_PER_POLL, trial)
+
+    def _feed(self, trial_id: int, w: _Watched, history: list, limit: float, trial: Any) -> None:
+        """Report up to `limit` new points and ask the pruner; stop `trial` (None: it has
+        ended) when it is a worker's and condemned. A baseline is asked too, never stopped:
+        hyperband records its rungs, where the worker's trials meet it; hyperband is asked
+        at every point, so a rung keeps the value at its own step, not a later one."""
+        batch = 1 if self.cfg.kind == "hyperband" else limit
+        while limit > 0 and (reported := self._report(trial_id, w, history, min(batch, limit))):
+            limit -= reported
+            if not self.active or trial_id in self.records:
+                continue
+            condemned = self._guard("prune", self.study.should_prune, trial_id)
+            if condemned and trial is not None and w.kind == "trial":
+                self._guard("prune", self._prune, trial_id, trial, max(w.steps))
+
+    def _report(self, trial_id: int, w: _Watched, history: list, limit: float) -> int:
+        """Hand the study the new points of `history` (at most `limit`); how many."""
+        reported = 0
+        while w.cursor < len(history) and reported < limit and self.study is not None:
             point = history[w.cursor]
             w.cursor += 1
             step, value = point["step"], point["value"]
@@ -135,13 +157,9 @@ class Pruning:
             ):
                 continue
             self._guard("report", self.study.report, trial_id, step, value)
-            if self.study is None:
-                return
             w.steps.add(step)
             reported += 1
-        if reported and kind == "trial" and self.active and trial_id not in self.records:
-            if self._guard("prune", self.study.should_prune, trial_id):
-                self._guard("prune", self._prune, trial_id, trial, max(w.steps))
+        return reported
 
     def _prune(self, trial_id: int, trial: Any, step: int) -> None:
         frozen = self.study._frozen(trial_id)
@@ -156,9 +174,12 @@ class Pruning:
         self.night.event("trial_pruned", trial_id=trial_id, **record)
 
     def outcome(self, trial_id: int, out: Any) -> Any:
-        """The outcome with its pruning record, when the pruner stopped it."""
+        """The outcome with its pruning record, when the pruner stopped it; the points the
+        trial printed since the last poll go to the study first (its curve, whole)."""
         record = self.records.pop(trial_id, None)
-        self.watched.pop(trial_id, None)
+        w = self.watched.pop(trial_id, None)
+        if w is not None:  # the curve's tail: read after the last poll (all of a trial
+            self._feed(trial_id, w, out.history or [], math.inf, None)  # whose output is buffered)
         if out.status == "pruned" and record is not None:
             from dataclasses import replace
 

@@ -25,6 +25,9 @@ from nightlab.store.kinds import EXPLORING
 JOURNAL = "optuna.journal"
 ATTR = "nightlab_trial"  # user attribute: the store's trial id
 KIND_ATTR = "nightlab_kind"  # baseline|trial
+# A lock no writer touched for this long is a dead writer's (optuna-dashboard killed mid-
+# write): taken over. The loop alone writes; Optuna's 30 s would leave every trial unwatched.
+LOCK_GRACE_S = 5
 
 
 def study_name(cfg: Config) -> str:
@@ -117,7 +120,7 @@ class LabStudy:
         if self.path.is_symlink() or (self.path.exists() and not self.path.is_file()):
             raise OSError(f"{self.path} is not a plain file: remove it (the study is rebuilt)")
         self.repaired = repair(self.path)
-        lock = JournalFileOpenLock(str(self.path))
+        lock = JournalFileOpenLock(str(self.path), grace_period=LOCK_GRACE_S)
         self.storage = JournalStorage(JournalFileBackend(str(self.path), lock_obj=lock))
         self.space = {name: distribution(k) for name, k in cfg.search.items()}
         self.study = optuna.create_study(
@@ -146,11 +149,10 @@ class LabStudy:
                     self.begin(row.id, row.kind, row.params)
                     counts["added"] += 1
                 continue
-            if frozen is None:
-                self.begin(row.id, row.kind, row.params)
+            if frozen is None:  # ended already: added as it ended, in one line
+                self._create(row.id, row.kind, row.params, *self._ending(row))
                 counts["added"] += 1
-                frozen = self._frozen(row.id)
-            if frozen is not None and frozen.state == TrialState.RUNNING:
+            elif frozen.state == TrialState.RUNNING:
                 self.finish(row)
                 counts["told"] += 1
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -169,7 +171,7 @@ class LabStudy:
         """The study trial of store trial `trial_id`: the one a worker asked (`asked`, its
         number) when it is still unclaimed, else a new running one with `params` (only when
         they are a point of the `[search]` space: else it is a curve without params)."""
-        from optuna.trial import TrialState, create_trial
+        from optuna.trial import TrialState
 
         if trial_id in self._ids:
             return self._ids[trial_id]
@@ -180,19 +182,39 @@ class LabStudy:
             if t is not None and t.state == TrialState.RUNNING and ATTR not in t.user_attrs:
                 sid = t._trial_id
         if sid is None:
-            fits = (
-                set(params) == set(self.space) and not self.cfg.param_violations(params)
-            )
-            template = create_trial(
-                state=TrialState.RUNNING,
-                params=self.cfg.normalize(params) if fits else {},
-                distributions=self.space if fits else {},
-            )
-            sid = self.storage.create_new_trial(self.study._study_id, template_trial=template)
-        self.storage.set_trial_user_attr(sid, ATTR, trial_id)
+            return self._create(trial_id, kind, params, TrialState.RUNNING, None)
         self.storage.set_trial_user_attr(sid, KIND_ATTR, kind)
+        self.storage.set_trial_user_attr(sid, ATTR, trial_id)  # last: it claims the trial
         self._ids[trial_id] = sid
         return sid
+
+    def _create(
+        self, trial_id: int, kind: str, params: dict[str, Any], state: Any, value: float | None
+    ) -> int:
+        """A new study trial for store trial `trial_id`, written as one journal line (a
+        loop killed mid-way leaves it whole or absent, never unclaimed)."""
+        from optuna.trial import create_trial
+
+        fits = set(params) == set(self.space) and not self.cfg.param_violations(params)
+        template = create_trial(
+            state=state, value=value,
+            params=self.cfg.normalize(params) if fits else {},
+            distributions=self.space if fits else {},
+            user_attrs={ATTR: trial_id, KIND_ATTR: kind},
+        )  # fmt: skip
+        sid = self.storage.create_new_trial(self.study._study_id, template_trial=template)
+        self._ids[trial_id] = sid
+        return sid
+
+    @staticmethod
+    def _ending(row: Any) -> tuple[Any, float | None]:
+        """The study's state (and value) for how store trial `row` ended."""
+        from optuna.trial import TrialState
+
+        value = row.objective
+        if row.status == "succeeded" and value is not None and math.isfinite(value):
+            return TrialState.COMPLETE, value
+        return (TrialState.PRUNED if row.status == "pruned" else TrialState.FAIL), None
 
     def finish(self, row: Any) -> None:
         """Tell the study how store trial `row` ended: its objective (succeeded), pruned
@@ -203,13 +225,8 @@ class LabStudy:
         if sid is None or self.storage.get_trial(sid).state != TrialState.RUNNING:
             return
         number = self.storage.get_trial_number_from_id(sid)
-        value = row.objective
-        if row.status == "succeeded" and value is not None and math.isfinite(value):
-            self.study.tell(number, value)
-        elif row.status == "pruned":
-            self.study.tell(number, state=TrialState.PRUNED)
-        else:
-            self.study.tell(number, state=TrialState.FAIL)
+        state, value = self._ending(row)
+        self.study.tell(number, value, state=state)
 
     # ------------------------------------------------------------------ the live curve
     def steps(self, trial_id: int) -> set[int]:
@@ -243,9 +260,11 @@ class LabStudy:
             frozen = self._frozen(trial_id)
             rungs = [k for k in frozen.system_attrs if k.startswith("completed_rung_")]
             key = max(rungs, key=lambda k: int(k.rsplit("_", 1)[1])) if rungs else None
+            bracket = self.study.pruner._get_bracket_id  # rivals: the trial's bracket only
             rivals = sorted(
                 (t.system_attrs[key] for t in self.study.get_trials(deepcopy=False)
-                 if key and key in t.system_attrs),
+                 if key and key in t.system_attrs
+                 and bracket(self.study, t) == bracket(self.study, frozen)),
                 reverse=maximize,
             )  # fmt: skip
             keep = max(1, len(rivals) // 3)
