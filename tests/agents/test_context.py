@@ -12,6 +12,8 @@ from nightlab.agents import context, signals
 from nightlab.config import load_config
 from nightlab.store import read
 
+from conftest import execute
+
 
 def prompt(lab: Path) -> tuple[str, dict]:
     cfg, db = load_config(lab), lab / ".nightlab" / "state.db"
@@ -51,6 +53,11 @@ def test_signals_rise_with_the_evidence_and_only_advise(make_lab):
                               for i in range(1, 4)], name="crash")  # fmt: skip
     text, sig = prompt(crashing)
     assert sig["non_training_priority"]["score"] == 1.0 and "fix the cause" in text
+
+    # the same streak stopped by the pruner instead: those trials ran well, nothing to fix
+    execute(crashing, "UPDATE trials SET status = 'pruned' WHERE status = 'failed'")
+    text, sig = prompt(crashing)
+    assert sig["non_training_priority"]["score"] == 0 and "fix the cause" not in text
 
     improving = run(make_lab, [probe(1, params={"boost": 1.0})], name="good")
     text, sig = prompt(improving)

@@ -21,7 +21,7 @@ def compute(conn: sqlite3.Connection, open_todos: int) -> dict[str, dict[str, An
     runs = [c for c in recent if c["action"] == "run" and c["status"] is not None]
     judged = [c for c in runs if c["status"] != "running"]
     unkept = _streak(judged, lambda c: c["verdict"] != "kept")
-    failed = _streak(judged, lambda c: c["status"] != "succeeded")
+    failed = _streak(judged, lambda c: c["status"] not in ("succeeded", "pruned"))
     thought = any(c["action"] in ("research", "analyze") for c in recent)
     dims = [c["dimension"] for c in runs if c["dimension"]]
     untried = [d for d in DIMENSIONS if d not in dims]

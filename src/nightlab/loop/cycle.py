@@ -283,8 +283,8 @@ class Cycles:
             recent = queries.last_finished_trials(conn, max(k, 3))
         if len(recent) >= k and not any(v == "kept" for _, v in recent[:k]):
             return f"stalled: no trial kept in the last {k}"
-        if len(recent) >= 3 and all(st != "succeeded" for st, _ in recent[:3]):
-            return "stalled: the last 3 trials failed"
+        if len(recent) >= 3 and all(st not in ("succeeded", "pruned") for st, _ in recent[:3]):
+            return "stalled: the last 3 trials failed"  # a pruned one ran well: not a failure
         if self.waits >= 5:
             return f"stalled: {self.waits} cycles in a row ran nothing"
         return None
