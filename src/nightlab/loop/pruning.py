@@ -3,7 +3,7 @@ point as the loop reads it, goes to the lab's Optuna study (store/study.py); a w
 trial the `[pruning]` pruner condemns is stopped at once, its whole tree, as for a budget,
 and ends `pruned` with the step, its value and the reference in its record.
 
-What is compared: only points the trial gave a step (`step=N` on the printed line, or
+What is compared: only points the trial gave a step (`step=N` or `epoch=N` on the printed line, or
 `nightlab.log(..., step=N)`), so a lab that prints only a final value is never pruned; each
 trial's best value so far against the reference over the finished curves (baseline repeats
 included) at the same step. Baseline repeats are reported but never pruned; confirmation,
