@@ -41,12 +41,12 @@ DECISIONS = [
 
 
 def fill(path: Path) -> None:
-    """Write zeros to `path` until the file system says it is full."""
-    with open(path, "wb") as fh:
+    """Write zeros to `path` until the file system says it is full (unbuffered: a buffered
+    file would fail again when closed, with what the full disk did not take)."""
+    with open(path, "wb", buffering=0) as fh:
         try:
             while True:
                 fh.write(b"\0" * 65536)
-                fh.flush()
         except OSError:
             pass
 
