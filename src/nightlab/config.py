@@ -308,6 +308,39 @@ class PruningSection(_Section):
     )
 
 
+class LiteratureSection(_Section):
+    """Paper search for the `research` action, the agents' tools and `nightlab papers`."""
+
+    sources: list[Literal["arxiv", "openalex", "semanticscholar"]] = Field(
+        default_factory=lambda: ["arxiv", "openalex"], min_length=1,
+        description="The services searched, in this order.",
+    )  # fmt: skip
+    max_results: int = Field(8, ge=1, le=100, description="Papers per query and source.")
+    cache_days: float = Field(
+        30, ge=0, le=36500, description="A query answered this recently costs no request."
+    )
+    offline: bool = Field(False, description="The cache only, never the network.")
+    arxiv_url: str | None = Field(None, description="Base URL of the arXiv API (a mirror).")
+    openalex_url: str | None = Field(None, description="Base URL of the OpenAlex API.")
+    semanticscholar_url: str | None = Field(
+        None, description="Base URL of the Semantic Scholar Graph API."
+    )
+
+    @field_validator("sources")
+    @classmethod
+    def _once(cls, sources: list[str]) -> list[str]:
+        if len(set(sources)) != len(sources):
+            raise ValueError(f"a source is named twice: {sources}")
+        return sources
+
+    @field_validator("arxiv_url", "openalex_url", "semanticscholar_url")
+    @classmethod
+    def _http(cls, url: str | None) -> str | None:
+        if url is not None and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", url):
+            raise ValueError("must be an http(s):// base URL without a query")
+        return url
+
+
 SEARCH_SETTINGS = "search_settings"  # where the scalar keys of [search] are validated
 
 
@@ -363,6 +396,9 @@ class AgentsSection(_Section):
         False, description="Run the mentor's replacement decision when it gives one."
     )
     mentor_mission: str | None = Field(None, description="Extra instructions for the mentor.")
+    mentor_require_literature: bool = Field(
+        False, description="A mentor challenge must follow a paper search in that review."
+    )
     stall_trials: int = Field(6, ge=1, description="Trials without a kept one: stalled.")
     max_same_errors: int = Field(
         3, ge=1, le=1000,
@@ -555,6 +591,7 @@ class Config(_Section):
     search: dict[str, Knob] = Field(default_factory=dict)
     search_settings: SearchSettings = SearchSettings()  # [search]'s scalar keys (see below)
     pruning: PruningSection = PruningSection()
+    literature: LiteratureSection = LiteratureSection()
     spec: dict[str, Knob] = Field(default_factory=dict)
     smoke: SmokeSection = SmokeSection()
     budget: BudgetSection = BudgetSection()
