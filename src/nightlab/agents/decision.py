@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 MAX_PARAMS_DEPTH = 16  # nesting of a parameter's value (a knob's value is flat or nearly)
 MAX_PARAMS_VALUES = 10_000  # values and keys in all params together
+MAX_QUERY = 300  # a research query's characters
+MAX_CITES = 5  # papers one decision may cite
 
 Action = Literal["run", "wait", "analyze", "research", "report", "stop"]
 Dimension = Literal[
@@ -45,6 +47,15 @@ class Decision(BaseModel):
         default_factory=dict, description="Overrides on top of the best trial's parameters."
     )
     edits: list[Edit] = Field(default_factory=list)
+    query: str | None = Field(
+        None, max_length=MAX_QUERY,
+        description="For `research`: the papers to look for (a search query, no secrets).",
+    )  # fmt: skip
+    cites: list[str] = Field(
+        default_factory=list, max_length=MAX_CITES,
+        description="Papers this decision builds on, by the id search_papers gave "
+        "(e.g. 'arxiv:2106.09685').",
+    )  # fmt: skip
 
     @field_validator("params", mode="before")
     @classmethod
@@ -91,6 +102,20 @@ class Review(BaseModel):
     question: str | None = Field(None, description="At most one critical question.")
     todo: str | None = Field(None, description="At most one TODO, only when challenging.")
     replacement: Decision | None = Field(None, description="A better decision, if any.")
+    cites: list[str] = Field(
+        default_factory=list, max_length=MAX_CITES,
+        description="Papers the critique rests on, by the id search_papers gave.",
+    )  # fmt: skip
+    _literature: str | None = PrivateAttr(default=None)  # [agents] mentor_require_literature
+
+    @property
+    def literature(self) -> str | None:
+        """With `mentor_require_literature`: "searched" (a paper search in this review),
+        "non_compliant" (a challenge without one, after being sent back once), or None."""
+        return self._literature
+
+    def set_literature(self, state: str) -> None:
+        self._literature = state
 
 
 def unbounded(data: Any) -> str | None:

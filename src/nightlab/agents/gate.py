@@ -70,6 +70,10 @@ def check(
         reasons += _file_and_folder(list(files))
     elif decision.params or decision.edits:
         reasons.append(f"action {decision.action!r} carries params/edits; only `run` may")
+    if decision.action == "research" and not (decision.query or "").strip():
+        reasons.append("a `research` decision needs a `query`: the papers to look for")
+    elif decision.query and decision.action != "research":
+        reasons.append(f"action {decision.action!r} carries a query; only `research` may")
     return GateResult(accepted=not reasons, reasons=reasons, files={} if reasons else files)
 
 

@@ -128,7 +128,19 @@ def _trial_diff(ctx: RunContext[LabView], trial: int) -> str:
     return ctx.deps.trial_diff(trial)
 
 
-TOOLS = (_list_files, _read_file, _grep, _tail_log, _leaderboard, _trial_diff)
+def search_papers(ctx: RunContext[LabView], query: str) -> str:
+    """Search papers (arXiv, OpenAlex, Semantic Scholar) for a query; each line gives the
+    id to cite in `cites` and to pass to read_paper. Never put a secret in a query."""
+    return ctx.deps.search_papers(query)
+
+
+def read_paper(ctx: RunContext[LabView], id: str) -> str:
+    """A paper's metadata and abstract, by the id search_papers gave."""
+    return ctx.deps.read_paper(id)
+
+
+LITERATURE_TOOLS = (search_papers, read_paper)
+TOOLS = (_list_files, _read_file, _grep, _tail_log, _leaderboard, _trial_diff, *LITERATURE_TOOLS)
 
 
 def usage_of(usage: Any) -> dict[str, int]:

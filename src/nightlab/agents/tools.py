@@ -30,6 +30,8 @@ class LabView:
     leaderboard: Callable[[int], list[dict[str, Any]]]
     trial_file: Callable[[int, str], str | None]  # a file of a trial's folder
     export: Callable[[Path], None] | None = None  # writes the base code into a folder
+    papers: Any = None  # the lab's literature Library (loop/library.py): search(q), read(key)
+    searches: int = 0  # search_papers calls so far (a mentor's compliance is counted by it)
 
     def _is_editable(self, path: str) -> bool:
         return matches(path, self.editable)
@@ -74,6 +76,30 @@ class LabView:
         rows = self.leaderboard(max(1, min(top, 50)))
         return _cap("\n".join(json.dumps({k: r.get(k) for k in keys}) for r in rows) or "empty")
 
+    def search_papers(self, query: str) -> str:
+        """Papers for a query (arXiv, OpenAlex, Semantic Scholar; cached in the lab), one
+        per line with the id to cite and to read_paper."""
+        if self.papers is None:
+            return "no literature here: [literature] is not available in this night"
+        self.searches += 1
+        found = self.papers.search(str(query))
+        lines = [f"{p.key} | {p.line()}" + (f" | {p.url}" if p.url else "") for p in found.papers]
+        head = f"{len(found.papers)} paper(s) for {found.query!r}" + (
+            " (from the cache)" if found.cached else ""
+        )
+        return _cap("\n".join([head, *found.notes, *lines]))
+
+    def read_paper(self, id: str) -> str:
+        """One paper's metadata and abstract, by the id search_papers gave."""
+        if self.papers is None:
+            return "no literature here: [literature] is not available in this night"
+        paper = self.papers.read(str(id))
+        if paper is None:
+            return f"no paper {id!r} known: search_papers first and use an id it gave"
+        meta = paper.model_dump(exclude={"abstract"}, exclude_none=True)
+        abstract = paper.abstract or "(no abstract)"
+        return _cap(json.dumps(meta, ensure_ascii=False) + "\n\n" + abstract)
+
     def trial_diff(self, trial: int) -> str:
         """The code change a trial ran with (empty when it only changed parameters)."""
         text = self.trial_file(trial, DIFF)
@@ -100,5 +126,6 @@ def _answer_safely(method: Callable[..., str]) -> Callable[..., str]:
     return safe
 
 
-for _name in ("read_file", "grep", "tail_log", "show_leaderboard", "trial_diff"):
+for _name in ("read_file", "grep", "tail_log", "show_leaderboard", "trial_diff", "search_papers",
+              "read_paper"):  # fmt: skip
     setattr(LabView, _name, _answer_safely(getattr(LabView, _name)))

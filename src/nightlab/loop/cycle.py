@@ -26,6 +26,7 @@ from nightlab.loop.admission import Admission, admit
 from nightlab.loop.budget import Budget
 from nightlab.loop.finishup import Finisher
 from nightlab.loop.night import Next, Night, Run
+from nightlab.loop.research import Research
 from nightlab.loop.slots import Slots
 from nightlab.loop.thinking import Thinker, Thought
 from nightlab.ratchet import Best
@@ -50,6 +51,7 @@ class Cycles:
         self.budget, self.slots, self.finisher = budget, slots, finisher
         self.watch = watch  # called while admission waits (a smoke check); False: stop now
         self.thinker = Thinker(worker, mentor, night.cfg)
+        self.research = Research(night, None)  # the loop gives it the lab's Library
         self.worker_cycles = 0  # decisions the worker made in this run (mentor cadence)
         self.waits = 0  # cycles in a row that ran nothing
         self.errors = 0  # worker errors in a row (the backoff before asking again)
@@ -59,7 +61,10 @@ class Cycles:
         self._planned_on: tuple[str, int | None] | None = None
 
     def next(self) -> Run | Next:
-        """One cycle: a trial to start, IDLE (nothing runnable), or WAIT (still thinking)."""
+        """One cycle: a trial to start, IDLE (nothing runnable), or WAIT (still thinking,
+        or a research decision's papers not there yet: the next context shows them)."""
+        if self.thinker.idle and self.research.busy:
+            return Next.WAIT
         if self.thinker.idle:
             self._think()
         if not self.thinker.ready():
@@ -80,6 +85,8 @@ class Cycles:
             if why := self.stalled():
                 self.thinker.review(thought, why, context.render(self.context(full=True)))
         decision, planned = self._reviewed(thought), self._planned_on
+        if decision.cites:
+            decision = self._cited(decision)
         best = self.night.best()
         base = best.commit if best else self.night.base_commit
         admission = self._admit(decision, base, best.params if best else None, planned)
@@ -88,6 +95,8 @@ class Cycles:
             trace = self.night.journal.idle(self.worker.name, decision, gate.reasons, usage)
             if decision.action == "stop" and gate.accepted:
                 self.stop_reason = f"the worker stopped the night: {decision.rationale}"
+            if decision.action == "research" and gate.accepted:
+                self.research.start(trace, decision.query or "")
             self.waits += 1
             if admission.reask:  # planned on an older best: asked again, at once, on this one
                 self._moved(admission, planned, best, trace)
@@ -276,6 +285,20 @@ class Cycles:
             + (" — its replacement runs" if replace else "")
         )
         return review.replacement if replace else decision
+
+    def _cited(self, decision: Decision) -> Decision:
+        """Only papers the lab has seen may be cited (a model may invent an id): the
+        others are dropped, each with a note on the decision's record."""
+        library = self.research.library
+        known = [k for k in decision.cites if library is not None and library.read(k, offline=True)]
+        dropped = [k for k in decision.cites if k not in known]
+        if dropped:
+            decision = decision.model_copy(update={"cites": known})
+            decision.set_notes([*decision.notes, *(
+                f"cites: {k[:80]!r} dropped: no such paper in the lab (search_papers first)"
+                for k in dropped
+            )])  # fmt: skip
+        return decision
 
     def stalled(self) -> str | None:
         k = self.night.cfg.agents.stall_trials

@@ -295,7 +295,7 @@ class Journal:
                 critique=review.critique,
                 question=review.question,
                 todo=review.todo,
-                replaced=replaced,
+                replaced=replaced, cites=review.cites, literature=review.literature,
             )
             if usage:
                 self._event(s, "agent_usage", role="mentor", **usage)
