@@ -60,7 +60,7 @@ def write_report(
     Raises FileNotFoundError when the lab never ran, ReportError when asked for something
     the store cannot back (a test figure for an unknown trial, a bad night id)."""
     from nightlab.report import candidates as cands
-    from nightlab.report import html, leaderboard, paper, plots, pruning, story
+    from nightlab.report import html, leaderboard, paper, plots, pruning, related, story
     from nightlab.report.data import ReportError, load, test_figure
     from nightlab.report.doc import to_markdown
     from nightlab.store.files import write_atomic
@@ -106,6 +106,8 @@ def write_report(
     built = paper.build(night, pick, ranked, top, drawn, figure)
     part = pruning.section(night, pruned, pruning.plot(night, pruned, out))
     built.sections.insert(3, part)  # after Results, before Challenges
+    if cited := related.section(related.gather(night)):
+        built.sections.insert(4, cited)
     doc = _redacted(built, secrets)
     write_atomic(out / "final_paper_report.md", to_markdown(doc))
     write_atomic(out / "report.html", html.render(doc, out, condensed, board))

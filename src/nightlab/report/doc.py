@@ -86,10 +86,13 @@ def to_markdown(doc: Doc) -> str:
 
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
 _CODE = re.compile(r"`([^`]+)`")
+_LINK = re.compile(r"\[([^\]]+)\]\((https?://[^)\s\"'<>]+)\)")  # http(s) only: no javascript:
 
 
 def inline_html(text: str) -> Markup:
-    """Escape `text` for HTML, then turn `**bold**` and `` `code` `` into tags."""
+    """Escape `text` for HTML, then turn `**bold**`, `` `code` `` and `[text](https://…)`
+    into tags."""
     escaped = html.escape(str(text), quote=True)
     escaped = _CODE.sub(r"<code>\1</code>", escaped)
+    escaped = _LINK.sub(r'<a href="\2" rel="noopener noreferrer">\1</a>', escaped)
     return Markup(_BOLD.sub(r"<strong>\1</strong>", escaped))

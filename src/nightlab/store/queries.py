@@ -183,3 +183,20 @@ def in_flight(conn: sqlite3.Connection, ids: Iterable[int]) -> list[dict[str, An
     for t in out:
         t["params"] = decode(t["params"], {})
     return out
+
+
+def papers(conn: sqlite3.Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The cached papers known by any of `ids` (`arxiv:…`, `doi:…`, …), by the id asked;
+    {} for a store without the literature cache (before migration 0007)."""
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        for asked in dict.fromkeys(ids):
+            row = conn.execute(
+                "SELECT p.data FROM paper_ids i JOIN papers p ON p.key = i.key WHERE i.id = ?",
+                (asked,),
+            ).fetchone()
+            if row is not None and isinstance(data := decode(row[0], None), dict):
+                out[asked] = data
+    except sqlite3.OperationalError:
+        return {}
+    return out
