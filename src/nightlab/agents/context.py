@@ -11,7 +11,7 @@ import nightlab.agents.signals as signals
 from nightlab import ratchet
 from nightlab.agents.errors import AgentError
 from nightlab.config import Config
-from nightlab.store import fmt, ranking, read
+from nightlab.store import fmt, queries, ranking, read
 from nightlab.store.redact import redact
 
 
@@ -52,6 +52,7 @@ def gather(
         todos, pad = read.todo_focus(conn), read.workpad_tail(conn)
         mentor = read.workpad_tail(conn, 800, mentor=True)
         priorities = signals.compute(conn, todos["open"])
+        papers = last_research(conn)
     budget = []
     if trials_left is not None:
         budget.append(f"{trials_left} trial(s) left")
@@ -90,7 +91,32 @@ def gather(
         "stalled": stalled,
         "storyline": story,
         "signals": priorities,
+        "papers": papers,
     }
+
+
+PAPERS_SHOWN = 5  # papers of the last research shown in the context
+PAPER_CHARS = 240  # one paper's line
+
+
+def last_research(conn: Any) -> dict[str, Any] | None:
+    """The newest research's query and its top papers, as compact lines."""
+    found = queries.events(conn, ("research_done",))
+    if not found:
+        return None
+    data = found[-1]["data"] or {}
+    keys = [str(k) for k in (data.get("keys") or [])][:PAPERS_SHOWN]
+    cached = queries.papers(conn, keys)
+    lines = []
+    for key in keys:
+        p = cached.get(key) or {}
+        authors = p.get("authors") or []
+        who = (str(authors[0]) + (" et al." if len(authors) > 1 else "")) if authors else ""
+        abstract = str(p.get("abstract") or "").split(". ")[0]
+        line = f"- {key}: {p.get('title') or '?'} ({p.get('year') or 'n.d.'}) {who}"
+        lines.append((line + (f" — {abstract}" if abstract else ""))[:PAPER_CHARS])
+    return {"query": str(data.get("query") or "")[:300], "lines": lines,
+            "notes": [str(n)[:200] for n in (data.get("notes") or [])][:3]}  # fmt: skip
 
 
 def brief(text: str) -> str:
@@ -165,6 +191,11 @@ def render(ctx: dict[str, Any]) -> str:
         if last["status"] != "succeeded" and last.get("log_tail"):
             tail = redact(last["log_tail"])[-3000:]  # before the cut, which could halve one
             out.append(f"Fix errors first. Log tail:\n```\n{tail}\n```")
+    if papers := ctx.get("papers"):
+        out.append(f"\n# Papers from your last research ({papers['query']!r})")
+        out += papers["lines"] or ["(none found)"]
+        out += [f"({note})" for note in papers["notes"]]
+        out.append("Cite what you build on by id in `cites`; read_paper(id) gives the abstract.")
     if ctx.get("workpad"):
         out.append(f"\n# Workpad (latest)\n{ctx['workpad']}")
     if ctx.get("mentor"):
