@@ -156,12 +156,7 @@ class Journal:
             self._event(s, "decision_repaired", trace_id=trace, notes=notes, **where)
 
     def _housekeeping(self, s: Any, decision: Decision, trace: str) -> None:
-        if not (
-            decision.todo_new
-            or decision.resolve_todo_ids
-            or decision.notes_update
-            or decision.data_exploration_update
-        ):
+        if not workpad.wanted(decision):
             return
         done = workpad.apply(s, decision, trace)
         if workpad.changed(done) or done["todo_dropped"]:
@@ -247,6 +242,8 @@ class Journal:
                 f"→ {verdict.describe() if verdict else label}"
                 + (f" [{out.reason}]" if out.reason else "")
             )
+            if cites := (s.get(DecisionRow, row.decision_id).body or {}).get("cites"):
+                line += f" · cites {', '.join(map(str, cites))}"
             cycle = s.get(Cycle, row.cycle_id)
             cycle.ended_at, cycle.summary = now, line
             self._event(s, "trial_finished", trace_id=trace, trial_id=trial_id,

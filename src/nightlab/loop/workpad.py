@@ -5,16 +5,20 @@ worker (and later the mentor) keep with each decision. The store holds them; the
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy import text as sql
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from nightlab.agents.decision import Decision
 from nightlab.store.db import Note, Todo
+from nightlab.store.redact import redact
 
 # New TODOs a cycle may add, by the size of the open backlog: the fuller, the stricter.
 TODO_CAPS = ((20, 0), (10, 1), (0, 2))
@@ -22,6 +26,37 @@ TODO_CAPS = ((20, 0), (10, 1), (0, 2))
 
 def _key(text: str) -> str:
     return re.sub(r"\W+", " ", text).strip().lower()
+
+
+def wanted(decision: Decision) -> bool:
+    """Whether the decision carries housekeeping (TODOs, notes, citations)."""
+    return bool(
+        decision.todo_new or decision.resolve_todo_ids or decision.notes_update
+        or decision.data_exploration_update or decision.cites
+    )  # fmt: skip
+
+
+def cited(s: Session, keys: list[str]) -> str:
+    """The cited papers as a note: each id with its title, year and link from the lab's
+    literature cache (an id it does not know is shown as such)."""
+    shown = []
+    for key in keys:
+        try:
+            row = s.execute(
+                sql("SELECT p.data FROM paper_ids i JOIN papers p ON p.key = i.key "
+                     "WHERE i.id = :k"), {"k": key},
+            ).first()  # fmt: skip
+        except OperationalError:  # a store before the literature cache (migration 0007)
+            row = None
+        data = row[0] if row is not None else None
+        data = json.loads(data) if isinstance(data, str) else data
+        if not isinstance(data, dict):
+            shown.append(f"{key} (not in the lab's cache)")
+            continue
+        url = data.get("url")
+        link = f" <{url}>" if isinstance(url, str) and url.startswith("http") else ""
+        shown.append(f"{data.get('title') or key} ({data.get('year') or 'n.d.'}, {key}){link}")
+    return "cites " + "; ".join(shown)
 
 
 def apply(s: Session, decision: Decision, trace: str, author: str = "worker") -> dict[str, Any]:
@@ -48,9 +83,13 @@ def apply(s: Session, decision: Decision, trace: str, author: str = "worker") ->
             added.append(text)
             s.add(Todo(created_at=now, trace_id=trace, author=author, text=text.strip()))
     notes = {"notes": decision.notes_update, "data_exploration": decision.data_exploration_update}
-    for section, text in notes.items():
-        if text and text.strip():
-            s.add(Note(ts=now, trace_id=trace, author=author, section=section, text=text.strip()))
+    for section, said in notes.items():
+        if said and said.strip():
+            s.add(Note(ts=now, trace_id=trace, author=author, section=section, text=said.strip()))
+    if decision.cites:
+        s.add(Note(ts=now, trace_id=trace, author=author, section="notes",
+                   text=redact(cited(s, decision.cites))))  # fmt: skip
+        notes["cites"] = " ".join(decision.cites)
     return {
         "todo_added": added,
         "todo_dropped": dropped,
