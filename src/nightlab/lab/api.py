@@ -52,26 +52,6 @@ class Lab:
         cfg = self.config
         return notify.test(cfg.notify.urls, cfg.lab.name, self.path)
 
-    def papers(
-        self,
-        query: str,
-        *,
-        offline: bool | None = None,
-        report: Callable[[str], None] | None = None,
-    ) -> Any:
-        """Search papers (`[literature]`) through this lab's cache, which keeps the answers:
-        a loop.library.Found. ValueError for a bad query; a network failure is a note."""
-        from nightlab.loop.library import Library
-        from nightlab.store.db import Store
-
-        cfg = self.config
-        store = Store(self.db)
-        try:
-            store.migrate()
-            return Library(cfg, store, report=report).search(query, offline=offline)
-        finally:
-            store.close()
-
     def _quick(self, section: str, key: str) -> Any:
         """One value of nightlab.toml without validating it all (views stay fast); a
         missing file is an error, a missing or broken key gets the full explanation."""

@@ -31,7 +31,7 @@ def papers(
     lab, query = split_words(words)
     target = lab_of(lab)
     try:
-        found = guard(target.papers, query, offline=True if offline else None)
+        found = guard(search, target, query, offline=True if offline else None)
     except ValueError as exc:
         fail(str(exc), 2)
     if as_json:
@@ -41,6 +41,21 @@ def papers(
     for note in found.notes:
         warn.print(f"warning: {printable(note)}", style="yellow", soft_wrap=True, markup=False)
     show(found)
+
+
+def search(target: Any, query: str, *, offline: bool | None = None) -> Any:
+    """Search papers through the lab's cache, which keeps the answers (the store migrated
+    first): a loop.library.Found. ValueError for a bad query; a network failure is a note."""
+    from nightlab.loop.library import Library
+    from nightlab.store.db import Store
+
+    cfg = target.config
+    store = Store(target.db)
+    try:
+        store.migrate()
+        return Library(cfg, store).search(query, offline=offline)
+    finally:
+        store.close()
 
 
 def split_words(words: list[str]) -> tuple[Path, str]:
