@@ -14,7 +14,8 @@ from sqlalchemy import inspect, text
 from nightlab.store.db import HEAD_REVISION, MIGRATIONS, Meta, Run, Store
 from nightlab.store.models import Base
 
-TABLES = {"runs", "cycles", "decisions", "trials", "events", "meta", "todos", "notes"}
+TABLES = {"runs", "cycles", "decisions", "trials", "events", "meta", "todos", "notes",
+          "papers", "paper_ids", "paper_queries"}  # fmt: skip
 
 
 @pytest.fixture
@@ -121,8 +122,9 @@ def test_a_first_schema_store_upgrades_with_its_data(tmp_path):
     with store.engine.begin() as conn:
         version = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
         tables = {r[0] for r in conn.exec_driver_sql("SELECT name FROM sqlite_master")}
-    assert version == HEAD_REVISION == "0006"
+    assert version == HEAD_REVISION == "0007"
     assert {"todos", "notes", "ix_trials_kind", "ix_trials_scatter"} <= tables
     with store.engine.begin() as conn:  # 0006: a pruned trial's record
         columns = {r[1] for r in conn.exec_driver_sql("PRAGMA table_info(trials)")}
     assert "pruning" in columns
+    assert {"papers", "paper_ids", "paper_queries", "ix_paper_queries_source_query"} <= tables

@@ -17,6 +17,7 @@ from nightlab.lab.cli_common import HERE, LabArg, Port
 from nightlab.lab.cli_common import console as _console
 from nightlab.lab.cli_common import guard as _guard
 from nightlab.lab.cli_common import lab as _lab
+from nightlab.lab.cli_papers import papers
 from nightlab.lab.cli_serve import dashboard, notify_test
 
 app = typer.Typer(
@@ -318,6 +319,7 @@ def reset(
 
 
 app.command()(dashboard)  # defined in cli_serve.py, listed here in the order of --help
+app.command()(papers)  # cli_papers.py
 app.command("notify-test")(notify_test)
 
 

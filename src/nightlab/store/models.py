@@ -180,3 +180,38 @@ class Note(Base):
     author: Mapped[str] = mapped_column(String)
     section: Mapped[str] = mapped_column(String)  # notes|data_exploration|mentor
     text: Mapped[str] = mapped_column(Text)
+
+
+class Paper(Base):
+    """A paper of the literature cache: `data` is its record (agents.literature.Paper's
+    dump, bounded), `key` its one id (`arxiv:…`, `doi:…`, …, `title:…`)."""
+
+    __tablename__ = "papers"
+    key: Mapped[str] = mapped_column(String, primary_key=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    fetched_at: Mapped[float] = mapped_column(Float)
+
+
+class PaperId(Base):
+    """Every id a cached paper is known by (its key too) → its key: a paper stored under
+    `arxiv:…` is found by its `doi:…`."""
+
+    __tablename__ = "paper_ids"
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    key: Mapped[str] = mapped_column(String)
+
+    __table_args__ = (Index("ix_paper_ids_key", "key"),)
+
+
+class PaperQuery(Base):
+    """One source's answer to one query (normalised: stripped, spaces collapsed, lower
+    case): the keys of its papers in rank order."""
+
+    __tablename__ = "paper_queries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String)
+    query: Mapped[str] = mapped_column(Text)
+    fetched_at: Mapped[float] = mapped_column(Float)
+    keys: Mapped[list[Any]] = mapped_column(JSON, default=list)
+
+    __table_args__ = (Index("ix_paper_queries_source_query", "source", "query"),)
