@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -226,3 +227,38 @@ def test_a_missing_library_names_the_install(kind: str, monkeypatch: pytest.Monk
     monkeypatch.setitem(sys.modules, module, None)
     with pytest.raises(LiteratureError, match=r"pip install 'nightlab\[literature\]'"):
         make(kind, "http://127.0.0.1:9")
+
+
+def test_hostile_fields_are_dropped_or_cut_not_fatal() -> None:
+    from nightlab.agents.literature import openalex_source, s2_source
+
+    huge = "T" * 100_000
+    work = {
+        "id": "https://openalex.org/W1", "title": huge, "publication_year": "2020",
+        "authorships": [{"author": {"display_name": 7}}, "x", {"author": {"display_name": "Ada"}}],
+        "cited_by_count": True, "doi": "javascript:alert(1)",
+        "abstract_inverted_index": {"word": [0, 10**9, "x"], "second": [1], "3": "no"},
+        "primary_location": {"landing_page_url": "https://arxiv.org/abs/2106.09685v2"},
+    }  # fmt: skip
+    paper = openalex_source.to_paper(work)
+    assert paper and len(paper.title) == 500 and paper.year is None and paper.authors == ["Ada"]
+    assert paper.citations is None and paper.doi is None and paper.abstract == "word second"
+    assert paper.arxiv == "2106.09685"
+    assert openalex_source.to_paper({"id": "W1"}) is None  # no title
+    assert openalex_source.to_paper(["W1"]) is None
+    record = {"paperId": "a" * 40, "title": "Fine", "authors": [{"name": 5}, 3, {"name": "Bo"}],
+              "year": "1999", "externalIds": [1], "journal": "J", "citationCount": -4}  # fmt: skip
+    cleaned = s2_source._clean(record)
+    paper = s2_source.to_paper(cleaned)
+    assert paper and paper.authors == ["Bo"] and paper.year is None and paper.citations is None
+
+
+def test_one_bad_s2_record_does_not_lose_the_page(library: Library) -> None:
+    import json
+
+    body = json.loads((Path(__file__).parent / "fixtures" / "s2_search.json").read_text())
+    body["data"][1]["authors"] = [1, 2, {"name": None}]
+    body["data"][2] = "not a paper"
+    library.garble(json.dumps(body).encode())
+    papers = make("semanticscholar", library.url).search("graphs", 8)
+    assert [len(p.authors) for p in papers] == [len(body["data"][0]["authors"]), 0]

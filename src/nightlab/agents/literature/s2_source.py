@@ -62,9 +62,11 @@ def _requester(timeout: float, retries: int) -> Any:
                 isinstance(data, dict) and isinstance(data.get("data", []), list)
             ):
                 raise LiteratureError(f"{NAME}: malformed answer (no list of papers)")
-            if not isinstance(data, dict | list):
+            if not isinstance(data, dict):
                 raise LiteratureError(f"{NAME}: malformed answer ({type(data).__name__})")
-            return data
+            if "/paper/search" in url:  # only well-typed fields reach the library's parser
+                return {**data, "data": [_clean(r) for r in data.get("data", [])[:100]]}
+            return _clean(data)
 
     async def _send(
         client: Any, method: str, url: str, parameters: str, headers: dict, payload: Any
@@ -137,6 +139,28 @@ class SemanticScholarSource:
         except Exception as exc:
             raise failure(NAME, exc) from None
         return to_paper(getattr(paper, "raw_data", None))
+
+
+def _clean(record: Any) -> dict[str, Any]:
+    """A paper record with only the fields nightlab reads, each of the type the library's
+    parser expects (a wrong-typed field is dropped, not a reason to lose the whole page)."""
+    if not isinstance(record, dict):
+        return {}
+    out = {k: v for k, v in record.items() if k in ("paperId", "title", "venue", "abstract",
+           "url") and isinstance(v, str)}  # fmt: skip
+    out |= {k: v for k, v in record.items() if k in ("year", "citationCount")
+            and net.integer(v) is not None}  # fmt: skip
+    ids = record.get("externalIds")
+    if isinstance(ids, dict):
+        out["externalIds"] = {k: v for k, v in ids.items() if isinstance(v, str)}
+    journal = record.get("journal")
+    if isinstance(journal, dict) and isinstance(journal.get("name"), str):
+        out["journal"] = {"name": journal["name"]}
+    people = record.get("authors")
+    if isinstance(people, list):
+        out["authors"] = [{"name": a["name"]} for a in people[: net.MAX_AUTHORS]
+                          if isinstance(a, dict) and isinstance(a.get("name"), str)]  # fmt: skip
+    return out
 
 
 def to_paper(data: Any) -> Paper | None:
