@@ -86,7 +86,7 @@ def _requester(timeout: float, retries: int) -> Any:
         wait = net.retry_after(response.headers.get("Retry-After"))
         return response.status_code, wait, bytes(body)
 
-    return Requester(timeout, retry=False)
+    return Requester(timeout)  # its retry flag is unused: get_data_async is ours
 
 
 class SemanticScholarSource:
