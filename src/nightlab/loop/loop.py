@@ -34,6 +34,7 @@ from nightlab.loop.finishup import WORKER as FINISH_WORKER
 from nightlab.loop.finishup import Done, Finisher
 from nightlab.loop.heartbeat import Heartbeat
 from nightlab.loop.journal import Journal
+from nightlab.loop.library import Library
 from nightlab.loop.lock import LabLock
 from nightlab.loop.night import Next, Night, NightError, Run
 from nightlab.loop.notices import Notices
@@ -151,7 +152,13 @@ class Loop:
         self.heartbeat = Heartbeat(night, self.finisher, self._graceful)
         self.cycles = Cycles(night, self.worker, mentor, self.budget, self.slots,
                              self.finisher, self._watch)
-        self.worker.view = self.cycles.lab_view()
+        library = Library(self.cfg, night.store, report=self.report)  # sources: on first use
+        self.cycles.research.library = library  # the research action's searches
+        view = self.cycles.lab_view()
+        view.papers = library  # search_papers / read_paper, for the worker and the mentor
+        self.worker.view = view
+        if mentor is not None and hasattr(mentor, "view"):
+            mentor.view = view
 
     def _open(self, night: Night) -> None:
         options = {"worker": self.worker_choice, "max_trials": self.max_trials,
