@@ -131,7 +131,7 @@ class Library:
                 self._say(f"{name}: {self._failed(name, exc)}")
                 continue
             self._recovered(name)
-            if isinstance(got, Paper):
+            if isinstance(got, Paper) and key in got.ids():  # not another paper (a mirror's)
                 if failed := self._store(cache.remember, [dump(got)], now=self._clock()):
                     self._say(f"{name}: could not cache {key} ({failed})")
                 return got
