@@ -32,6 +32,7 @@ from nightlab.loop.thinking import Thinker, Thought
 from nightlab.ratchet import Best
 from nightlab.store import files, queries, ranking, read
 from nightlab.store.db import Store
+from nightlab.store.redact import redact
 from nightlab.trials import smoke
 from nightlab.trials.workspace import WorkspaceError
 
@@ -290,13 +291,20 @@ class Cycles:
         """Only papers the lab has seen may be cited (a model may invent an id): the
         others are dropped, each with a note on the decision's record."""
         library = self.research.library
-        known = [k for k in decision.cites if library is not None and library.read(k, offline=True)]
-        dropped = [k for k in decision.cites if k not in known]
+
+        def known(key: str) -> bool:
+            try:
+                return library is not None and library.read(key, offline=True) is not None
+            except ValueError:  # not a key at all (too long, a line break, a secret)
+                return False
+
+        kept = [k for k in decision.cites if known(k)]
+        dropped = [k for k in decision.cites if k not in kept]
         if dropped:
-            decision = decision.model_copy(update={"cites": known})
-            decision.set_notes([*decision.notes, *(
-                f"cites: {k[:80]!r} dropped: no such paper in the lab (search_papers first)"
-                for k in dropped
+            decision = decision.model_copy(update={"cites": kept})
+            decision.set_notes([*decision.notes, *(  # redacted before the cut halves a secret
+                f"cites: {redact(k)[:80]!r} dropped: no such paper in the lab (search_papers "
+                "first)" for k in dropped
             )])  # fmt: skip
         return decision
 
