@@ -11,9 +11,9 @@ import pytest
 from pydantic_ai.messages import ModelResponse, ToolCallPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
+from agents.literature.servers import Library as Server
 from nightlab import Lab
 
-from agents.literature.servers import Library as Server
 from conftest import rows
 
 SECRET = "hunter2-very-secret-value-0123456789"
@@ -31,7 +31,9 @@ def hostile_worker(messages, info: AgentInfo) -> ModelResponse:
             "rationale": "before changing the model, see how others test deep learning models",
         })])  # fmt: skip
     if SENT:
-        return ModelResponse(parts=[ToolCallPart(answer, {"action": "stop", "rationale": "the one idea from the paper has been tried now"})])
+        return ModelResponse(parts=[ToolCallPart(answer, {
+            "action": "stop", "rationale": "the one idea from the paper has been tried now",
+        })])  # fmt: skip
     SENT.append(1)
     return ModelResponse(parts=[ToolCallPart(answer, {
         "action": "run", "rationale": "the paper suggests a larger boost; try 0.5",
