@@ -10,8 +10,10 @@ functions that need them.
 from __future__ import annotations
 
 import re
+import time
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urljoin, urlsplit
 
 from nightlab.agents.literature.paper import ABSTRACT_CHARS, LiteratureError
 
@@ -23,6 +25,7 @@ RETRIES = 3  # more tries after the first, on 429 and 5xx only
 BACKOFF = 0.5  # seconds: 0.5, 1, 2 between tries when no Retry-After is given
 RETRY_AFTER_CAP = 30.0  # a Retry-After above this is cut to it: no server stalls a night
 MAX_BODY = 8 * 1024 * 1024  # bytes: a bigger answer is an error, not a memory hog
+DEADLINE = 60.0  # seconds for a whole answer: a slow drip never trips a read timeout
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 QUERY_CHARS = 500  # a query is cut here before it is sent
 INSTALL = "pip install 'nightlab[literature]'"
@@ -87,19 +90,36 @@ def session(service: str, timeout: float, retries: int) -> requests.Session:
                 kwargs["timeout"] = (timeout, timeout)
             kwargs["stream"] = True
             response = super().send(request, **kwargs)
+            deadline, body = time.monotonic() + DEADLINE, bytearray()
             try:
-                body = response.raw.read(MAX_BODY + 1, decode_content=True)
+                while len(body) <= MAX_BODY and (chunk := response.raw.read1(
+                        65536, decode_content=True)):  # fmt: skip
+                    body += chunk
+                    if time.monotonic() > deadline:
+                        raise LiteratureError(f"{service}: no answer in time ({DEADLINE:g} s)")
+            except LiteratureError:
+                response.close()
+                raise
             except Exception as exc:  # a reset or a timeout halfway through the body
                 response.close()
                 raise requests.exceptions.ConnectionError(f"reading the answer: {exc}") from exc
             response.close()
             if len(body) > MAX_BODY:
                 raise LiteratureError(f"{service}: answer over {MAX_BODY // 2**20} MiB")
-            response._content = body
+            response._content = bytes(body)
             response._content_consumed = True
             return response
 
-    s = requests.Session()
+    class Session(requests.Session):
+        def get_redirect_target(self, resp: Any) -> str | None:
+            """A redirect is followed on the same host only (no hop to another server)."""
+            target = super().get_redirect_target(resp)
+            there = urlsplit(urljoin(resp.url, target or "")).hostname
+            if target and there != urlsplit(resp.url).hostname:
+                raise LiteratureError(f"{service}: redirected to another host ({there}): refused")
+            return target
+
+    s = Session()
     s.trust_env = True  # proxies from the environment (a cluster's) are honoured
     adapter = BoundedAdapter(max_retries=policy)
     s.mount("http://", adapter)
@@ -139,8 +159,12 @@ def year(value: Any) -> int | None:
 
 
 def url(value: Any) -> str | None:
+    """An http(s) URL, with the characters that could end a Markdown link or an HTML
+    attribute (brackets, quotes, angle brackets, spaces) percent-encoded; None otherwise."""
     out = text(value, URL_CHARS)
-    return out if out and re.match(r"https?://", out) else None
+    if not out or not re.match(r"https?://", out, flags=re.I):
+        return None
+    return quote(out, safe="/:?#@!$&*+,;=%~._-")
 
 
 def doi(value: Any) -> str | None:

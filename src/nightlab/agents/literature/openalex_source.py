@@ -159,7 +159,7 @@ def to_paper(work: Any) -> Paper | None:
         arxiv=_arxiv_of(work, doi),
         doi=doi,
         openalex=match.group(1).upper(),
-        url=(f"https://doi.org/{doi}" if doi else None) or net.url(landing)
+        url=net.url(f"https://doi.org/{doi}" if doi else None) or net.url(landing)
         or f"https://openalex.org/{match.group(1).upper()}",
         citations=net.integer(work.get("cited_by_count")),
         sources=[NAME],

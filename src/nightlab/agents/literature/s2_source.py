@@ -46,7 +46,14 @@ def _requester(timeout: float, retries: int) -> Any:
             method = "POST" if payload else "GET"
             async with httpx.AsyncClient(timeout=httpx.Timeout(timeout), trust_env=True) as c:
                 for attempt in range(retries + 1):
-                    status, wait, body = await _send(c, method, url, parameters, headers, payload)
+                    try:  # the whole answer in time: a slow drip never trips a read timeout
+                        status, wait, body = await asyncio.wait_for(
+                            _send(c, method, url, parameters, headers, payload), net.DEADLINE
+                        )
+                    except TimeoutError:
+                        raise LiteratureError(
+                            f"{NAME}: no answer in time ({net.DEADLINE:g} s)"
+                        ) from None
                     if status not in net.RETRY_STATUSES or attempt == retries:
                         break
                     await asyncio.sleep(wait if wait is not None else net.BACKOFF * 2**attempt)
