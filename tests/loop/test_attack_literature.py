@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 
 import pytest
 from pydantic_ai.messages import ModelResponse, ToolCallPart
@@ -88,3 +89,52 @@ def _dump(lab) -> str:
             out += [repr(r) for r in conn.execute(f"SELECT * FROM {table}")]  # noqa: S608
     return "\n".join(out)
 
+
+EVIL = {
+    "title": "Evil\n" + FORGED + "\x1b[2J | x](javascript:alert(1)) <script>alert(1)</script>",
+    "authors": ["A\nB"], "year": 2020, "venue": "V\r\n- forged", "abstract": "x",
+    "arxiv": "2202.12139", "url": "javascript:alert(1)", "sources": ["arxiv"],
+}  # fmt: skip
+
+
+def hostile_cache(tmp_path):
+    from nightlab.store import papers as cache
+    from nightlab.store.db import Store
+
+    store = Store(tmp_path / "state.db")
+    store.migrate()
+    cache.put(store, "arxiv", "testing", [EVIL], now=time.time())
+    return store
+
+
+def test_a_hostile_cached_record_comes_back_one_clean_line_without_a_script_url(tmp_path):
+    from nightlab.loop.library import Library
+
+    from conftest import make_config
+
+    store = hostile_cache(tmp_path)
+    lib = Library(make_config(literature={"sources": ["arxiv"]}), store, [])
+    for paper in [lib.read("arxiv:2202.12139"), *lib.search("testing", offline=True).papers]:
+        assert paper is not None and paper.url is None
+        for text in (paper.title, paper.venue or "", *paper.authors, paper.line()):
+            assert "\n" not in text and "\r" not in text and "\x1b" not in text
+    store.close()
+
+
+def test_the_report_and_the_workpad_render_a_hostile_cached_record_safely(tmp_path):
+    from nightlab.loop import workpad
+    from nightlab.report.doc import Doc, inline_html, to_markdown
+    from nightlab.report.related import section
+
+    store = hostile_cache(tmp_path)
+    with store.tx() as s:
+        note = workpad.cited(s, ["arxiv:2202.12139"])
+    store.close()
+    assert "\n" not in note and "\x1b" not in note and "<javascript" not in note
+    got = {"cites": {"arxiv:2202.12139": ["trial 1"]}, "papers": {"arxiv:2202.12139": EVIL},
+           "searches": 1}  # fmt: skip
+    part = section(got)
+    md = to_markdown(Doc("r", "s", [part]))
+    assert FORGED not in md.splitlines() and "\x1b" not in md
+    html = "".join(inline_html(c) for row in part.blocks[1].rows for c in row)
+    assert "<script" not in html and 'href="javascript' not in html

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from nightlab.agents.literature import LiteratureError, Paper, dedupe, sources_for
+from nightlab.agents.literature import LiteratureError, Paper, dedupe, net, sources_for
 from nightlab.store import papers as cache
 from nightlab.store.redact import add_secret_names, config_secret_names, redact
 
@@ -291,6 +291,14 @@ def to_paper(data: Mapping[str, Any]) -> Paper | None:
         d[name] = _int(d.get(name))
     for name in ("venue", "arxiv", "doi", "s2", "openalex", "url"):
         d[name] = str(d[name]) if d.get(name) not in (None, "") else None
+    # one clean line each, an http(s) link or none: a record edited in the store is hostile
+    d["title"] = net.text(d["title"], net.TITLE_CHARS) or ""
+    d["abstract"] = net.abstract(d["abstract"])
+    d["authors"] = net.authors(d["authors"])
+    d["sources"] = [s for s in (net.text(v, 40) for v in d["sources"]) if s]
+    for name in ("venue", "arxiv", "doi", "s2", "openalex"):
+        d[name] = net.text(d[name], net.VENUE_CHARS)
+    d["url"] = net.url(d["url"])
     if not d["title"]:
         return None
     try:

@@ -17,6 +17,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from nightlab.agents.decision import Decision
+from nightlab.agents.literature import net
 from nightlab.store.db import Note, Todo
 from nightlab.store.redact import redact
 
@@ -53,9 +54,9 @@ def cited(s: Session, keys: list[str]) -> str:
         if not isinstance(data, dict):
             shown.append(f"{key} (not in the lab's cache)")
             continue
-        url = data.get("url")
-        link = f" <{url}>" if isinstance(url, str) and url.startswith("http") else ""
-        shown.append(f"{data.get('title') or key} ({data.get('year') or 'n.d.'}, {key}){link}")
+        link = f" <{url}>" if (url := net.url(data.get("url"))) else ""
+        title = net.text(data.get("title"), net.TITLE_CHARS) or key
+        shown.append(f"{title} ({net.text(str(data.get('year')), 10) or 'n.d.'}, {key}){link}")
     return "cites " + "; ".join(shown)
 
 

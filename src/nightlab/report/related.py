@@ -9,11 +9,13 @@ from __future__ import annotations
 from contextlib import closing
 from typing import Any
 
+from nightlab.agents.literature import net
 from nightlab.report.data import Night
 from nightlab.report.doc import Para, Section, Table
 from nightlab.store import queries, read
 
 MAX_LISTED = 50  # papers in the table
+_BRACKETS = str.maketrans("[]", "()")
 
 
 def gather(night: Night) -> dict[str, Any]:
@@ -47,18 +49,22 @@ def section(got: dict[str, Any]) -> Section | None:
         "cited by the night's decisions and reviews."
     ))  # fmt: skip
     rows = []
-    for key, who in list(cites.items())[:MAX_LISTED]:
-        p = papers.get(key)
+    for asked, who in list(cites.items())[:MAX_LISTED]:
+        p, key = papers.get(asked), net.text(asked, 300) or "?"  # a mentor's cite is unchecked
         if p is None:
             rows.append([key, "not in the lab's literature cache (unverified)", "", ", ".join(who)])
             continue
-        title = str(p.get("title") or key)
-        url = p.get("url")
-        authors = p.get("authors") or []
-        by = (str(authors[0]) + (" et al." if len(authors) > 1 else "")) if authors else ""
-        shown = f"[{title}]({url})" if isinstance(url, str) and url.startswith("http") else title
-        rows.append([key, f"{shown} — {by} ({p.get('year') or 'n.d.'})", str(p.get("venue") or ""),
-                     ", ".join(dict.fromkeys(who))])  # fmt: skip
+        # a cached record is text from a server: one line each, brackets kept out of the
+        # link text, and an http(s) link or none
+        title = (net.text(p.get("title"), net.TITLE_CHARS) or key).translate(_BRACKETS)
+        url = net.url(p.get("url"))
+        authors = p.get("authors") if isinstance(p.get("authors"), list) else []
+        first = net.text(authors[0], net.NAME_CHARS) if authors else None
+        by = (first + (" et al." if len(authors) > 1 else "")) if first else ""
+        shown = f"[{title}]({url})" if url else title
+        year = net.text(str(p.get("year") or "n.d."), 10)
+        rows.append([key, f"{shown} — {by} ({year})", net.text(p.get("venue"), net.VENUE_CHARS)
+                     or "", ", ".join(dict.fromkeys(who))])  # fmt: skip
     if rows:
         part.blocks.append(Table(["id", "paper", "venue", "cited by"], rows))
     return part

@@ -33,6 +33,7 @@ INSTALL = "pip install 'nightlab[literature]'"
 TITLE_CHARS, NAME_CHARS, VENUE_CHARS, URL_CHARS, MAX_AUTHORS = 500, 200, 300, 2000, 50
 ARXIV_ID = re.compile(r"(\d{4}\.\d{4,5}|[a-z][a-z.-]{1,20}(?:\.[A-Z]{2})?/\d{7})(v\d+)?")
 DOI = re.compile(r"10\.\d{4,9}/\S{1,300}")
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # terminal escapes, NUL, line breaks
 
 
 def missing(library: str, service: str) -> LiteratureError:
@@ -140,10 +141,11 @@ def failure(service: str, exc: BaseException) -> LiteratureError:
 
 # ---------------------------------------------------------------------------- validators
 def text(value: Any, limit: int) -> str | None:
-    """A string, whitespace collapsed and cut to `limit`; None for anything else or empty."""
+    """A string on one line (control characters dropped, whitespace collapsed) cut to
+    `limit`; None for anything else or empty."""
     if not isinstance(value, str):
         return None
-    out = " ".join(value.split())[:limit]
+    out = " ".join(CONTROL.sub(" ", value).split())[:limit]
     return out or None
 
 
