@@ -4,7 +4,8 @@
   subprocesses taking milliseconds; `TRIAL`, `TOML`, `MISBEHAVE` are its parts;
 - the config: `make_config(...)`, a Config built in memory;
 - git: `git(cwd, *args)`, and the `isolated_git` fixture (no machine config, a test identity);
-- the store: `rows(lab, sql, *args)` read-only rows (tuples that also answer row["column"]),
+- the store: the `store` fixture (a migrated, empty Store); `rows(lab, sql, *args)`
+  read-only rows (tuples that also answer row["column"]),
   `try_rows` while a loop may still be making the store, `execute` to change it on purpose;
 - the command line and the loop: `cli`, `status`, `spawn_loop`, `wait_for`, `wait_until`.
 
@@ -192,6 +193,17 @@ def make_lab(tmp_path: Path) -> Callable[..., Path]:
         return build_lab(tmp_path / name, **options)
 
     return make
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    """A migrated, empty store at `tmp_path/lab/.nightlab/state.db` (closed afterwards)."""
+    from nightlab.store.db import Store
+
+    made = Store(tmp_path / "lab" / ".nightlab" / "state.db")
+    made.migrate()
+    yield made
+    made.close()
 
 
 # ------------------------------------------------------------------------------- the config

@@ -12,7 +12,6 @@ import pytest
 from nightlab.agents.literature import LiteratureError, Paper
 from nightlab.loop import library as library_module
 from nightlab.loop.library import Found, Library
-from nightlab.store.db import Store
 
 from conftest import make_config
 
@@ -55,13 +54,6 @@ class Clock:
 def paper(title, source="arxiv", **ids):
     return Paper(title=title, authors=["Ann Author", "Bo Two"], year=2021, sources=[source], **ids)
 
-
-@pytest.fixture
-def store(tmp_path):
-    store = Store(tmp_path / "lab" / ".nightlab" / "state.db")
-    store.migrate()
-    yield store
-    store.close()
 
 
 def library(store, *sources, clock=None, report=None, **literature):

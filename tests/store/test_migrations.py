@@ -18,13 +18,6 @@ TABLES = {"runs", "cycles", "decisions", "trials", "events", "meta", "todos", "n
           "papers", "paper_ids", "paper_queries"}  # fmt: skip
 
 
-@pytest.fixture
-def store(tmp_path):
-    store = Store(tmp_path / "lab" / ".nightlab" / "state.db")
-    store.migrate()
-    yield store
-    store.close()
-
 
 def revision_of(path) -> list[tuple[str]]:
     with sqlite3.connect(path) as conn:

@@ -6,20 +6,10 @@ from __future__ import annotations
 import json
 import sqlite3
 
-import pytest
-
 from nightlab.store import papers
-from nightlab.store.db import Store
 
 DAY = 86400.0
 
-
-@pytest.fixture
-def store(tmp_path):
-    store = Store(tmp_path / "lab" / ".nightlab" / "state.db")
-    store.migrate()
-    yield store
-    store.close()
 
 
 def rec(title: str, **ids: str) -> dict:
