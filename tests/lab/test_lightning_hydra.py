@@ -270,9 +270,10 @@ def test_init_and_a_search_night_with_hydra_overrides_and_mlflow(lh, tmp_path):
 
     client = MlflowClient(f"sqlite:///{lab / '.nightlab' / 'mlflow.db'}")
     exp = client.get_experiment_by_name("digits-lightning")
+    only_trials = "tags.`nightlab.trial_id` LIKE '%'"  # not the night's parent run
     runs = {
         r.data.tags["nightlab.trial_id"]: r
-        for r in client.search_runs([exp.experiment_id], max_results=50)
+        for r in client.search_runs([exp.experiment_id], only_trials, max_results=50)
     }
     assert len(runs) == 3
     for t in trials:

@@ -65,6 +65,10 @@ def test_reset_starts_afresh_and_keeps_the_code(make_lab):
     assert status(lab)["state"] == "new"
     Lab(lab).run(max_trials=3, report=lambda line: None)
     assert status(lab)["trials"]["total"] == 3
+    kept = cli("reset", str(lab), "--yes").stdout  # keeping is the default
+    assert "MLflow store kept" in kept and (lab / ".nightlab" / "mlflow.db").is_file()
+    dropped = cli("reset", str(lab), "--yes", "--drop-tracking").stdout
+    assert "kept" not in dropped and not (lab / ".nightlab" / "mlflow.db").exists()
 
 
 def test_a_lab_inside_an_ignored_folder_gets_its_own_repo(tmp_path, make_lab):

@@ -296,13 +296,14 @@ class Lab:
     def storyline(self, last: int | None = None) -> list[str]:
         return read.storyline(self.db, last) if self.db.is_file() else []
 
-    def reset(self, *, keep_tracking: bool = False) -> list[str]:
+    def reset(self, *, drop_tracking: bool = False, keep_tracking: bool | None = None) -> list[str]:
         """Start the lab afresh: remove `.nightlab/` and nightlab's git refs (the code and
-        your branches are untouched). `keep_tracking` keeps the MLflow store. Returns what
-        was removed."""
+        your branches are untouched). The lab's MLflow store is kept unless `drop_tracking`
+        (`keep_tracking`, the older spelling: False drops it). Returns what was removed."""
         from nightlab.lab.reset import reset
 
-        return reset(self, keep_tracking=keep_tracking)
+        drop = drop_tracking or keep_tracking is False
+        return reset(self, drop_tracking=drop)
 
     # ------------------------------------------------------------------ adopt
     def adopt(self, trial: int) -> dict[str, Any]:

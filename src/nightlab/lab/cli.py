@@ -304,17 +304,24 @@ def adopt(
 @app.command()
 def reset(
     lab: LabArg = HERE,
-    keep_tracking: Annotated[bool, typer.Option(help="Keep the MLflow store.")] = False,
+    drop_tracking: Annotated[
+        bool, typer.Option(help="Also delete the lab's MLflow store (mlflow.db, mlartifacts/).")
+    ] = False,
+    keep_tracking: Annotated[
+        bool, typer.Option(hidden=True, help="The default now (kept for old scripts).")
+    ] = False,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
 ) -> None:
-    """Start the lab afresh: delete .nightlab/ and nightlab's git refs; code untouched."""
+    """Start the lab afresh: delete .nightlab/ (but its MLflow store) and nightlab's git
+    refs; code untouched."""
+    del keep_tracking  # a no-op: keeping is the default
     target = _lab(lab)
     if not yes and not typer.confirm(f"Delete all nightlab state of {target.path}?"):
         raise typer.Exit(1)
-    removed = _guard(target.reset, keep_tracking=keep_tracking)
+    removed = _guard(target.reset, drop_tracking=drop_tracking)
     _console().print(
         f"reset {target.name}: removed {len(removed)} item(s)"
-        + (" (MLflow store kept)" if keep_tracking else "")
+        + ("" if drop_tracking else " (MLflow store kept)")
     )
 
 

@@ -12,14 +12,16 @@ if TYPE_CHECKING:
     from nightlab.lab.api import Lab
 
 
-def reset(lab: Lab, *, keep_tracking: bool = False) -> list[str]:
-    """Remove `.nightlab/` (but the MLflow store with `keep_tracking`) and nightlab's git
-    refs; refused while the loop runs. Returns what was removed."""
+def reset(lab: Lab, *, drop_tracking: bool = False) -> list[str]:
+    """Remove `.nightlab/` and nightlab's git refs; the lab's own MLflow store (mlflow.db,
+    mlartifacts/) is kept unless `drop_tracking` (a store elsewhere, `[tracking] mlflow_uri`
+    or MLFLOW_TRACKING_URI, is never touched). Refused while the loop runs. Returns what
+    was removed."""
     current = lab.status()
     if current["state"] == "running":
         raise LabError(f"{lab.name} is running (PID {current['pid']}); stop it first")
     removed: list[str] = []
-    keep = {MLFLOW_DB, MLARTIFACTS} if keep_tracking else set()
+    keep = set() if drop_tracking else {MLFLOW_DB, MLARTIFACTS}
     if lab.state.is_dir():
         for entry in lab.state.iterdir():
             if entry.name in keep:

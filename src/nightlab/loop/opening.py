@@ -10,6 +10,8 @@ hashed then still holds.
 from __future__ import annotations
 
 import json
+import os
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,8 @@ def open_run(night: Night, hours: float | None, options: dict[str, Any]) -> None
             check_spec(night, base)  # before the night is recorded: the fix is a re-run
             Store.set_meta(s, "base_commit", base)
             Store.set_meta(s, "night_id", uuid.uuid4().hex)
+        if Store.get_meta(s, "night_started") is None:  # (a night begun before it was kept)
+            Store.set_meta(s, "night_started", time.time())  # names its MLflow runs
             Store.event(s, "snapshot", commit=base)
         else:
             check_spec(night, base, quiet=True)  # [spec] may have changed since
@@ -101,14 +105,23 @@ def gpus(night: Night) -> list[str]:
 
 
 def mlflow_options(night: Night) -> dict[str, Any]:
+    """Where the night's runs go: nightlab.toml's `[tracking] mlflow_uri` / `experiment`,
+    else the environment's MLFLOW_TRACKING_URI / MLFLOW_EXPERIMENT_NAME (a team's shared
+    server), else the lab's own `.nightlab/mlflow.db` / the lab's name."""
     from nightlab.tracking.mirror import default_uri
 
-    cfg = night.cfg
+    cfg, env = night.cfg, os.environ
+    with night.store.tx() as s:
+        started = Store.get_meta(s, "night_started") or time.time()
     return {
-        "uri": cfg.tracking.mlflow_uri or default_uri(night.state),
-        "experiment": cfg.tracking.experiment or cfg.lab.name,
+        "uri": cfg.tracking.mlflow_uri
+        or env.get("MLFLOW_TRACKING_URI")
+        or default_uri(night.state),
+        "experiment": cfg.tracking.experiment or env.get("MLFLOW_EXPERIMENT_NAME") or cfg.lab.name,
         "artifacts": str(night.state / "mlartifacts"),
         "night": night.night_id,
+        # the parent run's name; a trial's is `<this>-t<id>` (unique across nights)
+        "night_name": f"{time.strftime('%Y-%m-%d', time.localtime(started))}-{night.night_id[:6]}",
     }
 
 
@@ -137,7 +150,7 @@ def start_tracking(night: Night) -> Any:
     opts = mlflow_options(night)
     return TrackingProcess(
         night.store.path, opts["uri"], opts["experiment"], Path(opts["artifacts"]),
-        night.state / "tracking.log", night.night_id,
+        night.state / "tracking.log", night.night_id, opts["night_name"],
     )  # fmt: skip
 
 

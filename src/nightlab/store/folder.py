@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import re
@@ -88,26 +89,33 @@ def collect(trial_dir: Path) -> list[str]:
 
 
 def finish(trial_dir: Path, result: dict[str, Any], history: list[dict[str, Any]]) -> None:
-    """result.json, and metrics.jsonl rewritten as the whole history (printed and logged)."""
+    """result.json, and metrics.jsonl rewritten as the whole history (printed and logged),
+    each point with its time (`ts`, seconds) when it has one."""
     write_json(trial_dir / RESULT, result)
     lines = [
-        json.dumps({"step": p["step"], "metrics": {p["name"]: p["value"]}, "source": p["source"]})
+        json.dumps(
+            {"step": p["step"], "metrics": {p["name"]: p["value"]}, "source": p["source"]}
+            | ({"ts": p["ts"]} if p.get("ts") is not None else {})
+        )
         for p in history
     ]
     files.write_atomic(trial_dir / METRICS, "".join(line + "\n" for line in lines))
 
 
 def read_history(trial_dir: Path) -> list[dict[str, Any]]:
-    """The metric history as `finish` wrote it (empty when the trial never finished)."""
+    """The metric history as `finish` wrote it (empty when the trial never finished); a
+    point's `ts` is there when the folder has one (older folders have none)."""
     points = []
     try:
         for line in (trial_dir / METRICS).read_text().splitlines():
             rec = json.loads(line)
             for name, value in rec["metrics"].items():
                 step = rec.get("step") or 0
-                points.append(
-                    {"name": name, "value": value, "step": step, "source": rec.get("source", "log")}
-                )
+                point = {"name": name, "value": value, "step": step,
+                         "source": rec.get("source", "log")}  # fmt: skip
+                if isinstance(rec.get("ts"), int | float) and math.isfinite(rec["ts"]):
+                    point["ts"] = rec["ts"]
+                points.append(point)
     except (FileNotFoundError, ValueError, KeyError, AttributeError):
         pass
     return points

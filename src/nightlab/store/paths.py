@@ -42,7 +42,7 @@ LOGS = (STDERR, STDOUT)  # a trial's logs, in the order a tail shows them
 
 LOCK_NAME = "loop.lock"
 
-# the MLflow mirror's default home (kept by `reset --keep-tracking`)
+# the MLflow mirror's default home (kept by `reset` unless `--drop-tracking`)
 MLFLOW_DB = "mlflow.db"
 MLARTIFACTS = "mlartifacts"
 

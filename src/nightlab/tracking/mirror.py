@@ -12,11 +12,8 @@ artifacts go up as redacted copies, only into the lab's own folder (tracking/gua
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
-import math
 import os
-import re
 import select
 import subprocess
 import sys
@@ -31,54 +28,16 @@ from nightlab.store import paths
 from nightlab.store.paths import LabPaths
 from nightlab.store.redact import add_secret_names, redact, redact_bytes, redact_data
 from nightlab.tracking import guard
-from nightlab.tracking.tags import trial_tags
+from nightlab.tracking.points import MAX_KEY, metric_points, mlflow_key  # noqa: F401 (tests)
+from nightlab.tracking.tags import run_name, trial_tags
 
 RUN_ID_FILE = paths.MLFLOW_RUN_ID  # in the trial folder: the run a trial logged into itself
 ARTIFACTS = (paths.PARAMS, paths.RESULT, paths.DIFF, paths.ENV, paths.STDOUT, paths.STDERR)
 STATUS = {"succeeded": "FINISHED", "failed": "FAILED", "timeout": "KILLED", "killed": "KILLED",
           "pruned": "KILLED"}
-MAX_KEY = 250  # MLflow's longest metric, param or tag key
-BAD_KEY_CHARS = re.compile(r"[^/\w.\- :]")  # MLflow's allowed set, negated
-INT64 = 2**63 - 1
 # MLflow's answers that blame the data logged, not the server (other trials can still go)
 DATA_ERRORS = {"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "RESOURCE_ALREADY_EXISTS"}
-
-
-def mlflow_key(name: Any) -> str | None:
-    """`name` as a key MLflow accepts (its characters, no `.`/`..` path segments, at most
-    MAX_KEY characters; a cut name ends with a hash of the whole, so two stay apart), secrets
-    redacted; None when nothing usable is left."""
-    key = BAD_KEY_CHARS.sub("_", redact(str(name)))
-    key = "/".join({".": "_", "..": "__"}.get(part, part) for part in key.split("/") if part)
-    if key.startswith(".."):
-        key = "_" + key[1:]
-    if len(key) > MAX_KEY:
-        digest = hashlib.sha1(str(name).encode("utf-8", "surrogateescape")).hexdigest()[:8]
-        key = key[: MAX_KEY - 9].rstrip("/") + "-" + digest
-    return key if key.strip() else None
-
-
-def metric_points(history: list[dict[str, Any]], ts: int) -> tuple[list[Any], dict[str, Any]]:
-    """MLflow metrics for a trial's history, and the names changed ({name: key}) or skipped
-    ({name: None}); points that are not finite numbers at an int64 step are left out."""
-    from mlflow.entities import Metric
-
-    keys: dict[str, str | None] = {}
-    metrics, seen = [], set()
-    for p in history:
-        name, value, step = p.get("name"), p.get("value"), p.get("step") or 0
-        if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in (value, step)):
-            continue
-        if not (math.isfinite(value) and math.isfinite(step) and abs(step) <= INT64):
-            continue
-        if name not in keys:
-            keys[name] = mlflow_key(name)
-        key = keys[name]
-        if key is not None and (key, int(step), float(value)) not in seen:
-            seen.add((key, int(step), float(value)))
-            metrics.append(Metric(key, float(value), ts, int(step)))
-    changed = {str(n)[:300]: k for n, k in keys.items() if k != n}
-    return metrics, changed
+NIGHT_RUN = "nightlab.night_run"  # the tag of a night's parent run
 
 
 def default_uri(state_dir: Path) -> str:
@@ -89,8 +48,12 @@ def default_uri(state_dir: Path) -> str:
 class Tracker:
     """Writes one finished trial to MLflow (called by the tracking process, see serve)."""
 
-    def __init__(self, uri: str, experiment: str, artifact_dir: Path, night_id: str) -> None:
+    def __init__(
+        self, uri: str, experiment: str, artifact_dir: Path, night_id: str, night_name: str = ""
+    ) -> None:
         self.night_id = night_id  # trial ids restart after a reset: runs are (night, trial)
+        self.night_name = night_name or night_id[:12]  # the parent run's name (see run_name)
+        self._night_run: str | None = None
         self.uri = uri
         self.experiment = experiment
         self.artifact_dir = artifact_dir
@@ -124,12 +87,43 @@ class Tracker:
         assert self._experiment_id is not None
         return self._experiment_id
 
+    def night_run(self) -> str:
+        """The night's parent run (its trials' runs are nested in it): found by its tags,
+        else created; when two processes raced to create it, the oldest."""
+        if self._night_run is None:
+            client = self._connect()
+            found = client.search_runs(
+                [self._experiment_id],
+                f"tags.`{NIGHT_RUN}` = '1' and tags.`nightlab.night_id` = '{self.night_id}'",
+                order_by=["attributes.start_time ASC"],
+                max_results=1,
+            )
+            if found:
+                run = found[0]
+                if run.info.status != "RUNNING":  # a resumed night
+                    client.update_run(run.info.run_id, status="RUNNING")
+            else:
+                note = f"nightlab night {self.night_id} of {self.experiment}: its trials' runs"
+                tags = {NIGHT_RUN: "1", "nightlab.night_id": self.night_id,
+                        "mlflow.note.content": redact(note)}  # fmt: skip
+                run = client.create_run(self._experiment_id, tags=tags, run_name=self.night_name)
+            self._night_run = run.info.run_id
+        return self._night_run
+
+    def close_night(self) -> None:
+        """The night's run ends with the loop (a resumed night reopens it); never raises."""
+        try:
+            if self._night_run is not None:
+                self._connect().set_terminated(self._night_run, status="FINISHED")
+        except Exception:
+            pass
+
     def open_run(self, trial_id: int) -> str:
         """Create a trial's run before it starts (`[tracking] trial_run`); returns its id."""
+        tags = {"nightlab.trial_id": str(trial_id), "nightlab.night_id": self.night_id,
+                "mlflow.parentRunId": self.night_run()}  # fmt: skip
         run = self._connect().create_run(
-            self._experiment_id,
-            tags={"nightlab.trial_id": str(trial_id), "nightlab.night_id": self.night_id},
-            run_name=f"trial-{trial_id}",
+            self._experiment_id, tags=tags, run_name=run_name(self.night_name, trial_id)
         )
         return run.info.run_id
 
@@ -142,7 +136,7 @@ class Tracker:
         self.changed_names = {}
         client = self._connect()
         had = self._own_run(client, trial_dir, trial["id"])
-        tags = trial_tags(trial, self.night_id)
+        tags = {**trial_tags(trial, self.night_id), "mlflow.parentRunId": self.night_run()}
         found = (
             had is None
             and maybe_logged
@@ -162,7 +156,7 @@ class Tracker:
                 self._experiment_id,
                 start_time=int(trial["started_at"] * 1000),
                 tags=tags,
-                run_name=f"trial-{trial['id']}",
+                run_name=run_name(self.night_name, trial["id"]),
             )
             run_id = run.info.run_id
         ts = int((trial.get("ended_at") or time.time()) * 1000)
@@ -262,14 +256,16 @@ class TrackingProcess:
     """The loop's handle on the tracking process: wake it per trial, drain it at the end."""
 
     def __init__(
-        self, db: Path, uri: str, experiment: str, artifact_dir: Path, log: Path, night_id: str
-    ):
+        self, db: Path, uri: str, experiment: str, artifact_dir: Path, log: Path, night_id: str,
+        night_name: str = "",
+    ):  # fmt: skip
         opts = {
             "db": str(db),
             "uri": uri,
             "experiment": experiment,
             "artifacts": str(artifact_dir),
             "night": night_id,
+            "night_name": night_name,
         }
         # A remote server that is down should fail a call in seconds, not minutes of retries.
         env = {
@@ -363,6 +359,7 @@ def serve(db: Path, tracker: Tracker, wake: IO[bytes], scan_s: float = 5.0) -> N
             store.set_mlflow_run(row.id, run_id, logged=(row.verdict,))
             retry_at.pop(row.id, None)
         if not open_:
+            tracker.close_night()
             return
 
 
@@ -383,7 +380,10 @@ def main() -> None:
     opts = json.loads(sys.argv[1])
     os.nice(10)  # the mirror yields the CPU to the trials and the loop
     add_secret_names(agents_key_env(LabPaths.of_db(opts["db"]).lab))
-    tracker = Tracker(opts["uri"], opts["experiment"], Path(opts["artifacts"]), opts["night"])
+    tracker = Tracker(
+        opts["uri"], opts["experiment"], Path(opts["artifacts"]), opts["night"],
+        opts.get("night_name", ""),
+    )  # fmt: skip
     serve(Path(opts["db"]), tracker, sys.stdin.buffer)
 
 

@@ -16,8 +16,24 @@ _PRUNING = {"step": "nightlab.pruned_step", "value": "nightlab.pruned_value",
             "curves": "nightlab.pruned_curves"}  # fmt: skip
 
 
+def run_name(night_name: str, trial_id: int) -> str:
+    """A trial's run name, unique across nights: `<night date>-<night id>-t<trial id>`."""
+    return f"{night_name}-t{trial_id}"
+
+
+def note(trial: dict[str, Any]) -> str:
+    """The run's description (`mlflow.note.content`): the hypothesis, then the verdict."""
+    lines = [f"**Hypothesis**: {trial.get('hypothesis') or '(none: ' + trial['kind'] + ')'}"]
+    verdict = trial.get("verdict") or trial["status"]
+    reason = (trial.get("judgement") or {}).get("reason")
+    lines.append(f"**Verdict**: {verdict}" + (f" ({reason})" if reason else ""))
+    return "\n\n".join(lines)[:4000]
+
+
 def trial_tags(trial: dict[str, Any], night_id: str) -> dict[str, str]:
     tags = {
+        "mlflow.source.git.commit": trial["commit"],
+        "mlflow.note.content": note(trial),
         "nightlab.trial_id": str(trial["id"]),
         "nightlab.night_id": night_id,
         "nightlab.cycle_trace_id": trial["trace_id"],

@@ -45,10 +45,14 @@ def main() -> int:
 
     if sys.argv[1] == "--prepare":
         opts = json.loads(sys.argv[2])
-        Tracker(opts["uri"], opts["experiment"], Path(opts["artifacts"]), opts["night"]).prepare()
+        tracker = Tracker(opts["uri"], opts["experiment"], Path(opts["artifacts"]), opts["night"],
+                          opts.get("night_name", ""))  # fmt: skip
+        tracker.prepare()
+        tracker.night_run()  # once, before trials open their runs in it in parallel
         return 0
     opts, command = json.loads(sys.argv[1]), sys.argv[2]
-    tracker = Tracker(opts["uri"], opts["experiment"], Path(opts["artifacts"]), opts["night"])
+    tracker = Tracker(opts["uri"], opts["experiment"], Path(opts["artifacts"]), opts["night"],
+                      opts.get("night_name", ""))  # fmt: skip
     out = os.environ.get("NIGHTLAB_METRICS")  # in the trial's own out/, the one it writes
     opened = Path(out).parent / RUN_ID_FILE if out else None
     try:

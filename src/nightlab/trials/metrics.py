@@ -14,6 +14,7 @@ import math
 import os
 import re
 import stat
+import time
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path, PurePosixPath
@@ -149,12 +150,14 @@ class MetricReader:
         self._counts: dict[str, int] = {}
         self._names: dict[str, str] = {}  # each name once: its points share the string
         self._points = 0
+        self._born = self._now = time.time()  # a logged time before the reader is no time
 
     def read(self, final: bool = False) -> list[dict[str, Any]]:
         """Read what arrived; return the new metric points. Once a limit is passed nothing
         more is read (`flood` says why)."""
         tails = (*self._text, self._json)
         before = [t.offset for t in tails]
+        self._now = time.time()  # a printed point's time: when the read found it
         new: list[dict[str, Any]] = []
         lim = self._lim
 
@@ -197,7 +200,9 @@ class MetricReader:
         for name, value in values.items():
             new.append(self._point(name, value, step, "stdout"))
 
-    def _point(self, name: str, value: float, step: Any, source: str) -> dict[str, Any]:
+    def _point(
+        self, name: str, value: float, step: Any, source: str, ts: Any = None
+    ) -> dict[str, Any]:
         lim = self._lim
         known = self._names.get(name)
         if known is None:
@@ -222,8 +227,14 @@ class MetricReader:
         stepped = isinstance(step, int) and not isinstance(step, bool) and abs(step) <= 2**62
         if not stepped:
             step = index  # no step, or one no store column could hold
-        # `stepped`: the trial named the step (only such points are compared by the pruner)
-        return {"name": known, "value": value, "step": step, "source": source, "stepped": stepped}
+        # `stepped`: the trial named the step (only such points are compared by the pruner);
+        # `ts`: when it was read, or the time nightlab.log() gave it if that is a time
+        # between the reader's start and this read (a trial's output is not trusted)
+        now = self._now
+        ok = isinstance(ts, int | float) and not isinstance(ts, bool) and math.isfinite(ts)
+        at = min(float(ts), now) if ok and self._born - 1 <= ts <= now + 1 else now
+        return {"name": known, "value": value, "step": step, "source": source,
+                "stepped": stepped, "ts": at}  # fmt: skip
 
     def _json_points(self, line: bytes) -> list[dict[str, Any]]:
         try:
@@ -234,9 +245,9 @@ class MetricReader:
             pairs = [(str(k), float(v)) for k, v in metrics.items()]
         except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError):
             return []  # a torn or foreign line; the printed output still counts
-        step = rec.get("step")
+        step, ts = rec.get("step"), rec.get("ts")
         # a name with control characters (or none at all) is no metric: it is refused
-        return [self._point(k, v, step, "log") for k, v in pairs if k and k.isprintable()]
+        return [self._point(k, v, step, "log", ts) for k, v in pairs if k and k.isprintable()]
 
     def values(self, name: str) -> list[float]:
         return [p["value"] for p in self.history if p["name"] == name]
