@@ -443,8 +443,12 @@ class ExecutorSection(_Section):
 
 class TrackingSection(_Section):
     enabled: bool = True
-    mlflow_uri: str | None = Field(None, description="Default: sqlite in .nightlab/mlflow.db.")
-    experiment: str | None = Field(None, description="Default: the lab's name.")
+    mlflow_uri: str | None = Field(
+        None, description="Default: MLFLOW_TRACKING_URI, else sqlite in .nightlab/mlflow.db."
+    )
+    experiment: str | None = Field(
+        None, description="Default: MLFLOW_EXPERIMENT_NAME, else the lab's name."
+    )
     ui_url: str | None = Field(
         None,
         pattern=r"^https?://[^\s\"'<>`]+$",
