@@ -242,3 +242,20 @@ def test_other_metrics_do_not_count_as_the_objective(tmp_path):
     reader.read()
     assert reader.diverged() is None
     assert reader.reduce("last", maximize=True) == 0.6
+
+
+def test_a_point_keeps_the_time_it_was_read_or_its_own_sane_ts(tmp_path):
+    import time
+
+    reader = MetricReader(tmp_path, "loss")
+    now = time.time()
+    lines = [{"ts": now - 0.5, "step": 1, "metrics": {"loss": 1.0}},  # within 1 s slack: kept
+             {"ts": 1e300, "step": 2, "metrics": {"loss": 0.5}},  # absurd: the read time
+             {"ts": "x", "step": 3, "metrics": {"loss": 0.4}}]  # fmt: skip
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    (tmp_path / "stdout.log").write_text("loss=0.3\n")
+    got = reader.read(final=True)
+    read_at = time.time()
+    assert all(now - 1.5 <= p["ts"] <= read_at for p in got)
+    assert {p["step"]: p["ts"] for p in got}[1] == pytest.approx(now - 0.5)  # its own ts
+    assert {p["step"]: p["ts"] for p in got}[2] >= now  # refused: when it was read
