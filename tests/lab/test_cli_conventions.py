@@ -115,8 +115,8 @@ def test_a_naive_at_is_local_time_and_durations_read_as_hours_and_minutes(new_yo
     assert request(at="2030-01-01T05:30", now=0).at == utc
     assert request(at="2030-01-01T05:30Z", now=0).at == dt.datetime(
         2030, 1, 1, 5, 30, tzinfo=dt.UTC).timestamp()  # fmt: skip
-    assert [span(s) for s in (30, 45 * 60, 2 * 3600, 3900, 26 * 3600)] == [
-        "30 s", "45 min", "2 h", "1 h 05 min", "26 h"]  # fmt: skip
+    assert [span(s) for s in (30, 45 * 60, 2 * 3600, 3900, 26 * 3600, 76 * 3600, 96 * 3600)] == [
+        "30 s", "45 min", "2 h", "1 h 05 min", "26 h", "3 d 4 h", "4 d"]  # fmt: skip
     said = request(in_minutes=90, minutes_left=75, now=1000).describe(None, now=1000)
     assert "begins in 1 h 30 min" in said and "(2 h 45 min left)" in said, said
     assert "(1969-12-31 20:46-05:00)" in said  # 01:46 UTC, as local time

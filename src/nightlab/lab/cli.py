@@ -156,7 +156,10 @@ def _tell_failed_baseline(lab: Path) -> None:
     """No succeeded baseline (e.g. `--max-trials 1` and it crashed): say why, exit 3."""
     from nightlab.lab.baseline_failure import EXIT_CODE, diagnose, lines
 
-    found = diagnose(_lab(lab))
+    try:
+        found = diagnose(_lab(lab))
+    except Exception:  # the night's own error (already printed) is the one that matters
+        return
     if found is not None:
         err = _console(stderr=True)
         for line in lines(found, lab):

@@ -142,13 +142,16 @@ def mirror(state: Path, finish: FinishUp | None, night_started: float | None) ->
 
 
 def span(seconds: float) -> str:
-    """A duration as people say it: `45 min`, `2 h`, `1 h 05 min`, `30 s`."""
+    """A duration as people say it: `30 s`, `45 min`, `2 h`, `1 h 05 min`, `3 d 4 h`."""
     if seconds < 60:
         return f"{seconds:.0f} s"
     minutes = round(seconds / 60)
     hours, minutes = divmod(minutes, 60)
     if not hours:
         return f"{minutes} min"
+    if hours >= 48:
+        days, hours = divmod(hours, 24)
+        return f"{days} d" if not hours else f"{days} d {hours} h"
     return f"{hours} h" if not minutes else f"{hours} h {minutes:02d} min"
 
 
