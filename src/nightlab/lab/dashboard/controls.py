@@ -35,8 +35,8 @@ def act(lab: Lab, action: str, form: dict[str, str]) -> str:
     """Do `action` through the Lab API; the line that says what came of it."""
     if action in ("stop", "stop-now"):
         st = lab.stop(now=action == "stop-now")
-        if st.get("not_running"):
-            return f"not running (state: {st['state']}): nothing to stop"
+        if st.get("not_running"):  # a control that did nothing says so (409)
+            raise UserError(f"{lab.name} is not running (state: {st['state']}): nothing to stop")
         return f"stop requested ({'now' if action == 'stop-now' else 'graceful'}); " \
                f"state: {st['state']}"  # fmt: skip
     if action == "extend":
