@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from nightlab.lab.api import Lab
 
-__all__ = ["Lab", "UserError", "params", "log"]
-__version__ = "0.1.0"
+__all__ = ["Lab", "UserError", "params", "log", "__version__"]
 
 
 class UserError(Exception):
@@ -31,7 +30,20 @@ def __getattr__(name: str) -> Any:
         from nightlab.lab.api import Lab
 
         return Lab
+    if name == "__version__":
+        return version()
     raise AttributeError(name)
+
+
+def version() -> str:
+    """The installed distribution's version (pyproject's `[project] version`, the one source)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("nightlab")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "0+unknown"
 
 
 def params(**defaults: Any) -> dict[str, Any]:

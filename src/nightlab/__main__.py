@@ -39,6 +39,11 @@ def _answer(fn: object) -> None:
 
 def main() -> None:
     argv = sys.argv[1:]
+    if argv in (["--version"], ["-V"]):  # without building the Typer app
+        from nightlab import version
+
+        sys.stdout.write(f"nightlab {version()}\n")
+        return
     # `leaderboard --json` too: what a dashboard or a script reads of a big lab
     if argv[:1] == ["leaderboard"] and "--json" in argv and (asked := _leaderboard_json(argv)):
         from nightlab.lab.api import Lab

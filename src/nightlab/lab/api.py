@@ -165,10 +165,11 @@ class Lab:
         )
 
     def stop(self, *, now: bool = False, wait: bool = False, timeout: float = 3600) -> dict:
-        """Ask the running loop to stop after its running trials (`now`: kill them too)."""
+        """Ask the running loop to stop after its running trials (`now`: kill them too).
+        A lab that is not running is left as it is: its status with `not_running` set."""
         current = self.status()
         if current["state"] != "running":
-            raise LabError(f"{self.name} is not running (state: {current['state']})")
+            return {**current, "not_running": True}
         from nightlab.store.db import Store
 
         store = Store(self.db)

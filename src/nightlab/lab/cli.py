@@ -9,14 +9,18 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from nightlab.lab.cli_common import HERE, LabArg, Port
+from nightlab.lab.cli_common import HERE, ConfirmTop, FinalRounds, LabArg, Note, OldTopK, Port
 from nightlab.lab.cli_common import console as _console
 from nightlab.lab.cli_common import guard as _guard
 from nightlab.lab.cli_common import lab as _lab
+from nightlab.lab.cli_more import adopt, finishup, report, schema
 from nightlab.lab.cli_papers import papers
 from nightlab.lab.cli_serve import dashboard, notify_test
 
@@ -29,6 +33,21 @@ app = typer.Typer(
 )
 
 
+def _show_version(asked: bool) -> None:
+    if asked:
+        from nightlab import version
+
+        typer.echo(f"nightlab {version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option(
+        "--version", "-V", is_eager=True, callback=_show_version,
+        help="Print nightlab's version and exit.")] = False,
+) -> None:  # fmt: skip
+    """Run machine-learning experiments unattended: trials, a ratchet, a record."""
 
 @app.command()
 def init(
@@ -51,25 +70,27 @@ FinishMinutes = Annotated[
     float | None,
     typer.Option(min=0.0, help="Make the last M minutes of the night its finish-up."),
 ]
-FinalRounds = Annotated[int, typer.Option(min=0, help="Confirmation runs per candidate.")]
-TopK = Annotated[int, typer.Option(min=1, help="Candidates that get confirmation runs.")]
-Note = Annotated[str, typer.Option(help="A note kept with the finish-up request.")]
+Worker = Annotated[str | None, typer.Option(
+    help='Who proposes trials: "search", "replay:FILE", a model, "command:NAME", plugin '
+    '"NAME:ARGS" (default: [agents] worker).')]  # fmt: skip
+MaxTrials = Annotated[int | None, typer.Option(
+    min=1, help="Stop after N trials (default: [budget] max_trials).")]  # fmt: skip
+Slots = Annotated[int | None, typer.Option(
+    min=1, help="Trials run at the same time (default: [executor] slots).")]  # fmt: skip
 Dashboard = Annotated[bool, typer.Option(help="Serve the live dashboard on 127.0.0.1 too.")]
 
 
 @app.command()
 def run(
     lab: LabArg = HERE,
-    worker: Annotated[
-        str | None,
-        typer.Option(help='"search", "replay:FILE", a model, "command:NAME", plugin "NAME:ARGS".'),
-    ] = None,
-    max_trials: Annotated[int | None, typer.Option(min=1)] = None,
+    worker: Worker = None,
+    max_trials: MaxTrials = None,
     hours: Hours = None,
-    slots: Annotated[int | None, typer.Option(min=1)] = None,
+    slots: Slots = None,
     finishup_minutes: FinishMinutes = None,
     final_rounds: FinalRounds = 1,
-    top_k: TopK = 3,
+    confirm_top: ConfirmTop = 3,
+    top_k: OldTopK = None,
     finishup_note: Note = "",
     dashboard: Dashboard = False,
     port: Port = 8321,
@@ -100,7 +121,7 @@ def run(
     stop_dashboard, line = _dashboard("for_run", lab, port) if dashboard else (None, "")
     if line:
         console.print(line, soft_wrap=True, markup=False)
-    with bar:
+    with bar, _baseline_told(lab):
         final = _guard(
             _lab(lab).run,
             worker=worker,
@@ -111,25 +132,52 @@ def run(
             progress=progress,
             finishup_minutes=finishup_minutes,
             final_rounds=final_rounds,
-            top_k=top_k,
+            top_k=top_k or confirm_top,
             finishup_note=finishup_note,
         )
     if stop_dashboard is not None:
         stop_dashboard()
     _print_leaderboard(_lab(lab), 10)
     _print_summary(final, _lab(lab))
+    _tell_failed_baseline(lab)
+
+
+@contextmanager
+def _baseline_told(lab: Path) -> Iterator[None]:
+    """A night the baseline stopped: its error, then the trial's stderr and the fix."""
+    try:
+        yield
+    except typer.Exit:
+        _tell_failed_baseline(lab)
+        raise
+
+
+def _tell_failed_baseline(lab: Path) -> None:
+    """No succeeded baseline (e.g. `--max-trials 1` and it crashed): say why, exit 3."""
+    from nightlab.lab.baseline_failure import EXIT_CODE, diagnose, lines
+
+    try:
+        found = diagnose(_lab(lab))
+    except Exception:  # the night's own error (already printed) is the one that matters
+        return
+    if found is not None:
+        err = _console(stderr=True)
+        for line in lines(found, lab):
+            err.print(line, soft_wrap=True, markup=False, highlight=False)
+        raise typer.Exit(EXIT_CODE)
 
 
 @app.command()
 def start(
     lab: LabArg = HERE,
-    worker: Annotated[str | None, typer.Option()] = None,
-    max_trials: Annotated[int | None, typer.Option(min=1)] = None,
+    worker: Worker = None,
+    max_trials: MaxTrials = None,
     hours: Hours = None,
-    slots: Annotated[int | None, typer.Option(min=1)] = None,
+    slots: Slots = None,
     finishup_minutes: FinishMinutes = None,
     final_rounds: FinalRounds = 1,
-    top_k: TopK = 3,
+    confirm_top: ConfirmTop = 3,
+    top_k: OldTopK = None,
     finishup_note: Note = "",
     dashboard: Dashboard = False,
     port: Port = 8321,
@@ -140,7 +188,7 @@ def start(
     finish = {}
     if finishup_minutes is not None:
         finish = dict(finishup_minutes=finishup_minutes, final_rounds=final_rounds,
-                      top_k=top_k, finishup_note=finishup_note or None)  # fmt: skip
+                      top_k=top_k or confirm_top, finishup_note=finishup_note or None)  # fmt: skip
     pid = _guard(
         target.start, worker=worker, max_trials=max_trials, hours=hours, slots=slots,
         env=env, **finish, **served,
@@ -161,6 +209,10 @@ def stop(
 ) -> None:
     """Stop the loop gracefully: no new trials, running ones finish (or --now: killed)."""
     final = _guard(_lab(lab).stop, now=now, wait=wait)
+    if final.get("not_running"):  # nothing to do is not an error: exit 0
+        said = f"{final['lab']} is not running (state: {final['state']}); nothing to stop"
+        _console().print(said, soft_wrap=True, markup=False)
+        return
     _console().print(f"stop requested; state: {final['state']}")
 
 
@@ -191,8 +243,8 @@ def status(
 @app.command()
 def leaderboard(
     lab: LabArg = HERE,
-    top: Annotated[int, typer.Option(min=1)] = 10,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    top: Annotated[int, typer.Option(min=1, help="Show the best N candidates.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON array.")] = False,
 ) -> None:
     """Candidates ranked by their confirmed mean over new seeds; single runs last."""
     target = _lab(lab)
@@ -209,7 +261,7 @@ def leaderboard(
 @app.command()
 def watch(
     lab: LabArg = HERE,
-    interval: Annotated[float, typer.Option(min=0.2)] = 2.0,
+    interval: Annotated[float, typer.Option(min=0.2, help="Seconds between refreshes.")] = 2.0,
     once: Annotated[bool, typer.Option(help="Print one refresh and exit.")] = False,
 ) -> None:
     """The night live: running trials with their latest metrics, trials N/max, time left,
@@ -235,70 +287,9 @@ def _dashboard(how: str, *args: Any) -> Any:
     return _guard(getattr(dashboard, how), *args)
 
 
-@app.command()
-def finishup(
-    lab: LabArg = HERE,
-    minutes_left: Annotated[
-        float | None, typer.Option(min=0.0, help="Its length; alone: it begins now.")
-    ] = None,
-    run_hours: Annotated[
-        float | None, typer.Option(min=0.0, help="The last --minutes-left of an H-hour night.")
-    ] = None,
-    at: Annotated[str | None, typer.Option(help="It begins at this UTC time (ISO 8601).")] = None,
-    in_minutes: Annotated[float | None, typer.Option(min=0.0, help="It begins in N min.")] = None,
-    final_rounds: FinalRounds = 1,
-    top_k: TopK = 3,
-    note: Note = "",
-    report_now: Annotated[
-        bool, typer.Option(help="No final training: write the report now.")
-    ] = False,
-    show: Annotated[bool, typer.Option(help="Show the request and its times.")] = False,
-    cancel: Annotated[bool, typer.Option(help="Cancel the request.")] = False,
-) -> None:
-    """Request or schedule the finish-up: confirmation runs for the top candidates, the
-    held-out test metric for the final pick, then the report."""
-    target = _lab(lab)
-    if show or cancel:
-        shown = _guard(target.finish_up_cancel if cancel else target.finish_up_show)
-    else:
-        shown = _guard(
-            target.finish_up, minutes_left=minutes_left, run_hours=run_hours, at=at,
-            in_minutes=in_minutes, final_rounds=final_rounds, top_k=top_k, note=note,
-            report_now=report_now,
-        )  # fmt: skip
-    console = _console()
-    console.print(shown["summary"], soft_wrap=True)
-    if shown.get("report"):
-        console.print(f"report: {shown['report']}/final_paper_report.md", soft_wrap=True)
-    elif shown.get("active") and target.status()["state"] != "running":
-        console.print(f"it takes effect when the night runs: nightlab run {lab}")
-
-
-@app.command()
-def report(
-    lab: LabArg = HERE,
-    top_k: Annotated[int | None, typer.Option(min=1, help="Leaderboard size.")] = None,
-) -> None:
-    """Write the morning report: story, paper-style report, leaderboard, plots, HTML."""
-    folder = _guard(_lab(lab).report, top_k=top_k)
-    console = _console()
-    console.print(f"report written to {folder}", soft_wrap=True)
-    for name in sorted(p.name for p in folder.iterdir()):
-        console.print(f"  {name}")
-
-
-@app.command()
-def adopt(
-    trial: Annotated[int, typer.Argument(help="Trial id (see `nightlab leaderboard`).")],
-    lab: LabArg = HERE,
-) -> None:
-    """Bring a trial's code and parameters onto your branch as one commit."""
-    done = _guard(_lab(lab).adopt, trial)
-    files = ", ".join(done["files"]) or "no code"
-    params = ", ".join(f"{k}={v}" for k, v in done["params"].items()) or "no parameters"
-    _console().print(
-        f"adopted trial {trial} onto {done['branch']} ({done['commit'][:10]}): {files}; {params}"
-    )
+app.command()(finishup)  # cli_more.py
+app.command()(report)
+app.command()(adopt)
 
 
 @app.command()
@@ -328,6 +319,7 @@ def reset(
 app.command()(dashboard)  # defined in cli_serve.py, listed here in the order of --help
 app.command()(papers)  # cli_papers.py
 app.command("notify-test")(notify_test)
+app.command()(schema)  # cli_more.py
 
 
 def _print_summary(st: dict[str, Any], target: Any) -> None:

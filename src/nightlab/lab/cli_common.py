@@ -15,6 +15,13 @@ from nightlab import UserError
 LabArg = Annotated[Path, typer.Argument(help="The lab folder (holds nightlab.toml).")]
 HERE = Path(".")
 Port = Annotated[int, typer.Option(min=1, max=65535, help="The dashboard's port.")]
+FinalRounds = Annotated[int, typer.Option(min=0, help="Confirmation runs per candidate.")]
+ConfirmTop = Annotated[int, typer.Option(
+    "--confirm-top", min=1, help="How many top candidates get the confirmation runs.")]  # fmt: skip
+# `--top-k` was the spelling of --confirm-top (it read like the leaderboard's --top): kept, hidden
+OldTopK = Annotated[int | None, typer.Option(
+    "--top-k", min=1, hidden=True, help="Old spelling of --confirm-top.")]  # fmt: skip
+Note = Annotated[str, typer.Option(help="A note kept with the finish-up request.")]
 
 
 def console(stderr: bool = False) -> Any:

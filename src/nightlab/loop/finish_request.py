@@ -69,10 +69,10 @@ class FinishUp(BaseModel):
                 f"finish-up: the last {self.minutes_left or DEFAULT_MINUTES:g} min of a "
                 f"{self.run_hours:g} h night (times fixed when the night starts)"
             )
-        when = "began" if begins <= now else f"begins in {(begins - now) / 60:.1f} min"
+        when = "began" if begins <= now else f"begins in {span(begins - now)}"
         return (
-            f"finish-up {self.phase}: {when} ({_utc(begins)}), ends {_utc(ends)} "
-            f"({max(ends - now, 0) / 60:.1f} min left); {self.final_rounds} confirmation "
+            f"finish-up {self.phase}: {when} ({_local(begins)}), ends {_local(ends)} "
+            f"({span(max(ends - now, 0))} left); {self.final_rounds} confirmation "
             f"round(s) for the top {self.top_k}" + (f" — {self.note}" if self.note else "")
         )
 
@@ -89,7 +89,8 @@ def request(
     report_now: bool = False,
     now: float | None = None,
 ) -> FinishUp:
-    """A validated request from the command-line forms (`--at` is ISO 8601 UTC)."""
+    """A validated request from the command-line forms (`--at` is ISO 8601: local time
+    unless it names its zone, e.g. `Z` or `+01:00`)."""
     now = time.time() if now is None else now
     starts = [name for name, v in (("--at", at), ("--in-minutes", in_minutes),
                                    ("--run-hours", run_hours)) if v is not None]  # fmt: skip
@@ -98,11 +99,12 @@ def request(
     if not starts and minutes_left is None and not report_now:
         raise FinishUpError(
             "say when: --minutes-left M (now, for M minutes), --run-hours H (the last "
-            "--minutes-left of an H-hour night), --at ISO_UTC, --in-minutes N, or --report-now"
+            "--minutes-left of an H-hour night), --at TIME (ISO 8601), --in-minutes N, or "
+            "--report-now"
         )
     begins = None
     if at is not None:
-        begins = _parse_utc(at)
+        begins = _parse_at(at)
     elif in_minutes is not None:
         if in_minutes < 0:
             raise FinishUpError(f"--in-minutes must be 0 or more, not {in_minutes:g}")
@@ -139,7 +141,22 @@ def mirror(state: Path, finish: FinishUp | None, night_started: float | None) ->
     files.write_json(path, data, newline=True)
 
 
-def _parse_utc(text: str) -> float:
+def span(seconds: float) -> str:
+    """A duration as people say it: `30 s`, `45 min`, `2 h`, `1 h 05 min`, `3 d 4 h`."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    hours, minutes = divmod(minutes, 60)
+    if not hours:
+        return f"{minutes} min"
+    if hours >= 48:
+        days, hours = divmod(hours, 24)
+        return f"{days} d" if not hours else f"{days} d {hours} h"
+    return f"{hours} h" if not minutes else f"{hours} h {minutes:02d} min"
+
+
+def _parse_at(text: str) -> float:
+    """Epoch seconds of an ISO 8601 time; one without a zone is this machine's local time."""
     try:
         when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -147,8 +164,13 @@ def _parse_utc(text: str) -> float:
             f"--at {text!r} is not an ISO 8601 time; write e.g. 2026-02-18T22:00:00Z"
         ) from None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
+        when = when.astimezone()  # naive: local time (what a person at this machine means)
     return when.timestamp()
+
+
+def _local(ts: float) -> str:
+    """`2026-02-18 22:00+01:00`: this machine's local time, its offset named."""
+    return dt.datetime.fromtimestamp(ts).astimezone().isoformat(sep=" ", timespec="minutes")
 
 
 def _utc(ts: float | None) -> str | None:

@@ -35,6 +35,8 @@ def act(lab: Lab, action: str, form: dict[str, str]) -> str:
     """Do `action` through the Lab API; the line that says what came of it."""
     if action in ("stop", "stop-now"):
         st = lab.stop(now=action == "stop-now")
+        if st.get("not_running"):  # a control that did nothing says so (409)
+            raise UserError(f"{lab.name} is not running (state: {st['state']}): nothing to stop")
         return f"stop requested ({'now' if action == 'stop-now' else 'graceful'}); " \
                f"state: {st['state']}"  # fmt: skip
     if action == "extend":
@@ -42,12 +44,24 @@ def act(lab: Lab, action: str, form: dict[str, str]) -> str:
     if action == "finish-up-cancel":
         return lab.finish_up_cancel()["summary"]
     report_now = form.get("report_now") == "on"
-    at = form.get("at", "").strip() or None  # ISO 8601, UTC unless it says otherwise
+    at = _utc_unless_zoned(form.get("at", "").strip() or None)  # the form's times are UTC
     shown = lab.finish_up(
         minutes_left=_number(form, "minutes_left", "minutes left"),
         at=at, in_minutes=_number(form, "in_minutes", "in minutes"), report_now=report_now,
     )  # fmt: skip
     return shown["summary"] + (f"; report: {shown['report']}" if shown.get("report") else "")
+
+
+def _utc_unless_zoned(at: str | None) -> str | None:
+    """The form says UTC (the browser may be elsewhere); the CLI reads a naive time as the
+    machine's local time, so a time without a zone gets `+00:00` here."""
+    import datetime as dt
+
+    try:
+        naive = at is not None and dt.datetime.fromisoformat(at).tzinfo is None
+    except ValueError:
+        return at  # finish_request explains it
+    return f"{at}+00:00" if naive else at
 
 
 def _number(form: dict[str, str], key: str, label: str) -> float | None:
