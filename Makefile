@@ -31,7 +31,7 @@ demo: install sandbox-deps
 	# 12 trials (max_trials; a trial past the screen is re-run on 2 new seeds before it is
 	# kept), then finish-up: one more seed for the top 2, the final pick's held-out test_acc,
 	# and the report in .demo/digits/.nightlab/reports/
-	$(BIN)/nightlab run .demo/digits --run-hours 1 --finishup-minutes 20 --final-rounds 1 --top-k 2
+	$(BIN)/nightlab run .demo/digits --run-hours 1 --finishup-minutes 20 --final-rounds 1 --confirm-top 2
 	@echo "The report: open .demo/digits/.nightlab/reports/*/report.html in a browser"
 	@echo "Browse the runs in MLflow's UI: make mlflow-ui  (http://127.0.0.1:5000)"
 
@@ -40,7 +40,7 @@ demo: install sandbox-deps
 demo-lightning: install sandbox-deps
 	rm -rf .demo/lightning-hydra && mkdir -p .demo && cp -r examples/lightning-hydra .demo/
 	$(BIN)/nightlab run .demo/lightning-hydra --max-trials 6 --run-hours 1 \
-	  --finishup-minutes 20 --final-rounds 1 --top-k 2
+	  --finishup-minutes 20 --final-rounds 1 --confirm-top 2
 
 # System packages nightlab and its tests drive for real, installed when running as root:
 # bubblewrap sandboxes trials and agents; chromium renders report.html headless in tests.
