@@ -269,7 +269,7 @@ def test_init_and_a_search_night_with_hydra_overrides_and_mlflow(lh, tmp_path):
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{lab / '.nightlab' / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("digits-lightning")
+    exp = client.get_experiment_by_name("lh")  # `nightlab init` names the lab after its folder
     only_trials = "tags.`nightlab.trial_id` LIKE '%'"  # not the night's parent run
     runs = {
         r.data.tags["nightlab.trial_id"]: r

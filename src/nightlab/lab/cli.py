@@ -20,6 +20,7 @@ from nightlab.lab.cli_common import HERE, ConfirmTop, FinalRounds, LabArg, Note,
 from nightlab.lab.cli_common import console as _console
 from nightlab.lab.cli_common import guard as _guard
 from nightlab.lab.cli_common import lab as _lab
+from nightlab.lab.cli_init import init
 from nightlab.lab.cli_more import adopt, finishup, report, schema
 from nightlab.lab.cli_papers import papers
 from nightlab.lab.cli_serve import dashboard, notify_test
@@ -49,18 +50,8 @@ def _main(
 ) -> None:  # fmt: skip
     """Run machine-learning experiments unattended: trials, a ratchet, a record."""
 
-@app.command()
-def init(
-    path: LabArg,
-    template: Annotated[str, typer.Option(help="digits | lightning-hydra | minimal")] = "minimal",
-) -> None:
-    """Create a lab folder from a template (a git repo, train.py, IDEA.md, nightlab.toml)."""
-    from nightlab.lab.templates import create
 
-    created = _guard(create, path, template)
-    _console().print(
-        f"created lab [bold]{created}[/] ({template}); next: [bold]nightlab run {path}[/]"
-    )
+app.command()(init)  # cli_init.py
 
 
 Hours = Annotated[
