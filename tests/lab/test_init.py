@@ -47,6 +47,16 @@ def test_init_names_the_lab_after_its_folder_and_commits_it(tmp_path):
     validate(lab)
 
 
+def test_the_readme_path_init_run_adopt_works(tmp_path):
+    lab = tmp_path / "mylab"
+    cli("init", str(lab))
+    cli("run", str(lab), "--max-trials", "4")
+    proc = cli("adopt", str(lab), "4", check=False)  # before: "uncommitted changes in ..."
+    assert proc.returncode == 0, proc.stderr
+    subjects = git(lab, "log", "--format=%s").splitlines()
+    assert subjects[-1] == "nightlab init: minimal" and "adopt trial 4 of mylab" in subjects[0]
+
+
 @pytest.mark.parametrize(
     ("folder", "name"),
     [("café ünï", "cafe-uni"), ("a..b", "a-b"), ("日本", "lab"), ("-x.lock", "x-lock")],
@@ -65,6 +75,9 @@ def test_init_refuses_a_folder_that_is_not_empty(tmp_path):
     proc = cli("init", str(tmp_path), check=False)
     assert proc.returncode == 2 and "not empty" in proc.stderr and "--here" in proc.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["mine.txt"]
+    alone = cli("init", str(tmp_path / "new"), "--commit", check=False)
+    assert alone.returncode == 2 and "go with --here" in alone.stderr
+    assert not (tmp_path / "new").exists()
 
 
 def hydra_project(folder: Path) -> Path:

@@ -39,6 +39,8 @@ def init(
     if not here:
         if path is None:
             fail("name the new lab folder: nightlab init DIR (or --here in a project)")
+        if metric is not None or direction is not None or commit:
+            fail("--metric, --direction and --commit go with --here (a template has its own)")
         from nightlab.lab.templates import create
 
         created = _guard(create, path, template)
