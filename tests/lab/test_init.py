@@ -144,6 +144,20 @@ def test_here_without_a_metric_and_no_terminal_fails_with_one_line(tmp_path):
     assert not (lab / "nightlab.toml").exists()
 
 
+def test_here_asks_for_the_metric_on_a_terminal(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from nightlab.lab import cli_init
+    from nightlab.lab.cli import app
+
+    lab = hydra_project(tmp_path / "proj")
+    monkeypatch.setattr(cli_init, "_terminal", lambda: True)
+    result = CliRunner().invoke(app, ["init", "--here", str(lab)], input="val_loss\nminimize\n")
+    assert result.exit_code == 0, result.output
+    cfg = load_config(lab)
+    assert cfg.objective.metric == "val_loss" and cfg.objective.direction == "minimize"
+
+
 BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
     f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"

@@ -16,6 +16,10 @@ from nightlab.lab.cli_common import guard as _guard
 Direction = Literal["maximize", "minimize"]
 
 
+def _terminal() -> bool:
+    return sys.stdin.isatty()
+
+
 def init(
     path: Annotated[Path | None, typer.Argument(
         help="The new lab folder (absent or empty); the lab is named after it: ASCII "
@@ -50,12 +54,14 @@ def init(
         return
     path = path or Path(".")
     if metric is None or direction is None:
-        if not sys.stdin.isatty():
+        if not _terminal():
             fail("--here needs --metric NAME and --direction maximize|minimize "
                  "(no terminal to ask on)")  # fmt: skip
-        metric = metric or typer.prompt("metric the script prints (e.g. val_loss)")
-        direction = direction or typer.prompt(  # type: ignore[assignment]
-            "direction", type=typer.Choice(["maximize", "minimize"]), default="maximize"
+        import click
+
+        metric = metric or click.prompt("metric the script prints (e.g. val_loss)")
+        direction = direction or click.prompt(
+            "direction", type=click.Choice(["maximize", "minimize"]), default="maximize"
         )
     from nightlab.lab.init_lab import init_here
 
