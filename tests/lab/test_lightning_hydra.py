@@ -185,10 +185,11 @@ def test_plain_run_saves_a_state_dict_at_the_canonical_path_and_nothing_else(lh,
         NIGHTLAB_TEST="1",
     )
     assert proc.returncode == 0, proc.stderr
+    # NightlabCallback's report, printed outside nightlab (step = the epoch)
     epoch_lines = re.findall(
-        r"^epoch=\d train_loss=\S+ val_loss=\S+ val_acc=\S+$", proc.stdout, re.M
+        r"^step=(\d) train_loss=\S+ val_loss=\S+ val_acc=\S+$", proc.stdout, re.M
     )
-    assert len(epoch_lines) == 2
+    assert epoch_lines == ["1", "2"]
     assert re.search(r"^test_acc=0\.\d+$", proc.stdout, re.M)
     exp_dir = lab / "outputs" / "digits" / "cnn-w8" / "lr0.003-seed1"
     assert f"checkpoint: {Path('outputs/digits/cnn-w8/lr0.003-seed1/model.pt')}" in proc.stdout
@@ -214,7 +215,7 @@ def test_a_nan_loss_exits_3(tmp_path):
     model.write_text(model.read_text().replace(line, nan))
     proc = train(lab, "trainer.max_epochs=2")
     assert proc.returncode == 3
-    assert "epoch=1 train_loss=nan" in proc.stdout and "epoch=2" not in proc.stdout
+    assert "step=1 train_loss=nan" in proc.stdout and "step=2" not in proc.stdout
     assert "checkpoint:" not in proc.stdout
 
 
@@ -261,7 +262,14 @@ def test_init_and_a_search_night_with_hydra_overrides_and_mlflow(lh, tmp_path):
         assert state["conv1.weight"].shape[0] == width
         lh[2].DigitsCNN(width=width).load_state_dict(state)
         assert not (folder / "outputs").exists() or not any((folder / "outputs").iterdir())
-        assert "train_loss=" in stdout and t["objective"] > 0.05
+        # NightlabCallback reported each epoch to nightlab (JSON lines, step = the epoch)
+        logged = [json.loads(x) for x in (folder / "out/metrics.jsonl").read_text().splitlines()]
+        assert [x["step"] for x in logged] == list(range(1, params["trainer.max_epochs"] + 1))
+        assert all(set(x["metrics"]) == {"train_loss", "val_loss", "val_acc"} for x in logged)
+        assert logged[-1]["metrics"]["val_acc"] == pytest.approx(t["objective"])
+        last = torch.load(folder / "out/artifacts/checkpoints/last.pt", weights_only=True)
+        lh[2].DigitsCNN(width=width).load_state_dict(last)  # the callback's per-epoch save
+        assert t["objective"] > 0.05
     assert len(widths) >= 2  # the search varied the width, and each trial got its own
     untracked = git(lab, "status", "--porcelain", "--untracked-files=all")
     assert "outputs" not in untracked and ".nightlab" not in untracked  # no litter
