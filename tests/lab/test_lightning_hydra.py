@@ -301,3 +301,38 @@ def test_init_and_a_search_night_with_hydra_overrides_and_mlflow(lh, tmp_path):
         # and what nightlab adds to the same run
         assert run.data.tags["nightlab.kind"] == t["kind"]
         assert run.data.tags["nightlab.status"] == "succeeded"
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_template_cleanly_with_last_pt(lh, tmp_path):
+    import signal
+    import time
+
+    import torch
+
+    lab = example_copy(tmp_path / "lab")
+    artifacts = tmp_path / "artifacts"
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("NIGHTLAB_", "MLFLOW_"))}
+    proc = subprocess.Popen(
+        [sys.executable, "train.py", "trainer.max_epochs=500"],
+        cwd=lab, env={**base, "NIGHTLAB_ARTIFACTS": str(artifacts)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        for line in proc.stdout:  # until the callback's report of epoch 1 (printed)
+            if line.startswith("step=1 train_loss="):
+                break
+        else:
+            pytest.fail(f"no epoch reported: {proc.stderr.read()}")
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        took = time.monotonic() - sent
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert took < 3.0, took  # inside nightlab's grace period before SIGKILL
+    assert "stopped: SIGTERM" in err and "checkpoint:" not in out
+    last = artifacts / "checkpoints" / "last.pt"
+    lh[2].DigitsCNN(width=16).load_state_dict(torch.load(last, weights_only=True))
+    assert not list(artifacts.rglob("model.pt"))  # a stopped run leaves last.pt only
