@@ -34,10 +34,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
-import torch
-
 import nightlab
+
+try:
+    import lightning.pytorch as pl
+    import torch
+except ImportError as exc:  # an optional extra: say how to get it
+    raise ImportError(
+        f"nightlab.integrations.lightning needs PyTorch Lightning ({exc}): "
+        "pip install lightning (or 'nightlab[examples]')"
+    ) from exc
 
 LAST, FINAL = "last.pt", "model.pt"
 
