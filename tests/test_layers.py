@@ -9,7 +9,8 @@ A room imports only itself and earlier rooms. `nightlab/__init__.py` is the pack
 module may import it, and it imports no room (a name it exports lazily from `__getattr__`, like
 `Lab`, counts as an import of the module it comes from, made by whoever imports that name).
 `nightlab/__main__.py` is the command-line entry: it imports the face and `lab`, and nothing
-imports it.
+imports it. `nightlab/integrations/` (framework callbacks, e.g. Lightning's) belongs to the face:
+it imports only the face (and its framework), and no room imports it.
 
 Imports are counted at module level and inside functions; those under `if TYPE_CHECKING:` are
 not (they never run). Folders holding a `nightlab.toml` (the `init` templates) are labs, not
@@ -31,8 +32,8 @@ SRC = REPO / "src"
 PACKAGE = SRC / "nightlab"
 ROOMS = ("config", "ratchet", "store", "tracking", "trials", "agents", "report", "loop", "lab")
 ORDER = " → ".join(ROOMS)
-FACE, MAIN = "nightlab", "nightlab.__main__"
-TOP_LEVEL_EXTRAS = {"__init__.py", "__main__.py", "py.typed"}
+FACE, MAIN, INTEGRATIONS = "nightlab", "nightlab.__main__", "integrations"
+TOP_LEVEL_EXTRAS = {"__init__.py", "__main__.py", "py.typed", INTEGRATIONS}
 MAX_FILE_LINES, MAX_CLASS_LINES = 400, 300
 
 
@@ -193,6 +194,12 @@ def rule_broken(edge: Import) -> str | None:
     src, dst = room_of(edge.source), room_of(edge.target)
     if dst == MAIN:
         return "nothing imports nightlab/__main__.py (the command-line entry)"
+    if src == INTEGRATIONS:
+        if dst in (FACE, INTEGRATIONS):
+            return None
+        return f"`integrations` imports the room `{dst}`; it imports only the package face"
+    if dst == INTEGRATIONS:
+        return f"`{src}` imports `integrations`; only users import it (it loads a framework)"
     if src == FACE:
         if dst == FACE:
             return None

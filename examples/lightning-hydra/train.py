@@ -1,7 +1,7 @@
 """Train a small CNN on scikit-learn's bundled 8x8 digits with PyTorch Lightning, configured
 with hydra-zen (a nightlab trial; also runs on its own: `python train.py`).
 
-Contract with nightlab (nightlab itself is not imported):
+Contract with nightlab (through `nightlab.integrations.lightning.NightlabCallback`):
 
 * Parameters are Hydra overrides appended to the command (`[trial] params = "hydra"`):
   `python train.py model.width=64 optim.lr=0.003`. The configs live in digits_lh/config.py;
@@ -9,8 +9,12 @@ Contract with nightlab (nightlab itself is not imported):
 * `NIGHTLAB_SEED` (default 0) is the config's `seed` and seeds everything
   (`lightning.seed_everything`); it moves init and shuffling only, never the fixed
   60/20/20 split. `NIGHTLAB_THREADS` (default 2) sets torch's CPU threads.
-* Each epoch prints `epoch=N train_loss=... val_loss=... val_acc=...`; the last line's
-  `val_acc` is the result. A NaN/inf loss is printed, then the exit code is 3.
+* After each epoch the callback reports `train_loss` (the epoch's last step), `val_loss` and
+  `val_acc` with step = the epoch (1, 2, ...): to nightlab under it (JSON lines), else printed
+  as `step=N train_loss=... val_loss=... val_acc=...`. The last `val_acc` is the result. A
+  NaN/inf loss is reported, then the exit code is 3. Under nightlab it also saves the
+  network's state_dict to `$NIGHTLAB_ARTIFACTS/checkpoints/last.pt` each epoch, and SIGTERM
+  (nightlab's stop) ends the fit after the current batch, leaving that checkpoint.
 * The test split is read only when `NIGHTLAB_TEST=1`: then `test_acc=...` is printed.
 * With `MLFLOW_RUN_ID` set (nightlab's `[tracking] trial_run = true` opens the trial's run
   and sets it with `MLFLOW_TRACKING_URI`), Lightning's MLFlowLogger logs into that run: the
@@ -39,6 +43,8 @@ from digits_lh.paths import CONFIG_FILE, canonical_experiment_dir, save_state_di
 from hydra.utils import instantiate
 from hydra_zen import zen
 from omegaconf import DictConfig, OmegaConf
+
+from nightlab.integrations.lightning import NightlabCallback
 
 # Lightning's banners ("GPU available: ...") and hints that are noise for this task
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
@@ -98,12 +104,16 @@ def train(zen_cfg: DictConfig) -> None:
     if logger is not None:
         logger.log_hyperparams(flat_params(cfg))
     loggers = [] if logger is None else [logger]  # outside nightlab: no logger at all
-    trainer = instantiate(cfg.trainer)(logger=loggers, default_root_dir=exp_dir)
+    report = NightlabCallback(["train_loss", "val_loss", "val_acc"], submodule="net")
+    trainer = instantiate(cfg.trainer)(logger=loggers, default_root_dir=exp_dir, callbacks=[report])
     try:
         trainer.fit(module, datamodule=data)
-    except FloatingPointError as exc:  # the epoch line with the NaN was printed already
+    except FloatingPointError as exc:  # the epoch with the NaN was reported already
         print(f"diverged: {exc}", file=sys.stderr, flush=True)
         sys.exit(3)  # Hydra ignores a return value; SystemExit passes through it
+    if report.stopped:  # SIGTERM: nightlab stopped the trial; last.pt is its checkpoint
+        print("stopped: SIGTERM ended the fit; no test, no model.pt", file=sys.stderr, flush=True)
+        return
     if os.environ.get("NIGHTLAB_TEST") == "1":  # held out: never seen by selection
         trainer.test(module, datamodule=data, verbose=False)
 

@@ -185,10 +185,11 @@ def test_plain_run_saves_a_state_dict_at_the_canonical_path_and_nothing_else(lh,
         NIGHTLAB_TEST="1",
     )
     assert proc.returncode == 0, proc.stderr
+    # NightlabCallback's report, printed outside nightlab (step = the epoch)
     epoch_lines = re.findall(
-        r"^epoch=\d train_loss=\S+ val_loss=\S+ val_acc=\S+$", proc.stdout, re.M
+        r"^step=(\d) train_loss=\S+ val_loss=\S+ val_acc=\S+$", proc.stdout, re.M
     )
-    assert len(epoch_lines) == 2
+    assert epoch_lines == ["1", "2"]
     assert re.search(r"^test_acc=0\.\d+$", proc.stdout, re.M)
     exp_dir = lab / "outputs" / "digits" / "cnn-w8" / "lr0.003-seed1"
     assert f"checkpoint: {Path('outputs/digits/cnn-w8/lr0.003-seed1/model.pt')}" in proc.stdout
@@ -214,7 +215,7 @@ def test_a_nan_loss_exits_3(tmp_path):
     model.write_text(model.read_text().replace(line, nan))
     proc = train(lab, "trainer.max_epochs=2")
     assert proc.returncode == 3
-    assert "epoch=1 train_loss=nan" in proc.stdout and "epoch=2" not in proc.stdout
+    assert "step=1 train_loss=nan" in proc.stdout and "step=2" not in proc.stdout
     assert "checkpoint:" not in proc.stdout
 
 
@@ -261,7 +262,14 @@ def test_init_and_a_search_night_with_hydra_overrides_and_mlflow(lh, tmp_path):
         assert state["conv1.weight"].shape[0] == width
         lh[2].DigitsCNN(width=width).load_state_dict(state)
         assert not (folder / "outputs").exists() or not any((folder / "outputs").iterdir())
-        assert "train_loss=" in stdout and t["objective"] > 0.05
+        # NightlabCallback reported each epoch to nightlab (JSON lines, step = the epoch)
+        logged = [json.loads(x) for x in (folder / "out/metrics.jsonl").read_text().splitlines()]
+        assert [x["step"] for x in logged] == list(range(1, params["trainer.max_epochs"] + 1))
+        assert all(set(x["metrics"]) == {"train_loss", "val_loss", "val_acc"} for x in logged)
+        assert logged[-1]["metrics"]["val_acc"] == pytest.approx(t["objective"])
+        last = torch.load(folder / "out/artifacts/checkpoints/last.pt", weights_only=True)
+        lh[2].DigitsCNN(width=width).load_state_dict(last)  # the callback's per-epoch save
+        assert t["objective"] > 0.05
     assert len(widths) >= 2  # the search varied the width, and each trial got its own
     untracked = git(lab, "status", "--porcelain", "--untracked-files=all")
     assert "outputs" not in untracked and ".nightlab" not in untracked  # no litter
@@ -293,3 +301,38 @@ def test_init_and_a_search_night_with_hydra_overrides_and_mlflow(lh, tmp_path):
         # and what nightlab adds to the same run
         assert run.data.tags["nightlab.kind"] == t["kind"]
         assert run.data.tags["nightlab.status"] == "succeeded"
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_template_cleanly_with_last_pt(lh, tmp_path):
+    import signal
+    import time
+
+    import torch
+
+    lab = example_copy(tmp_path / "lab")
+    artifacts = tmp_path / "artifacts"
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("NIGHTLAB_", "MLFLOW_"))}
+    proc = subprocess.Popen(
+        [sys.executable, "train.py", "trainer.max_epochs=500"],
+        cwd=lab, env={**base, "NIGHTLAB_ARTIFACTS": str(artifacts)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        for line in proc.stdout:  # until the callback's report of epoch 1 (printed)
+            if line.startswith("step=1 train_loss="):
+                break
+        else:
+            pytest.fail(f"no epoch reported: {proc.stderr.read()}")
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        took = time.monotonic() - sent
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert took < 3.0, took  # inside nightlab's grace period before SIGKILL
+    assert "stopped: SIGTERM" in err and "checkpoint:" not in out
+    last = artifacts / "checkpoints" / "last.pt"
+    lh[2].DigitsCNN(width=16).load_state_dict(torch.load(last, weights_only=True))
+    assert not list(artifacts.rglob("model.pt"))  # a stopped run leaves last.pt only

@@ -3,8 +3,8 @@ LightningModule that trains it.
 
 Logged through Lightning (so into the trial's MLflow run under nightlab): `train_loss` per
 step (every `trainer.log_every_n_steps`), `val_loss` and `val_acc` per epoch, `test_acc`
-once with NIGHTLAB_TEST=1. Each epoch also prints one line nightlab reads:
-`epoch=N train_loss=... val_loss=... val_acc=...`.
+once with NIGHTLAB_TEST=1. nightlab reads them through train.py's `NightlabCallback` (one
+report per epoch); a NaN/inf loss then raises FloatingPointError (train.py exits 3).
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ class DigitsClassifier(L.LightningModule):
         # running sums kept as tensors: no host sync per step (cheap on a GPU too)
         self._train = torch.zeros(2)  # (loss sum, count) of this epoch
         self._val = torch.zeros(3)  # (loss sum, correct, count)
+        self._val_loss = 0.0  # the last validation's mean loss
         self._test = torch.zeros(2)  # (correct, count)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -81,18 +82,13 @@ class DigitsClassifier(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         loss_sum, correct, count = self._val.tolist()
-        val_loss, val_acc = loss_sum / count, correct / count
-        self.log_dict({"val_loss": val_loss, "val_acc": val_acc})
-        if self.trainer.sanity_checking:
-            return
-        train_sum, train_n = self._train.tolist()
-        train_loss = train_sum / max(train_n, 1.0)
-        print(
-            f"epoch={self.current_epoch + 1} train_loss={train_loss:.4f} "
-            f"val_loss={val_loss:.4f} val_acc={val_acc:.4f}",
-            flush=True,
-        )
-        if not (math.isfinite(train_loss) and math.isfinite(val_loss)):  # train.py exits 3
+        self._val_loss = loss_sum / count
+        self.log_dict({"val_loss": self._val_loss, "val_acc": correct / count})
+
+    def on_train_epoch_end(self) -> None:
+        # runs after NightlabCallback's on_train_epoch_end: the NaN epoch is reported first
+        train_sum, _ = self._train.tolist()
+        if not (math.isfinite(train_sum) and math.isfinite(self._val_loss)):  # train.py exits 3
             raise FloatingPointError(f"non-finite loss in epoch {self.current_epoch + 1}")
 
     def on_test_epoch_start(self) -> None:
