@@ -439,6 +439,15 @@ class ExecutorSection(_Section):
     setup: list[str] = Field(
         default_factory=list, description="Shell lines run in the job before the trial."
     )
+    loop_time: int = Field(
+        1440, ge=10, le=525_600,
+        description="`start --slurm`: the loop job's Slurm time limit in minutes; near it the "
+        "loop requeues itself and resumes.",
+    )  # fmt: skip
+    loop_cpus: int = Field(2, ge=1, le=256, description="`start --slurm`: the loop job's CPUs.")
+    loop_mem: float = Field(
+        4.0, gt=0, le=4096, description="`start --slurm`: the loop job's memory in GB."
+    )
 
 
 class TrackingSection(_Section):

@@ -130,13 +130,7 @@ class Lab:
             raise LabError(
                 f"{self.name} is already running (PID {current['pid']}); `nightlab stop` it first"
             )
-        args = [sys.executable, "-m", "nightlab", "run", str(self.path)]
-        for key, value in options.items():
-            flag = f"--{key.replace('_', '-')}"
-            if value is True:
-                args.append(flag)
-            elif value is not None and value is not False:
-                args += [flag, str(value)]
+        args = [sys.executable, "-m", "nightlab", "run", str(self.path), *_flags(options)]
         self.state.mkdir(parents=True, exist_ok=True)
         log = self.paths.loop_log
         with log.open("ab") as out:
@@ -164,10 +158,21 @@ class Lab:
             f"the background loop (PID {proc.pid}) did not report within {wait_s:g}s; see {log}"
         )
 
+    def start_slurm(self, **options: Any) -> str:
+        """`start --slurm` (lab/slurm_loop.py); `options` as for `start`. The job id."""
+        from nightlab.lab import slurm_loop
+
+        return slurm_loop.submit(self, _flags(options))
+
     def stop(self, *, now: bool = False, wait: bool = False, timeout: float = 3600) -> dict:
         """Ask the running loop to stop after its running trials (`now`: kill them too).
-        A lab that is not running is left as it is: its status with `not_running` set."""
+        A lab not running is left as it is (`not_running` set); a queued loop job cancelled."""
+        from nightlab.lab import slurm_loop
+
         current = self.status()
+        job = slurm_loop.stop(self, current, now) if current.get("loop_job") else None
+        if job is not None:
+            return job
         if current["state"] != "running":
             return {**current, "not_running": True}
         from nightlab.store.db import Store
@@ -177,7 +182,8 @@ class Lab:
             store.request_stop(current["run"], now=now, by=os.getpid())
         finally:
             store.close()
-        if now:
+        as_job = (current.get("loop_job") or {}).get("queue") == "RUNNING"
+        if now and not as_job:  # a loop job got its signal through Slurm
             if current["host"] != socket.gethostname():
                 raise LabError(
                     f"the loop runs on {current['host']}: `stop --now` works only "
@@ -283,8 +289,13 @@ class Lab:
 
     # ------------------------------------------------------------------ views
     def status(self) -> dict[str, Any]:
-        """State, heartbeat, counts and best trial (the `status --json` object)."""
-        return read.status(self.db, self.name)
+        """State, heartbeat, counts, best trial, `loop_job` (the `status --json` object)."""
+        out = read.status(self.db, self.name)
+        if (self.state / "loop_job.json").is_file():
+            from nightlab.lab import slurm_loop
+
+            out["loop_job"] = slurm_loop.describe(self, out)
+        return out
 
     def _direction(self) -> str:
         return self._quick("objective", "direction")
@@ -313,3 +324,15 @@ class Lab:
         from nightlab.lab.adopt import adopt
 
         return adopt(self, trial)
+
+
+def _flags(options: dict[str, Any]) -> list[str]:
+    """`nightlab run` options as command-line flags (True: a bare flag; None, False: none)."""
+    args: list[str] = []
+    for key, value in options.items():
+        flag = f"--{key.replace('_', '-')}"
+        if value is True:
+            args.append(flag)
+        elif value is not None and value is not False:
+            args += [flag, str(value)]
+    return args

@@ -128,6 +128,10 @@ def run(
         )
     if stop_dashboard is not None:
         stop_dashboard()
+    if final["state"] == "requeued":  # a Slurm loop job: the night goes on after the requeue
+        console.print(f"the loop leaves the night to its requeued job: {final['end_reason']}",
+                      soft_wrap=True, markup=False)  # fmt: skip
+        return
     _print_leaderboard(_lab(lab), 10)
     _print_summary(final, _lab(lab))
     _tell_failed_baseline(lab)
@@ -172,14 +176,30 @@ def start(
     finishup_note: Note = "",
     dashboard: Dashboard = False,
     port: Port = 8321,
+    slurm: Annotated[
+        bool,
+        typer.Option(
+            help="Run the loop itself as a requeueable Slurm job ([executor] loop_time, "
+            "loop_cpus, loop_mem): for clusters that end long processes on login nodes."
+        ),
+    ] = False,
 ) -> None:
     """Run the loop in the background; its output goes to .nightlab/loop.log."""
     target = _lab(lab)
-    env, served, line = _dashboard("for_start", port) if dashboard else ({}, {}, "")
     finish = {}
     if finishup_minutes is not None:
         finish = dict(finishup_minutes=finishup_minutes, final_rounds=final_rounds,
                       top_k=top_k or confirm_top, finishup_note=finishup_note or None)  # fmt: skip
+    if slurm:
+        job = _guard(target.start_slurm, worker=worker, max_trials=max_trials, hours=hours,
+                     slots=slots, dashboard=dashboard, **finish)  # fmt: skip
+        _console().print(
+            f"submitted {target.name}'s loop as Slurm job {job} (log: "
+            f"{target.paths.loop_log}); follow it with nightlab status / watch {lab}",
+            soft_wrap=True, markup=False,
+        )  # fmt: skip
+        return
+    env, served, line = _dashboard("for_start", port) if dashboard else ({}, {}, "")
     pid = _guard(
         target.start, worker=worker, max_trials=max_trials, hours=hours, slots=slots,
         env=env, **finish, **served,
@@ -200,6 +220,9 @@ def stop(
 ) -> None:
     """Stop the loop gracefully: no new trials, running ones finish (or --now: killed)."""
     final = _guard(_lab(lab).stop, now=now, wait=wait)
+    if job := final.get("cancelled_job"):
+        _console().print(f"cancelled the loop job {job}; state: {final['state']}")
+        return
     if final.get("not_running"):  # nothing to do is not an error: exit 0
         said = f"{final['lab']} is not running (state: {final['state']}); nothing to stop"
         _console().print(said, soft_wrap=True, markup=False)

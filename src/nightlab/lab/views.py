@@ -15,6 +15,7 @@ STATE_STYLE = {
     "finished": "bold blue",
     "stopped": "yellow",
     "crashed": "bold red",
+    "requeued": "yellow",
     "new": "dim",
 }
 
@@ -42,6 +43,9 @@ def summary(st: dict[str, Any], metric: str | None = None) -> Text:
         text.append(f" (heartbeat {st['heartbeat_age_s']:.0f}s ago, PID {st['pid']})")
     if st.get("end_reason") and st["state"] != "running":
         text.append(f" — {st['end_reason']}")
+    if job := st.get("loop_job"):
+        where = job["queue"] or "no longer in Slurm's queue"
+        text.append(f"\nSlurm loop job {job['job_id']}: {where}")
     ratchet = f", kept {t['kept']}"
     if t.get("not_confirmed"):
         ratchet += f", not confirmed {t['not_confirmed']}"

@@ -166,7 +166,10 @@ def ending(st: dict[str, Any], metric: str | None) -> str:
         if best
         else "; no best yet"
     )
-    ended = {"crashed": "crashed (`nightlab run` resumes it)"}.get(st["state"], st["state"])
+    ended = {
+        "crashed": "crashed (`nightlab run` resumes it)",
+        "requeued": "was requeued with its Slurm loop job (it resumes when the job starts)",
+    }.get(st["state"], st["state"])
     return (
         f"the night {ended}{why}: {t['total']} trials (succeeded {t['succeeded']}, "
         f"failed {t['failed']}"

@@ -21,6 +21,7 @@ from nightlab.ratchet import Verdict
 from nightlab.store import history, read
 from nightlab.store.db import Cycle, Note, Run, Store, Trial
 from nightlab.store.db import Decision as DecisionRow
+from nightlab.store.kinds import REQUEUED
 from nightlab.store.paths import LabPaths
 from nightlab.store.redact import redact, redact_data
 from nightlab.trials.executor import Outcome
@@ -61,7 +62,7 @@ class Journal:
                 run.end_reason = "the loop process died without a clean stop"
             if hours is not None:
                 deadline: float | None = now + hours * 3600
-            elif last is not None and last.state == "crashed" and last.deadline_at:
+            elif last is not None and last.state in ("crashed", REQUEUED) and last.deadline_at:
                 deadline = last.deadline_at
             else:
                 deadline = now + config_hours * 3600 if config_hours else None

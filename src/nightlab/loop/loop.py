@@ -36,6 +36,7 @@ from nightlab.loop.heartbeat import Heartbeat
 from nightlab.loop.journal import Journal
 from nightlab.loop.library import Library
 from nightlab.loop.lock import LabLock
+from nightlab.loop.loop_job_signals import LoopJob
 from nightlab.loop.night import Next, Night, NightError, Run
 from nightlab.loop.notices import Notices
 from nightlab.loop.notify import targets
@@ -83,6 +84,7 @@ class Loop:
         self.stop_now = False
         self.report_top_k: int | None = None  # set when finish-up is done: the report is due
         self._graceful = threading.Event()  # stop after the running trials
+        self.loop_job = LoopJob(self.executor.kind, self.report)  # under `start --slurm`
         self._next_ask = 0.0
         self._ended = False
         self._report: Path | None = None  # the report written when the night ended
@@ -105,7 +107,8 @@ class Loop:
             self.night = Night(self.lab, self.cfg, store, journal, ws, self.report, self.slot_count)
             self._assemble(self.night)
             self._open(self.night)
-            previous = [signal.signal(sig, self._signal) for sig in (signal.SIGTERM, signal.SIGINT)]
+            heard = [signal.SIGTERM, signal.SIGINT, *self.loop_job.signals()]
+            previous = {sig: signal.signal(sig, self._signal) for sig in heard}
             try:
                 end = self._main()
             except NightError as exc:
@@ -113,9 +116,11 @@ class Loop:
                 self._close("stopped", str(exc))
                 raise
             finally:
-                signal.signal(signal.SIGTERM, previous[0])
-                signal.signal(signal.SIGINT, previous[1])
-            return self._close(end, self.stop_reason or "")
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+            final = self._close(end, self.loop_job.detach or self.stop_reason or "")
+            self.loop_job.requeue_if_due(self.lab)
+            return final
         except BaseException as exc:
             if journal.run_id is not None:
                 if not isinstance(exc, NightError):
@@ -163,6 +168,8 @@ class Loop:
     def _open(self, night: Night) -> None:
         options = {"worker": self.worker_choice, "max_trials": self.max_trials,
                    "slots": self.slot_count, "hours": self.hours}
+        if self.loop_job.job:
+            options["loop_job"] = self.loop_job.job
         opening.open_run(night, self.hours, options)
         self.finisher.refresh()
         if self.finish_request is not None:
@@ -197,6 +204,8 @@ class Loop:
         while True:
             slots.poll()
             self.repairs.collect()
+            if self.loop_job.detach and not self.stop_now:
+                return kinds.REQUEUED  # the trial jobs run on; the requeued loop re-attaches
             if self.stop_now:
                 slots.kill_all(f"{kinds.INTERRUPTED}: stopped by the user", wait=False)
                 self.stop_reason = self.stop_reason or "stopped now by the user"
@@ -287,7 +296,7 @@ class Loop:
         """Called while admission waits (a smoke check): the running trials stay watched;
         False once the night must stop now."""
         self.slots.poll()
-        return not self.stop_now
+        return not (self.stop_now or self.loop_job.detach)
 
     def _check_limits(self) -> None:
         """A limit reached ends the night, or starts its finish-up when one is pending."""
@@ -301,6 +310,8 @@ class Loop:
 
     # ------------------------------------------------------------------ signals, heartbeat
     def _signal(self, signum: int, _frame: Any) -> None:
+        if self.loop_job.heard(signum):
+            return
         if signum == signal.SIGINT and not self._graceful.is_set():
             self._graceful.set()
             self.report("stopping after the running trial(s); Ctrl-C again to kill them")

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from nightlab import ratchet
 from nightlab.loop.notify import FLUSH_S, Notifier, Target
 from nightlab.store import files, fmt, read
+from nightlab.store.kinds import REQUEUED
 
 if TYPE_CHECKING:
     from nightlab.loop.night import Night
@@ -182,7 +183,8 @@ class Notices:
         if self.notifier is None:
             return
         try:
-            if not self._terminal and state != "crashed" and self._wants("finished"):
+            ended = state not in ("crashed", REQUEUED)  # a requeued night goes on
+            if not self._terminal and ended and self._wants("finished"):
                 self._finished(state, reason, report)
         finally:
             self._terminal = True

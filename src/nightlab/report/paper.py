@@ -12,6 +12,7 @@ from nightlab.report.data import Night
 from nightlab.report.doc import Bullets, Doc, Image, Para, Section, Table
 from nightlab.report.plots import Plot
 from nightlab.report.story import when
+from nightlab.store.kinds import LIVE_RUN_STATES
 
 
 def _fig(night: Night, c: Candidate) -> str:
@@ -103,7 +104,7 @@ def summary(
     word, why = status(night, pick)
     run = night.last_run()
     items = [f"**Status**: {word} — {why}."]
-    if run is not None and run["state"] in ("running", "crashed"):
+    if run is not None and run["state"] in LIVE_RUN_STATES:
         items[0] += f" (The night is {run['state']}: {run['end_reason'] or 'no reason yet'}.)"
     base = night.baseline
     base_c = next((c for c in ranked if c.kind == "baseline"), None)

@@ -135,6 +135,15 @@ class Store:
             s.execute(update(Run).where(Run.id == run_id).values(stop_requested=True))
             Store.event(s, "stop_requested", run_id=run_id, **data)
 
+    def end_run(self, run_id: int, state: str, reason: str, **data: Any) -> None:
+        """End run `run_id`, one no loop holds (a requeued loop job's, cancelled while it
+        waited), with a `run_ended` event carrying `data`."""
+        with self.tx() as s:
+            run = s.get(Run, run_id)
+            if run is not None and run.state != "running":
+                run.state, run.end_reason = state, reason
+            Store.event(s, "run_ended", run_id=run_id, state=state, reason=reason, **data)
+
     def extend_deadline(
         self, run_id: int, seconds: float, **data: Any
     ) -> tuple[float | None, float]:

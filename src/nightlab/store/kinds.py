@@ -33,6 +33,9 @@ VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
 
 RATCHET = "ratchet"  # the worker of confirmation runs the ratchet starts (finish-up's: "finish-up")
 
+REQUEUED = "requeued"  # a run's state: its Slurm loop job was requeued; the night resumes
+LIVE_RUN_STATES = ("running", "crashed", REQUEUED)  # runs whose night is not over
+
 INTERRUPTED = "interrupted"  # reasons of trials cut short by nightlab's own fate, not theirs
 CUT_SHORT: tuple[Status, ...] = ("killed", "timeout")  # the statuses such a trial ends with
 INTERRUPTED_SQL = (  # `interrupted()` over the trials table (GLOB: case-sensitive, as startswith)

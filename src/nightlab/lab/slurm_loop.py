@@ -1,0 +1,83 @@
+"""`nightlab start LAB --slurm` and what `status` / `stop` do for a loop that runs as a Slurm
+job (trials/loop_job.py has the job itself). The login node and the job share the lab
+folder: the store says how the night goes, Slurm's queue says where the job is."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from nightlab.lab.errors import LabError
+from nightlab.store.kinds import REQUEUED
+from nightlab.trials import loop_job
+
+if TYPE_CHECKING:
+    from nightlab.lab.api import Lab
+
+
+def submit(lab: Lab, args: list[str]) -> str:
+    """Submit the loop job with `nightlab run` options `args`; returns the job id."""
+    cfg = lab.config
+    if cfg.executor.kind != "slurm":
+        raise LabError(
+            "`start --slurm` runs the loop as a Slurm job that submits its trials as Slurm "
+            f'jobs: set [executor] kind = "slurm" in {lab.path}/nightlab.toml (now '
+            f'"{cfg.executor.kind}")'
+        )
+    if "--dashboard" in args:
+        raise LabError(
+            "`--dashboard` with `--slurm` would serve from a compute node: run "
+            f"`nightlab dashboard {lab.path}` on the login node instead"
+        )
+    current = lab.status()
+    if current["state"] == "running":
+        raise LabError(f"{lab.name} is already running on {current['host']} (PID "
+                       f"{current['pid']}); `nightlab stop` it first")  # fmt: skip
+    if (queued := queued_job(lab)) is not None:
+        job, state = queued
+        raise LabError(f"{lab.name}'s loop job {job} is {state} in Slurm's queue; "
+                       f"`nightlab stop {lab.path}` cancels it")  # fmt: skip
+    return loop_job.submit(cfg, lab.path.resolve(), lab.state.resolve(), args)
+
+
+def queued_job(lab: Lab) -> tuple[str, str] | None:
+    """(job id, Slurm state) of the lab's loop job while Slurm still has it."""
+    found = loop_job.recorded(lab.state)
+    if found is None:
+        return None
+    state = loop_job.queue_state(found["job_id"])
+    return None if state is None else (found["job_id"], state)
+
+
+def describe(lab: Lab, status: dict[str, Any]) -> dict[str, Any] | None:
+    """`status`'s `loop_job`: {job_id, queue} (queue None: no longer in Slurm's queue)."""
+    found = loop_job.recorded(lab.state)
+    if found is None:
+        return None
+    return {"job_id": found["job_id"], "queue": loop_job.queue_state(found["job_id"])}
+
+
+def stop(lab: Lab, current: dict[str, Any], now: bool) -> dict[str, Any] | None:
+    """`stop` for a loop job: while the job waits in the queue to resume (`requeued`), or has
+    not started its first run yet, cancel it; a running job stops through the store as any
+    loop, and `--now` reaches it with SIGUSR2. None: not a loop job's business."""
+    queued = queued_job(lab)
+    if queued is None:
+        return None
+    job, state = queued
+    if current["state"] == "running":
+        if now and (error := loop_job.signal(job, "USR2")):
+            raise LabError(f"could not signal the loop job {job}: {error}")
+        return None  # the store's stop request (made by the caller) does the rest
+    if error := loop_job.cancel(job):
+        raise LabError(f"could not cancel the loop job {job} ({state}): {error}")
+    if current["state"] == REQUEUED:
+        from nightlab.store.db import Store
+
+        store = Store(lab.db)
+        try:
+            store.end_run(current["run"], "stopped", f"stopped by the user while its loop job "
+                          f"{job} waited to resume (scancel)", by=os.getpid())  # fmt: skip
+        finally:
+            store.close()
+    return {**lab.status(), "cancelled_job": job}
