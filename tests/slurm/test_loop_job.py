@@ -6,11 +6,14 @@ trial recorded once. `status` and `stop` work from outside the job."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from conftest import cli, rows, status, try_rows, wait_for
+from conftest import NIGHTLAB, cli, rows, status, try_rows, wait_for
 
 SLEEP_S = 4.0
 
@@ -110,8 +113,20 @@ def test_stop_cancels_a_loop_job_waiting_to_resume(make_lab, slurm_cluster):
     wait_for(lambda: status(lab)["state"] == "requeued", timeout=60, what="the loop detached")
     wait_for(lambda: status(lab)["loop_job"]["queue"] == "PENDING", timeout=60,
              what="the loop job queued again")  # fmt: skip
-    done = cli("stop", str(lab))
-    assert f"cancelled the loop job {job}" in done.stdout
+    env = {**os.environ, "NIGHTLAB_PLAIN": "1"}
+    watcher = subprocess.Popen(
+        [*NIGHTLAB, "watch", str(lab), "--interval", "0.5"], env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        time.sleep(3)
+        assert watcher.poll() is None, "watch follows a night whose loop job waits to resume"
+        done = cli("stop", str(lab))
+        assert f"cancelled the loop job {job}" in done.stdout
+        shown, _ = watcher.communicate(timeout=30)
+    finally:
+        watcher.kill()
+    assert "the night stopped" in shown
     wait_for(lambda: slurm_cluster.state(job) == "", timeout=30, what="the job gone")
     final = status(lab)
     assert final["state"] == "stopped" and "waited to resume" in final["end_reason"]

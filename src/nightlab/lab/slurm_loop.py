@@ -69,9 +69,7 @@ def stop(lab: Lab, current: dict[str, Any], now: bool) -> dict[str, Any] | None:
         if now and (error := loop_job.signal(job, "USR2")):
             raise LabError(f"could not signal the loop job {job}: {error}")
         return None  # the store's stop request (made by the caller) does the rest
-    if error := loop_job.cancel(job):
-        raise LabError(f"could not cancel the loop job {job} ({state}): {error}")
-    if current["state"] == REQUEUED:
+    if current["state"] == REQUEUED:  # first: a watcher sees it stopped, not gone
         from nightlab.store.db import Store
 
         store = Store(lab.db)
@@ -80,4 +78,6 @@ def stop(lab: Lab, current: dict[str, Any], now: bool) -> dict[str, Any] | None:
                           f"{job} waited to resume (scancel)", by=os.getpid())  # fmt: skip
         finally:
             store.close()
+    if error := loop_job.cancel(job):
+        raise LabError(f"could not cancel the loop job {job} ({state}): {error}")
     return {**lab.status(), "cancelled_job": job}

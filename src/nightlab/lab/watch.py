@@ -186,7 +186,7 @@ def watch(lab: Any, console: Console, interval: float, once: bool) -> str | None
         while True:
             view, st = panel.frame(console)
             console.print(view)
-            if once or st["state"] != "running":
+            if once or not goes_on(st):
                 break
             time.sleep(interval)
     else:
@@ -196,7 +196,13 @@ def watch(lab: Any, console: Console, interval: float, once: bool) -> str | None
             while True:
                 view, st = panel.frame(console)
                 shown.update(view, refresh=True)
-                if st["state"] != "running":
+                if not goes_on(st):
                     break
                 time.sleep(interval)
-    return None if st["state"] == "running" else ending(st, panel.metric)
+    return None if goes_on(st) else ending(st, panel.metric)
+
+
+def goes_on(st: dict[str, Any]) -> bool:
+    """The night runs, or its Slurm loop job waits in the queue to resume it."""
+    queued = (st.get("loop_job") or {}).get("queue")
+    return st["state"] == "running" or (st["state"] == "requeued" and queued is not None)
