@@ -104,7 +104,7 @@ slurm-down:
 
 test: install system-deps clis
 	$(BIN)/ruff check src tests bench
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 bench: install
 	$(BIN)/python bench/bench.py
