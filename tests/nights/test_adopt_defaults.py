@@ -13,7 +13,7 @@ import pytest
 
 from nightlab import Lab
 
-from conftest import cli, git
+from conftest import cli, git, rows
 
 pytestmark = pytest.mark.slow
 
@@ -98,6 +98,8 @@ def test_adopt_rewrites_a_hydra_zen_literal_and_names_the_one_it_cannot(make_lab
     without_boost(lab)
     replayed(lab, {"rationale": "a faster optimiser, a wider net",
                    "params": {"optim.lr": 0.9, "width": 64}})  # fmt: skip
+    baseline = json.loads(rows(lab, "SELECT params FROM trials WHERE id = 1")[0]["params"])
+    assert baseline == {"optim.lr": 0.5, "width": 32}  # both from the hydra-zen config
     assert "score=1.0" in by_hand(lab)  # 0.5 + 32/64
     out = cli("adopt", str(lab), "2").stdout
     code = (lab / "train.py").read_text()
@@ -126,10 +128,13 @@ def test_adopt_rewrites_nightlab_params_defaults(make_lab):
     assert git(lab, "status", "--porcelain") == ""
 
 
-def test_adopt_rewrites_the_hydra_yaml_config(make_lab):
+def test_adopt_rewrites_the_hydra_yaml_config_not_through_a_link(make_lab):
     from test_hydra_defaults import APP, CONF, KNOBS, hydra_lab
 
     lab = hydra_lab(make_lab, knobs=KNOBS)
+    outside = lab.parent / "outside.yaml"  # a tracked link out of the lab: never written
+    outside.write_text(CONF)
+    (lab / "conf" / "elsewhere.yaml").symlink_to(outside)
     replayed(lab, {"rationale": "a wider net, a faster optimiser",
                    "params": {"model.width": 64, "optim.lr": 0.75}})  # fmt: skip
     done = Lab(lab).adopt(2)
@@ -140,3 +145,4 @@ def test_adopt_rewrites_the_hydra_yaml_config(make_lab):
     assert "default = 0.75" in toml  # declared there: rewritten there too
     assert '[search."model.width"]\nchoices = [16, 32, 64]\n\n' in toml  # left out: still
     assert (lab / "train.py").read_text() == APP
+    assert outside.read_text() == CONF
