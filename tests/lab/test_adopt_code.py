@@ -96,6 +96,13 @@ def test_hostile_yaml_is_never_rewritten(content: bytes):
     assert done.edits == {} and "model.width" in done.not_carried
 
 
+def test_deep_nesting_is_skipped_not_a_crash():
+    deep_py = b"make_config(lr=0.01)\nx = " + b"[" * 200_000 + b"]" * 200_000 + b"\n"
+    deep_yaml = b"lr: 0.01\nx: " + b"[" * 50_000 + b"]" * 50_000 + b"\n"
+    done = carry({"lr": 0.1}, {"lr": 0.01}, files(c_py=deep_py, c_yaml=deep_yaml), hydra=True)
+    assert done.edits == {} and "not found" in done.not_carried["lr"]
+
+
 def test_a_huge_file_is_not_scanned():
     huge = b"x = 1\n" * 300_000 + b"C = make_config(lr=0.01)\n"
     done = carry({"lr": 0.1}, {"lr": 0.01}, files(c_py=huge), hydra=True)

@@ -59,13 +59,10 @@ def carry(
         if suffix not in (".py", ".yaml", ".yml"):
             continue
         data = loaded[path] = read()
-        if len(data) > MAX_FILE:
+        if len(data) > MAX_FILE or not (suffix == ".py" or hydra):
             continue
-        for name in params:
-            if suffix == ".py":
-                sites[name] += _python_sites(path, data, name, hydra)
-            elif hydra:
-                sites[name] += _yaml_sites(path, data, name)
+        for name, found in _sites(path, data, list(params), hydra).items():
+            sites[name] += found
     for name, value in params.items():
         found = sites[name]
         same = [s for s in found if s.why is None and _same(s.value, before.get(name))]
@@ -112,19 +109,21 @@ def _rewrite(site: Site, data: bytes, name: str, value: Any, hydra: bool) -> byt
     if text is None:
         return None
     new = data[: site.start] + text.encode() + data[site.end :]
-    if site.path.endswith(".py"):
-        again = _python_sites(site.path, new, name, hydra)
-    else:
-        again = _yaml_sites(site.path, new, name)
+    again = _sites(site.path, new, [name], hydra)[name]
     back = [s for s in again if s.start == site.start]
-    ok = len(again) == len(_sites_in(site, data, name, hydra)) and len(back) == 1
+    ok = len(again) == len(_sites(site.path, data, [name], hydra)[name]) and len(back) == 1
     return new if ok and back[0].why is None and _same(back[0].value, value) else None
 
 
-def _sites_in(site: Site, data: bytes, name: str, hydra: bool) -> list[Site]:
-    if site.path.endswith(".py"):
-        return _python_sites(site.path, data, name, hydra)
-    return _yaml_sites(site.path, data, name)
+def _sites(path: str, data: bytes, names: list[str], hydra: bool) -> dict[str, list[Site]]:
+    """Per knob, where `data` (the file at `path`) sets it; the file parsed once, and not
+    at all when no knob's key appears in it."""
+    keys = {name: name.rsplit(".", 1)[-1] if hydra else name for name in names}
+    if not any(key.encode() in data for key in keys.values()):
+        return {name: [] for name in names}
+    if path.endswith(".py"):
+        return _python_sites(path, data, keys, hydra)
+    return {name: _yaml_sites(path, data, name) for name in names}
 
 
 def _yaml_scalar(value: Any) -> str | None:
@@ -142,29 +141,29 @@ def _yaml_scalar(value: Any) -> str | None:
 
 
 # ------------------------------------------------------------------------------- Python
-def _python_sites(path: str, data: bytes, name: str, hydra: bool) -> list[Site]:
-    """Keywords `name` (hydra: its last dotted part) of builds / make_config calls (hydra)
-    or of nightlab.params calls (otherwise)."""
+def _python_sites(
+    path: str, data: bytes, keys: dict[str, str], hydra: bool
+) -> dict[str, list[Site]]:
+    """Per knob, its keyword (`keys`: hydra, the path's last part) in builds / make_config
+    calls (hydra) or in nightlab.params calls (otherwise)."""
+    out: dict[str, list[Site]] = {name: [] for name in keys}
     try:
         tree = ast.parse(data)
-    except (SyntaxError, ValueError):
-        return []
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # nesting too deep
+        return out
     starts = _line_starts(data)
-    key = name.rsplit(".", 1)[-1] if hydra else name
-    out = []
     for node in ast.walk(tree):
         if not (isinstance(node, ast.Call) and _callee(node.func, hydra)):
             continue
         for kw in node.keywords:
-            if kw.arg != key:
-                continue
             v = kw.value
             start = starts[v.lineno - 1] + v.col_offset
             end = starts[v.end_lineno - 1] + v.end_col_offset  # type: ignore[operator]
-            if _literal(v):
-                out.append(Site(path, v.lineno, start, end, ast.literal_eval(v)))
-            else:
-                out.append(Site(path, v.lineno, start, end, None, "not a literal"))
+            for name in (name for name, key in keys.items() if kw.arg == key):
+                if _literal(v):
+                    out[name].append(Site(path, v.lineno, start, end, ast.literal_eval(v)))
+                else:
+                    out[name].append(Site(path, v.lineno, start, end, None, "not a literal"))
     return out
 
 
@@ -205,7 +204,7 @@ def _yaml_sites(path: str, data: bytes, name: str) -> list[Site]:
     try:
         text = data.decode("utf-8")
         root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except (UnicodeDecodeError, yaml.YAMLError):
+    except (UnicodeDecodeError, yaml.YAMLError, RecursionError):
         return []
     parts = name.lstrip("+").split(".")
     folders = PurePosixPath(path).parent.parts

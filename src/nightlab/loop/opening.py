@@ -41,9 +41,9 @@ def knob_defaults(lab: Path, cfg: Config, store: Store, report: Callable[[str], 
             Store.set_meta(s, composed.META_KEY, {"knobs": sorted(cfg.search), "values": values})
     unset = cfg.unset_defaults()
     for name, knob in cfg.search.items():
-        if name in unset or name not in values or cfg.normalize({name: knob.default}) == {
-            name: values[name]
-        }:
+        if name in unset or name not in values:
+            continue
+        if cfg.normalize({name: knob.default}) == {name: values[name]}:
             continue
         report(
             f"knob {name}: nightlab.toml's default {knob.default!r} differs from the "

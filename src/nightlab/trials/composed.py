@@ -98,9 +98,10 @@ def parse(text: str, shown: str = "the command") -> dict[str, Any]:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
         data = yaml.load(text, Loader=loader)  # noqa: S506 (a safe loader)
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, RecursionError) as exc:
+        why = (str(exc) or "nested too deep").splitlines()[0]
         raise ComposedConfigError(
-            f"`{shown}` printed no YAML config ({str(exc).splitlines()[0]}); its output "
+            f"`{shown}` printed no YAML config ({why}); its output "
             f"begins {text[:200]!r}. Does the app print before Hydra starts? Give every "
             "knob a `default` in nightlab.toml, or keep stdout quiet at import"
         ) from None
