@@ -189,6 +189,25 @@ def test_knob_errors_name_the_knob_and_the_problem(tmp_path, knob, expected):
     assert expected in msg
 
 
+def test_with_hydra_params_a_knob_may_leave_its_default_to_the_projects_config(tmp_path):
+    knobs = '[search."optim.lr"]\nlow = 0.001\nhigh = 1.0\nlog = true\n'
+    knobs += '[search."model.name"]\nchoices = ["cnn", "mlp"]\n'
+    cfg = load_config(write_lab(tmp_path / "lab", with_trial_key('params = "hydra"') + knobs))
+    assert cfg.unset_defaults() == ["optim.lr", "model.name"]
+    filled = cfg.with_defaults({"optim.lr": 0.01, "model.name": "mlp"})
+    assert filled.defaults() == {"optim.lr": 0.01, "model.name": "mlp"}
+    assert cfg.defaults() == {"optim.lr": None, "model.name": None}  # a copy: cfg unchanged
+    # the clamps are still checked without a default
+    bad = knobs.replace("low = 0.001", "low = 0.0")
+    msg = load_error(write_lab(tmp_path / "bad", with_trial_key('params = "hydra"') + bad))
+    assert "`log = true` needs `low` > 0" in msg
+
+
+def test_a_spec_field_always_needs_its_default(tmp_path):
+    toml = with_trial_key('spec = "spec.json"') + "[spec.lr]\nlow = 0.1\nhigh = 1.0\n"
+    assert "[spec.lr] needs a `default`" in load_error(write_lab(tmp_path / "lab", toml))
+
+
 # TOML and file errors ------------------------------------------------------------------------
 
 

@@ -211,7 +211,11 @@ class Knob(_Section):
     log: bool = False
     type: Literal["float", "int", "categorical"] | None = None
     choices: list[Any] | None = None
-    default: Any = None
+    default: Any = Field(  # None (TOML has no null): left out; filled by Config.with_defaults
+        None,
+        description='The baseline\'s value; with [trial] params = "hydra" it may be left out: '
+        "the project's composed config (--cfg job --resolve) gives it.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Knob:
@@ -219,14 +223,12 @@ class Knob(_Section):
             value = getattr(self, key)
             if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
                 raise ValueError(f"`{key}` = {value} is too large for a parameter")
-        if self.default is None:
-            raise ValueError("needs a `default` (the value the baseline trial uses)")
         if self.choices is not None:
             if self.low is not None or self.high is not None or self.log:
                 raise ValueError("give either `choices` or `low`/`high`, not both")
             if not self.choices:
                 raise ValueError("`choices` is empty")
-            if self.default not in self.choices:
+            if self.default is not None and self.default not in self.choices:
                 raise ValueError(f"default {self.default!r} is not one of {self.choices}")
             return self
         if self.low is None or self.high is None:
@@ -237,7 +239,7 @@ class Knob(_Section):
             raise ValueError("`log = true` needs `low` > 0")
         if self.type == "categorical":
             raise ValueError('type = "categorical" needs `choices`')
-        if self.violation(self.default):
+        if self.default is not None and self.violation(self.default):
             raise ValueError(f"default: {self.violation(self.default)}")
         return self
 
@@ -631,6 +633,16 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
+        unset = self.unset_defaults()
+        if unset and self.trial.params != "hydra":
+            raise ValueError(
+                f"[search.{unset[0]}] needs a `default` (the value the baseline trial uses); "
+                'only with [trial] params = "hydra" may it be left out (then it is read from '
+                "the project's composed config)"
+            )
+        for name, knob in self.spec.items():
+            if knob.default is None:
+                raise ValueError(f"[spec.{name}] needs a `default` (the value the spec starts at)")
         if self.tracking.trial_run and not self.tracking.enabled:
             raise ValueError("[tracking] trial_run = true needs [tracking] enabled = true")
         if bool(self.trial.spec) != bool(self.spec):
@@ -656,6 +668,21 @@ class Config(_Section):
 
     def defaults(self) -> dict[str, Any]:
         return {name: knob.default for name, knob in self.search.items()}
+
+    def unset_defaults(self) -> list[str]:
+        """The knobs whose `default` nightlab.toml leaves out (hydra: the project's config)."""
+        return [name for name, knob in self.search.items() if knob.default is None]
+
+    def with_defaults(self, values: dict[str, Any]) -> Config:
+        """This config with the unset defaults taken from `values` (knob → value, checked
+        against the knob's clamp by the caller); declared defaults stay as they are."""
+        search = {
+            name: knob.model_copy(update={"default": values[name]})
+            if knob.default is None and name in values
+            else knob
+            for name, knob in self.search.items()
+        }
+        return self.model_copy(update={"search": search})
 
     def normalize(self, params: dict[str, Any]) -> dict[str, Any]:
         """Numbers as their knob's kind (5.0 for an int knob is 5; 1 for a float knob is

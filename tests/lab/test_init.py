@@ -214,4 +214,11 @@ def test_here_in_a_hydra_zen_project_has_an_example_knob(tmp_path):
     init_lab.init_here(tmp_path, "acc", "maximize")
     cfg = load_config(tmp_path)
     assert cfg.trial.command == "python run.py" and cfg.trial.params == "hydra"
-    assert '# [search."optim.lr"]' in (tmp_path / "nightlab.toml").read_text()
+    toml = tmp_path / "nightlab.toml"
+    assert '# [search."optim.lr"]' in toml.read_text()
+    # the example knob, uncommented but its optional default: the night reads the config's
+    lines = toml.read_text().splitlines()
+    toml.write_text("\n".join(
+        line.removeprefix("# ") if line.startswith(("# [search", "# low", "# high", "# log"))
+        else line for line in lines))  # fmt: skip
+    assert load_config(tmp_path).search["optim.lr"].default is None

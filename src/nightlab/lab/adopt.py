@@ -3,11 +3,15 @@ branch. The only command that writes to the user's working tree, and only when a
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from nightlab.config import CONFIG_NAME
+from nightlab.lab import adopt_code
 from nightlab.lab.errors import LabError
 from nightlab.store.db import Store, Trial
+from nightlab.trials.composed import META_KEY
 from nightlab.trials.workspace import Workspace, WorkspaceError
 
 if TYPE_CHECKING:
@@ -23,6 +27,7 @@ def adopt(lab: Lab, trial_id: int) -> dict[str, Any]:
         with store.tx() as s:
             row = s.get(Trial, trial_id)
             base = Store.get_meta(s, "base_commit")
+            composed_values = (Store.get_meta(s, META_KEY) or {}).get("values", {})
         if row is None:
             raise LabError(f"no trial {trial_id} in {lab.path} (see `nightlab leaderboard`)")
         if row.status != "succeeded":
@@ -41,7 +46,9 @@ def adopt(lab: Lab, trial_id: int) -> dict[str, Any]:
         params_changed = {
             k: v for k, v in row.params.items() if k in cfg.search and cfg.search[k].default != v
         }
-        touched = changed + ([CONFIG_NAME] if params_changed else [])
+        code = _carry(lab, cfg, ws, row.commit, changed, params_changed, composed_values)
+        edited = [rel for rel in code.edits if rel not in changed]
+        touched = changed + edited + ([CONFIG_NAME] if params_changed else [])
         if not touched:
             raise LabError(f"trial {trial_id} has the same code and parameters as your lab")
         dirty = ws.user_dirty(touched)
@@ -64,8 +71,10 @@ def adopt(lab: Lab, trial_id: int) -> dict[str, Any]:
             for rel in changed:
                 (lab.path / rel).parent.mkdir(parents=True, exist_ok=True)
                 (lab.path / rel).write_bytes(ws.blob(row.commit, rel))
+            for rel, data in code.edits.items():
+                (lab.path / rel).write_bytes(data)
             if params_changed:
-                _set_defaults(lab, params_changed)
+                _set_defaults(lab, params_changed, set(code.carried))
             objective = f"{cfg.objective.metric}={row.objective:.6g}"
             message = f"nightlab: adopt trial {trial_id} of {cfg.lab.name} ({objective})"
             sha = ws.commit_user(touched, message)
@@ -84,8 +93,9 @@ def adopt(lab: Lab, trial_id: int) -> dict[str, Any]:
                 trial_id=trial_id,
                 branch=branch,
                 commit=sha,
-                files=changed,
+                files=changed + edited,
                 params=params_changed,
+                not_carried=code.not_carried,
             )
         return {
             "trial": trial_id,
@@ -93,17 +103,51 @@ def adopt(lab: Lab, trial_id: int) -> dict[str, Any]:
             "commit": sha,
             "files": changed,
             "params": params_changed,
+            "carried": code.carried,  # knob → the file:line now holding its new default
+            "not_carried": code.not_carried,  # knob → why not, and where to set it
         }
     finally:
         store.close()
 
 
-def _set_defaults(lab: Lab, params: dict[str, Any]) -> None:
-    """Rewrite `[search.X] default` in nightlab.toml, keeping the user's comments."""
+def _carry(
+    lab: Lab,
+    cfg: Any,
+    ws: Workspace,
+    commit: str,
+    changed: list[str],
+    params: dict[str, Any],
+    composed_values: dict[str, Any],
+) -> adopt_code.Carried:
+    """Where the project's own defaults of `params` can be rewritten (see adopt_code):
+    the lab's tracked files as adopt commits them, links and files outside it left out."""
+    if not params:
+        return adopt_code.Carried()
+    listing = ws.git("ls-tree", "-r", "-z", commit, "--", ".", strip=False) or ""
+    root = lab.path.resolve()
+    files: dict[str, Callable[[], bytes]] = {}
+    for entry in listing.split("\0"):
+        meta, _, rel = entry.partition("\t")
+        path = lab.path / rel
+        if not rel or not meta.startswith("100") or rel == CONFIG_NAME:  # 120000: a link
+            continue
+        if rel in changed:
+            files[rel] = functools.partial(ws.blob, commit, rel)
+        elif path.is_file() and not path.is_symlink() and path.resolve().is_relative_to(root):
+            files[rel] = path.read_bytes
+    before = {k: composed_values.get(k, cfg.search[k].default) for k in params}
+    return adopt_code.carry(params, before, files, hydra=cfg.trial.params == "hydra")
+
+
+def _set_defaults(lab: Lab, params: dict[str, Any], in_code: set[str]) -> None:
+    """Rewrite `[search.X] default` in nightlab.toml, keeping the user's comments; a default
+    it leaves out (the project's config gives it) stays out when the config now holds it."""
     import tomlkit
 
     path = lab.path / CONFIG_NAME
     doc = tomlkit.parse(path.read_text())
     for name, value in params.items():
-        doc["search"][name]["default"] = value
+        knob = doc["search"][name]
+        if "default" in knob or name not in in_code:
+            knob["default"] = value
     path.write_text(tomlkit.dumps(doc))

@@ -6,6 +6,7 @@ SQLAlchemy nor pydantic, so `nightlab status --json` answers fast on a big lab.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -36,9 +37,19 @@ class Lab:
 
     @property
     def config(self) -> Any:
+        """nightlab.toml, validated; with `[trial] params = "hydra"` the defaults it leaves
+        out are the project's config values the night read (None before the first night)."""
         from nightlab.config import load_config
 
-        return load_config(self.path)
+        cfg = load_config(self.path)
+        if cfg.unset_defaults() and self.db.is_file():
+            from nightlab.store import queries
+            from nightlab.trials.composed import META_KEY
+
+            with contextlib.closing(read.connect(self.db)) as conn:
+                kept = queries.meta_value(conn, META_KEY) or {}
+            cfg = cfg.with_defaults(kept.get("values", {}))
+        return cfg
 
     @property
     def name(self) -> str:

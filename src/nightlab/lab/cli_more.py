@@ -83,9 +83,15 @@ def adopt(
     done = _guard(_lab(lab).adopt, trial)
     files = ", ".join(done["files"]) or "no code"
     params = ", ".join(f"{k}={v}" for k, v in done["params"].items()) or "no parameters"
-    _console().print(
-        f"adopted trial {trial} onto {done['branch']} ({done['commit'][:10]}): {files}; {params}"
-    )
+    console = _console()
+    console.print(
+        f"adopted trial {trial} onto {done['branch']} ({done['commit'][:10]}): {files}; {params}",
+        soft_wrap=True, markup=False,
+    )  # fmt: skip
+    for name, where in done["carried"].items():
+        console.print(f"  {name}: the project's default rewritten at {where}", markup=False)
+    for name, why in done["not_carried"].items():
+        console.print(f"  {name}: NOT carried into the project's code: {why}", markup=False)
 
 
 def split_adopt(words: list[str]) -> tuple[Path, int]:

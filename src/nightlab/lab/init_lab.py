@@ -215,7 +215,10 @@ def render(folder: Path, entry: Entry, metric: str, direction: str) -> tuple[str
         else:
             knobs = leaves(data)
     elif entry.kind == "hydra-zen":
-        notes.append("hydra-zen config is Python: add the knobs to [search] by hand")
+        notes.append(
+            "hydra-zen config is Python: add the knobs to [search] by hand (a knob's `default` "
+            "may be left out: each night reads it from the composed config)"
+        )
     hydra = entry.kind != "plain"
     lines = [
         f"# nightlab configuration written by `nightlab init --here` for {entry.file}.",
@@ -240,6 +243,8 @@ def render(folder: Path, entry: Entry, metric: str, direction: str) -> tuple[str
         name = entry.config.name if entry.config else "the config"
         lines.append(f"# Knobs proposed from {name} (defaults are its values); check the ranges.")
         lines.extend(knob_toml(key, value) for key, value in knobs)
+    elif hydra:  # the default may be left out: the night reads the composed config
+        lines.append(EXAMPLE_KNOB.replace("# default = 1e-3", "# default = 1e-3   # optional"))
     else:
         lines.append(EXAMPLE_KNOB)
     lines += ["[agents]", 'worker = "search"', ""]

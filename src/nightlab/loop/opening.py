@@ -13,14 +13,71 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from nightlab.config import Config
 from nightlab.loop.night import Night, NightError
 from nightlab.store import folder, history, queries, read
 from nightlab.store.db import Store, Trial
 from nightlab.store.paths import RESULT
-from nightlab.trials import launch, protect, training_spec
+from nightlab.trials import composed, launch, protect, training_spec
+
+
+def knob_defaults(lab: Path, cfg: Config, store: Store, report: Callable[[str], None]) -> Config:
+    """`[trial] params = "hydra"`: `cfg` with the defaults nightlab.toml leaves out taken
+    from the project's composed config, read once a night (then kept in the store), and
+    each declared default that differs from it reported (the declared one is used)."""
+    if cfg.trial.params != "hydra" or not cfg.search:
+        return cfg
+    with store.tx() as s:
+        kept = Store.get_meta(s, composed.META_KEY) or {}
+    if kept.get("knobs") == sorted(cfg.search):
+        values = kept["values"]
+    else:
+        values = _read_values(lab, cfg, report)
+        with store.tx() as s:
+            Store.set_meta(s, composed.META_KEY, {"knobs": sorted(cfg.search), "values": values})
+    unset = cfg.unset_defaults()
+    for name, knob in cfg.search.items():
+        if name in unset or name not in values:
+            continue
+        if cfg.normalize({name: knob.default}) == {name: values[name]}:
+            continue
+        report(
+            f"knob {name}: nightlab.toml's default {knob.default!r} differs from the "
+            f"project's config ({values[name]!r}); the baseline uses nightlab.toml's "
+            "(leave `default` out there to use the config's)"
+        )
+    if unset:
+        shown = ", ".join(f"{name}={values[name]!r}" for name in unset)
+        report(f"defaults from the project's config: {shown}")
+    return cfg.with_defaults(values)
+
+
+def _read_values(lab: Path, cfg: Config, report: Callable[[str], None]) -> dict[str, Any]:
+    """The knobs' values in the composed config. Required for an omitted default; for a
+    declared one only compared, so a failure is reported and the night goes on."""
+    unset = cfg.unset_defaults()
+    try:
+        config = composed.read(cfg, lab)
+    except composed.ComposedConfigError as exc:
+        if unset:
+            raise composed.ComposedConfigError(
+                f"[search] {', '.join(unset)}: no `default` in nightlab.toml, and {exc}"
+            ) from None
+        report(f"note: the [search] defaults were not compared with the project's config: {exc}")
+        return {}
+    found = {}
+    for name in cfg.search:
+        try:
+            found[name] = composed.lookup(config, name)
+        except composed.ComposedConfigError as exc:
+            if name in unset:
+                raise
+            report(f"note: {exc}")
+    return composed.checked(cfg, found)
 
 
 def open_run(night: Night, hours: float | None, options: dict[str, Any]) -> None:
