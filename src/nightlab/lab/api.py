@@ -6,7 +6,6 @@ SQLAlchemy nor pydantic, so `nightlab status --json` answers fast on a big lab.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import socket
@@ -43,12 +42,9 @@ class Lab:
 
         cfg = load_config(self.path)
         if cfg.unset_defaults() and self.db.is_file():
-            from nightlab.store import queries
-            from nightlab.trials.composed import META_KEY
+            from nightlab.trials.composed import with_kept_defaults
 
-            with contextlib.closing(read.connect(self.db)) as conn:
-                kept = queries.meta_value(conn, META_KEY) or {}
-            cfg = cfg.with_defaults(kept.get("values", {}))
+            cfg = with_kept_defaults(cfg, self.db)
         return cfg
 
     @property
@@ -273,21 +269,8 @@ class Lab:
 
     def _store_finish(self, wanted: Any) -> None:
         from nightlab.loop import finish_request
-        from nightlab.store import queries
-        from nightlab.store.db import Store
 
-        self.state.mkdir(parents=True, exist_ok=True)  # a request may precede the first run
-        store = Store(self.db)
-        try:
-            store.migrate()
-            with store.tx() as s:
-                Store.set_meta(s, finish_request.META_KEY, wanted.model_dump())
-                Store.event(s, "finishup_requested", by=os.getpid(), **wanted.model_dump())
-        finally:
-            store.close()
-        with read.connect(self.db) as conn:
-            started = queries.night_started(conn)
-        finish_request.mirror(self.state, wanted, started)
+        finish_request.store(self.state, wanted)
 
     def report(self, *, top_k: int | None = None) -> Path:
         """Write the morning report (under .nightlab/reports/<night>/); returns its folder."""

@@ -179,3 +179,26 @@ def _utc(ts: float | None) -> str | None:
     return (
         dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     )
+
+
+def store(state: Path, wanted: FinishUp) -> None:
+    """Keep request `wanted` in the lab's store (made if need be: a request may precede the
+    first run), with a `finishup_requested` event, and mirror it."""
+    import os
+
+    from nightlab.store import queries, read
+    from nightlab.store.db import Store
+
+    state.mkdir(parents=True, exist_ok=True)
+    db = LabPaths.of_state(state).db
+    kept = Store(db)
+    try:
+        kept.migrate()
+        with kept.tx() as s:
+            Store.set_meta(s, META_KEY, wanted.model_dump())
+            Store.event(s, "finishup_requested", by=os.getpid(), **wanted.model_dump())
+    finally:
+        kept.close()
+    with read.connect(db) as conn:
+        started = queries.night_started(conn)
+    mirror(state, wanted, started)

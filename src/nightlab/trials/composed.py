@@ -150,3 +150,15 @@ def checked(cfg: Config, values: dict[str, Any]) -> dict[str, Any]:
                 f"fit [search.{name}] ({why}): widen the knob's range or give it a `default`"
             )
     return values
+
+
+def with_kept_defaults(cfg: Config, db: Path) -> Config:
+    """`cfg` with the defaults it leaves out filled from the values a night read and kept in
+    the store `db` (unfilled when no night has read them yet)."""
+    import contextlib
+
+    from nightlab.store import queries, read
+
+    with contextlib.closing(read.connect(db)) as conn:
+        kept = queries.meta_value(conn, META_KEY) or {}
+    return cfg.with_defaults(kept.get("values", {}))
