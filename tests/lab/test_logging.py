@@ -127,3 +127,16 @@ def test_a_background_night_writes_its_plain_lines_to_loop_log(make_lab):
     assert any(re.fullmatch(rf"{STAMP} trial 1 \(baseline\) started on slot 0: .*", x)
                for x in lines)  # fmt: skip
     assert lines[-1].endswith(f"run 1 finished: the worker stopped the night: {SHOWN}")
+
+
+def test_the_cli_in_process_leaves_the_logger_as_it_found_it(tmp_path):
+    from typer.testing import CliRunner
+
+    from nightlab.lab.cli import app
+
+    logger = logging.getLogger("nightlab")
+    before = (list(logger.handlers), logger.level, logger.propagate)
+    for args in (["status", str(tmp_path)], ["--log-level", "debug", "schema"]):
+        CliRunner().invoke(app, args)  # a failing command and one that succeeds
+        assert (list(logger.handlers), logger.level, logger.propagate) == before
+    assert [type(h) for h in before[0]] == [logging.NullHandler]

@@ -54,6 +54,8 @@ class _Literal(logging.Formatter):
 
 
 class LogLevel(StrEnum):
+    """`--log-level`: the least severe record shown."""
+
     debug = "debug"
     info = "info"
     warning = "warning"
