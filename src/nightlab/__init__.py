@@ -1,12 +1,14 @@
 """nightlab: run machine-learning experiments unattended.
 
 The public face: `Lab` (the Python API, imported lazily so `import nightlab` inside a trial
-stays cheap) and the trial-side helpers `params()` and `log()`.
+stays cheap) and the trial-side helpers `params()` and `log()`. Every module logs under the
+`nightlab` logger (the loop's lines on `nightlab.loop`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from typing import TYPE_CHECKING, Any
@@ -15,6 +17,9 @@ if TYPE_CHECKING:
     from nightlab.lab.api import Lab
 
 __all__ = ["Lab", "UserError", "params", "log", "__version__"]
+
+# a library prints nothing unless the application configures logging (the CLI does)
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
 class UserError(Exception):

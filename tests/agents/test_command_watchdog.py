@@ -196,13 +196,12 @@ def test_different_failures_do_not_end_the_night_early(make_lab):
     cfg = load_config(lab)
     w = make_worker(cfg.agents.worker, cfg, lab)
     from nightlab.loop.cycle import Cycles
+    from nightlab.loop.lines import Lines
 
     class Night:  # what _failed uses of the night
         def __init__(self) -> None:
             self.cfg, self.lines = cfg, []
-
-        def report(self, line: str) -> None:
-            self.lines.append(line)
+            self.report = Lines(self.lines.append)
 
     cycles = Cycles.__new__(Cycles)
     cycles.night, cycles.stop_reason = Night(), None

@@ -14,6 +14,7 @@ import optuna
 import pytest
 
 from nightlab import Lab
+from nightlab.loop.lines import Lines
 from nightlab.loop.pruning import REPORTS_PER_POLL, Pruning, on_grid
 from nightlab.trials.metrics import MetricReader
 from nightlab.trials.watch import Outcome
@@ -27,11 +28,9 @@ class Night:
     def __init__(self, state, cfg, stored=()):
         self.state, self.cfg, self.run_id = state, cfg, 1
         self.lines: list[str] = []
+        self.report = Lines(self.lines.append)
         self.events: list[tuple] = []
         self.store = types.SimpleNamespace(trials=lambda *a: list(stored))
-
-    def report(self, line):
-        self.lines.append(line)
 
     def event(self, kind, /, **data):
         self.events.append((kind, data))

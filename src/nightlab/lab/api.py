@@ -81,7 +81,7 @@ class Lab:
         max_trials: int | None = None,
         hours: float | None = None,
         slots: int | None = None,
-        report: Callable[[str], None] = print,
+        report: Callable[[str], None] | None = None,
         progress: Callable[[int, int | None], None] | None = None,
         finishup_minutes: float | None = None,
         final_rounds: int = 1,
@@ -90,9 +90,12 @@ class Lab:
     ) -> dict[str, Any]:
         """Run the loop in this process until a stop condition; returns the final status.
 
-        `report` receives one human line per event; `progress(ended, max_trials)` is called
-        after every recorded trial. `finishup_minutes` makes the last minutes of an
-        `hours`-long night its finish-up (see `finish_up`)."""
+        The night's human lines (one per event) are INFO records, WARNING where something
+        went wrong, on the `nightlab.loop` logger: `logging.basicConfig(level=logging.INFO)`
+        shows them. `report`, if given, also receives each line (the older way);
+        `progress(ended, max_trials)` is called after every recorded trial.
+        `finishup_minutes` makes the last minutes of an `hours`-long night its finish-up
+        (see `finish_up`)."""
         from nightlab.loop.loop import Loop
 
         if hours is not None and hours <= 0:

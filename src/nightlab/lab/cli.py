@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +15,18 @@ from typing import Annotated, Any
 
 import typer
 
-from nightlab.lab.cli_common import HERE, ConfirmTop, FinalRounds, LabArg, Note, OldTopK, Port
+from nightlab.lab.cli_common import (
+    HERE,
+    ConfirmTop,
+    FinalRounds,
+    LabArg,
+    LogLevel,
+    Note,
+    OldTopK,
+    Port,
+    log_console,
+    show_logs,
+)
 from nightlab.lab.cli_common import console as _console
 from nightlab.lab.cli_common import guard as _guard
 from nightlab.lab.cli_common import lab as _lab
@@ -44,11 +54,15 @@ def _show_version(asked: bool) -> None:
 
 @app.callback()
 def _main(
+    ctx: typer.Context,
     version: Annotated[bool, typer.Option(
         "--version", "-V", is_eager=True, callback=_show_version,
         help="Print nightlab's version and exit.")] = False,
+    log_level: Annotated[LogLevel, typer.Option(case_sensitive=False,
+        help="Show log lines from this level up (warning: only what went wrong).")] = LogLevel.info,
 ) -> None:  # fmt: skip
     """Run machine-learning experiments unattended: trials, a ratchet, a record."""
+    ctx.call_on_close(show_logs(log_level.value))
 
 
 app.command()(init)  # cli_init.py
@@ -88,9 +102,8 @@ def run(
 ) -> None:
     """Run the loop in the foreground until a stop condition (Ctrl-C stops gracefully)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.text import Text
 
-    console = _console()
+    console = log_console()
     bar = Progress(
         TextColumn("trials"),
         BarColumn(),
@@ -101,10 +114,6 @@ def run(
         disable=not console.is_terminal,
     )
     task = bar.add_task("trials", total=max_trials)
-
-    def report(line: str) -> None:
-        stamp = Text(time.strftime("%H:%M:%S "), style="dim")
-        console.print(stamp + Text(line), highlight=False, soft_wrap=True)
 
     def progress(ended: int, total: int | None) -> None:
         bar.update(task, completed=ended, total=total)
@@ -119,7 +128,6 @@ def run(
             max_trials=max_trials,
             hours=hours,
             slots=slots,
-            report=report,
             progress=progress,
             finishup_minutes=finishup_minutes,
             final_rounds=final_rounds,

@@ -1,10 +1,13 @@
-"""What every `nightlab` command shares: the console, one-line errors, the lab, the
-argument types."""
+"""What every `nightlab` command shares: the console, the log's handler, one-line errors,
+the lab, the argument types."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -36,6 +39,67 @@ def console(stderr: bool = False) -> Any:
         no_color=plain or None,
         highlight=False,
     )
+
+
+class _Literal(logging.Formatter):
+    """Every character that is not printable (ESC, other controls, bidi overrides) as its
+    escape, `\\x1b`: a trial's or an agent's text cannot drive the terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if text.isprintable():
+            return text
+        return "".join(c if c.isprintable() or c in "\n\t" else c.encode("unicode_escape").decode()
+                       for c in text)  # fmt: skip
+
+
+class LogLevel(StrEnum):
+    """`--log-level`: the least severe record shown."""
+
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
+def show_logs(level: str = "info") -> Callable[[], None]:
+    """Show the `nightlab` logger's records (the night's lines) on stdout from `level` up:
+    through Rich on a terminal (the time, no level or path; markup off, so text shows as
+    it is), else as plain `HH:MM:SS line` lines. Returns the undo."""
+    out = console()
+    if out.is_terminal:
+        from rich.highlighter import NullHighlighter
+        from rich.logging import RichHandler
+
+        handler: logging.Handler = RichHandler(
+            console=out, show_level=False, show_path=False, markup=False, keywords=[],
+            highlighter=NullHighlighter(), log_time_format="%H:%M:%S", omit_repeated_times=False,
+        )  # fmt: skip
+        handler.setFormatter(_Literal("%(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(_Literal("%(asctime)s %(message)s", "%H:%M:%S"))
+    logger = logging.getLogger("nightlab")
+    was = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(level.upper())
+    logger.propagate = False  # shown once, even where something configured the root logger
+
+    def undo() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(was[0])
+        logger.propagate = was[1]
+
+    return undo
+
+
+def log_console() -> Any:
+    """The console the log's lines go to on a terminal, else a new one: a live view (the
+    progress bar) must share it, or the lines are written over the bar."""
+    for handler in logging.getLogger("nightlab").handlers:
+        if (shared := getattr(handler, "console", None)) is not None:
+            return shared
+    return console()
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -115,7 +115,7 @@ class Cycles:
         """A worker error is printed; the same one max_same_errors times in a row ends the
         night with that line (a CLI that cannot start fails the same way every time)."""
         line = f"{error}".strip().splitlines()[0][:500] if f"{error}".strip() else "no message"
-        self.night.report(f"worker error ({type(error).__name__}): {line}")
+        self.night.report.warning(f"worker error ({type(error).__name__}): {line}")
         shape = re.sub(r"\d+", "#", f"{type(error).__name__}: {line}")
         self.same_errors = self.same_errors + 1 if shape == self._last_error else 1
         self._last_error = shape

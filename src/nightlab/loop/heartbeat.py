@@ -5,13 +5,14 @@ within a beat."""
 
 from __future__ import annotations
 
-import sys
+import logging
 import threading
 import time
 
 from nightlab.loop.finishup import Finisher
 from nightlab.loop.night import Night
 
+LOG = logging.getLogger(__name__)
 HEARTBEAT_S = 2.0
 
 
@@ -35,7 +36,7 @@ class Heartbeat:
                 self._deadline(deadline)
                 self.finisher.refresh()
             except Exception as exc:  # keep beating; the main thread reports store failures
-                print(f"nightlab: heartbeat failed: {exc}", file=sys.stderr)
+                LOG.error("heartbeat failed: %s", exc)
             self.done.wait(HEARTBEAT_S)
 
     def _deadline(self, deadline: float | None) -> None:

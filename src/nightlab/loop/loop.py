@@ -12,9 +12,9 @@ the night carries on.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +35,7 @@ from nightlab.loop.finishup import Done, Finisher
 from nightlab.loop.heartbeat import Heartbeat
 from nightlab.loop.journal import Journal
 from nightlab.loop.library import Library
+from nightlab.loop.lines import Lines
 from nightlab.loop.lock import LabLock
 from nightlab.loop.loop_job_signals import LoopJob
 from nightlab.loop.night import Next, Night, NightError, Run
@@ -47,13 +48,13 @@ from nightlab.loop.slots import CHECK_S, POLL_S, Slots
 from nightlab.store import history, kinds, read
 from nightlab.store.db import Store, Trial
 from nightlab.store.paths import LabPaths
-from nightlab.store.redact import redact
 from nightlab.trials import executor, sandbox
 from nightlab.trials.workspace import Workspace
 
 __all__ = ["Loop", "NightError"]
 
 MAX_IDLE_CYCLES = 20
+LOG = logging.getLogger(__name__)
 
 
 class Loop:
@@ -66,7 +67,7 @@ class Loop:
         max_trials: int | None = None,
         hours: float | None = None,
         slots: int | None = None,
-        report: Callable[[str], None] = print,
+        report: Callable[[str], None] | None = None,
         progress: Callable[[int, int | None], None] | None = None,
         finish: FinishUp | None = None,
     ) -> None:
@@ -77,7 +78,7 @@ class Loop:
         self.executor = executor.executor_for(cfg)  # a missing plugin fails here, at once
         self.notify_to = targets(cfg.notify.urls) if cfg.notify.urls else []  # so does a bad URL
         self.slot_count = slots or self.executor.slots
-        self.report = lambda line: report(redact(line))
+        self.report = Lines(report)  # also logged: `nightlab.loop` records
         self.progress = progress  # (trials ended, max_trials) after each recorded trial
         self.finish_request = finish  # from `run --finishup-minutes`: stored at start
         self.stop_reason: str | None = None
@@ -103,7 +104,7 @@ class Loop:
             for stale in ws.clear_stale_locks():
                 self.report(f"removed a git lock a killed loop left behind: {stale}")
             if warning := sandbox.unsealed_warning(self.cfg):
-                self.report(warning)
+                self.report.warning(warning)
             self.cfg = opening.knob_defaults(self.lab, self.cfg, store, self.report)  # hydra
             self.night = Night(self.lab, self.cfg, store, journal, ws, self.report, self.slot_count)
             self._assemble(self.night)
@@ -129,7 +130,7 @@ class Loop:
                 try:  # best effort: the store may be what failed (a full disk)
                     self._close("crashed", f"{type(exc).__name__}: {exc}")
                 except Exception as again:
-                    print(f"nightlab: could not close the run: {again}", file=sys.stderr)
+                    LOG.error("could not close the run: %s", again)
             raise
         finally:
             store.close()

@@ -17,6 +17,7 @@ from nightlab import UserError
 from nightlab.agents.decision import Decision
 from nightlab.config import Config
 from nightlab.loop.journal import Journal
+from nightlab.loop.lines import Lines
 from nightlab.loop.notices import Notices
 from nightlab.ratchet import Best, Noise
 from nightlab.store import read
@@ -62,7 +63,7 @@ class Night:
     store: Store
     journal: Journal
     ws: Workspace
-    report: Callable[[str], None]
+    report: Lines  # the night's human lines (logged; see lines.py)
     slots: int
     run_id: int | None = None
     night_id: str = ""

@@ -13,7 +13,7 @@ enters a stall (Cycles.stalled() starts answering) and again only after it left 
 from __future__ import annotations
 
 import functools
-import sys
+import logging
 import time
 import traceback
 from collections.abc import Callable
@@ -28,6 +28,7 @@ from nightlab.store.kinds import REQUEUED
 if TYPE_CHECKING:
     from nightlab.loop.night import Night
 
+LOG = logging.getLogger(__name__)
 TAIL_LINES = 8
 LINE_CHARS = 400  # a hypothesis or the params, as shown in a message
 
@@ -41,8 +42,8 @@ def _safe(method: Callable[..., None]) -> Callable[..., None]:
         try:
             method(self, *args, **kwargs)
         except Exception as exc:
-            print(f"nightlab: the {method.__name__} notification failed: "
-                  f"{type(exc).__name__}: {exc}", file=sys.stderr)  # fmt: skip
+            LOG.warning("the %s notification failed: %s: %s", method.__name__,
+                        type(exc).__name__, exc)  # fmt: skip
 
     return guarded
 

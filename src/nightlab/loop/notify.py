@@ -26,7 +26,6 @@ import contextvars
 import logging
 import queue
 import re
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -37,6 +36,7 @@ from typing import Any
 from nightlab import UserError
 from nightlab.store.redact import redact
 
+LOG = logging.getLogger(__name__)
 FLUSH_S = 5.0  # at the night's end, the longest wait for messages still going out
 URGENT = frozenset({"crashed", "finished", "baseline_failed"})  # never held by the rate limit
 QUEUE_MAX = 200  # messages waiting for one URL; past it new ones are dropped (and recorded)
@@ -243,7 +243,7 @@ class Channel:
         try:
             self.record("notify_failed" if error is not None else "notify_sent", data)
         except Exception as exc:  # the store may be what failed; the night goes on
-            print(f"nightlab: could not record a notification: {exc}", file=sys.stderr)
+            LOG.warning("could not record a notification: %s", exc)
 
     def stop(self) -> None:
         """Ask the thread to send what is left, as one message, and end (never blocks)."""

@@ -219,7 +219,7 @@ def write_report(night: Night, top_k: int | None = None) -> Path | None:
         where = write(night.lab, night.cfg, top_k=top_k or night.cfg.report.top_k)
     except Exception as exc:
         night.event("report_failed", run_id=night.run_id, error=f"{exc}"[:2000])
-        night.report(f"the report could not be written: {type(exc).__name__}: {exc}")
+        night.report.warning(f"the report could not be written: {type(exc).__name__}: {exc}")
         return None
     night.event("report_written", run_id=night.run_id, path=str(where))
     night.report(f"report: {where / 'final_paper_report.md'}")

@@ -77,7 +77,7 @@ class Pruning:
         try:
             return LabStudy(night.state, night.cfg)
         except Exception as exc:
-            night.report(
+            night.report.warning(
                 f"the Optuna study {night.state / 'optuna.journal'} could not be opened "
                 f"({type(exc).__name__}: {exc}): no pruning this night; move the file away to "
                 "start a new study"
@@ -97,7 +97,7 @@ class Pruning:
             self.study = None
             if self.worker is not None:  # nobody tells the study any more: it asks in memory
                 self.worker.use_study(None)
-            self.night.report(
+            self.night.report.warning(
                 f"the Optuna study ({what}) failed: {type(exc).__name__}: {exc}; no pruning "
                 "for the rest of this night (the study catches up from the store next start)"
             )

@@ -73,7 +73,7 @@ class Recorder:
         self.tracking.submit(trial_id)
         if not self.tracking.alive() and not self._tracking_gone:
             self._tracking_gone = True
-            self.night.report(
+            self.night.report.warning(
                 "MLflow: the tracking process has exited (see .nightlab/tracking.log); "
                 "trials stay in the store and are logged next start"
             )

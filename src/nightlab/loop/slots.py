@@ -140,7 +140,7 @@ class Slots:
             status="failed", exit_code=None, objective=None, metrics={}, wall_s=0.0,
             peak_rss_mb=None, log_tail=None, reason=reason,
         )  # fmt: skip
-        self.night.report(f"trial {trial_id} ({kind}) failed before it started: {reason}")
+        self.night.report.warning(f"trial {trial_id} ({kind}) failed before it started: {reason}")
         self.record(trial_id, trace, kind, outcome)
 
     # ------------------------------------------------------------------ watch
