@@ -65,6 +65,7 @@ def resume_now(cluster, job: str, lab: Path) -> None:
     job (see test_requeue.start_now)."""
     wait_for(lambda: status(lab)["state"] == "requeued", timeout=30, what="the run closed")
     wait_for(lambda: cluster.state(job) == "PENDING", timeout=60, what=f"job {job} requeued")
+    time.sleep(2)  # not in the second of the requeue: slurmd refuses the new credential then
     cluster.run(["scontrol", "update", f"jobid={job}", "starttime=now"])
 
 
