@@ -827,3 +827,22 @@ def _value_at(raw: Any, loc: tuple[Any, ...]) -> Any:
         else:
             return None
     return raw
+
+
+# ------------------------------------------------------------------------ optional extras
+class MissingExtra(ConfigError):
+    """A feature the lab selected needs an optional extra of nightlab that is not installed."""
+
+
+def require(module: str, extra: str, feature: str) -> None:
+    """Fail with one line naming the `pip install` to run when `module` (a top-level package
+    that nightlab's extra `extra` brings) is not importable; `feature` says what needs it."""
+    from importlib.util import find_spec
+
+    try:
+        found = find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken or blocked package counts as missing
+        found = False
+    if not found:
+        raise MissingExtra(f"{feature} needs nightlab[{extra}]: pip install 'nightlab[{extra}]'")
+
