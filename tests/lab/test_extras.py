@@ -168,3 +168,35 @@ def test_help_runs_with_every_optional_package_missing(without):
     proc = without(*OPTIONAL)("--help")
     assert proc.returncode == 0 and "dashboard" in proc.stdout, proc.stderr
 
+
+# ------------------------------------------------------------------ the process environment
+BAD = [("NIGHTLAB_PLAIN", "maybe"), ("COLUMNS", "wide"), ("COLUMNS", "-3"), ("COLUMNS", "9" * 400)]
+
+
+@pytest.mark.parametrize(("name", "value"), BAD)
+def test_a_bad_environment_variable_is_one_line_naming_it(tmp_path, without, name, value):
+    lab = tiny(tmp_path)
+    proc = without(env={name: value})("status", str(lab))
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith(f"error: environment variable {name}=") and "unset it" in line
+    assert "Traceback" not in proc.stderr
+
+
+def test_an_empty_variable_counts_as_unset_and_the_usual_spellings_work(tmp_path, without):
+    lab = tiny(tmp_path)
+    for env in ({"NIGHTLAB_PLAIN": ""}, {"NIGHTLAB_PLAIN": "0"}, {"NIGHTLAB_PLAIN": "yes"},
+                {"COLUMNS": ""}, {"COLUMNS": "80"}):  # fmt: skip
+        proc = without(env=env)("status", str(lab))
+        assert proc.returncode == 0, (env, proc.stderr)
+
+
+def test_the_environment_is_read_fresh(monkeypatch):
+    from nightlab.config import environment
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////tmp/a.db")
+    assert environment().mlflow_tracking_uri == "sqlite:////tmp/a.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "")
+    assert environment().mlflow_tracking_uri is None
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "team")
+    assert environment().mlflow_experiment_name == "team"
