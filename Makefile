@@ -19,7 +19,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml $(wildcard tests/plugins/*/pyproject.toml) | $(BIN)/python
 	$(PIP) install -q "$(TORCH_SPEC)" $(QUIET)
-	$(PIP) install -q -e ".[dev,examples,literature]" $(QUIET)
+	$(PIP) install -q -e ".[all,dev,examples]" $(QUIET)
 	# the tests' own plugin packages (entry points nightlab.workers / executors / notifiers)
 	$(foreach p,$(wildcard tests/plugins/*/pyproject.toml),$(PIP) install -q -e $(dir $(p)) $(QUIET);)
 	touch $@

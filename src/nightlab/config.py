@@ -27,6 +27,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from nightlab import UserError
 
@@ -863,3 +864,55 @@ def _value_at(raw: Any, loc: tuple[Any, ...]) -> Any:
         else:
             return None
     return raw
+
+
+# ------------------------------------------------------------------------ optional extras
+class MissingExtra(ConfigError):
+    """A feature the lab selected needs an optional extra of nightlab that is not installed."""
+
+
+def require(module: str, extra: str, feature: str) -> None:
+    """Fail with one line naming the `pip install` to run when `module` (a top-level package
+    that nightlab's extra `extra` brings) is not importable; `feature` says what needs it."""
+    from importlib.util import find_spec
+
+    try:
+        found = find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken or blocked package counts as missing
+        found = False
+    if not found:
+        raise MissingExtra(f"{feature} needs nightlab[{extra}]: pip install 'nightlab[{extra}]'")
+
+
+# ------------------------------------------------------------------ the process environment
+class Environment(BaseSettings):
+    """The environment variables nightlab's own process reads (a trial's environment is
+    nightlab's to set); each field is the variable of its name in capitals. Read it with
+    `environment()`, fresh per call."""
+
+    model_config = SettingsConfigDict(env_ignore_empty=True, extra="ignore")
+    nightlab_plain: bool = Field(
+        False, description="Plain output: no colours, no live progress (1/true/yes, 0/false/no)."
+    )
+    columns: int = Field(
+        140, ge=20, le=10_000, description="The line width when stdout is not a terminal."
+    )
+    mlflow_tracking_uri: str | None = Field(
+        None, description="The MLflow store when [tracking] mlflow_uri is unset."
+    )
+    mlflow_experiment_name: str | None = Field(
+        None, description="The MLflow experiment when [tracking] experiment is unset."
+    )
+
+
+def environment() -> Environment:
+    """The environment, read now; a bad value fails with one line naming the variable."""
+    try:
+        return Environment()
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        name = str(problem["loc"][0]).upper()
+        raise ConfigError(
+            f"environment variable {name}={os.environ.get(name, '')!r}: {problem['msg']}; "
+            "fix it or unset it"
+        ) from None

@@ -46,7 +46,7 @@ from typing import Any
 from nightlab import UserError
 from nightlab.agents.errors import AgentError
 from nightlab.agents.worker import BaseWorker, Reviewer, Worker
-from nightlab.config import Config, plugin
+from nightlab.config import Config, plugin, require
 
 WORKERS = "nightlab.workers"  # the entry-point group of worker plugins
 BUILT_IN = ("search", "replay", "command")
@@ -85,6 +85,7 @@ def make_worker(spec: str, cfg: Config, lab: Path) -> Worker:
     if name and name not in BUILT_IN and name in plugins:
         return _plugin_worker(spec, name, args, cfg, lab)
     if ":" in spec:
+        require("pydantic_ai", "llm", f"the worker {spec!r} (a model)")
         from nightlab.agents.llm import LLMWorker, LLMWorkerError, UnknownModelError
 
         _require_price(spec, cfg, "worker")
@@ -107,6 +108,7 @@ def make_worker(spec: str, cfg: Config, lab: Path) -> Worker:
 
 def make_mentor(spec: str, cfg: Config, lab: Path) -> Reviewer:
     """The mentor for a model string; an unusable one fails the run at start."""
+    require("pydantic_ai", "llm", f"the mentor {spec!r} (a model)")
     from nightlab.agents.llm import LLMWorkerError
     from nightlab.agents.mentor import Mentor
 
@@ -115,6 +117,12 @@ def make_mentor(spec: str, cfg: Config, lab: Path) -> Reviewer:
         return Mentor(spec, cfg, lab)
     except LLMWorkerError as exc:
         raise AgentError(f"mentor: {exc}") from None
+
+
+def is_model(spec: str) -> bool:
+    """Does `spec` name a pydantic-ai model (not a built-in worker or a plugin)?"""
+    name = spec.partition(":")[0]
+    return ":" in spec and name not in BUILT_IN and name not in registered()
 
 
 def registered() -> dict[str, str]:

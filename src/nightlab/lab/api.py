@@ -134,7 +134,10 @@ class Lab:
         """Run the loop in the background (its output in .nightlab/loop.log); returns its PID.
         `options` become `nightlab run` options (True: a bare flag); `env` is added to its
         environment (a secret such as the dashboard's token goes there, never in argv)."""
-        _ = self.config  # fail here, in the caller's terminal, on a bad nightlab.toml
+        from nightlab.loop import extras
+
+        # fail here, in the caller's terminal, on a bad nightlab.toml or a missing extra
+        extras.check(self.config, options.get("worker"))
         current = self.status()
         if current["state"] == "running":
             raise LabError(

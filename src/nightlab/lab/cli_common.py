@@ -4,7 +4,6 @@ the lab, the argument types."""
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Callable
 from enum import StrEnum
@@ -30,10 +29,16 @@ Note = Annotated[str, typer.Option(help="A note kept with the finish-up request.
 def console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    plain = bool(os.environ.get("NIGHTLAB_PLAIN"))
-    wide = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "140"))
+    from nightlab.config import ConfigError, environment
+
+    try:
+        env = environment()
+    except ConfigError as exc:  # no console to print it with: plain text, then exit 2
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    plain = env.nightlab_plain
     return Console(
-        width=wide,
+        width=None if sys.stdout.isatty() else env.columns,
         stderr=stderr,
         force_terminal=False if plain else None,
         no_color=plain or None,

@@ -23,7 +23,7 @@ from typing import Any
 
 from nightlab.agents import make_mentor, make_worker
 from nightlab.config import Config
-from nightlab.loop import opening
+from nightlab.loop import extras, opening
 from nightlab.loop.baseline import Baseline
 from nightlab.loop.budget import Budget
 from nightlab.loop.confirm import WORKER as RATCHET
@@ -73,6 +73,7 @@ class Loop:
     ) -> None:
         self.lab, self.cfg = Path(lab).resolve(), cfg
         self.worker_choice = worker or cfg.agents.worker
+        extras.check(cfg, self.worker_choice)  # a missing extra fails before anything runs
         self.max_trials = max_trials if max_trials is not None else cfg.budget.max_trials
         self.hours = hours  # given for this run; else [budget] hours, unless resuming
         self.executor = executor.executor_for(cfg)  # a missing plugin fails here, at once

@@ -91,6 +91,9 @@ class Target:
 
 def targets(urls: Sequence[str]) -> list[Target]:
     """Every URL read by Apprise; NotifyError naming the first it cannot read."""
+    from nightlab.config import require
+
+    require("apprise", "notify", "[notify] urls")
     import apprise
 
     _quiet_apprise()

@@ -10,7 +10,6 @@ hashed then still holds.
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -165,16 +164,17 @@ def mlflow_options(night: Night) -> dict[str, Any]:
     """Where the night's runs go: nightlab.toml's `[tracking] mlflow_uri` / `experiment`,
     else the environment's MLFLOW_TRACKING_URI / MLFLOW_EXPERIMENT_NAME (a team's shared
     server), else the lab's own `.nightlab/mlflow.db` / the lab's name."""
+    from nightlab.config import environment
     from nightlab.tracking.mirror import default_uri
 
-    cfg, env = night.cfg, os.environ
+    cfg, env = night.cfg, environment()
     with night.store.tx() as s:
         started = Store.get_meta(s, "night_started") or time.time()
     return {
         "uri": cfg.tracking.mlflow_uri
-        or env.get("MLFLOW_TRACKING_URI")
+        or env.mlflow_tracking_uri
         or default_uri(night.state),
-        "experiment": cfg.tracking.experiment or env.get("MLFLOW_EXPERIMENT_NAME") or cfg.lab.name,
+        "experiment": cfg.tracking.experiment or env.mlflow_experiment_name or cfg.lab.name,
         "artifacts": str(night.state / "mlartifacts"),
         "night": night.night_id,
         # the parent run's name; a trial's is `<this>-t<id>` (unique across nights)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from nightlab import UserError
-from nightlab.config import Config
+from nightlab.config import Config, require
 from nightlab.store import files
 from nightlab.trials import sacct
 from nightlab.trials.local import conclude, limit_broken, reader_for, sandboxed_wrapper
@@ -95,6 +95,7 @@ class Command:
 
 def executor(cfg: Config, folder: Path) -> Any:
     """A submitit SlurmExecutor with the lab's `[executor]` settings."""
+    require("submitit", "slurm", f"[executor] kind = \"{KIND}\"")
     import submitit
 
     ex = cfg.executor
@@ -150,6 +151,7 @@ def start(cfg: Config, spec: TrialSpec) -> SlurmTrial:
 def attach(spec: TrialSpec, job_id: str, started_at: float) -> SlurmTrial | None:
     """Re-attach to a job a dead loop submitted; None when it has already ended (unless it
     ended lost and is requeued now, or nightlab has a verdict on it: lost a second time)."""
+    require("submitit", "slurm", f"[executor] kind = \"{KIND}\"")
     from submitit.slurm.slurm import SlurmJob
 
     trial = SlurmTrial(spec, SlurmJob(spec.trial_dir / "slurm", job_id), started_at)

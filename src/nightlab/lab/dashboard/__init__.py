@@ -36,12 +36,20 @@ def discover(path: Path) -> tuple[dict[str, Any], bool]:
     return labs, True
 
 
+def _require() -> None:
+    from nightlab.config import require
+
+    for module in ("fastapi", "uvicorn", "sse_starlette"):
+        require(module, "dashboard", "the dashboard")
+
+
 def _slug(name: str) -> str:
     return re.sub(r"[^\w.-]", "_", name) or "lab"
 
 
 def build(path: Path, *, token: str, host: str = "127.0.0.1", read_only: bool = False) -> Any:
     """The ASGI app serving the lab(s) at `path`."""
+    _require()
     from nightlab.lab.dashboard.app import Dashboard, create_app
 
     labs, index = discover(path)
@@ -130,6 +138,7 @@ def for_start(port: int) -> tuple[dict[str, str], dict[str, Any], str]:
     and the `run` options for the background loop, and the line to print here."""
     import os
 
+    _require()  # here, not in the background loop: its failure would be in loop.log only
     token, made = resolve_token("127.0.0.1", os.environ.get(TOKEN_ENV))
     line = address("127.0.0.1", port, token if made else None)
     return {TOKEN_ENV: token}, {"dashboard": True, "port": port}, line
