@@ -10,6 +10,7 @@ from nightlab.ratchet import finite
 from nightlab.report.candidates import Candidate
 from nightlab.report.data import Night
 from nightlab.report.doc import Bullets, Para, Section, Table
+from nightlab.store import fmt
 
 MAX_ROWS = 15
 HIGH_NOISE = 0.02  # baseline σ above 2 % of its mean: noisy enough to say so
@@ -35,11 +36,11 @@ def near_misses(night: Night) -> list[dict[str, Any]]:
 def not_confirmed_text(night: Night, t: dict[str, Any]) -> str:
     """`4 (selection run 1.99; confirmed 1.005, n=2: +0.005 vs threshold 0.029)`."""
     j = t.get("judgement") or {}
-    picked = "" if t["objective"] is None else f"selection run {t['objective']:.4g}; "
+    picked = "" if t["objective"] is None else f"selection run {fmt.value(t['objective'])}; "
     if "reason" in j or not all(finite(j.get(k)) for k in ("value", "improvement", "threshold")):
         return f"{t['id']} ({picked}{_short(j.get('reason') or 'no figures recorded', 100)})"
     return (
-        f"{t['id']} ({picked}confirmed {j['value']:.4g}, n={j.get('n')}: "
+        f"{t['id']} ({picked}confirmed {fmt.value(j['value'])}, n={j.get('n')}: "
         f"{j['improvement']:+.3g} vs threshold {j['threshold']:.3g})"
     )
 
@@ -215,7 +216,7 @@ def recommendations(night: Night, pick: Candidate | None, ranked: list[Candidate
         )
     target = night.cfg.objective.target
     if target is not None and pick is not None and not reached(night, pick):
-        recs.append(f"The target {target:g} is not reached yet ({pick.mean:.4g}): continue.")
+        recs.append(f"The target {target:g} is not reached yet ({fmt.value(pick.mean)}): continue.")
     if kept and pick is not None and pick.kind != "baseline":
         recs.append(f"Adopt the final pick into your branch: `nightlab adopt {pick.first['id']}`.")
     if not recs:
