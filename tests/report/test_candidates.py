@@ -70,11 +70,11 @@ def test_confirmation_runs_form_one_candidate_with_mean_and_sd(tmp_path):
     assert [c["trial"] for c in board["candidates"]] == [4, 1, 7]
     assert board["final_pick"] == 4 and by_trial[4]["final_pick"]
     summary = section((out / "final_paper_report.md").read_text(), "Summary")
-    assert "1.5 ± 0.0283 (n=2)** (confirmed mean ± sd over 2 run(s) on new seeds; selection run "
+    assert "1.5 ± 0.02828 (n=2)** (confirmed mean ± sd over 2 run(s) on new seeds; selection run "
     assert "has the best" not in summary  # the best confirmed mean is the pick
     assert is_png(out / "seed_spread.png")  # two candidates with several seeds
     md = (out / "final_leaderboard_top5.md").read_text()
-    assert "| 1 ★ | 4, 5, 6 | 1.5 ± 0.0283 | 2 | 1.5 | kept |" in md
+    assert "| 1 ★ | 4, 5, 6 | 1.5 ± 0.02828 | 2 | 1.5 | kept |" in md
     assert "| 3 | 7 | 1.505 (single run) | — | 1.505 | discarded |" in md
     results = section((out / "final_paper_report.md").read_text(), "Results")
     assert "**Unconfirmed single runs** (best 1)" in results
@@ -104,7 +104,7 @@ def test_minimize_ranks_the_lowest_first(tmp_path):
     text = (out / "final_paper_report.md").read_text()
     summary = section(text, "Summary")
     assert (
-        "lowered val_loss from 0.5 ± 0.01 (baseline, n=3) to 0.3 ± 0.0141 (confirmed, n=2; "
+        "lowered val_loss from 0.5 ± 0.01 (baseline, n=3) to 0.3 ± 0.01414 (confirmed, n=2; "
         "selection run 0.3): -0.2 in 2 kept step(s)"
     ) in summary
     assert "(trial 4: 0.4, n=2) by +0.1 against a threshold of 0.03" in summary
@@ -208,7 +208,7 @@ def test_without_any_objective_the_plots_are_skipped_and_the_report_says_so(tmp_
     assert not list(out.glob("*.png"))
     text = (out / "final_paper_report.md").read_text()
     assert all(f"\n## {s}\n" in text for s in SECTIONS)
-    assert text.count("**Plot skipped**") == 5
+    assert text.count("**Plot skipped**") == 6  # the five and the learning curves
     assert "**Status**: Failed — the baseline never produced an objective" in text
     assert "exit status 2: no data here" in section(text, "Challenges")
     board = board_of(out)

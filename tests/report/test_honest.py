@@ -67,8 +67,8 @@ def test_a_lucky_single_run_ranks_below_the_confirmed_pick(night):
     assert lucky["confirmed_mean"] == pytest.approx(1.015) and lucky["n"] == 2
     assert lucky["judgement"]["stage"] == "confirm" and lucky["judgement"]["runs"] == [5, 6]
     md = (night["out"] / "final_leaderboard_top5.md").read_text()
-    assert "| 1 ★ | 7, 8, 9 | 1.205 ± 0.00707 | 2 | 1.19 | kept |" in md
-    assert "| 2 | 4, 5, 6 | 1.015 ± 0.00707 | 2 | 1.99 | not_confirmed |" in md
+    assert "| 1 ★ | 7, 8, 9 | 1.205 ± 0.007071 | 2 | 1.19 | kept |" in md
+    assert "| 2 | 4, 5, 6 | 1.015 ± 0.007071 | 2 | 1.99 | not_confirmed |" in md
     assert "| 4 | 10 | 1.21 (single run) | — | 1.21 | discarded |" in md
     results = section(night["paper"], "Results")
     singles = results.split("**Unconfirmed single runs**", 1)[1].split("\n\n", 2)[1]
@@ -109,7 +109,7 @@ def test_the_summary_says_what_improved_by_how_much_and_how_sure(night):
     z = j["improvement"] / (j["sigma"] * (1 / 2 + 1 / 3) ** 0.5)
     assert (
         "**Key Finding**: trial 7 (boost 0→0.2; optimization) raised score from 1 ± 0.01 "
-        "(baseline, n=3) to 1.205 ± 0.00707 (confirmed, n=2; selection run 1.19): +0.205 in 1 "
+        "(baseline, n=3) to 1.205 ± 0.007071 (confirmed, n=2; selection run 1.19): +0.205 in 1 "
         "kept step(s). Its confirmation runs beat the best of that moment (the baseline: 1, "
         f"n=3) by +0.205 against a threshold of {j['threshold']:.3g}: z = {z:.3g} where the "
         f"rule asks z > {j['z']:.3g} (σ {j['sigma']:.3g}, df 4; z corrected for the earlier "

@@ -101,7 +101,7 @@ def test_the_summary_says_what_improved_by_how_much_and_how_sure(night):
     assert j["best_runs"] == [16] and j["best_n"] == 3 and j["best_mean"] == pytest.approx(2.5)
     assert (
         "trial 13 (boost 0→5, code: 1 file +1/-1; optimization) raised score from 1 ± 0.01 "
-        "(baseline, n=3) to 7.005 ± 0.00707 (confirmed, n=2; selection run 6.99): +6.005 in 3 "
+        "(baseline, n=3) to 7.005 ± 0.007071 (confirmed, n=2; selection run 6.99): +6.005 in 3 "
         "kept step(s)."
     ) in summary
     z = j["improvement"] / (j["sigma"] * (1 / 2 + 1 / 3) ** 0.5)
@@ -145,9 +145,8 @@ def test_the_noise_is_the_nights_pooled_sigma_and_each_verdict_has_its_threshold
     assert "σ over the night: 7 verdicts, from σ " in results  # 4 screens (11's too), 3 confirms
     assert "![σ over the night](sigma_over_night.png)" in results
     story = (night["out"] / "final_condensed_story.md").read_text()
-    assert "Best kept: trial 13, score = 7.005 ± 0.00707 (confirmed, n=2; selection run 6.99)." in (
-        story
-    )
+    best = "Best kept: trial 13, score = 7.005 ± 0.007071 (confirmed, n=2; selection run 6.99)."
+    assert best in story
     assert f"Noise at the end: σ {noise.sigma:.3g}" in story
 
 
@@ -200,7 +199,7 @@ def test_leaderboard_validates_groups_seeds_and_ranks(night):
     assert top["hypothesis"] == "more boost, more score" and top["dimension"] == "optimization"
     md = (night["out"] / "final_leaderboard_top3.md").read_text()
     assert md.count("\n| ") == 1 + 3  # header + three rows
-    assert "1 file +1/-1" in md and "boost=5.0" in md
+    assert "1 file +1/-1" in md and "boost=5" in md
 
 
 def test_the_baseline_is_one_candidate_over_its_seeds(night, tmp_path):

@@ -14,6 +14,9 @@
 - a Pruning part: the worker trials `[pruning]` stopped early, the trial-seconds they used
   against their budget, an estimate of the compute saved, and their partial curves against
   the baseline envelope (`pruned_curves.png`);
+- learning curves: the objective's history of the baseline and the best candidates
+  (`learning_curves.png`);
+- links per candidate: its MLflow run (with `[tracking] ui_url`), its logs and its diff;
 - the plots as PNG files, and `report.html`: all of it in one self-contained page.
 
 Selection uses validation figures only; a held-out test figure, computed once for the final
@@ -40,6 +43,7 @@ PLOT_FILES = (
     "seed_spread.png",
     "sigma_over_night.png",
     "pruned_curves.png",
+    "learning_curves.png",
 )
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -60,7 +64,17 @@ def write_report(
     Raises FileNotFoundError when the lab never ran, ReportError when asked for something
     the store cannot back (a test figure for an unknown trial, a bad night id)."""
     from nightlab.report import candidates as cands
-    from nightlab.report import html, leaderboard, paper, plots, pruning, related, story
+    from nightlab.report import (
+        curves,
+        html,
+        leaderboard,
+        links,
+        paper,
+        plots,
+        pruning,
+        related,
+        story,
+    )
     from nightlab.report.data import ReportError, load, test_figure
     from nightlab.report.doc import to_markdown
     from nightlab.store.files import write_atomic
@@ -78,6 +92,7 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     for stale in PLOT_FILES:  # a plot skipped now must not show an old picture
         (out / stale).unlink(missing_ok=True)
+    links.clear(out)
 
     figure = test_figure(night, test)
     ranked = cands.rank(night, cands.group(night))
@@ -94,14 +109,17 @@ def write_report(
     top = ranked[:top_k]
     if pick is not None and pick not in top:
         top.append(pick)  # the final pick is always listed, even below the cut
+    singles = [c for c in ranked if not c.confirmed][: len(top)]  # as Results lists them
     for c in top:
         c.diff = cands.diff_summary(night, c.first)
+    for c in {id(c): c for c in top + singles}.values():
+        c.links = links.trial_links(night, c.first, out)
 
     secrets = secret_values()
     board = leaderboard.write(out, night, top, top_k, len(ranked))
     condensed = redact(story.render(night), secrets)
     write_atomic(out / "final_condensed_story.md", condensed)
-    drawn = plots.draw_all(night, ranked, out)
+    drawn = [*plots.draw_all(night, ranked, out), curves.learning_curves(night, ranked, out)]
     pruned = pruning.gather(night)
     built = paper.build(night, pick, ranked, top, drawn, figure)
     part = pruning.section(night, pruned, pruning.plot(night, pruned, out))
@@ -110,7 +128,7 @@ def write_report(
         built.sections.insert(4, cited)
     doc = _redacted(built, secrets)
     write_atomic(out / "final_paper_report.md", to_markdown(doc))
-    write_atomic(out / "report.html", html.render(doc, out, condensed, board))
+    write_atomic(out / "report.html", html.render(doc, out, condensed, board, top))
     return out
 
 

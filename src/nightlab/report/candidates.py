@@ -16,9 +16,12 @@ from typing import Any
 from nightlab import ratchet
 from nightlab.ratchet import finite
 from nightlab.report.data import TEST_KIND, Night
+from nightlab.report.links import Link
+from nightlab.store import fmt
 from nightlab.store.paths import DIFF
 from nightlab.trials.workspace import diff_numstat, tree_ids
 
+PARAM_DIGITS = 3  # as the terminal's leaderboard rounds parameters
 _DIFF_FILE = re.compile(r"^diff --git a/(.+?) b/(.+)$")
 
 
@@ -31,6 +34,7 @@ class Candidate:
     diff: dict[str, Any] | None = None
     test: dict[str, Any] | None = None
     final_pick: bool = False
+    links: list[Link] = field(default_factory=list)  # of its first trial: MLflow, logs, diff
     values: list[float] = field(init=False)  # the evidence: every run but the selection run
     selection: float | None = field(init=False)
 
@@ -99,24 +103,28 @@ class Candidate:
     def mlflow_run_ids(self) -> list[str]:
         return [t["mlflow_run_id"] for t in self.trials if t["mlflow_run_id"]]
 
+    def links_text(self) -> str:
+        """Its links as Markdown (`[stdout](../../trials/4/stdout.log) · …`), or `—`."""
+        return " · ".join(link.markdown() for link in self.links) or "—"
+
     def figure(self, digits: int = 4) -> str:
-        """`mean ± sd (n=…)`, or the single run, as people read it."""
+        """`mean ± sd (n=…)`, or the single run, rounded as the terminal rounds them."""
         if self.mean is None:
             return "—"
         if not self.confirmed:
-            return f"{self.mean:.{digits}g} (single run)"
+            return f"{fmt.value(self.mean, digits)} (single run)"
         return f"{self.estimate(digits)} (n={self.n})"
 
     def estimate(self, digits: int = 4) -> str:
         """`mean ± sd` (the mean alone without a spread), without n."""
         if self.mean is None:
             return "—"
-        sd = "" if self.sd is None else f" ± {self.sd:.{digits - 1}g}"
-        return f"{self.mean:.{digits}g}{sd}"
+        sd = "" if self.sd is None else f" ± {fmt.value(self.sd, digits)}"
+        return f"{fmt.value(self.mean, digits)}{sd}"
 
     def selection_text(self, digits: int = 4) -> str:
         """The selection run as a number, or `—` (the baseline has none)."""
-        return "—" if self.selection is None else f"{self.selection:.{digits}g}"
+        return "—" if self.selection is None else fmt.value(self.selection, digits)
 
 
 def group(night: Night) -> list[Candidate]:
@@ -184,6 +192,11 @@ def describe_diff(diff: dict[str, Any] | None) -> str:
         return "no code change"
     n = diff["files_changed"]
     return f"{n} file{'s' if n > 1 else ''} +{diff['added']}/-{diff['removed']}"
+
+
+def params_text(params: dict[str, Any], sep: str = ", ") -> str:
+    """`lr=0.00123, depth=4`: parameters rounded as `nightlab leaderboard` shows them."""
+    return sep.join(f"{k}={fmt.value(v, PARAM_DIGITS)}" for k, v in params.items())
 
 
 def changed_params(night: Night, params: dict[str, Any]) -> dict[str, Any]:

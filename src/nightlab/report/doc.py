@@ -86,12 +86,19 @@ def to_markdown(doc: Doc) -> str:
 
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
 _CODE = re.compile(r"`([^`]+)`")
-_LINK = re.compile(r"\[([^\]]+)\]\((https?://[^)\s\"'<>]+)\)")  # http(s) only: no javascript:
+# the report's own relative links (report/links.py): from `reports/<night>/` to a trial's
+# files, or to a diff written beside the report
+LOCAL_LINK = re.compile(
+    r"\.\./\.\./trials/\d+/(?:stdout\.log|stderr\.log|diff\.patch)|diffs/trial-\d+\.patch"
+)
+_LINK = re.compile(  # http(s) or one of the local shapes: never javascript: nor a free path
+    rf"\[([^\]]+)\]\((https?://[^)\s\"'<>]+|{LOCAL_LINK.pattern})\)"
+)
 
 
 def inline_html(text: str) -> Markup:
     """Escape `text` for HTML, then turn `**bold**`, `` `code` `` and `[text](https://…)`
-    into tags."""
+    (or a link of `LOCAL_LINK`'s shape) into tags."""
     escaped = html.escape(str(text), quote=True)
     escaped = _CODE.sub(r"<code>\1</code>", escaped)
     escaped = _LINK.sub(r'<a href="\2" rel="noopener noreferrer">\1</a>', escaped)

@@ -1,5 +1,9 @@
 """The report's judgement: what went wrong (Challenges) and what to do next
-(Recommendations), derived from the night's data, never from a template of advice."""
+(Recommendations), derived from the night's data, never from a template of advice.
+
+A recommendation names only what the lab can change: a `[search]` knob, nightlab's own
+settings, or code dimensions when an agent may edit code; never a parameter outside the
+search space (a seed, a dataset switch), however well it correlates with the objective."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from nightlab.ratchet import finite
 from nightlab.report.candidates import Candidate
 from nightlab.report.data import Night
 from nightlab.report.doc import Bullets, Para, Section, Table
+from nightlab.store import fmt
 
 MAX_ROWS = 15
 HIGH_NOISE = 0.02  # baseline σ above 2 % of its mean: noisy enough to say so
@@ -35,11 +40,11 @@ def near_misses(night: Night) -> list[dict[str, Any]]:
 def not_confirmed_text(night: Night, t: dict[str, Any]) -> str:
     """`4 (selection run 1.99; confirmed 1.005, n=2: +0.005 vs threshold 0.029)`."""
     j = t.get("judgement") or {}
-    picked = "" if t["objective"] is None else f"selection run {t['objective']:.4g}; "
+    picked = "" if t["objective"] is None else f"selection run {fmt.value(t['objective'])}; "
     if "reason" in j or not all(finite(j.get(k)) for k in ("value", "improvement", "threshold")):
         return f"{t['id']} ({picked}{_short(j.get('reason') or 'no figures recorded', 100)})"
     return (
-        f"{t['id']} ({picked}confirmed {j['value']:.4g}, n={j.get('n')}: "
+        f"{t['id']} ({picked}confirmed {fmt.value(j['value'])}, n={j.get('n')}: "
         f"{j['improvement']:+.3g} vs threshold {j['threshold']:.3g})"
     )
 
@@ -114,10 +119,21 @@ def reached(night: Night, pick: Candidate) -> bool:
     return pick.mean == target or night.better(pick.mean, target)
 
 
-def _dimensions() -> list[str]:
+def edits_code(night: Night) -> bool:
+    """Whether the night's worker may change code: an agent (not the `search` worker, which
+    only sets knobs) with something editable (`[trial] editable`, `spec`, `generated`)."""
+    return night.cfg.agents.worker != "search" and bool(night.cfg.editable_files)
+
+
+def _dimensions(night: Night) -> list[str]:
+    """The dimensions a worker can still change in this lab: none without an agent that
+    edits code; never `evaluation` where the lab fixed it (`[trial] evaluate`/`protected`)."""
     from nightlab.agents.decision import Dimension
 
-    return list(get_args(Dimension))
+    if not edits_code(night):
+        return []
+    sealed = bool(night.cfg.trial.evaluate or night.cfg.trial.protected)
+    return [d for d in get_args(Dimension) if not (sealed and d == "evaluation")]
 
 
 def _edge(night: Night, params: dict[str, Any]) -> list[str]:
@@ -148,9 +164,11 @@ def recommendations(night: Night, pick: Candidate | None, ranked: list[Candidate
     elif not kept:
         noise = night.noise
         sigma = f"σ = {noise.sigma:.3g}, df {noise.df}" if noise.df else "σ unknown"
+        elsewhere = "dimensions the night has not touched" if edits_code(night) else (
+            "other regions of the `[search]` space")  # fmt: skip
         recs.append(
             f"Nothing beat the baseline by more than the threshold ({sigma} at the end of the "
-            "night): try larger steps, or dimensions the night has not touched."
+            f"night): try larger steps, or {elsewhere}."
         )
     waiting = night.screened()
     if waiting:
@@ -160,7 +178,7 @@ def recommendations(night: Night, pick: Candidate | None, ranked: list[Candidate
             "(`nightlab run`) to confirm or dismiss them."
         )
     tried = {t["dimension"] for t in trials if t["dimension"]}
-    untried = [d for d in _dimensions() if d not in tried]
+    untried = [d for d in _dimensions(night) if d not in tried]
     if trials and untried:
         recs.append("Untried dimensions: " + ", ".join(f"`{d}`" for d in untried) + ".")
     if pick is not None and pick.kind != "baseline":
@@ -186,7 +204,7 @@ def recommendations(night: Night, pick: Candidate | None, ranked: list[Candidate
         if sd / mean > HIGH_NOISE:
             recs.append(
                 f"The noise is high (pooled sd {sd:.3g}, {100 * sd / mean:.1f}% of the "
-                "baseline): raise `[ratchet] confirm_runs` or use a larger validation set."
+                "baseline): raise `[ratchet] confirm_runs` so each verdict averages more runs."
             )
     misses = near_misses(night)
     if misses:
@@ -215,7 +233,7 @@ def recommendations(night: Night, pick: Candidate | None, ranked: list[Candidate
         )
     target = night.cfg.objective.target
     if target is not None and pick is not None and not reached(night, pick):
-        recs.append(f"The target {target:g} is not reached yet ({pick.mean:.4g}): continue.")
+        recs.append(f"The target {target:g} is not reached yet ({fmt.value(pick.mean)}): continue.")
     if kept and pick is not None and pick.kind != "baseline":
         recs.append(f"Adopt the final pick into your branch: `nightlab adopt {pick.first['id']}`.")
     if not recs:

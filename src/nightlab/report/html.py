@@ -8,7 +8,9 @@ import base64
 from pathlib import Path
 from typing import Any
 
+from nightlab.report.candidates import Candidate, params_text
 from nightlab.report.doc import Bullets, Doc, Image, Para, Table, inline_html
+from nightlab.store import fmt
 
 TEMPLATES = Path(__file__).with_name("templates")
 
@@ -36,8 +38,9 @@ def _blocks(doc: Doc, folder: Path) -> list[dict[str, Any]]:
     return sections
 
 
-def render(doc: Doc, folder: Path, story: str, board: dict[str, Any]) -> str:
-    """The HTML page; images are read from `folder` (where the plots were written)."""
+def render(doc: Doc, folder: Path, story: str, board: dict[str, Any], top: list[Candidate]) -> str:
+    """The HTML page; images are read from `folder` (where the plots were written); `top`
+    are the leaderboard's candidates, whose links it shows."""
     import jinja2
 
     env = jinja2.Environment(
@@ -48,6 +51,8 @@ def render(doc: Doc, folder: Path, story: str, board: dict[str, Any]) -> str:
         lstrip_blocks=True,
     )
     env.filters["inline"] = inline_html
+    env.filters["num"] = fmt.value
+    env.filters["params"] = lambda params: params_text(dict(sorted(params.items())))
     story_lines = [
         line[2:] for line in story.splitlines() if line.startswith("- ")
     ]  # the bullet lines; the header is repeated as the page's intro
@@ -61,4 +66,5 @@ def render(doc: Doc, folder: Path, story: str, board: dict[str, Any]) -> str:
         story_intro=intro,
         story=story_lines,
         board=board,
+        links={c.first["id"]: c.links for c in top},
     )

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from nightlab.report import verdicts
-from nightlab.report.candidates import Candidate, changed_params, describe_diff
+from nightlab.report.candidates import Candidate, changed_params, describe_diff, params_text
 from nightlab.report.data import Night
 from nightlab.report.doc import md_table
+from nightlab.store import fmt
 from nightlab.store.files import write_atomic, write_json
 from nightlab.store.redact import redact, redact_data
 
@@ -117,14 +118,14 @@ def to_markdown(night: Night, board: dict[str, Any], top: list[Candidate]) -> st
     for c in top:
         e = entry(c)
         params = changed_params(night, e["params"])
-        shown = ", ".join(f"{p}={v}" for p, v in params.items()) or "defaults"
+        shown = params_text(params) or "defaults"
         mark = " ★" if c.final_pick else ""
-        test = "" if c.test is None else f"{c.test['metric']}={c.test['value']:.4g}"
+        test = "" if c.test is None else f"{c.test['metric']}={fmt.value(c.test['value'])}"
         rows.append(
             [
                 f"{c.rank}{mark}",
                 ", ".join(str(i) for i in c.ids[:6]) + (" …" if len(c.ids) > 6 else ""),
-                c.estimate() if c.confirmed else f"{c.mean:.4g} (single run)",
+                c.estimate() if c.confirmed else f"{fmt.value(c.mean)} (single run)",
                 str(c.n) if c.confirmed else "—",
                 c.selection_text(),
                 c.verdict or "—",
@@ -134,12 +135,13 @@ def to_markdown(night: Night, board: dict[str, Any], top: list[Candidate]) -> st
                 _short(e["hypothesis"], 60) or "—",
                 test or "—",
                 e["mlflow_run_id"] or "—",
+                c.links_text(),
             ]
         )
     header = [
         "rank", "trials", f"{metric} confirmed mean ± sd", "n", "selection run", "verdict",
         "dimension", "params (vs defaults)", "code vs night start", "hypothesis", "test",
-        "MLflow run",
+        "MLflow run", "links",
     ]  # fmt: skip
     lines.append(md_table(header, rows))
     lines += ["", "★ the final pick (the code nightlab hands over); n: runs on new seeds in the "

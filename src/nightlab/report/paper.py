@@ -7,11 +7,12 @@ from typing import Any
 
 from nightlab.ratchet import finite
 from nightlab.report import findings, verdicts
-from nightlab.report.candidates import Candidate, changed_params, describe_diff
+from nightlab.report.candidates import Candidate, changed_params, describe_diff, params_text
 from nightlab.report.data import Night
 from nightlab.report.doc import Bullets, Doc, Image, Para, Section, Table
 from nightlab.report.plots import Plot
 from nightlab.report.story import when
+from nightlab.store import fmt
 from nightlab.store.kinds import LIVE_RUN_STATES
 
 
@@ -29,7 +30,7 @@ def _fig(night: Night, c: Candidate) -> str:
 
 def _label(night: Night, c: Candidate) -> str:
     params = changed_params(night, c.first["params"])
-    what = [f"{k}={v}" for k, v in params.items()]
+    what = [params_text(params)] if params else []
     if c.diff and c.diff["files_changed"]:
         what.append(f"code: {describe_diff(c.diff)}")
     return ", ".join(what) or "the defaults"
@@ -70,7 +71,7 @@ def key_finding(night: Night, pick: Candidate, base_c: Candidate | None) -> str:
     """What improved, by how much, with what confidence: the final pick against the
     baseline, and the verdict that kept it (its own figures)."""
     base = night.baseline or {}
-    start = base_c.estimate() if base_c is not None else f"{base['objective']:.4g}"
+    start = base_c.estimate() if base_c is not None else fmt.value(base["objective"])
     n_base = base_c.n if base_c is not None else base.get("n")
     start_mean = base_c.mean if base_c is not None else base["objective"]
     verb = "raised" if pick.mean >= start_mean else "lowered"
@@ -78,7 +79,7 @@ def key_finding(night: Night, pick: Candidate, base_c: Candidate | None) -> str:
         picked = "" if pick.selection is None else f"; selection run {pick.selection_text()}"
         end = f"{pick.estimate()} (confirmed, n={pick.n}{picked})"
     else:
-        end = f"{pick.mean:.4g} (a single run)"
+        end = f"{fmt.value(pick.mean)} (a single run)"
     steps = len(night.kept())
     text = (
         f"trial {pick.first['id']} ({_change(night, pick)}; "
@@ -92,7 +93,7 @@ def key_finding(night: Night, pick: Candidate, base_c: Candidate | None) -> str:
         vs = "the baseline" if j.get("best_trial") == first_base else f"trial {j.get('best_trial')}"
         stage = "confirmation runs" if j.get("stage") == "confirm" else "single run"
         text += (
-            f" Its {stage} beat the best of that moment ({vs}: {j['best_mean']:.4g}, "
+            f" Its {stage} beat the best of that moment ({vs}: {fmt.value(j['best_mean'])}, "
             f"n={j.get('best_n')}) by {verdicts.confidence_text(night, j)}."
         )
     return text
@@ -139,7 +140,7 @@ def summary(
         )
     if test is not None:
         items.append(
-            f"**Held-out test**: {test['metric']} = **{test['value']:.4g}** for trial "
+            f"**Held-out test**: {test['metric']} = **{fmt.value(test['value'])}** for trial "
             f"{test['trial']}, computed once for the final pick (selection used validation only)."
         )
     elif night.test_notes:
@@ -243,13 +244,13 @@ def _candidate_rows(night: Night, pick: Candidate | None, cands: list[Candidate]
     rows = []
     for c in cands:
         figures = [c.estimate(), str(c.n), c.selection_text()] if c.confirmed else [
-            f"{c.mean:.4g}"]  # fmt: skip
+            fmt.value(c.mean)]  # fmt: skip
         rows.append(
             [f"{c.rank}{' ★' if c is pick else ''}",
              str(c.first["id"]) + (f" (+{len(c.ids) - 1})" if len(c.ids) > 1 else ""),
              *figures, c.verdict or "—",
              c.first["dimension"] or ("baseline" if c.kind == "baseline" else "—"),
-             _label(night, c)]
+             _label(night, c), c.links_text()]
         )  # fmt: skip
     return rows
 
@@ -288,7 +289,7 @@ def results(
     confirmed = [c for c in top if c.confirmed]
     singles = [c for c in ranked if not c.confirmed][: max(len(top), 1)]
     header = ["rank", "trial", f"{metric} confirmed mean ± sd", "n", "selection run",
-              "verdict", "dimension", "change"]  # fmt: skip
+              "verdict", "dimension", "change", "links"]  # fmt: skip
     if confirmed:
         section.add(
             Para(
@@ -300,7 +301,8 @@ def results(
             Table(header, _candidate_rows(night, pick, confirmed)),
         )
     if singles:
-        header = ["rank", "trial", f"{metric} (single run)", "verdict", "dimension", "change"]
+        header = ["rank", "trial", f"{metric} (single run)", "verdict", "dimension", "change",
+                  "links"]  # fmt: skip
         section.add(
             Para(
                 f"**Unconfirmed single runs** (best {len(singles)}): one run each, the one that "

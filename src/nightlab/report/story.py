@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nightlab.report.data import FAILED, Night
+from nightlab.store import fmt
 
 MAX_LINES = 40
 LINE_CHARS = 220
@@ -99,9 +100,9 @@ def _baseline_line(night: Night) -> str:
     runs = [t for t in night.trials if t["kind"] == "baseline"]
     if base is None:
         return f"Baseline: none of its {len(runs)} repeat(s) succeeded."
-    sd = f" ± {base['sigma']:.3g}" if base["n"] > 1 else ""
+    sd = f" ± {fmt.value(base['sigma'])}" if base["n"] > 1 else ""
     return (
-        f"Baseline: {night.metric} {base['objective']:.4g}{sd} over {base['n']} seed(s) "
+        f"Baseline: {night.metric} {fmt.value(base['objective'])}{sd} over {base['n']} seed(s) "
         f"(trials {', '.join(str(i) for i in base['trials'])})."
     )
 
@@ -147,15 +148,15 @@ def header(night: Night) -> list[str]:
 
 
 def _estimate(best: dict[str, Any]) -> str:
-    """The best's figure: `7.005 ± 0.00707 (confirmed, n=2; selection run 6.99)`."""
+    """The best's figure: `7.005 ± 0.007071 (confirmed, n=2; selection run 6.99)`."""
     if best.get("confirmed_mean") is None:
-        return f"{best['objective']:.4g} (a single run)"
-    sd = "" if best.get("sd") is None else f" ± {best['sd']:.3g}"
+        return f"{fmt.value(best['objective'])} (a single run)"
+    sd = "" if best.get("sd") is None else f" ± {fmt.value(best['sd'])}"
     if best.get("selection") is None:  # the baseline: its repeats
-        return f"{best['confirmed_mean']:.4g}{sd} (n={best['n']})"
+        return f"{fmt.value(best['confirmed_mean'])}{sd} (n={best['n']})"
     return (
-        f"{best['confirmed_mean']:.4g}{sd} (confirmed, n={best['n']}; selection run "
-        f"{best['selection']:.4g})"
+        f"{fmt.value(best['confirmed_mean'])}{sd} (confirmed, n={best['n']}; selection run "
+        f"{fmt.value(best['selection'])})"
     )
 
 

@@ -9,8 +9,9 @@ import math
 from typing import Any
 
 from nightlab.ratchet import finite
-from nightlab.report.candidates import Candidate
+from nightlab.report.candidates import PARAM_DIGITS, Candidate
 from nightlab.report.data import Night
+from nightlab.store import fmt
 
 PASSED_SCREEN = ("screened", "kept", "not_confirmed")
 
@@ -156,7 +157,7 @@ def param_changes(before: dict[str, Any], after: dict[str, Any]) -> str:
 
 
 def _v(value: Any) -> str:
-    return "—" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+    return "—" if value is None else fmt.value(value, PARAM_DIGITS)
 
 
 def _screen_of(j: dict[str, Any]) -> dict[str, Any]:
@@ -191,7 +192,7 @@ def verdict_rows(night: Night, ranked: list[Candidate]) -> tuple[list[str], list
             z = z_observed(j)
             ztext = "" if z is None else f", z {z:.3g}"
             confirm_cell = f"{j['improvement']:+.3g}{ztext} / {j['threshold']:.3g}"
-            confirmed = f"{j['value']:.4g} (n={j['n']})"
+            confirmed = f"{fmt.value(j['value'])} (n={j['n']})"
         else:
             confirm_cell = "kept on one run (confirm_runs = 0)" if t["verdict"] == "kept" else (
                 "awaiting its runs")  # fmt: skip
@@ -202,7 +203,7 @@ def verdict_rows(night: Night, ranked: list[Candidate]) -> tuple[list[str], list
         sigma = f"{vs['sigma']:.3g} ({vs['df']})" if vs.get("df") else "—"
         rows.append(
             [str(t["id"]), change or "—",
-             "—" if t["objective"] is None else f"{t['objective']:.4g}", screen_cell, confirmed,
+             "—" if t["objective"] is None else fmt.value(t["objective"]), screen_cell, confirmed,
              confirm_cell, sigma, t["verdict"]]
         )  # fmt: skip
     return header, rows

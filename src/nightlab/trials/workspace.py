@@ -370,3 +370,20 @@ def diff_numstat(lab: Path, base: str, commit: str) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return proc.stdout if proc.returncode == 0 else None
+
+
+def diff_text(lab: Path, base: str, commit: str, max_bytes: int) -> str | None:
+    """`git diff base commit` in `lab`, cut at `max_bytes` (a last line says so), or None when
+    git cannot tell. Read-only."""
+    try:
+        proc = subprocess.run(
+            ["git", *SAFE, "diff", base, commit], cwd=lab, capture_output=True, timeout=60
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if proc.returncode != 0:
+        return None
+    text = proc.stdout[:max_bytes].decode(errors="replace")
+    if len(proc.stdout) > max_bytes:
+        text += f"\n… cut at {max_bytes} bytes of {len(proc.stdout)}\n"
+    return text

@@ -13,10 +13,10 @@ from nightlab.lab.api import Lab
 from nightlab.store import pages, pruned, read
 from nightlab.store.files import read_regular, tail
 from nightlab.store.paths import DIFF, STDERR, STDOUT
+from nightlab.tracking.ui import run_url
 
 DIFF_BYTES = 1 << 20  # a bigger diff.patch is shown cut
 LOG_LINES = 200
-RUN_ID = re.compile(r"^[0-9a-f]{8,64}$")  # what MLflow names a run
 NIGHT_NAME = re.compile(r"^[\w-][\w.-]{0,99}$")  # never "." or ".."
 
 
@@ -184,10 +184,7 @@ def trial_page(lab: Lab, trial_id: int) -> dict[str, Any] | None:
 
 def mlflow_link(lab: Lab, run_id: str | None) -> str | None:
     """The trial's run in the MLflow UI, when `[tracking] ui_url` says where that is."""
-    ui = lab.config.tracking.ui_url
-    if not ui or not run_id or not RUN_ID.match(run_id):
-        return None
-    return f"{ui.rstrip('/')}/#/runs/{run_id}"
+    return run_url(lab.config.tracking.ui_url, run_id)
 
 
 def reports(lab: Lab) -> list[dict[str, Any]]:
