@@ -122,6 +122,15 @@ def test_a_missing_extra_fails_the_night_at_once_with_the_pip_install(
     nothing_ran(lab)
 
 
+@pytest.mark.parametrize("case", ["slurm", "llm worker"])
+def test_start_slurm_checks_the_extras_before_it_submits(tmp_path, without, case):
+    module, extra, feature, agents, _, args = CASES[case]
+    lab = tiny(tmp_path, agents=agents, extra='\n[executor]\nkind = "slurm"\n')
+    proc = without(module)("start", str(lab), "--slurm", *args)
+    one_line(proc, extra, feature)
+    assert not (lab / ".nightlab" / "loop_job.sh").exists(), "nothing submitted"
+
+
 @pytest.mark.parametrize("command", [["dashboard"], ["run", "--dashboard"],
                                      ["start", "--dashboard"]])  # fmt: skip
 @pytest.mark.parametrize("module", ["fastapi", "uvicorn", "sse_starlette"])

@@ -29,6 +29,9 @@ def submit(lab: Lab, args: list[str]) -> str:
             "`--dashboard` with `--slurm` would serve from a compute node: run "
             f"`nightlab dashboard {lab.path}` on the login node instead"
         )
+    from nightlab.loop import extras
+
+    extras.check(cfg, _option(args, "--worker"))  # in this terminal, not in the job's log
     current = lab.status()
     if current["state"] == "running":
         raise LabError(f"{lab.name} is already running on {current['host']} (PID "
@@ -38,6 +41,10 @@ def submit(lab: Lab, args: list[str]) -> str:
         raise LabError(f"{lab.name}'s loop job {job} is {state} in Slurm's queue; "
                        f"`nightlab stop {lab.path}` cancels it")  # fmt: skip
     return loop_job.submit(cfg, lab.path.resolve(), lab.state.resolve(), args)
+
+
+def _option(args: list[str], name: str) -> str | None:
+    return args[args.index(name) + 1] if name in args[:-1] else None
 
 
 def queued_job(lab: Lab) -> tuple[str, str] | None:
