@@ -68,6 +68,10 @@ def script(cfg: Config, lab: Path, state: Path, args: list[str]) -> str:
         "chdir": str(lab),
         "partition": ex.partition, "account": ex.account, "qos": ex.qos,
     }  # fmt: skip
+    for key, value in sbatch.items():  # an #SBATCH line is a comment to bash: a line break
+        if value is not None and ("\n" in value or "\r" in value):  # would start shell code
+            raise LoopJobError(f"the loop job's {key} ({value!r}) has a line break: remove "
+                               "it ([executor] in nightlab.toml, or the lab's path)")  # fmt: skip
     lines = ["#!/bin/bash", "# nightlab's loop job (`nightlab start --slurm`): written by nightlab"]
     lines += [f"#SBATCH --{k}={shlex.quote(v)}" for k, v in sbatch.items() if v is not None]
     lines += [
@@ -100,7 +104,7 @@ def submit(cfg: Config, lab: Path, state: Path, args: list[str]) -> str:
     """Write the script, sbatch it, record the job; returns the job id."""
     state.mkdir(parents=True, exist_ok=True)
     path = state / SCRIPT
-    path.write_text(script(cfg, lab, state, args))
+    files.write_atomic(path, script(cfg, lab, state, args))  # a planted link is replaced
     try:
         out = subprocess.run(["sbatch", "--parsable", str(path)], capture_output=True,
                              text=True, timeout=60, cwd=lab)  # fmt: skip

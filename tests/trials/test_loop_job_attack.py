@@ -1,0 +1,177 @@
+"""A hostile review of `start --slurm` (trials/loop_job.py, loop/loop_job_signals.py), without
+a cluster: Slurm's signals reaching the loop job at the worst moments (mid-open, mid-launch,
+mid-close, after a stop), a stop the requeue must not lose, a planted link at the job's
+script, a setting that would put a line of shell into the batch script.
+
+The loop runs in a child process (a signal left at its default kills it): the child marks
+itself a loop job (`loop_job.job`) and `scontrol requeue` is replaced by a file it writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from nightlab.config import load_config
+from nightlab.loop.journal import Journal
+from nightlab.store.db import Run, Store
+from nightlab.trials import loop_job
+
+from conftest import build_lab, rows
+
+DRIVER = r"""
+import json, os, signal, sys
+from pathlib import Path
+from nightlab.config import load_config
+from nightlab.loop import loop as loop_mod
+from nightlab.trials import sacct
+
+lab, scenario, out = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+sacct.requeue = lambda job: (out / "requeued").write_text(job) and None
+L = loop_mod.Loop(lab, load_config(lab), slots=int(sys.argv[4]), report=lambda line: None)
+L.loop_job.job = "42"  # as under `start --slurm`: NIGHTLAB_LOOP_JOB == SLURM_JOB_ID
+me, Loop = os.getpid(), loop_mod.Loop
+
+if scenario == "usr1-during-close":  # the night ends on its own as the time limit nears
+    def close_run(state, reason):
+        os.kill(me, signal.SIGUSR1)
+        return Loop._close_run(L, state, reason)
+    L._close_run = close_run
+elif scenario == "usr2-during-open":  # `stop --now` as the loop opens its run
+    def open_(night):
+        os.kill(me, signal.SIGUSR2)
+        return Loop._open(L, night)
+    L._open = open_
+elif scenario == "stop-now-then-usr1":  # `stop --now`, then the time-limit warning
+    def main():
+        L.stop_now = True
+        os.kill(me, signal.SIGUSR1)
+        return Loop._main(L)
+    L._main = main
+elif scenario == "usr1-mid-launch":  # the warning comes while the loop fills its slots
+    def start(run, worker=None):
+        trial = Loop._start(L, run, worker)
+        os.kill(me, signal.SIGUSR1)
+        return trial
+    L._start = start
+
+final = L.run()
+(out / "final.json").write_text(json.dumps({"state": final["state"],
+                                            "reason": final.get("end_reason")}))
+"""
+
+
+def run_loop(tmp_path: Path, lab: Path, scenario: str, slots: int = 1) -> dict:
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-c", DRIVER, str(lab), scenario, str(out), str(slots)],
+        env={**os.environ, "NIGHTLAB_PLAIN": "1"}, capture_output=True, text=True,
+        timeout=300, cwd=lab,
+    )  # fmt: skip
+    assert proc.returncode == 0, f"the loop died ({proc.returncode}): {proc.stderr[-2000:]}"
+    final = json.loads((out / "final.json").read_text())
+    final["requeued"] = (out / "requeued").is_file()
+    return final
+
+
+def runs(lab: Path) -> list[tuple[str, str]]:
+    return [(r["state"], r["end_reason"]) for r in rows(lab, "SELECT * FROM runs ORDER BY id")]
+
+
+def test_sigusr1_while_a_finished_night_closes_does_not_kill_or_requeue_it(tmp_path):
+    """Near the job's limit the night ends on its own: SIGUSR1 during the close (report,
+    MLflow, notices) killed the loop (the handler was already gone: SIGUSR1's default is to
+    terminate), leaving the run `running`, then `crashed`, and the job not requeued."""
+    lab = build_lab(tmp_path / "lab", max_trials=1, baseline_repeats=1)
+    final = run_loop(tmp_path, lab, "usr1-during-close")
+    assert final["state"] == "finished" and not final["requeued"]
+
+
+def test_stop_now_during_the_opening_stops_the_night(tmp_path):
+    """`stop --now` (SIGUSR2 through scancel) once the run is `running` but before the
+    handlers were installed killed the loop outright: its trials ran on, the run crashed."""
+    lab = build_lab(tmp_path / "lab", max_trials=2, baseline_repeats=1)
+    final = run_loop(tmp_path, lab, "usr2-during-open")
+    assert final["state"] == "stopped" and not final["requeued"]
+
+
+def test_a_night_stopped_now_is_not_requeued_into_a_new_night(tmp_path):
+    """`stop --now` then SIGUSR1 before the loop ended: the night closed `stopped` with the
+    requeue's reason, and the job requeued itself; its restart (without --hours) would have
+    begun a fresh night the user had stopped."""
+    lab = build_lab(tmp_path / "lab", max_trials=2, baseline_repeats=1)
+    final = run_loop(tmp_path, lab, "stop-now-then-usr1")
+    assert final["state"] == "stopped" and not final["requeued"]
+    assert "requeue" not in (final["reason"] or "")
+
+
+def test_a_detach_heard_mid_launch_starts_no_more_trials(tmp_path):
+    """SIGUSR1 while the loop fills free slots: it went on launching (an agent's cycle and an
+    sbatch each) until every slot was full, eating the 180 s before the limit."""
+    lab = build_lab(tmp_path / "lab", max_trials=6, baseline_repeats=3)
+    final = run_loop(tmp_path, lab, "usr1-mid-launch", slots=3)
+    assert final["state"] == "requeued" and final["requeued"]
+    assert len(rows(lab, "SELECT id FROM trials")) == 1
+    time.sleep(0.5)  # the detached trial ends on its own (a local one, here)
+
+
+def test_a_stop_asked_before_the_requeue_is_honoured_after_it(tmp_path):
+    """`nightlab stop` (graceful), then the job is requeued (its running trials keep it from
+    stopping at once): the resumed loop opened a fresh run without the stop request and took
+    new trials all night; it must inherit the request."""
+    store = Store(tmp_path / "state.db")
+    store.migrate()
+    try:
+        journal = Journal(store, tmp_path, "lab", "score")
+        first, deadline = journal.open_run(2.0, None, {})
+        store.request_stop(first, by=1)
+        journal.close_run("requeued", "the loop job nears its time limit", mlflow=False)
+        second, resumed = journal.open_run(None, None, {})
+        assert resumed == deadline
+        with store.tx() as s:
+            assert s.get(Run, second).stop_requested
+        journal.close_run("stopped", "stop requested", mlflow=False)
+        third, _ = journal.open_run(None, None, {})  # a stopped night's next run: no stop
+        with store.tx() as s:
+            assert not s.get(Run, third).stop_requested
+    finally:
+        store.close()
+
+
+def test_a_link_planted_at_the_loop_jobs_script_is_not_written_through(tmp_path, monkeypatch):
+    """`submit` wrote `.nightlab/loop_job.sh` with write_text, following a link planted
+    there (by a trial or an agent that reached .nightlab/) onto any file of the user's."""
+    lab = build_lab(tmp_path / "lab", decisions=[])
+    (lab / "nightlab.toml").write_text((lab / "nightlab.toml").read_text()
+                                       + '\n[executor]\nkind = "slurm"\n')  # fmt: skip
+    state = lab / ".nightlab"
+    state.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    (state / loop_job.SCRIPT).symlink_to(victim)
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    (bin_ / "sbatch").write_text("#!/bin/sh\necho 77\n")
+    (bin_ / "sbatch").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_}:{os.environ['PATH']}")
+    assert loop_job.submit(load_config(lab), lab, state, []) == "77"
+    assert victim.read_text() == "precious\n"
+    assert not (state / loop_job.SCRIPT).is_symlink()
+
+
+@pytest.mark.parametrize("key", ["partition", "account", "qos"])
+def test_a_setting_with_a_line_break_cannot_add_a_line_to_the_batch_script(tmp_path, key):
+    """shlex.quote keeps a value one shell word, but an `#SBATCH` line is a comment to bash:
+    a line break in [executor] partition/account/qos started a new line of shell code."""
+    lab = build_lab(tmp_path / "lab", decisions=[])
+    value = json.dumps(f"x\ntouch {tmp_path}/PWNED #")  # a TOML basic string, \n escaped
+    toml = lab / "nightlab.toml"
+    toml.write_text(toml.read_text() + f'\n[executor]\nkind = "slurm"\n{key} = {value}\n')
+    with pytest.raises(loop_job.LoopJobError, match=key):
+        loop_job.script(load_config(lab), lab, lab / ".nightlab", [])
