@@ -175,3 +175,51 @@ def test_a_setting_with_a_line_break_cannot_add_a_line_to_the_batch_script(tmp_p
     toml.write_text(toml.read_text() + f'\n[executor]\nkind = "slurm"\n{key} = {value}\n')
     with pytest.raises(loop_job.LoopJobError, match=key):
         loop_job.script(load_config(lab), lab, lab / ".nightlab", [])
+
+
+def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, queue: str) -> None:
+    """squeue answering `queue` for any job (nothing when empty); scancel succeeding."""
+    bin_ = tmp_path / "fakebin"
+    bin_.mkdir(exist_ok=True)
+    (bin_ / "squeue").write_text(f"#!/bin/sh\n[ -n '{queue}' ] && echo '{queue}'\nexit 0\n")
+    (bin_ / "scancel").write_text("#!/bin/sh\nexit 0\n")
+    for tool in ("squeue", "scancel"):
+        (bin_ / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_}:{os.environ['PATH']}")
+
+
+def test_run_or_start_beside_a_queued_loop_job_is_refused(tmp_path, monkeypatch):
+    """The night's loop job waits in the queue (first start, or requeued): `nightlab start`
+    / `run` on the login node began a second loop of the same night, and the job, once it
+    started, a third (or one that fails on the lock, leaving the night `requeued`)."""
+    from conftest import cli
+
+    lab = build_lab(tmp_path / "lab", decisions=[])
+    (lab / ".nightlab").mkdir()
+    (lab / ".nightlab" / loop_job.RECORD).write_text(json.dumps({"job_id": "4242"}))
+    fake_slurm(tmp_path, monkeypatch, "PENDING")
+    for command in ("start", "run"):
+        out = cli(command, str(lab), check=False)
+        assert out.returncode != 0, out.stdout
+        assert "4242 is PENDING" in out.stderr + out.stdout
+        assert "nightlab stop" in out.stderr + out.stdout
+    assert not (lab / ".nightlab" / "state.db").exists()  # no run was opened
+
+
+def test_the_loop_job_itself_may_run_its_night(tmp_path, monkeypatch):
+    from nightlab.lab.api import Lab
+    from nightlab.lab.errors import LabError
+    from nightlab.lab.slurm_loop import refuse_beside_job
+
+    lab = build_lab(tmp_path / "lab", decisions=[])
+    (lab / ".nightlab").mkdir()
+    (lab / ".nightlab" / loop_job.RECORD).write_text(json.dumps({"job_id": "4242"}))
+    fake_slurm(tmp_path, monkeypatch, "RUNNING")
+    with pytest.raises(LabError, match="4242"):
+        refuse_beside_job(Lab(lab))
+    monkeypatch.setenv(loop_job.ENV, "4242")
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    refuse_beside_job(Lab(lab))  # the job's own `nightlab run`
+    fake_slurm(tmp_path, monkeypatch, "")  # the job has left the queue: nothing to refuse
+    monkeypatch.delenv(loop_job.ENV)
+    refuse_beside_job(Lab(lab))

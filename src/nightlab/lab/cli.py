@@ -71,6 +71,12 @@ Slots = Annotated[int | None, typer.Option(
 Dashboard = Annotated[bool, typer.Option(help="Serve the live dashboard on 127.0.0.1 too.")]
 
 
+def _beside_loop_job(lab: Path) -> None:
+    from nightlab.lab import slurm_loop
+
+    _guard(slurm_loop.refuse_beside_job, _lab(lab))
+
+
 @app.command()
 def run(
     lab: LabArg = HERE,
@@ -109,6 +115,7 @@ def run(
     def progress(ended: int, total: int | None) -> None:
         bar.update(task, completed=ended, total=total)
 
+    _beside_loop_job(lab)
     stop_dashboard, line = _dashboard("for_run", lab, port) if dashboard else (None, "")
     if line:
         console.print(line, soft_wrap=True, markup=False)
@@ -199,6 +206,7 @@ def start(
             soft_wrap=True, markup=False,
         )  # fmt: skip
         return
+    _beside_loop_job(lab)
     env, served, line = _dashboard("for_start", port) if dashboard else ({}, {}, "")
     pid = _guard(
         target.start, worker=worker, max_trials=max_trials, hours=hours, slots=slots,

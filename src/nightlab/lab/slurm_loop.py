@@ -40,6 +40,19 @@ def submit(lab: Lab, args: list[str]) -> str:
     return loop_job.submit(cfg, lab.path.resolve(), lab.state.resolve(), args)
 
 
+def refuse_beside_job(lab: Lab) -> None:
+    """`run` / `start` beside the lab's loop job while Slurm still has it (waiting to start,
+    or to resume a requeued night) would run the night twice once the job starts (the lab's
+    lock may not hold across nodes): refused, unless this process is that job."""
+    found = loop_job.recorded(lab.state)
+    if found is None or loop_job.this_job() == found["job_id"]:
+        return
+    if (state := loop_job.queue_state(found["job_id"])) is not None:
+        raise LabError(f"{lab.name}'s loop job {found['job_id']} is {state} in Slurm's queue "
+                       "and runs (or resumes) the night itself; to run it here instead, "
+                       f"`nightlab stop {lab.path}` cancels the job first")  # fmt: skip
+
+
 def queued_job(lab: Lab) -> tuple[str, str] | None:
     """(job id, Slurm state) of the lab's loop job while Slurm still has it."""
     found = loop_job.recorded(lab.state)
