@@ -223,3 +223,39 @@ def test_the_loop_job_itself_may_run_its_night(tmp_path, monkeypatch):
     fake_slurm(tmp_path, monkeypatch, "")  # the job has left the queue: nothing to refuse
     monkeypatch.delenv(loop_job.ENV)
     refuse_beside_job(Lab(lab))
+
+
+def requeued_night(lab: Path, job: str = "4242") -> None:
+    (lab / ".nightlab").mkdir(exist_ok=True)
+    (lab / ".nightlab" / loop_job.RECORD).write_text(json.dumps({"job_id": job}))
+    store = Store(lab / ".nightlab" / "state.db")
+    store.migrate()
+    try:
+        journal = Journal(store, lab / ".nightlab", "tiny", "score")
+        journal.open_run(2.0, None, {})
+        journal.close_run("requeued", "Slurm stopped the loop job (preempted or requeued); "
+                          "it resumes when Slurm starts it again", mlflow=False)  # fmt: skip
+    finally:
+        store.close()
+
+
+def test_a_requeued_night_whose_job_left_the_queue_can_be_stopped(tmp_path, monkeypatch):
+    """A plain `scancel` (or a failure, a time-out) SIGTERMs the loop as a preemption does: it
+    closes `requeued`, but no job resumes it. `stop` said "not running; nothing to stop" and
+    the night stayed `requeued` for good; watch said it resumes; status gave no way out."""
+    from nightlab.lab.watch import ending
+
+    from conftest import cli, status
+
+    lab = build_lab(tmp_path / "lab", decisions=[])
+    requeued_night(lab)
+    fake_slurm(tmp_path, monkeypatch, "")  # job 4242 has left the queue
+    st = status(lab)
+    assert st["state"] == "requeued" and st["loop_job"] == {"job_id": "4242", "queue": None}
+    assert "start --slurm" in ending(st, "score") and "nightlab stop" in ending(st, "score")
+    shown = cli("status", str(lab)).stdout
+    assert "start --slurm" in shown, shown
+    out = cli("stop", str(lab))
+    assert "left Slurm's queue" in out.stdout, out.stdout
+    assert status(lab)["state"] == "stopped"
+    assert "nothing to stop" in cli("stop", str(lab)).stdout  # and only once

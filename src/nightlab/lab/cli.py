@@ -231,6 +231,9 @@ def stop(
     if job := final.get("cancelled_job"):
         _console().print(f"cancelled the loop job {job}; state: {final['state']}")
         return
+    if final.get("ended_requeued"):
+        _console().print(f"the night's loop job had left Slurm's queue; state: {final['state']}")
+        return
     if final.get("not_running"):  # nothing to do is not an error: exit 0
         said = f"{final['lab']} is not running (state: {final['state']}); nothing to stop"
         _console().print(said, soft_wrap=True, markup=False)

@@ -76,7 +76,7 @@ def stop(lab: Lab, current: dict[str, Any], now: bool) -> dict[str, Any] | None:
     loop, and `--now` reaches it with SIGUSR2. None: not a loop job's business."""
     queued = queued_job(lab)
     if queued is None:
-        return None
+        return _left_queue(lab, current)
     job, state = queued
     if current["state"] == "running":
         if now and (error := loop_job.signal(job, "USR2")):
@@ -94,3 +94,20 @@ def stop(lab: Lab, current: dict[str, Any], now: bool) -> dict[str, Any] | None:
     if error := loop_job.cancel(job):
         raise LabError(f"could not cancel the loop job {job} ({state}): {error}")
     return {**lab.status(), "cancelled_job": job}
+
+
+def _left_queue(lab: Lab, current: dict[str, Any]) -> dict[str, Any] | None:
+    """A night `requeued` whose loop job has left the queue (cancelled with a plain scancel,
+    failed, timed out: the loop cannot tell these from a preemption) would stay `requeued`
+    for good, `stop` saying "nothing to stop": stopping it ends it."""
+    if current["state"] != REQUEUED:
+        return None
+    from nightlab.store.db import Store
+
+    store = Store(lab.db)
+    try:
+        store.end_run(current["run"], "stopped", "stopped by the user: its loop job had left "
+                      "Slurm's queue without resuming the night", by=os.getpid())  # fmt: skip
+    finally:
+        store.close()
+    return {**lab.status(), "ended_requeued": True}

@@ -168,7 +168,10 @@ def ending(st: dict[str, Any], metric: str | None) -> str:
     )
     ended = {
         "crashed": "crashed (`nightlab run` resumes it)",
-        "requeued": "was requeued with its Slurm loop job (it resumes when the job starts)",
+        "requeued": "was requeued with its Slurm loop job (it resumes when the job starts)"
+        if goes_on(st)
+        else "was left `requeued` by a Slurm loop job no longer in the queue (`nightlab "
+        "start --slurm` resumes it, `nightlab stop` ends it)",
     }.get(st["state"], st["state"])
     return (
         f"the night {ended}{why}: {t['total']} trials (succeeded {t['succeeded']}, "
