@@ -259,3 +259,15 @@ def test_a_requeued_night_whose_job_left_the_queue_can_be_stopped(tmp_path, monk
     assert "left Slurm's queue" in out.stdout, out.stdout
     assert status(lab)["state"] == "stopped"
     assert "nothing to stop" in cli("stop", str(lab)).stdout  # and only once
+
+
+@pytest.mark.parametrize("state", ["new", "finished", "stopped", "requeued"])
+def test_watch_right_after_start_slurm_follows_the_queued_job(state):
+    """`start --slurm` says "follow it with nightlab watch": while the job waited in the queue,
+    watch ended at once, saying the lab "has not run yet" (or how the last night ended)."""
+    from nightlab.lab.watch import goes_on
+
+    st = {"state": state, "loop_job": {"job_id": "4242", "queue": "PENDING"}}
+    assert goes_on(st)
+    assert not goes_on({**st, "loop_job": {"job_id": "4242", "queue": None}})
+    assert not goes_on({"state": state})
