@@ -271,3 +271,47 @@ def test_watch_right_after_start_slurm_follows_the_queued_job(state):
     assert goes_on(st)
     assert not goes_on({**st, "loop_job": {"job_id": "4242", "queue": None}})
     assert not goes_on({"state": state})
+
+
+@pytest.mark.parametrize(
+    ("last", "resumes"),
+    [
+        (None, False),  # requeued before it opened a run (preempted as it started): a first start
+        (("requeued", "42"), True),
+        (("running", "42"), True),  # killed outright (SIGKILL): its run left `running`
+        (("crashed", "42"), True),
+        (("requeued", "41"), False),  # another job's night: `start --slurm` again, options win
+        (("stopped", "42"), False),
+        (("requeued", None), False),
+    ],
+)
+def test_the_loop_not_the_restart_count_says_whether_the_nights_clocks_stand(
+    tmp_path, monkeypatch, last, resumes
+):
+    """The script dropped --run-hours and the finish-up whenever SLURM_RESTART_COUNT > 0: a job
+    preempted (or its node lost) before it opened its first run restarted without them, and
+    ran a night without its end time (config hours, or none) and without its finish-up."""
+    from types import SimpleNamespace
+
+    from nightlab.loop.loop_job_signals import LoopJob
+
+    monkeypatch.setenv(loop_job.ENV, "42")
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    store = Store(tmp_path / "state.db")
+    store.migrate()
+    try:
+        if last is not None:
+            journal = Journal(store, tmp_path, "lab", "score")
+            journal.open_run(2.0, None, {"loop_job": last[1]} if last[1] else {})
+            if last[0] != "running":
+                journal.close_run(last[0], "", mlflow=False)
+        loop = SimpleNamespace(hours=8.0, finish_request="the finish-up")
+        LoopJob("slurm", print).resume(loop, store)
+        assert (loop.hours, loop.finish_request) == (
+            (None, None) if resumes else (8.0, "the finish-up")
+        )
+        loop = SimpleNamespace(hours=8.0, finish_request=None)
+        LoopJob("local", print).resume(loop, store)  # no loop job: nothing changes
+        assert loop.hours == 8.0
+    finally:
+        store.close()

@@ -166,6 +166,7 @@ class Loop:
             mentor.view = view
 
     def _open(self, night: Night) -> None:
+        self.loop_job.resume(self, night.store)  # a loop job's restart: the clocks stand
         options = {"worker": self.worker_choice, "max_trials": self.max_trials,
                    "slots": self.slot_count, "hours": self.hours}
         if self.loop_job.job:

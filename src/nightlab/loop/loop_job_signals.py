@@ -10,6 +10,9 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import select
+
+from nightlab.store.db import Run, Store
 from nightlab.store.kinds import REQUEUED
 from nightlab.trials import loop_job, sacct
 
@@ -51,6 +54,22 @@ class LoopJob:
     def why(self, end: str) -> str | None:
         """The close's reason when the night detached (ended `requeued`), else None."""
         return self.detach if end == REQUEUED else None
+
+    def resume(self, loop: Any, store: Store) -> None:
+        """A restart of this job resumes its night when the last run is one this job opened
+        (`requeued`, or `running`/`crashed`: killed outright): the options that set the
+        night's clocks (`hours`, the finish-up), passed again by the script, are dropped, so
+        the night keeps its end time and its finish-up request. Decided from the record, not
+        from SLURM_RESTART_COUNT: a job requeued before it opened a run (preempted as it
+        started, a node failure) still sets them, and does not run a night without its
+        --run-hours."""
+        if not self.job:
+            return
+        with store.tx() as s:
+            last = s.scalars(select(Run).order_by(Run.id.desc()).limit(1)).first()
+            ours = last is not None and (last.options or {}).get("loop_job") == self.job
+            if ours and last.state in (REQUEUED, "running", "crashed"):
+                loop.hours, loop.finish_request = None, None
 
     def heard(self, signum: int) -> bool:
         """Take SIGTERM / SIGUSR1 as a detach (True); anything else is not for it."""

@@ -10,10 +10,12 @@ its runner is not the batch shell when it runs without srun). The script asks fo
   running, closes its run as `requeued` and requeues its own job (`scontrol requeue`);
 - preempted, Slurm sends SIGTERM and requeues the job itself: the loop detaches the same way.
 
-A restarted job (SLURM_RESTART_COUNT > 0) runs `nightlab run` without the options that
-start a night's clock (`--run-hours`, the finish-up), so the resumed night keeps its end
-time; it re-attaches to the trial jobs still queued or running. `.nightlab/loop_job.json`
-names the job for `status` and `stop` on the login node.
+A restarted job (SLURM_RESTART_COUNT > 0) runs the same `nightlab run`: the loop drops the
+options that start a night's clock (`--run-hours`, the finish-up) when its last run is one
+this job opened (loop/loop_job_signals.py `resume`), so the resumed night keeps its end
+time; it re-attaches to the trial jobs still queued or running. (Dropping them by the
+restart count lost them for a job requeued before it opened its first run.)
+`.nightlab/loop_job.json` names the job for `status` and `stop` on the login node.
 """
 
 from __future__ import annotations
@@ -35,9 +37,6 @@ ENV = "NIGHTLAB_LOOP_JOB"  # set in the job: the loop is a Slurm loop job, this 
 SCRIPT = "loop_job.sh"
 RECORD = "loop_job.json"
 LEAD_S = 180  # the time-limit warning comes this long before the limit
-# the options that set the night's clocks (each with its value): a restarted job drops them
-FIRST_ONLY = ("--hours", "--run-hours", "--finishup-minutes", "--final-rounds", "--confirm-top",
-              "--top-k", "--finishup-note")  # fmt: skip
 
 
 class LoopJobError(UserError):
@@ -52,11 +51,10 @@ def this_job() -> str | None:
 
 
 def script(cfg: Config, lab: Path, state: Path, args: list[str]) -> str:
-    """The batch script: `args` are `nightlab run` options; a restarted job drops the ones
-    in FIRST_ONLY (each followed by its value)."""
+    """The batch script: `args` are `nightlab run` options (a restart passes them again: the
+    loop knows a resumed night by its record)."""
     ex = cfg.executor
-    resume = _without(args, FIRST_ONLY)
-    run = [sys.executable, "-m", "nightlab", "run", str(lab)]
+    run = [sys.executable, "-m", "nightlab", "run", str(lab), *args]
     sbatch = {
         "job-name": f"nightlab-loop-{cfg.lab.name}"[:64],
         "time": str(ex.loop_time),
@@ -77,27 +75,14 @@ def script(cfg: Config, lab: Path, state: Path, args: list[str]) -> str:
     lines += [
         "#SBATCH --requeue",
         f'export {ENV}="$SLURM_JOB_ID" NIGHTLAB_PLAIN=1',
-        'if [ "${SLURM_RESTART_COUNT:-0}" = 0 ]; then',
-        f"  exec {shlex.join(run + args)}",
-        "fi",
-        'echo "[nightlab] loop job $SLURM_JOB_ID restarted (restart $SLURM_RESTART_COUNT):'
+        'if [ "${SLURM_RESTART_COUNT:-0}" != 0 ]; then',
+        '  echo "[nightlab] loop job $SLURM_JOB_ID restarted (restart $SLURM_RESTART_COUNT):'
         ' resuming the night"',
-        f"exec {shlex.join(run + resume)}",
+        "fi",
+        f"exec {shlex.join(run)}",
         "",
     ]
     return "\n".join(lines)
-
-
-def _without(args: list[str], options: tuple[str, ...]) -> list[str]:
-    out, skip = [], False
-    for arg in args:
-        if skip:
-            skip = False
-        elif arg in options:
-            skip = True  # its value follows
-        else:
-            out.append(arg)
-    return out
 
 
 def submit(cfg: Config, lab: Path, state: Path, args: list[str]) -> str:
