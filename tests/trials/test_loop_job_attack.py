@@ -202,7 +202,7 @@ def test_run_or_start_beside_a_queued_loop_job_is_refused(tmp_path, monkeypatch)
         out = cli(command, str(lab), check=False)
         assert out.returncode != 0, out.stdout
         assert "4242 is PENDING" in out.stderr + out.stdout
-        assert "nightlab stop" in out.stderr + out.stdout
+        assert "scancel 4242" in out.stderr + out.stdout
     assert not (lab / ".nightlab" / "state.db").exists()  # no run was opened
 
 

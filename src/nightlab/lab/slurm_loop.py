@@ -48,9 +48,10 @@ def refuse_beside_job(lab: Lab) -> None:
     if found is None or loop_job.this_job() == found["job_id"]:
         return
     if (state := loop_job.queue_state(found["job_id"])) is not None:
-        raise LabError(f"{lab.name}'s loop job {found['job_id']} is {state} in Slurm's queue "
-                       "and runs (or resumes) the night itself; to run it here instead, "
-                       f"`nightlab stop {lab.path}` cancels the job first")  # fmt: skip
+        job = found["job_id"]
+        raise LabError(f"{lab.name}'s loop job {job} is {state} in Slurm's queue and runs (or "
+                       f"resumes) the night itself; to run it here instead, `scancel {job}` "
+                       f"first (`nightlab stop {lab.path}` would end the night)")  # fmt: skip
 
 
 def queued_job(lab: Lab) -> tuple[str, str] | None:
