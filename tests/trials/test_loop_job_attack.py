@@ -177,12 +177,16 @@ def test_a_setting_with_a_line_break_cannot_add_a_line_to_the_batch_script(tmp_p
         loop_job.script(load_config(lab), lab, lab / ".nightlab", [])
 
 
-def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, queue: str) -> None:
-    """squeue answering `queue` for any job (nothing when empty); scancel succeeding."""
+def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, queue: str,
+               name: str = "nightlab-loop-tiny") -> None:  # fmt: skip
+    """squeue answering `queue` for any job, named `name` (nothing when empty); scancel
+    succeeding, its arguments appended to fakebin/scancelled."""
     bin_ = tmp_path / "fakebin"
     bin_.mkdir(exist_ok=True)
-    (bin_ / "squeue").write_text(f"#!/bin/sh\n[ -n '{queue}' ] && echo '{queue}'\nexit 0\n")
-    (bin_ / "scancel").write_text("#!/bin/sh\nexit 0\n")
+    (bin_ / "squeue").write_text(
+        f"#!/bin/sh\n[ -n '{queue}' ] && echo '{queue}|{name}'\nexit 0\n"
+    )
+    (bin_ / "scancel").write_text(f'#!/bin/sh\necho "$@" >> {bin_}/scancelled\nexit 0\n')
     for tool in ("squeue", "scancel"):
         (bin_ / tool).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_}:{os.environ['PATH']}")
@@ -315,3 +319,55 @@ def test_the_loop_not_the_restart_count_says_whether_the_nights_clocks_stand(
         assert loop.hours == 8.0
     finally:
         store.close()
+
+
+def test_a_record_naming_another_job_is_not_obeyed(tmp_path, monkeypatch):
+    """A `.nightlab/loop_job.json` naming one of the user's other jobs: `stop` would have
+    cancelled it, `start`/`run` refused for it. The job's Slurm name must be this lab's."""
+    from conftest import cli, status
+
+    lab = build_lab(tmp_path / "lab", decisions=[])
+    (lab / ".nightlab").mkdir()
+    (lab / ".nightlab" / loop_job.RECORD).write_text(json.dumps({"job_id": "777"}))
+    fake_slurm(tmp_path, monkeypatch, "RUNNING", name="my-week-long-training")
+    assert status(lab)["loop_job"] == {"job_id": "777", "queue": None}
+    cli("stop", str(lab))
+    assert not (tmp_path / "fakebin" / "scancelled").exists()
+
+
+def test_stop_while_the_requeued_job_resumes_does_not_cancel_it(tmp_path, monkeypatch):
+    """The job started between `stop` reading `requeued` and cancelling: cancelling would
+    SIGTERM a loop that just opened its run (it detaches again, its trials unwatched). The
+    stop request is left for it instead, and the run it opens carries it."""
+    from conftest import cli, rows
+
+    lab = build_lab(tmp_path / "lab", decisions=[])
+    requeued_night(lab)
+    fake_slurm(tmp_path, monkeypatch, "RUNNING")
+    out = cli("stop", str(lab))
+    assert "resuming now, stops after its running trials" in out.stdout, out.stdout
+    assert not (tmp_path / "fakebin" / "scancelled").exists()
+    assert rows(lab, "SELECT stop_requested FROM runs")[-1][0] == 1
+    store = Store(lab / ".nightlab" / "state.db")
+    try:  # the job's loop opens its run: it carries the stop
+        Journal(store, lab / ".nightlab", "tiny", "score").open_run(None, None, {})
+    finally:
+        store.close()
+    assert rows(lab, "SELECT state, stop_requested FROM runs ORDER BY id")[-1] == ("running", 1)
+
+
+def test_stop_cancels_a_pending_requeued_job_and_says_what_runs_on(tmp_path, monkeypatch):
+    from conftest import cli, execute, status
+
+    lab = build_lab(tmp_path / "lab", decisions=[])
+    requeued_night(lab)
+    execute(lab, "INSERT INTO trials (id, run_id, cycle_id, decision_id, kind, status, "
+                 "params, seed, slot, \"commit\", base_commit, hypothesis, started_at, metrics)"
+                 " VALUES (1, 1, 1, 1, 'baseline', 'running', '{}', 0, 0, 'a', 'a', '', 0, "
+                 "'{}')")  # fmt: skip  # the trial job the detached loop left running
+    fake_slurm(tmp_path, monkeypatch, "PENDING")
+    out = cli("stop", str(lab))
+    assert "cancelled the loop job 4242" in out.stdout
+    assert "1 trial job(s) the loop left run on" in out.stdout
+    assert (tmp_path / "fakebin" / "scancelled").read_text().split() == ["4242"]
+    assert status(lab)["state"] == "stopped"

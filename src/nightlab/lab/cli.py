@@ -230,15 +230,27 @@ def stop(
     final = _guard(_lab(lab).stop, now=now, wait=wait)
     if job := final.get("cancelled_job"):
         _console().print(f"cancelled the loop job {job}; state: {final['state']}")
+        _left_running(final)
+        return
+    if job := final.get("resuming_job"):
+        _console().print(f"stop requested: the loop job {job}, resuming now, stops after its "
+                         "running trials")  # fmt: skip
         return
     if final.get("ended_requeued"):
         _console().print(f"the night's loop job had left Slurm's queue; state: {final['state']}")
+        _left_running(final)
         return
     if final.get("not_running"):  # nothing to do is not an error: exit 0
         said = f"{final['lab']} is not running (state: {final['state']}); nothing to stop"
         _console().print(said, soft_wrap=True, markup=False)
         return
     _console().print(f"stop requested; state: {final['state']}")
+
+
+def _left_running(st: dict[str, Any]) -> None:
+    if running := st["trials"]["running"]:
+        _console().print(f"{running} trial job(s) the loop left run on: `nightlab run` records "
+                         "them, or scancel them", soft_wrap=True, markup=False)  # fmt: skip
 
 
 @app.command()

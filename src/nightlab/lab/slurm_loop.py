@@ -47,7 +47,7 @@ def refuse_beside_job(lab: Lab) -> None:
     found = loop_job.recorded(lab.state)
     if found is None or loop_job.this_job() == found["job_id"]:
         return
-    if (state := loop_job.queue_state(found["job_id"])) is not None:
+    if (state := loop_job.queue_state(found["job_id"], lab.name)) is not None:
         job = found["job_id"]
         raise LabError(f"{lab.name}'s loop job {job} is {state} in Slurm's queue and runs (or "
                        f"resumes) the night itself; to run it here instead, `scancel {job}` "
@@ -59,7 +59,7 @@ def queued_job(lab: Lab) -> tuple[str, str] | None:
     found = loop_job.recorded(lab.state)
     if found is None:
         return None
-    state = loop_job.queue_state(found["job_id"])
+    state = loop_job.queue_state(found["job_id"], lab.name)
     return None if state is None else (found["job_id"], state)
 
 
@@ -68,7 +68,7 @@ def describe(lab: Lab, status: dict[str, Any]) -> dict[str, Any] | None:
     found = loop_job.recorded(lab.state)
     if found is None:
         return None
-    return {"job_id": found["job_id"], "queue": loop_job.queue_state(found["job_id"])}
+    return {"job_id": found["job_id"], "queue": loop_job.queue_state(found["job_id"], lab.name)}
 
 
 def stop(lab: Lab, current: dict[str, Any], now: bool) -> dict[str, Any] | None:
@@ -83,18 +83,29 @@ def stop(lab: Lab, current: dict[str, Any], now: bool) -> dict[str, Any] | None:
         if now and (error := loop_job.signal(job, "USR2")):
             raise LabError(f"could not signal the loop job {job}: {error}")
         return None  # the store's stop request (made by the caller) does the rest
-    if current["state"] == REQUEUED:  # first: a watcher sees it stopped, not gone
-        from nightlab.store.db import Store
-
-        store = Store(lab.db)
-        try:
-            store.end_run(current["run"], "stopped", f"stopped by the user while its loop job "
-                          f"{job} waited to resume (scancel)", by=os.getpid())  # fmt: skip
-        finally:
-            store.close()
+    if current["state"] == REQUEUED:
+        # the request first: a job that starts meanwhile opens its run stopping (the journal
+        # carries it over), and is not cancelled under it
+        _store(lab, lambda s: s.request_stop(current["run"], by=os.getpid(), loop_job=job))
+        queued = queued_job(lab)
+        if queued is not None and queued[1] == "RUNNING":
+            return {**lab.status(), "resuming_job": job}
+        _store(lab, lambda s: s.end_run(
+            current["run"], "stopped", f"stopped by the user while its loop job {job} waited "
+            "to resume (scancel)", by=os.getpid()))  # fmt: skip
     if error := loop_job.cancel(job):
         raise LabError(f"could not cancel the loop job {job} ({state}): {error}")
     return {**lab.status(), "cancelled_job": job}
+
+
+def _store(lab: Lab, do: Any) -> None:
+    from nightlab.store.db import Store
+
+    store = Store(lab.db)
+    try:
+        do(store)
+    finally:
+        store.close()
 
 
 def _left_queue(lab: Lab, current: dict[str, Any]) -> dict[str, Any] | None:
@@ -103,12 +114,7 @@ def _left_queue(lab: Lab, current: dict[str, Any]) -> dict[str, Any] | None:
     for good, `stop` saying "nothing to stop": stopping it ends it."""
     if current["state"] != REQUEUED:
         return None
-    from nightlab.store.db import Store
-
-    store = Store(lab.db)
-    try:
-        store.end_run(current["run"], "stopped", "stopped by the user: its loop job had left "
-                      "Slurm's queue without resuming the night", by=os.getpid())  # fmt: skip
-    finally:
-        store.close()
+    _store(lab, lambda s: s.end_run(
+        current["run"], "stopped", "stopped by the user: its loop job had left Slurm's queue "
+        "without resuming the night", by=os.getpid()))  # fmt: skip
     return {**lab.status(), "ended_requeued": True}

@@ -56,7 +56,7 @@ def script(cfg: Config, lab: Path, state: Path, args: list[str]) -> str:
     ex = cfg.executor
     run = [sys.executable, "-m", "nightlab", "run", str(lab), *args]
     sbatch = {
-        "job-name": f"nightlab-loop-{cfg.lab.name}"[:64],
+        "job-name": job_name(cfg.lab.name),
         "time": str(ex.loop_time),
         "cpus-per-task": str(ex.loop_cpus),
         "mem": f"{max(1, round(ex.loop_mem * 1024))}M",
@@ -117,16 +117,25 @@ def recorded(state: Path) -> dict[str, Any] | None:
     return found
 
 
-def queue_state(job: str) -> str | None:
+def job_name(lab_name: str) -> str:
+    """The loop job's Slurm name: what tells it from the user's other jobs."""
+    return f"nightlab-loop-{lab_name}"[:64]
+
+
+def queue_state(job: str, lab_name: str) -> str | None:
     """The job's state while Slurm has it queued or running (PENDING, RUNNING, REQUEUED…);
-    None once it has left the queue or squeue cannot say."""
+    None once it has left the queue, when squeue cannot say, or when the job there is not
+    this lab's loop job (a record naming another job is not obeyed: `stop` would cancel it)."""
     try:
-        out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True,
+        out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T|%j"], capture_output=True,
                              text=True, timeout=30)  # fmt: skip
     except (OSError, subprocess.TimeoutExpired):
         return None
-    state = out.stdout.strip().splitlines()
-    return state[0].strip() if out.returncode == 0 and state else None
+    found = out.stdout.strip().splitlines()
+    if out.returncode != 0 or not found:
+        return None
+    state, _, name = found[0].strip().partition("|")
+    return state.strip() if name.strip() == job_name(lab_name) else None
 
 
 def signal(job: str, name: str) -> str | None:
