@@ -85,6 +85,12 @@ Slots = Annotated[int | None, typer.Option(
 Dashboard = Annotated[bool, typer.Option(help="Serve the live dashboard on 127.0.0.1 too.")]
 
 
+def _beside_loop_job(lab: Path) -> None:
+    from nightlab.lab import slurm_loop
+
+    _guard(slurm_loop.refuse_beside_job, _lab(lab))
+
+
 @app.command()
 def run(
     lab: LabArg = HERE,
@@ -118,6 +124,7 @@ def run(
     def progress(ended: int, total: int | None) -> None:
         bar.update(task, completed=ended, total=total)
 
+    _beside_loop_job(lab)
     stop_dashboard, line = _dashboard("for_run", lab, port) if dashboard else (None, "")
     if line:
         console.print(line, soft_wrap=True, markup=False)
@@ -207,6 +214,7 @@ def start(
             soft_wrap=True, markup=False,
         )  # fmt: skip
         return
+    _beside_loop_job(lab)
     env, served, line = _dashboard("for_start", port) if dashboard else ({}, {}, "")
     pid = _guard(
         target.start, worker=worker, max_trials=max_trials, hours=hours, slots=slots,
@@ -230,12 +238,27 @@ def stop(
     final = _guard(_lab(lab).stop, now=now, wait=wait)
     if job := final.get("cancelled_job"):
         _console().print(f"cancelled the loop job {job}; state: {final['state']}")
+        _left_running(final)
+        return
+    if job := final.get("resuming_job"):
+        _console().print(f"stop requested: the loop job {job}, resuming now, stops after its "
+                         "running trials")  # fmt: skip
+        return
+    if final.get("ended_requeued"):
+        _console().print(f"the night's loop job had left Slurm's queue; state: {final['state']}")
+        _left_running(final)
         return
     if final.get("not_running"):  # nothing to do is not an error: exit 0
         said = f"{final['lab']} is not running (state: {final['state']}); nothing to stop"
         _console().print(said, soft_wrap=True, markup=False)
         return
     _console().print(f"stop requested; state: {final['state']}")
+
+
+def _left_running(st: dict[str, Any]) -> None:
+    if running := st["trials"]["running"]:
+        _console().print(f"{running} trial job(s) the loop left run on: `nightlab run` records "
+                         "them, or scancel them", soft_wrap=True, markup=False)  # fmt: skip
 
 
 @app.command()

@@ -47,12 +47,26 @@ def _option(args: list[str], name: str) -> str | None:
     return args[args.index(name) + 1] if name in args[:-1] else None
 
 
+def refuse_beside_job(lab: Lab) -> None:
+    """`run` / `start` beside the lab's loop job while Slurm still has it (waiting to start,
+    or to resume a requeued night) would run the night twice once the job starts (the lab's
+    lock may not hold across nodes): refused, unless this process is that job."""
+    found = loop_job.recorded(lab.state)
+    if found is None or loop_job.this_job() == found["job_id"]:
+        return
+    if (state := loop_job.queue_state(found["job_id"], lab.name)) is not None:
+        job = found["job_id"]
+        raise LabError(f"{lab.name}'s loop job {job} is {state} in Slurm's queue and runs (or "
+                       f"resumes) the night itself; to run it here instead, `scancel {job}` "
+                       f"first (`nightlab stop {lab.path}` would end the night)")  # fmt: skip
+
+
 def queued_job(lab: Lab) -> tuple[str, str] | None:
     """(job id, Slurm state) of the lab's loop job while Slurm still has it."""
     found = loop_job.recorded(lab.state)
     if found is None:
         return None
-    state = loop_job.queue_state(found["job_id"])
+    state = loop_job.queue_state(found["job_id"], lab.name)
     return None if state is None else (found["job_id"], state)
 
 
@@ -61,7 +75,7 @@ def describe(lab: Lab, status: dict[str, Any]) -> dict[str, Any] | None:
     found = loop_job.recorded(lab.state)
     if found is None:
         return None
-    return {"job_id": found["job_id"], "queue": loop_job.queue_state(found["job_id"])}
+    return {"job_id": found["job_id"], "queue": loop_job.queue_state(found["job_id"], lab.name)}
 
 
 def stop(lab: Lab, current: dict[str, Any], now: bool) -> dict[str, Any] | None:
@@ -70,21 +84,44 @@ def stop(lab: Lab, current: dict[str, Any], now: bool) -> dict[str, Any] | None:
     loop, and `--now` reaches it with SIGUSR2. None: not a loop job's business."""
     queued = queued_job(lab)
     if queued is None:
-        return None
+        return _left_queue(lab, current)
     job, state = queued
     if current["state"] == "running":
         if now and (error := loop_job.signal(job, "USR2")):
             raise LabError(f"could not signal the loop job {job}: {error}")
         return None  # the store's stop request (made by the caller) does the rest
-    if current["state"] == REQUEUED:  # first: a watcher sees it stopped, not gone
-        from nightlab.store.db import Store
-
-        store = Store(lab.db)
-        try:
-            store.end_run(current["run"], "stopped", f"stopped by the user while its loop job "
-                          f"{job} waited to resume (scancel)", by=os.getpid())  # fmt: skip
-        finally:
-            store.close()
+    if current["state"] == REQUEUED:
+        # the request first: a job that starts meanwhile opens its run stopping (the journal
+        # carries it over), and is not cancelled under it
+        _store(lab, lambda s: s.request_stop(current["run"], by=os.getpid(), loop_job=job))
+        queued = queued_job(lab)
+        if queued is not None and queued[1] == "RUNNING":
+            return {**lab.status(), "resuming_job": job}
+        _store(lab, lambda s: s.end_run(
+            current["run"], "stopped", f"stopped by the user while its loop job {job} waited "
+            "to resume (scancel)", by=os.getpid()))  # fmt: skip
     if error := loop_job.cancel(job):
         raise LabError(f"could not cancel the loop job {job} ({state}): {error}")
     return {**lab.status(), "cancelled_job": job}
+
+
+def _store(lab: Lab, do: Any) -> None:
+    from nightlab.store.db import Store
+
+    store = Store(lab.db)
+    try:
+        do(store)
+    finally:
+        store.close()
+
+
+def _left_queue(lab: Lab, current: dict[str, Any]) -> dict[str, Any] | None:
+    """A night `requeued` whose loop job has left the queue (cancelled with a plain scancel,
+    failed, timed out: the loop cannot tell these from a preemption) would stay `requeued`
+    for good, `stop` saying "nothing to stop": stopping it ends it."""
+    if current["state"] != REQUEUED:
+        return None
+    _store(lab, lambda s: s.end_run(
+        current["run"], "stopped", "stopped by the user: its loop job had left Slurm's queue "
+        "without resuming the night", by=os.getpid()))  # fmt: skip
+    return {**lab.status(), "ended_requeued": True}

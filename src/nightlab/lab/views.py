@@ -45,6 +45,8 @@ def summary(st: dict[str, Any], metric: str | None = None) -> Text:
         text.append(f" — {st['end_reason']}")
     if job := st.get("loop_job"):
         where = job["queue"] or "no longer in Slurm's queue"
+        if st["state"] == "requeued" and not job["queue"]:
+            where += " (`nightlab start --slurm` resumes the night, `nightlab stop` ends it)"
         text.append(f"\nSlurm loop job {job['job_id']}: {where}")
     ratchet = f", kept {t['kept']}"
     if t.get("not_confirmed"):

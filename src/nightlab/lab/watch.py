@@ -168,7 +168,10 @@ def ending(st: dict[str, Any], metric: str | None) -> str:
     )
     ended = {
         "crashed": "crashed (`nightlab run` resumes it)",
-        "requeued": "was requeued with its Slurm loop job (it resumes when the job starts)",
+        "requeued": "was requeued with its Slurm loop job (it resumes when the job starts)"
+        if goes_on(st)
+        else "was left `requeued` by a Slurm loop job no longer in the queue (`nightlab "
+        "start --slurm` resumes it, `nightlab stop` ends it)",
     }.get(st["state"], st["state"])
     return (
         f"the night {ended}{why}: {t['total']} trials (succeeded {t['succeeded']}, "
@@ -203,6 +206,7 @@ def watch(lab: Any, console: Console, interval: float, once: bool) -> str | None
 
 
 def goes_on(st: dict[str, Any]) -> bool:
-    """The night runs, or its Slurm loop job waits in the queue to resume it."""
-    queued = (st.get("loop_job") or {}).get("queue")
-    return st["state"] == "running" or (st["state"] == "requeued" and queued is not None)
+    """The night runs, or its Slurm loop job is in the queue: waiting to start it (`watch`
+    right after `start --slurm`: the lab still shows its last night, or none), to resume it
+    (`requeued`), or ending."""
+    return st["state"] == "running" or (st.get("loop_job") or {}).get("queue") is not None

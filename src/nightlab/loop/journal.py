@@ -66,6 +66,9 @@ class Journal:
                 deadline = last.deadline_at
             else:
                 deadline = now + config_hours * 3600 if config_hours else None
+            # a `nightlab stop` the requeued loop heard but could not wait out is the resumed
+            # loop's to honour: it re-attaches to the running trials and stops after them
+            stop = last is not None and last.state == REQUEUED and bool(last.stop_requested)
             run = Run(
                 lab=self.lab,
                 pid=os.getpid(),
@@ -74,7 +77,7 @@ class Journal:
                 started_at=now,
                 heartbeat_at=now,
                 deadline_at=deadline,
-                stop_requested=False,
+                stop_requested=stop,
                 options=options,
             )
             s.add(run)

@@ -99,6 +99,7 @@ class Loop:
         store = Store(state / "state.db")
         journal = Journal(store, state, self.cfg.lab.name, self.cfg.objective.metric)
         try:
+            self.loop_job.hold(self._signal)  # a loop job's signals: heard from open to close
             store.migrate()
             sandbox.require(self.cfg)
             ws = Workspace(self.lab, state, self.cfg.lab.name)
@@ -110,8 +111,7 @@ class Loop:
             self.night = Night(self.lab, self.cfg, store, journal, ws, self.report, self.slot_count)
             self._assemble(self.night)
             self._open(self.night)
-            heard = [signal.SIGTERM, signal.SIGINT, *self.loop_job.signals()]
-            previous = {sig: signal.signal(sig, self._signal) for sig in heard}
+            previous = self.loop_job.take(self._signal, signal.SIGTERM, signal.SIGINT)
             try:
                 end = self._main()
             except NightError as exc:
@@ -119,10 +119,9 @@ class Loop:
                 self._close("stopped", str(exc))
                 raise
             finally:
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
-            final = self._close(end, self.loop_job.detach or self.stop_reason or "")
-            self.loop_job.requeue_if_due(self.lab)
+                self.loop_job.give_back(previous)
+            final = self._close(end, self.loop_job.why(end) or self.stop_reason or "")
+            self.loop_job.requeue_if_due(self.lab, end)
             return final
         except BaseException as exc:
             if journal.run_id is not None:
@@ -136,6 +135,7 @@ class Loop:
         finally:
             store.close()
             lock.release()
+            self.loop_job.release()
 
     def _assemble(self, night: Night) -> None:
         night.notices = Notices(night, self.notify_to)
@@ -169,6 +169,7 @@ class Loop:
             mentor.view = view
 
     def _open(self, night: Night) -> None:
+        self.loop_job.resume(self, night.store)  # a loop job's restart: the clocks stand
         options = {"worker": self.worker_choice, "max_trials": self.max_trials,
                    "slots": self.slot_count, "hours": self.hours}
         if self.loop_job.job:
@@ -220,8 +221,8 @@ class Loop:
                 if not slots.running:  # a repair still going is done again next start
                     return "stopped" if self._graceful.is_set() or self.stop_now else "finished"
             elif slots.free and time.time() >= self._next_ask:
-                while slots.free and not self.stop_reason:
-                    step = self._next()
+                while slots.free and not self.stop_reason and not self.loop_job.detach:
+                    step = self._next()  # a detach heard mid-launch takes no more trials
                     if step is not Next.STARTED:
                         if step is Next.IDLE:
                             self.night.notices.stall(self.cycles.stalled)

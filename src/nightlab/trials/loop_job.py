@@ -10,10 +10,12 @@ its runner is not the batch shell when it runs without srun). The script asks fo
   running, closes its run as `requeued` and requeues its own job (`scontrol requeue`);
 - preempted, Slurm sends SIGTERM and requeues the job itself: the loop detaches the same way.
 
-A restarted job (SLURM_RESTART_COUNT > 0) runs `nightlab run` without the options that
-start a night's clock (`--run-hours`, the finish-up), so the resumed night keeps its end
-time; it re-attaches to the trial jobs still queued or running. `.nightlab/loop_job.json`
-names the job for `status` and `stop` on the login node.
+A restarted job (SLURM_RESTART_COUNT > 0) runs the same `nightlab run`: the loop drops the
+options that start a night's clock (`--run-hours`, the finish-up) when its last run is one
+this job opened (loop/loop_job_signals.py `resume`), so the resumed night keeps its end
+time; it re-attaches to the trial jobs still queued or running. (Dropping them by the
+restart count lost them for a job requeued before it opened its first run.)
+`.nightlab/loop_job.json` names the job for `status` and `stop` on the login node.
 """
 
 from __future__ import annotations
@@ -35,9 +37,6 @@ ENV = "NIGHTLAB_LOOP_JOB"  # set in the job: the loop is a Slurm loop job, this 
 SCRIPT = "loop_job.sh"
 RECORD = "loop_job.json"
 LEAD_S = 180  # the time-limit warning comes this long before the limit
-# the options that set the night's clocks (each with its value): a restarted job drops them
-FIRST_ONLY = ("--hours", "--run-hours", "--finishup-minutes", "--final-rounds", "--confirm-top",
-              "--top-k", "--finishup-note")  # fmt: skip
 
 
 class LoopJobError(UserError):
@@ -52,13 +51,12 @@ def this_job() -> str | None:
 
 
 def script(cfg: Config, lab: Path, state: Path, args: list[str]) -> str:
-    """The batch script: `args` are `nightlab run` options; a restarted job drops the ones
-    in FIRST_ONLY (each followed by its value)."""
+    """The batch script: `args` are `nightlab run` options (a restart passes them again: the
+    loop knows a resumed night by its record)."""
     ex = cfg.executor
-    resume = _without(args, FIRST_ONLY)
-    run = [sys.executable, "-m", "nightlab", "run", str(lab)]
+    run = [sys.executable, "-m", "nightlab", "run", str(lab), *args]
     sbatch = {
-        "job-name": f"nightlab-loop-{cfg.lab.name}"[:64],
+        "job-name": job_name(cfg.lab.name),
         "time": str(ex.loop_time),
         "cpus-per-task": str(ex.loop_cpus),
         "mem": f"{max(1, round(ex.loop_mem * 1024))}M",
@@ -68,39 +66,30 @@ def script(cfg: Config, lab: Path, state: Path, args: list[str]) -> str:
         "chdir": str(lab),
         "partition": ex.partition, "account": ex.account, "qos": ex.qos,
     }  # fmt: skip
+    for key, value in sbatch.items():  # an #SBATCH line is a comment to bash: a line break
+        if value is not None and ("\n" in value or "\r" in value):  # would start shell code
+            raise LoopJobError(f"the loop job's {key} ({value!r}) has a line break: remove "
+                               "it ([executor] in nightlab.toml, or the lab's path)")  # fmt: skip
     lines = ["#!/bin/bash", "# nightlab's loop job (`nightlab start --slurm`): written by nightlab"]
     lines += [f"#SBATCH --{k}={shlex.quote(v)}" for k, v in sbatch.items() if v is not None]
     lines += [
         "#SBATCH --requeue",
         f'export {ENV}="$SLURM_JOB_ID" NIGHTLAB_PLAIN=1',
-        'if [ "${SLURM_RESTART_COUNT:-0}" = 0 ]; then',
-        f"  exec {shlex.join(run + args)}",
-        "fi",
-        'echo "[nightlab] loop job $SLURM_JOB_ID restarted (restart $SLURM_RESTART_COUNT):'
+        'if [ "${SLURM_RESTART_COUNT:-0}" != 0 ]; then',
+        '  echo "[nightlab] loop job $SLURM_JOB_ID restarted (restart $SLURM_RESTART_COUNT):'
         ' resuming the night"',
-        f"exec {shlex.join(run + resume)}",
+        "fi",
+        f"exec {shlex.join(run)}",
         "",
     ]
     return "\n".join(lines)
-
-
-def _without(args: list[str], options: tuple[str, ...]) -> list[str]:
-    out, skip = [], False
-    for arg in args:
-        if skip:
-            skip = False
-        elif arg in options:
-            skip = True  # its value follows
-        else:
-            out.append(arg)
-    return out
 
 
 def submit(cfg: Config, lab: Path, state: Path, args: list[str]) -> str:
     """Write the script, sbatch it, record the job; returns the job id."""
     state.mkdir(parents=True, exist_ok=True)
     path = state / SCRIPT
-    path.write_text(script(cfg, lab, state, args))
+    files.write_atomic(path, script(cfg, lab, state, args))  # a planted link is replaced
     try:
         out = subprocess.run(["sbatch", "--parsable", str(path)], capture_output=True,
                              text=True, timeout=60, cwd=lab)  # fmt: skip
@@ -128,16 +117,25 @@ def recorded(state: Path) -> dict[str, Any] | None:
     return found
 
 
-def queue_state(job: str) -> str | None:
+def job_name(lab_name: str) -> str:
+    """The loop job's Slurm name: what tells it from the user's other jobs."""
+    return f"nightlab-loop-{lab_name}"[:64]
+
+
+def queue_state(job: str, lab_name: str) -> str | None:
     """The job's state while Slurm has it queued or running (PENDING, RUNNING, REQUEUED…);
-    None once it has left the queue or squeue cannot say."""
+    None once it has left the queue, when squeue cannot say, or when the job there is not
+    this lab's loop job (a record naming another job is not obeyed: `stop` would cancel it)."""
     try:
-        out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True,
+        out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T|%j"], capture_output=True,
                              text=True, timeout=30)  # fmt: skip
     except (OSError, subprocess.TimeoutExpired):
         return None
-    state = out.stdout.strip().splitlines()
-    return state[0].strip() if out.returncode == 0 and state else None
+    found = out.stdout.strip().splitlines()
+    if out.returncode != 0 or not found:
+        return None
+    state, _, name = found[0].strip().partition("|")
+    return state.strip() if name.strip() == job_name(lab_name) else None
 
 
 def signal(job: str, name: str) -> str | None:
