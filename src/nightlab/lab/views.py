@@ -20,6 +20,14 @@ STATE_STYLE = {
 }
 
 
+def clean(value: Any, limit: int = 120) -> str:
+    """`value` as one line of plain text: cut to `limit` characters first, then every
+    character that is not printable (ESC, newlines, other controls) shown as '�'. What
+    an agent or a trial wrote (a rationale, a reason) cannot drive the terminal."""
+    text = str(value)[:limit]
+    return "".join(c if c.isprintable() else "\ufffd" for c in text)
+
+
 def _num(v: Any) -> str:
     return "—" if v is None else fmt.value(v)
 
@@ -37,12 +45,12 @@ def estimate(best: dict[str, Any]) -> str:
 def summary(st: dict[str, Any], metric: str | None = None) -> Text:
     t = st["trials"]
     text = Text()
-    text.append(f"{st['lab']}: ", style="bold")
+    text.append(f"{clean(st['lab'])}: ", style="bold")
     text.append(st["state"], style=STATE_STYLE.get(st["state"], ""))
     if st.get("heartbeat_age_s") is not None and st["state"] == "running":
         text.append(f" (heartbeat {st['heartbeat_age_s']:.0f}s ago, PID {st['pid']})")
     if st.get("end_reason") and st["state"] != "running":
-        text.append(f" — {st['end_reason']}")
+        text.append(f" — {clean(st['end_reason'], 400)}")
     if job := st.get("loop_job"):
         where = job["queue"] or "no longer in Slurm's queue"
         if st["state"] == "requeued" and not job["queue"]:
@@ -74,7 +82,7 @@ def summary(st: dict[str, Any], metric: str | None = None) -> Text:
             style="bold",
         )
     elif best:
-        params = " ".join(f"{k}={_num(v)}" for k, v in best["params"].items())
+        params = clean(" ".join(f"{k}={_num(v)}" for k, v in best["params"].items()), 400)
         text.append(
             f"\nbest: trial {best['trial']} {name or 'objective '}{estimate(best)}  {params}",
             style="bold",
@@ -87,7 +95,7 @@ def summary(st: dict[str, Any], metric: str | None = None) -> Text:
             f"{spent['requests']} request(s){usd}"
         )
     if st.get("last_story"):
-        text.append(f"\nlast: {st['last_story']}", style="dim")
+        text.append(f"\nlast: {clean(st['last_story'], 400)}", style="dim")
     return text
 
 
@@ -104,7 +112,8 @@ def leaderboard_table(rows: list[dict[str, Any]], lab: str, metric: str | None =
                 "params"):  # fmt: skip
         table.add_column(col, no_wrap=col != "params")
     for r in rows:
-        params = " ".join(f"{k}={fmt.value(v, 3)}" for k, v in r["params"].items())
+        params = Text(clean(" ".join(f"{k}={fmt.value(v, 3)}" for k, v in r["params"].items()),
+                            1000))  # fmt: skip  # a Text: never read as Rich markup
         code = "changed" if r["commit"] != r["base_commit"] else "base"
         single = not r.get("confirmed", True)
         style = "dim" if single else "green" if r["verdict"] == "kept" else None
@@ -115,7 +124,7 @@ def leaderboard_table(rows: list[dict[str, Any]], lab: str, metric: str | None =
             "" if r.get("sd") is None else f"± {_num(r['sd'])}",
             "—" if single else str(r.get("n", "")),
             _num(r.get("selection")) if r.get("selection") is not None else "—",
-            r["verdict"] or "",
+            Text(clean(r["verdict"] or "")),
             code,
             _num(r["wall_s"]),
             params,

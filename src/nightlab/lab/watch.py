@@ -18,19 +18,12 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from nightlab.lab.views import STATE_STYLE, estimate, metric_of
+from nightlab.lab.views import STATE_STYLE, clean, estimate, metric_of
 from nightlab.store import fmt, live
 from nightlab.trials.metrics import peek
 
 SHOWN_METRICS = 4  # latest values shown per running trial
 MAX_STORY = 500  # storyline lines a tall terminal shows at most
-
-
-def clean(value: Any, limit: int = 120) -> str:
-    """`value` as one line of plain text: cut to `limit` characters first, then every
-    character that is not printable (ESC, newlines, other controls) shown as '�'."""
-    text = str(value)[:limit]
-    return "".join(c if c.isprintable() else "\ufffd" for c in text)
 
 
 def clock(seconds: float | None) -> str:
