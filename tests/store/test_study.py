@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from nightlab.loop.lines import Lines
 from nightlab.loop.pruning import Pruning
 from nightlab.store.study import LabStudy, study_name
 
@@ -40,9 +41,7 @@ class Night:
     def __init__(self, state, config, stored=()):
         self.state, self.cfg, self.run_id, self.lines = state, config, 1, []
         self.store = types.SimpleNamespace(trials=lambda *a: list(stored))
-
-    def report(self, line):
-        self.lines.append(line)
+        self.report = Lines(self.lines.append)  # the loop's: a line, or .warning(line)
 
     def event(self, kind, /, **data):
         pass
@@ -210,11 +209,12 @@ site.addsitedir({site!r})
 sys.path.insert(0, {tests!r})
 from conftest import make_config
 from pathlib import Path
+from nightlab.loop.lines import Lines
 from nightlab.loop.pruning import Pruning
 lines = []
 night = types.SimpleNamespace(
     state=Path({state!r}), cfg=make_config("loss", "minimize"), run_id=1,
-    report=lines.append, event=lambda *a, **k: None,
+    report=Lines(lines.append), event=lambda *a, **k: None,
     store=types.SimpleNamespace(trials=lambda *a: []),
 )
 p = Pruning(night, None)

@@ -83,12 +83,10 @@ class Loop:
         self.progress = progress  # (trials ended, max_trials) after each recorded trial
         self.finish_request = finish  # from `run --finishup-minutes`: stored at start
         self.stop_reason: str | None = None
-        self.stop_now = False
         self.report_top_k: int | None = None  # set when finish-up is done: the report is due
         self._graceful = threading.Event()  # stop after the running trials
         self.loop_job = LoopJob(self.executor.kind, self.report)  # under `start --slurm`
-        self._next_ask = 0.0
-        self._ended = False
+        self.stop_now, self._next_ask, self._ended = False, 0.0, False
         self._report: Path | None = None  # the report written when the night ended
 
     # ------------------------------------------------------------------ the night
