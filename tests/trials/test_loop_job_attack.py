@@ -371,3 +371,33 @@ def test_stop_cancels_a_pending_requeued_job_and_says_what_runs_on(tmp_path, mon
     assert "1 trial job(s) the loop left run on" in out.stdout
     assert (tmp_path / "fakebin" / "scancelled").read_text().split() == ["4242"]
     assert status(lab)["state"] == "stopped"
+
+
+def test_a_time_limit_warning_after_a_preemption_does_not_requeue_again(monkeypatch):
+    """SIGTERM (Slurm requeues the job itself), then SIGUSR1: a second `scontrol requeue`
+    of a job already being requeued only failed, with a misleading line."""
+    import signal
+
+    from nightlab.loop import loop_job_signals
+
+    monkeypatch.setenv(loop_job.ENV, "42")
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    asked: list[str] = []
+    monkeypatch.setattr(loop_job_signals.sacct, "requeue", lambda job: asked.append(job))
+    said: list[str] = []
+    job = loop_job_signals.LoopJob("slurm", said.append)
+    assert job.heard(signal.SIGTERM) and job.heard(signal.SIGUSR1)
+    job.requeue_if_due("lab", "requeued")
+    assert asked == [] and "preempted" in (job.detach or "")
+    alone = loop_job_signals.LoopJob("slurm", said.append)
+    assert alone.heard(signal.SIGUSR1)
+    alone.requeue_if_due("lab", "requeued")
+    assert asked == ["42"]
+
+
+def test_a_percent_in_the_lab_path_is_not_an_sbatch_pattern(tmp_path):
+    lab = build_lab(tmp_path / "lab 100%j", decisions=[])
+    toml = lab / "nightlab.toml"
+    toml.write_text(toml.read_text() + '\n[executor]\nkind = "slurm"\n')
+    text = loop_job.script(load_config(lab), lab, lab / ".nightlab", [])
+    assert f"#SBATCH --output='{tmp_path}/lab 100%%j/.nightlab/loop.log'" in text

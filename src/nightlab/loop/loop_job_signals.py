@@ -75,7 +75,8 @@ class LoopJob:
         """Take SIGTERM / SIGUSR1 as a detach (True); anything else is not for it."""
         if not self.job or signum not in (signal.SIGTERM, signal.SIGUSR1):
             return False
-        self._requeue = self._requeue or signum == signal.SIGUSR1
+        if self.detach is None:  # after a SIGTERM, Slurm requeues (or ends) the job itself
+            self._requeue = signum == signal.SIGUSR1
         self.detach = self.detach or (
             f"the loop job {self.job} nears its time limit: requeued, it resumes"
             if signum == signal.SIGUSR1

@@ -61,7 +61,7 @@ def script(cfg: Config, lab: Path, state: Path, args: list[str]) -> str:
         "cpus-per-task": str(ex.loop_cpus),
         "mem": f"{max(1, round(ex.loop_mem * 1024))}M",
         "signal": f"B:USR1@{LEAD_S}",
-        "output": str(state / "loop.log"),
+        "output": str(state / "loop.log").replace("%", "%%"),  # a pattern to sbatch
         "open-mode": "append",
         "chdir": str(lab),
         "partition": ex.partition, "account": ex.account, "qos": ex.qos,
