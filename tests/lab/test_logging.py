@@ -15,7 +15,7 @@ import pytest
 
 from nightlab import Lab
 
-from conftest import NIGHTLAB, cli, wait_for
+from conftest import NIGHTLAB, cli, status, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -140,3 +140,17 @@ def test_the_cli_in_process_leaves_the_logger_as_it_found_it(tmp_path):
         CliRunner().invoke(app, args)  # a failing command and one that succeeds
         assert (list(logger.handlers), logger.level, logger.propagate) == before
     assert [type(h) for h in before[0]] == [logging.NullHandler]
+
+
+def test_a_background_night_logs_at_the_level_start_was_given(make_lab):
+    lab = tiny(make_lab)
+    env = {**os.environ, "NIGHTLAB_PLAIN": "1"}
+    out = subprocess.run([*NIGHTLAB, "--log-level", "warning", "start", str(lab)], env=env,
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    wait_for(lambda: status(lab)["state"] not in ("new", "running"), 60, "the night to end")
+    log = (lab / ".nightlab" / "loop.log").read_text()
+    assert "started on slot" not in log and "run 1 finished" not in log, log
+    bad = subprocess.run([*NIGHTLAB, "status", str(lab)], capture_output=True, text=True,
+                         env={**env, "NIGHTLAB_LOG_LEVEL": "chatty"}, timeout=60)  # fmt: skip
+    assert bad.returncode == 2 and "NIGHTLAB_LOG_LEVEL" in bad.stderr

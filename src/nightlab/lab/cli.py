@@ -17,6 +17,7 @@ import typer
 
 from nightlab.lab.cli_common import (
     HERE,
+    LOG_LEVEL_ENV,
     ConfirmTop,
     FinalRounds,
     LabArg,
@@ -58,11 +59,13 @@ def _main(
     version: Annotated[bool, typer.Option(
         "--version", "-V", is_eager=True, callback=_show_version,
         help="Print nightlab's version and exit.")] = False,
-    log_level: Annotated[LogLevel, typer.Option(case_sensitive=False,
-        help="Show log lines from this level up (warning: only what went wrong).")] = LogLevel.info,
+    log_level: Annotated[LogLevel, typer.Option(case_sensitive=False, envvar=LOG_LEVEL_ENV,
+        help="Show log lines from this level up (warning: only what went wrong); a started "
+        "night's loop.log too.")] = LogLevel.info,
 ) -> None:  # fmt: skip
     """Run machine-learning experiments unattended: trials, a ratchet, a record."""
     ctx.call_on_close(show_logs(log_level.value))
+    ctx.obj = {"log_level": log_level.value}  # `start` gives it to the background loop
 
 
 app.command()(init)  # cli_init.py
@@ -179,6 +182,7 @@ def _tell_failed_baseline(lab: Path) -> None:
 
 @app.command()
 def start(
+    ctx: typer.Context,
     lab: LabArg = HERE,
     worker: Worker = None,
     max_trials: MaxTrials = None,
@@ -216,6 +220,8 @@ def start(
         return
     _beside_loop_job(lab)
     env, served, line = _dashboard("for_start", port) if dashboard else ({}, {}, "")
+    level = (ctx.find_root().obj or {}).get("log_level")
+    env = {**env, LOG_LEVEL_ENV: level} if level else env
     pid = _guard(
         target.start, worker=worker, max_trials=max_trials, hours=hours, slots=slots,
         env=env, **finish, **served,

@@ -58,6 +58,9 @@ class _Literal(logging.Formatter):
                        for c in text)  # fmt: skip
 
 
+LOG_LEVEL_ENV = "NIGHTLAB_LOG_LEVEL"  # --log-level's default; how `start` passes it on
+
+
 class LogLevel(StrEnum):
     """`--log-level`: the least severe record shown."""
 
