@@ -79,13 +79,15 @@ def adopt(lab: Lab, trial_id: int) -> dict[str, Any]:
             message = f"nightlab: adopt trial {trial_id} of {cfg.lab.name} ({objective})"
             sha = ws.commit_user(touched, message)
         except WorkspaceError as exc:  # a hook, no identity, signing...
-            for rel, data in before.items():
-                if data is None:
-                    (lab.path / rel).unlink(missing_ok=True)
-                else:
-                    (lab.path / rel).write_bytes(data)
+            _restore(lab, before)
             err = str(exc).split(": ", 1)[-1]
             raise LabError(f"git refused the commit, so nothing was changed: {err}") from None
+        except OSError as exc:  # a full disk, a read-only file: the tree as it was, not half
+            _restore(lab, before)
+            raise LabError(
+                f"adopt could not write your files ({exc}), so nothing was changed; fix that "
+                "and adopt again"
+            ) from None
         with store.tx() as s:
             Store.event(
                 s,
@@ -108,6 +110,15 @@ def adopt(lab: Lab, trial_id: int) -> dict[str, Any]:
         }
     finally:
         store.close()
+
+
+def _restore(lab: Lab, before: dict[str, bytes | None]) -> None:
+    """The user's files as they were before adopt wrote them."""
+    for rel, data in before.items():
+        if data is None:
+            (lab.path / rel).unlink(missing_ok=True)
+        else:
+            (lab.path / rel).write_bytes(data)
 
 
 def _carry(
