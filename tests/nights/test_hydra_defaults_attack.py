@@ -12,7 +12,6 @@ from nightlab.lab import adopt as adopt_module
 from nightlab.lab.errors import LabError
 
 from conftest import git
-from test_adopt_defaults import PARAMS_APP, adopted_night
 
 pytestmark = pytest.mark.slow
 
@@ -20,6 +19,8 @@ pytestmark = pytest.mark.slow
 def test_adopt_that_cannot_write_nightlab_toml_leaves_the_code_it_rewrote_as_it_was(
     make_lab, monkeypatch
 ):
+    from test_adopt_defaults import PARAMS_APP, adopted_night
+
     knobs_toml = "\n[search.lr]\nlow = 0.0\nhigh = 2.0\ndefault = 1.0\n"
     lab = adopted_night(make_lab, PARAMS_APP, {"params": {"boost": 1.5, "lr": 0.25}},
                         toml_extra=knobs_toml)  # fmt: skip

@@ -63,9 +63,14 @@ def carry(
             continue
         for name, found in _sites(path, data, list(params), hydra).items():
             sites[name] += found
-    for name, value in params.items():
-        found = sites[name]
-        same = [s for s in found if s.why is None and _same(s.value, before.get(name))]
+    same_of = {
+        name: [s for s in found if s.why is None and _same(s.value, before.get(name))]
+        for name, found in sites.items()
+    }
+    # the last span of a file first: an earlier one rewritten (another length) would move it
+    later_first = sorted(params, key=lambda n: -same_of[n][0].start if same_of[n] else 0)
+    for name in later_first:
+        value, found, same = params[name], sites[name], same_of[name]
         if len(same) == 1:
             site = same[0]
             data = out.edits.get(site.path, loaded[site.path])
@@ -85,6 +90,8 @@ def carry(
             out.not_carried[name] = "not found in the project's YAML or hydra-zen configs"
         if name in out.not_carried:
             out.not_carried[name] += f"; set {name} = {value!r} there by hand"
+    out.carried = {n: out.carried[n] for n in params if n in out.carried}
+    out.not_carried = {n: out.not_carried[n] for n in params if n in out.not_carried}
     return out
 
 
@@ -135,8 +142,11 @@ def _yaml_scalar(value: Any) -> str | None:
         import yaml
 
         return yaml.safe_dump(value).split("\n")[0]  # 1.0e-05: YAML 1.1 reads it back
-    if isinstance(value, str):
-        return json.dumps(value)  # a double-quoted YAML scalar: escapes, never a new line
+    if isinstance(value, str):  # a double-quoted YAML scalar: escapes, never a new line
+        return "".join(  # json's \ud83d\ude00 reads back in YAML as two lone surrogates
+            c if c.isascii() or c.isprintable() else f"\\U{ord(c):08x}"
+            for c in json.dumps(value, ensure_ascii=False)
+        )
     return None
 
 
