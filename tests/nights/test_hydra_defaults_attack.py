@@ -4,6 +4,7 @@ leaves the working tree as it was, never half-written."""
 from __future__ import annotations
 
 import errno
+import json
 
 import pytest
 
@@ -36,3 +37,25 @@ def test_adopt_that_cannot_write_nightlab_toml_leaves_the_code_it_rewrote_as_it_
     assert (lab / "train.py").read_bytes() == code  # not left with boost=1.5, uncommitted
     assert (lab / "nightlab.toml").read_bytes() == toml
     assert git(lab, "status", "--porcelain") == ""
+
+
+def test_a_resumed_night_rereads_the_config_of_its_own_code_not_the_users_edits(make_lab):
+    # the knobs change mid-night, so the composed config is read again: from the code the
+    # night runs (its snapshot), not from the lab folder the user has edited since
+    from test_hydra_defaults import hydra_lab, night
+
+    from conftest import rows
+
+    lab = hydra_lab(make_lab)
+    night(lab)
+    conf = lab / "conf" / "config.yaml"
+    conf.write_text(conf.read_text().replace("width: 32", "width: 16"))  # not this night's
+    toml = lab / "nightlab.toml"
+    toml.write_text(toml.read_text().replace("max_trials = 1", "max_trials = 2")
+                    + '\n[search."optim.name"]\nchoices = ["adam", "sgd"]\n')  # fmt: skip
+    lines = night(lab)
+    (kept,) = rows(lab, "SELECT value FROM meta WHERE key = 'composed_config'")
+    values = json.loads(kept["value"])["values"]
+    assert values["model.width"] == 32 and values["optim.name"] == "adam"
+    assert "model.width=32" in "\n".join(lines)
+    assert Lab(lab).config.search["model.width"].default == 32

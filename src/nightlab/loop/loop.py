@@ -105,7 +105,7 @@ class Loop:
                 self.report(f"removed a git lock a killed loop left behind: {stale}")
             if warning := sandbox.unsealed_warning(self.cfg):
                 self.report.warning(warning)
-            self.cfg = opening.knob_defaults(self.lab, self.cfg, store, self.report)  # hydra
+            self.cfg = opening.knob_defaults(self.lab, self.cfg, store, self.report, ws)  # hydra
             self.night = Night(self.lab, self.cfg, store, journal, ws, self.report, self.slot_count)
             self._assemble(self.night)
             self._open(self.night)

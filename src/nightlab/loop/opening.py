@@ -10,6 +10,7 @@ hashed then still holds.
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -22,20 +23,40 @@ from nightlab.store import folder, history, queries, read
 from nightlab.store.db import Store, Trial
 from nightlab.store.paths import RESULT
 from nightlab.trials import composed, launch, protect, training_spec
+from nightlab.trials.workspace import Workspace, WorkspaceError
 
 
-def knob_defaults(lab: Path, cfg: Config, store: Store, report: Callable[[str], None]) -> Config:
+def knob_defaults(
+    lab: Path,
+    cfg: Config,
+    store: Store,
+    report: Callable[[str], None],
+    ws: Workspace | None = None,
+) -> Config:
     """`[trial] params = "hydra"`: `cfg` with the defaults nightlab.toml leaves out taken
     from the project's composed config, read once a night (then kept in the store), and
-    each declared default that differs from it reported (the declared one is used)."""
+    each declared default that differs from it reported (the declared one is used). Read
+    again on a resumed night (its knobs changed), it is the night's own code's (`ws`'s copy
+    of the night's snapshot), not the lab folder's the user may have edited since."""
     if cfg.trial.params != "hydra" or not cfg.search:
         return cfg
     with store.tx() as s:
         kept = Store.get_meta(s, composed.META_KEY) or {}
+        base = Store.get_meta(s, "base_commit")
     if kept.get("knobs") == sorted(cfg.search):
         values = kept["values"]
+    elif base is not None and ws is not None and ws.changed_since(base):
+        with tempfile.TemporaryDirectory(prefix="nightlab-base-") as tmp:
+            try:
+                ws.export(base, Path(tmp))
+            except WorkspaceError as exc:
+                raise composed.ComposedConfigError(
+                    f"the night's code could not be copied to read its composed config: {exc}"
+                ) from None
+            values = _read_values(Path(tmp), cfg, report)
     else:
         values = _read_values(lab, cfg, report)
+    if kept.get("knobs") != sorted(cfg.search):
         with store.tx() as s:
             Store.set_meta(s, composed.META_KEY, {"knobs": sorted(cfg.search), "values": values})
     unset = cfg.unset_defaults()
