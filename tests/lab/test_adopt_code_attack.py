@@ -49,3 +49,27 @@ def test_a_lone_surrogate_in_a_yaml_string_is_refused_or_escaped_never_a_crash()
         assert yaml.safe_load(done.edits["conf/config.yaml"]) == {"name": "a\ud800"}
     else:
         assert "name" in done.not_carried
+
+
+@pytest.mark.parametrize(("written", "read"), [("1e-3", 0.001), ("3E-4", 0.0003), ("1e3", 1000.0)])
+def test_a_yaml_float_without_a_dot_is_the_float_hydra_reads(written, read):
+    # OmegaConf reads `lr: 1e-3` as 0.001 (plain YAML 1.1: the string '1e-3'); adopt
+    # refused the most common way to write a learning rate ("holds '1e-3'")
+    data = f"optim:\n  lr: {written}  # the rate\n".encode()
+    done = carry({"optim.lr": 0.5}, {"optim.lr": read}, one("conf/config.yaml", data),
+                 hydra=True)  # fmt: skip
+    assert not done.not_carried
+    assert done.edits["conf/config.yaml"] == data.replace(written.encode(), b"0.5")
+
+
+def test_a_yaml_date_is_the_string_hydra_reads():
+    data = b"run:\n  tag: 2024-01-01\n"
+    done = carry({"run.tag": "v2"}, {"run.tag": "2024-01-01"}, one("conf/config.yaml", data),
+                 hydra=True)  # fmt: skip
+    assert done.edits["conf/config.yaml"] == b'run:\n  tag: "v2"\n'
+
+
+def test_a_bom_before_a_python_file_does_not_move_the_first_lines_span():
+    data = b"\xef\xbb\xbfC = make_config(lr=0.01)\n"
+    done = carry({"lr": 0.5}, {"lr": 0.01}, one("conf.py", data), hydra=True)
+    assert done.edits["conf.py"] == b"\xef\xbb\xbfC = make_config(lr=0.5)\n"

@@ -12,6 +12,7 @@ reported, with where to set it by hand.
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import math
 from collections.abc import Callable
@@ -162,13 +163,15 @@ def _python_sites(
     except (SyntaxError, ValueError, RecursionError, MemoryError):  # nesting too deep
         return out
     starts = _line_starts(data)
+    bom = 3 if data.startswith(b"\xef\xbb\xbf") else 0  # not in the first line's offsets
     for node in ast.walk(tree):
         if not (isinstance(node, ast.Call) and _callee(node.func, hydra)):
             continue
         for kw in node.keywords:
             v = kw.value
-            start = starts[v.lineno - 1] + v.col_offset
+            start = starts[v.lineno - 1] + v.col_offset + (bom if v.lineno == 1 else 0)
             end = starts[v.end_lineno - 1] + v.end_col_offset  # type: ignore[operator]
+            end += bom if v.end_lineno == 1 else 0
             for name in (name for name, key in keys.items() if kw.arg == key):
                 if _literal(v):
                     out[name].append(Site(path, v.lineno, start, end, ast.literal_eval(v)))
@@ -213,7 +216,7 @@ def _yaml_sites(path: str, data: bytes, name: str) -> list[Site]:
 
     try:
         text = data.decode("utf-8")
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_hydra_loader())
     except (UnicodeDecodeError, yaml.YAMLError, RecursionError):
         return []
     parts = name.lstrip("+").split(".")
@@ -237,6 +240,38 @@ def _yaml_sites(path: str, data: bytes, name: str) -> list[Site]:
             continue
         out.append(Site(path, line, start, end, value))
     return out
+
+
+@functools.cache
+def _hydra_loader() -> Any:
+    """A safe loader that reads plain scalars as Hydra (OmegaConf) does: `1e-3` is a float
+    (YAML 1.1: a string), `2024-01-01` a string (YAML 1.1: a date)."""
+    import re
+
+    import yaml
+
+    class HydraLoader(yaml.SafeLoader):
+        pass
+
+    HydraLoader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(  # omegaconf._utils.get_yaml_loader's
+            r"""^(?:
+         [-+]?[0-9]+(?:_[0-9]+)*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?[0-9]+(?:_[0-9]+)*(?:[eE][-+]?[0-9]+)
+        |\.[0-9]+(?:_[0-9]+)*(?:[eE][-+][0-9]+)?
+        |[-+]?[0-9]+(?:_[0-9]+)*(?::[0-5]?[0-9])+\.[0-9_]*
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+            re.X,
+        ),
+        list("-+0123456789."),
+    )
+    HydraLoader.yaml_implicit_resolvers = {
+        key: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for key, resolvers in HydraLoader.yaml_implicit_resolvers.items()
+    }
+    return HydraLoader
 
 
 def _at(node: Any, parts: list[str]) -> Any:
