@@ -10,7 +10,6 @@ hashed then still holds.
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -23,7 +22,9 @@ from nightlab.store import folder, history, queries, read
 from nightlab.store.db import Store, Trial
 from nightlab.store.paths import RESULT
 from nightlab.trials import composed, launch, protect, training_spec
-from nightlab.trials.workspace import Workspace, WorkspaceError
+from nightlab.trials.workspace import Workspace, WorkspaceError, remove
+
+TREE = "composed-config"  # the tree a resumed night reads its code's composed config in
 
 
 def knob_defaults(
@@ -36,8 +37,8 @@ def knob_defaults(
     """`[trial] params = "hydra"`: `cfg` with the defaults nightlab.toml leaves out taken
     from the project's composed config, read once a night (then kept in the store), and
     each declared default that differs from it reported (the declared one is used). Read
-    again on a resumed night (its knobs changed), it is the night's own code's (`ws`'s copy
-    of the night's snapshot), not the lab folder's the user may have edited since."""
+    again on a resumed night (its knobs changed), it is the night's own code's (a tree like
+    a trial's, [trial] share linked), not the lab folder's the user may have edited since."""
     if cfg.trial.params != "hydra" or not cfg.search:
         return cfg
     with store.tx() as s:
@@ -46,14 +47,14 @@ def knob_defaults(
     if kept.get("knobs") == sorted(cfg.search):
         values = kept["values"]
     elif base is not None and ws is not None and ws.changed_since(base):
-        with tempfile.TemporaryDirectory(prefix="nightlab-base-") as tmp:
-            try:
-                ws.export(base, Path(tmp))
-            except WorkspaceError as exc:
-                raise composed.ComposedConfigError(
-                    f"the night's code could not be copied to read its composed config: {exc}"
-                ) from None
-            values = _read_values(Path(tmp), cfg, report)
+        try:  # a tree like a trial's: the night's files, [trial] share linked
+            values = _read_values(ws.checkout(TREE, base, cfg.trial.share), cfg, report)
+        except WorkspaceError as exc:
+            raise composed.ComposedConfigError(
+                f"the night's code could not be checked out to read its composed config: {exc}"
+            ) from None
+        finally:
+            remove(ws.tree_root(TREE))
     else:
         values = _read_values(lab, cfg, report)
     if kept.get("knobs") != sorted(cfg.search):
