@@ -59,3 +59,21 @@ def test_a_resumed_night_rereads_the_config_of_its_own_code_not_the_users_edits(
     assert values["model.width"] == 32 and values["optim.name"] == "adam"
     assert "model.width=32" in "\n".join(lines)
     assert Lab(lab).config.search["model.width"].default == 32
+
+
+def test_adopt_interrupted_part_way_leaves_the_tree_as_it_was(make_lab, monkeypatch):
+    from test_adopt_defaults import PARAMS_APP, adopted_night
+
+    knobs_toml = "\n[search.lr]\nlow = 0.0\nhigh = 2.0\ndefault = 1.0\n"
+    lab = adopted_night(make_lab, PARAMS_APP, {"params": {"boost": 1.5, "lr": 0.25}},
+                        toml_extra=knobs_toml)  # fmt: skip
+    code = (lab / "train.py").read_bytes()
+
+    def interrupted(*args, **kwargs):  # a Ctrl-C (or a bug) after train.py was rewritten
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(adopt_module, "_set_defaults", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        Lab(lab).adopt(2)
+    assert (lab / "train.py").read_bytes() == code
+    assert git(lab, "status", "--porcelain") == ""

@@ -88,6 +88,9 @@ def adopt(lab: Lab, trial_id: int) -> dict[str, Any]:
                 f"adopt could not write your files ({exc}), so nothing was changed; fix that "
                 "and adopt again"
             ) from None
+        except BaseException:  # a bug, a Ctrl-C: still not half-written
+            _restore(lab, before)
+            raise
         with store.tx() as s:
             Store.event(
                 s,
