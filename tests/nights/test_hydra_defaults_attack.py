@@ -77,3 +77,30 @@ def test_adopt_interrupted_part_way_leaves_the_tree_as_it_was(make_lab, monkeypa
         Lab(lab).adopt(2)
     assert (lab / "train.py").read_bytes() == code
     assert git(lab, "status", "--porcelain") == ""
+
+
+def test_a_night_that_failed_before_it_began_reads_the_config_again(make_lab, monkeypatch):
+    # the composed config was kept, then the night failed before its snapshot (here: an
+    # untracked file too big to snapshot); the user fixes that and edits the config: the
+    # night that begins must read the code it snapshots, not the kept values of before
+    from test_hydra_defaults import hydra_lab, night
+
+    from nightlab.trials.workspace import Workspace, WorkspaceError
+
+    from conftest import rows
+
+    lab = hydra_lab(make_lab)
+
+    def refused(self):
+        raise WorkspaceError("big.bin (900 MB) is untracked and not ignored")
+
+    with monkeypatch.context() as m:
+        m.setattr(Workspace, "snapshot", refused)
+        with pytest.raises(Exception, match="untracked"):
+            night(lab)
+    conf = lab / "conf" / "config.yaml"
+    conf.write_text(conf.read_text().replace("width: 32", "width: 16"))
+    lines = night(lab)
+    (trial,) = rows(lab, "SELECT * FROM trials")
+    assert json.loads(trial["params"])["model.width"] == 16
+    assert "defaults from the project's config: model.width=16" in "\n".join(lines)

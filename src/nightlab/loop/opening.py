@@ -44,8 +44,8 @@ def knob_defaults(
     with store.tx() as s:
         kept = Store.get_meta(s, composed.META_KEY) or {}
         base = Store.get_meta(s, "base_commit")
-    if kept.get("knobs") == sorted(cfg.search):
-        values = kept["values"]
+    if base is not None and kept.get("knobs") == sorted(cfg.search):
+        values = kept["values"]  # (kept by a night that failed before it began: read again)
     elif base is not None and ws is not None and ws.changed_since(base):
         try:  # a tree like a trial's: the night's files, [trial] share linked
             values = _read_values(ws.checkout(TREE, base, cfg.trial.share), cfg, report)
@@ -57,7 +57,7 @@ def knob_defaults(
             remove(ws.tree_root(TREE))
     else:
         values = _read_values(lab, cfg, report)
-    if kept.get("knobs") != sorted(cfg.search):
+    if base is None or kept.get("knobs") != sorted(cfg.search):
         with store.tx() as s:
             Store.set_meta(s, composed.META_KEY, {"knobs": sorted(cfg.search), "values": values})
     unset = cfg.unset_defaults()

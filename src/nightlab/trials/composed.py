@@ -154,11 +154,13 @@ def checked(cfg: Config, values: dict[str, Any]) -> dict[str, Any]:
 
 def with_kept_defaults(cfg: Config, db: Path) -> Config:
     """`cfg` with the defaults it leaves out filled from the values a night read and kept in
-    the store `db` (unfilled when no night has read them yet)."""
+    the store `db` (unfilled when no night has read them yet, or the one that did failed
+    before it began: the next reads them again)."""
     import contextlib
 
     from nightlab.store import queries, read
 
     with contextlib.closing(read.connect(db)) as conn:
-        kept = queries.meta_value(conn, META_KEY) or {}
+        began = queries.meta_value(conn, "base_commit") is not None
+        kept = (queries.meta_value(conn, META_KEY) if began else None) or {}
     return cfg.with_defaults(kept.get("values", {}))
