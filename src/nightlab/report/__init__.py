@@ -134,8 +134,12 @@ def write_report(
 
 def _redacted(obj: Any, secrets: dict[str, str]) -> Any:
     """A copy of a report document with every string passed through `redact`."""
+    from nightlab.report.doc import Linked
     from nightlab.store.redact import redact
 
+    if isinstance(obj, Linked):  # its links stay links (a redacted href shows its label alone)
+        links = [(redact(label, secrets), redact(href, secrets)) for label, href in obj.links]
+        return Linked(links, redact(obj.after, secrets))
     if isinstance(obj, str):
         return redact(obj, secrets)
     if isinstance(obj, list):

@@ -91,15 +91,42 @@ _CODE = re.compile(r"`([^`]+)`")
 LOCAL_LINK = re.compile(
     r"\.\./\.\./trials/\d+/(?:stdout\.log|stderr\.log|diff\.patch)|diffs/trial-\d+\.patch"
 )
-_LINK = re.compile(  # http(s) or one of the local shapes: never javascript: nor a free path
-    rf"\[([^\]]+)\]\((https?://[^)\s\"'<>]+|{LOCAL_LINK.pattern})\)"
-)
+_HREF = re.compile(rf"https?://[^)\s\"'<>]+|{LOCAL_LINK.pattern}")
+
+
+class Linked(str):
+    """A cell whose links nightlab made itself (a trial's files, its MLflow run, a cached
+    paper): Markdown `[label](href) · …` as a string, `<a>` tags in HTML. Links reach the
+    HTML only this way: text an agent or a trial wrote (a hypothesis, a failure reason) that
+    looks like `[stdout](../../trials/3/stdout.log)` or `[x](https://…)` stays text, so it
+    can neither link outside the lab nor pass another trial's log off as its own."""
+
+    links: tuple[tuple[str, str], ...]
+    after: str
+
+    def __new__(cls, links: list[tuple[str, str]], after: str = "", empty: str = "—") -> Linked:
+        # a link of any other shape (javascript:, a free path) is shown as its label alone
+        links = [(label, href if _HREF.fullmatch(href) else "") for label, href in links]
+        shown = " · ".join(f"[{label}]({href})" if href else label for label, href in links)
+        obj = super().__new__(cls, (shown or (empty if not after else "")) + after)
+        obj.links, obj.after = tuple(links), after
+        return obj
 
 
 def inline_html(text: str) -> Markup:
-    """Escape `text` for HTML, then turn `**bold**`, `` `code` `` and `[text](https://…)`
-    (or a link of `LOCAL_LINK`'s shape) into tags."""
+    """Escape `text` for HTML, then turn `**bold**` and `` `code` `` into tags; a `Linked`
+    cell's own links (and only those) become `<a>` tags."""
+    if isinstance(text, Linked):
+        tags = " · ".join(
+            f'<a href="{html.escape(href, quote=True)}" rel="noopener noreferrer">'
+            f"{html.escape(label, quote=True)}</a>"
+            if href
+            else html.escape(label, quote=True)
+            for label, href in text.links
+        )
+        if not tags and not text.after:
+            return Markup(html.escape(str(text)))
+        return Markup(tags + html.escape(text.after, quote=True))
     escaped = html.escape(str(text), quote=True)
     escaped = _CODE.sub(r"<code>\1</code>", escaped)
-    escaped = _LINK.sub(r'<a href="\2" rel="noopener noreferrer">\1</a>', escaped)
     return Markup(_BOLD.sub(r"<strong>\1</strong>", escaped))
