@@ -119,10 +119,15 @@ def write_report(
     board = leaderboard.write(out, night, top, top_k, len(ranked))
     condensed = redact(story.render(night), secrets)
     write_atomic(out / "final_condensed_story.md", condensed)
-    drawn = [*plots.draw_all(night, ranked, out), curves.learning_curves(night, ranked, out)]
+    drawn = [
+        *plots.draw_all(night, ranked, out),
+        plots.guarded(curves.NAME, curves.learning_curves, night, ranked, out),
+    ]
     pruned = pruning.gather(night)
     built = paper.build(night, pick, ranked, top, drawn, figure)
-    part = pruning.section(night, pruned, pruning.plot(night, pruned, out))
+    part = pruning.section(
+        night, pruned, plots.guarded(pruning.PLOT, pruning.plot, night, pruned, out)
+    )
     built.sections.insert(3, part)  # after Results, before Challenges
     if cited := related.section(related.gather(night)):
         built.sections.insert(4, cited)

@@ -33,10 +33,13 @@ def history(trial_dir: Path, metric: str) -> tuple[list[float], list[float]]:
                 try:
                     rec = json.loads(line)
                     value = float(rec["metrics"][metric])
-                except (ValueError, KeyError, TypeError):
-                    continue
+                except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
+                    continue  # an integer too large for a float is no point either
                 step = rec.get("step")
-                x = float(step) if isinstance(step, int | float) and math.isfinite(step) else i
+                try:
+                    x = float(step) if isinstance(step, int | float) and math.isfinite(step) else i
+                except OverflowError:  # a step too large for a float: its place in the order
+                    x = i
                 if math.isfinite(value):
                     xs.append(x)
                     ys.append(value)
