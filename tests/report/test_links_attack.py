@@ -45,3 +45,26 @@ def test_a_hypothesis_and_a_reason_cannot_forge_links_in_the_html(tmp_path):
     # 4's and 5's text shows as the text it is
     assert len(re.findall(r'href="\.\./\.\./trials/1/stdout\.log"', page)) == 2
     assert f"my log: {FORGED_LOG}" in page
+
+
+EMBED = "![t](https://evil.example/beacon.png) <img src=x onerror=alert(1)> [y](javascript:z)"
+
+
+def test_agent_text_embeds_nothing_in_the_markdown_files(tmp_path):
+    """A Markdown viewer (an editor's preview, a forge) would load the image and render the
+    tag: in the .md files an agent's text is text."""
+    trials = [
+        *baseline([1.0, 1.01, 0.99]),
+        trial(4, None, status="failed", verdict=None, reason=EMBED, dimension="optimization",
+              hypothesis=EMBED),
+        trial(5, 1.2, dimension="optimization", hypothesis=EMBED),
+    ]  # fmt: skip
+    out = write_report(hand_store(tmp_path / "lab", trials), config(), top_k=5)
+    files = sorted(out.glob("*.md"))
+    assert len(files) >= 3
+    for md in files:
+        text = md.read_text()
+        assert "](https://evil" not in text and "](javascript" not in text, md.name
+        assert "<img" not in text, md.name
+    assert "evil.example" in (out / "final_paper_report.md").read_text()
+    assert "](objective_per_trial.png)" in (out / "final_paper_report.md").read_text()  # its own

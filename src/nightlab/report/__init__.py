@@ -76,7 +76,7 @@ def write_report(
         story,
     )
     from nightlab.report.data import ReportError, load, test_figure
-    from nightlab.report.doc import to_markdown
+    from nightlab.report.doc import md_text, to_markdown
     from nightlab.store.files import write_atomic
     from nightlab.store.redact import redact, secret_values
 
@@ -118,7 +118,7 @@ def write_report(
     secrets = secret_values()
     board = leaderboard.write(out, night, top, top_k, len(ranked))
     condensed = redact(story.render(night), secrets)
-    write_atomic(out / "final_condensed_story.md", condensed)
+    write_atomic(out / "final_condensed_story.md", md_text(condensed))
     drawn = [
         *plots.draw_all(night, ranked, out),
         plots.guarded(curves.NAME, curves.learning_curves, night, ranked, out),

@@ -55,9 +55,21 @@ class Doc:
     sections: list[Section] = field(default_factory=list)
 
 
+_TAG = re.compile(r"<(?=[A-Za-z/!?])")  # what a Markdown viewer would take for HTML
+
+
+def md_text(text: object) -> str:
+    """Text for the Markdown files: an agent's or a trial's words (a hypothesis, a reason)
+    become no link, image (`![x](https://…)` loads when the file is viewed) nor HTML tag in a
+    Markdown viewer; a `Linked` cell's own links stay."""
+    if isinstance(text, Linked):
+        return str(text)
+    return _TAG.sub("&lt;", str(text)).replace("](", "]\\(")
+
+
 def cell(text: object) -> str:
     """A Markdown table cell: pipes escaped, on one line."""
-    return str(text).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+    return md_text(text).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
 def md_table(header: list[str], rows: list[list[str]]) -> str:
@@ -68,14 +80,14 @@ def md_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def to_markdown(doc: Doc) -> str:
-    out = [f"# {doc.title}", "", doc.subtitle, ""]
+    out = [f"# {md_text(doc.title)}", "", md_text(doc.subtitle), ""]
     for section in doc.sections:
         out += [f"## {section.title}", ""]
         for block in section.blocks:
             if isinstance(block, Para):
-                out.append(block.text)
+                out.append(md_text(block.text))
             elif isinstance(block, Bullets):
-                out += [f"- {item}" for item in block.items]
+                out += [f"- {md_text(item)}" for item in block.items]
             elif isinstance(block, Table):
                 out.append(md_table(block.header, block.rows))
             elif isinstance(block, Image):
@@ -107,7 +119,10 @@ class Linked(str):
     def __new__(cls, links: list[tuple[str, str]], after: str = "", empty: str = "—") -> Linked:
         # a link of any other shape (javascript:, a free path) is shown as its label alone
         links = [(label, href if _HREF.fullmatch(href) else "") for label, href in links]
-        shown = " · ".join(f"[{label}]({href})" if href else label for label, href in links)
+        shown = " · ".join(
+            f"[{_TAG.sub('&lt;', label)}]({href})" if href else md_text(label)
+            for label, href in links
+        )
         obj = super().__new__(cls, (shown or (empty if not after else "")) + after)
         obj.links, obj.after = tuple(links), after
         return obj
