@@ -43,3 +43,13 @@ def test_an_objective_as_extreme_as_a_float_goes_does_not_stop_the_report(tmp_pa
     out = write_report(hand_store(tmp_path / "lab", trials), config())
     assert (out / "report.html").is_file()
     assert "could not draw it" in (out / "final_paper_report.md").read_text()
+
+
+def test_a_non_ascii_objective_has_its_curve(tmp_path):
+    """metrics.jsonl is written with json.dumps: `précision` is stored as `pr\\u00e9cision`."""
+    from nightlab.store.folder import finish
+
+    points = [{"step": s, "name": "précision", "value": v, "source": "log"}
+              for s, v in enumerate([0.1, 0.2, 0.3])]  # fmt: skip
+    finish(tmp_path, {}, points)
+    assert history(tmp_path, "précision") == ([0.0, 1.0, 2.0], [0.1, 0.2, 0.3])

@@ -25,10 +25,11 @@ def history(trial_dir: Path, metric: str) -> tuple[list[float], list[float]]:
     point without a step takes its place in the order. Non-finite values are left out."""
     xs: list[float] = []
     ys: list[float] = []
+    key = json.dumps(metric)  # as `finish` writes it: a non-ASCII name as \\u escapes
     try:
         with (trial_dir / METRICS).open(encoding="utf-8", errors="replace") as f:
             for i, line in enumerate(f):
-                if f'"{metric}"' not in line:
+                if key not in line:
                     continue  # most lines of a long history are other metrics: skip the parse
                 try:
                     rec = json.loads(line)
