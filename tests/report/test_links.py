@@ -16,7 +16,7 @@ from report_nights import baseline, config, hand_store, real_lab, section, trial
 from nightlab.config import ConfigError, load_config
 from nightlab.report import write_report
 from nightlab.report.data import ReportError
-from nightlab.report.doc import inline_html
+from nightlab.report.doc import Linked, inline_html
 from nightlab.report.links import state_file_link
 from nightlab.store import fmt
 from nightlab.tracking.ui import run_url
@@ -160,10 +160,12 @@ def test_a_symlinked_log_gets_no_link_in_the_report(tmp_path):
 
 
 def test_only_the_reports_own_link_shapes_render_as_links():
-    assert "<a " in inline_html("[log](../../trials/3/stdout.log)")
+    assert "<a " in inline_html(Linked([("log", "../../trials/3/stdout.log")]))
+    assert "<a " not in inline_html("[log](../../trials/3/stdout.log)")  # text: never a link
     for text in ("[x](javascript:alert(1))", "[x](../../../etc/passwd)",
                  "[x](../../trials/3/../../../../etc/passwd)", "[x](/etc/passwd)"):  # fmt: skip
         assert "<a " not in inline_html(text), text
+        assert "<a " not in inline_html(Linked([("x", text[4:-1])])), text
 
 
 def test_a_symlinked_diffs_folder_is_refused_not_written_through(night, tmp_path):

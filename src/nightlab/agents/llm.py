@@ -51,6 +51,13 @@ class UnknownModelError(LLMWorkerError):
 def resolve_model(spec: str, cfg: Config, role: str = "worker") -> Any:
     """The pydantic-ai model for `spec`; an unusable one fails now, naming the fix.
     `[agents] base_url` serves the worker only."""
+    try:
+        return _resolve(spec, cfg, role)
+    except ImportError as exc:  # pydantic-ai without this provider's client (pydantic-ai-slim)
+        raise LLMWorkerError(f"{role} {spec!r}: {' '.join(str(exc).split())}") from None
+
+
+def _resolve(spec: str, cfg: Config, role: str) -> Any:
     from pydantic_ai.exceptions import UserError
 
     agents = cfg.agents

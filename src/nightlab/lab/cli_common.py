@@ -46,16 +46,25 @@ def console(stderr: bool = False) -> Any:
     )
 
 
+def _literal(text: str, keep: str = "") -> str:
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c in keep else c.encode("unicode_escape").decode()
+                   for c in text)  # fmt: skip
+
+
 class _Literal(logging.Formatter):
     """Every character that is not printable (ESC, other controls, bidi overrides) as its
-    escape, `\\x1b`: a trial's or an agent's text cannot drive the terminal."""
+    escape, `\\x1b`: a trial's or an agent's text cannot drive the terminal. A line's own
+    newline too (`\\n`): a rationale cannot print a second, forged `HH:MM:SS trial 9 kept`
+    line; only a traceback below the line keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = _literal(record.message)
+        return super().formatMessage(record)
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        if text.isprintable():
-            return text
-        return "".join(c if c.isprintable() or c in "\n\t" else c.encode("unicode_escape").decode()
-                       for c in text)  # fmt: skip
+        return _literal(super().format(record), "\n\t")
 
 
 LOG_LEVEL_ENV = "NIGHTLAB_LOG_LEVEL"  # --log-level's default; how `start` passes it on

@@ -76,7 +76,7 @@ def write_report(
         story,
     )
     from nightlab.report.data import ReportError, load, test_figure
-    from nightlab.report.doc import to_markdown
+    from nightlab.report.doc import md_text, to_markdown
     from nightlab.store.files import write_atomic
     from nightlab.store.redact import redact, secret_values
 
@@ -118,11 +118,16 @@ def write_report(
     secrets = secret_values()
     board = leaderboard.write(out, night, top, top_k, len(ranked))
     condensed = redact(story.render(night), secrets)
-    write_atomic(out / "final_condensed_story.md", condensed)
-    drawn = [*plots.draw_all(night, ranked, out), curves.learning_curves(night, ranked, out)]
+    write_atomic(out / "final_condensed_story.md", md_text(condensed))
+    drawn = [
+        *plots.draw_all(night, ranked, out),
+        plots.guarded(curves.NAME, curves.learning_curves, night, ranked, out),
+    ]
     pruned = pruning.gather(night)
     built = paper.build(night, pick, ranked, top, drawn, figure)
-    part = pruning.section(night, pruned, pruning.plot(night, pruned, out))
+    part = pruning.section(
+        night, pruned, plots.guarded(pruning.PLOT, pruning.plot, night, pruned, out)
+    )
     built.sections.insert(3, part)  # after Results, before Challenges
     if cited := related.section(related.gather(night)):
         built.sections.insert(4, cited)
@@ -134,8 +139,12 @@ def write_report(
 
 def _redacted(obj: Any, secrets: dict[str, str]) -> Any:
     """A copy of a report document with every string passed through `redact`."""
+    from nightlab.report.doc import Linked
     from nightlab.store.redact import redact
 
+    if isinstance(obj, Linked):  # its links stay links (a redacted href shows its label alone)
+        links = [(redact(label, secrets), redact(href, secrets)) for label, href in obj.links]
+        return Linked(links, redact(obj.after, secrets))
     if isinstance(obj, str):
         return redact(obj, secrets)
     if isinstance(obj, list):

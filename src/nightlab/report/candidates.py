@@ -16,6 +16,7 @@ from typing import Any
 from nightlab import ratchet
 from nightlab.ratchet import finite
 from nightlab.report.data import TEST_KIND, Night
+from nightlab.report.doc import Linked
 from nightlab.report.links import Link
 from nightlab.store import fmt
 from nightlab.store.paths import DIFF
@@ -103,9 +104,10 @@ class Candidate:
     def mlflow_run_ids(self) -> list[str]:
         return [t["mlflow_run_id"] for t in self.trials if t["mlflow_run_id"]]
 
-    def links_text(self) -> str:
-        """Its links as Markdown (`[stdout](../../trials/4/stdout.log) · …`), or `—`."""
-        return " · ".join(link.markdown() for link in self.links) or "—"
+    def links_text(self) -> Linked:
+        """Its links as Markdown (`[stdout](../../trials/4/stdout.log) · …`), or `—`; tags in
+        the HTML."""
+        return Linked([(link.label, link.href) for link in self.links])
 
     def figure(self, digits: int = 4) -> str:
         """`mean ± sd (n=…)`, or the single run, rounded as the terminal rounds them."""

@@ -25,18 +25,22 @@ def history(trial_dir: Path, metric: str) -> tuple[list[float], list[float]]:
     point without a step takes its place in the order. Non-finite values are left out."""
     xs: list[float] = []
     ys: list[float] = []
+    key = json.dumps(metric)  # as `finish` writes it: a non-ASCII name as \\u escapes
     try:
         with (trial_dir / METRICS).open(encoding="utf-8", errors="replace") as f:
             for i, line in enumerate(f):
-                if f'"{metric}"' not in line:
+                if key not in line:
                     continue  # most lines of a long history are other metrics: skip the parse
                 try:
                     rec = json.loads(line)
                     value = float(rec["metrics"][metric])
-                except (ValueError, KeyError, TypeError):
-                    continue
+                except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
+                    continue  # an integer too large for a float is no point either
                 step = rec.get("step")
-                x = float(step) if isinstance(step, int | float) and math.isfinite(step) else i
+                try:
+                    x = float(step) if isinstance(step, int | float) and math.isfinite(step) else i
+                except OverflowError:  # a step too large for a float: its place in the order
+                    x = i
                 if math.isfinite(value):
                     xs.append(x)
                     ys.append(value)

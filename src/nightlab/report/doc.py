@@ -55,9 +55,21 @@ class Doc:
     sections: list[Section] = field(default_factory=list)
 
 
+_TAG = re.compile(r"<(?=[A-Za-z/!?])")  # what a Markdown viewer would take for HTML
+
+
+def md_text(text: object) -> str:
+    """Text for the Markdown files: an agent's or a trial's words (a hypothesis, a reason)
+    become no link, image (`![x](https://…)` loads when the file is viewed) nor HTML tag in a
+    Markdown viewer; a `Linked` cell's own links stay."""
+    if isinstance(text, Linked):
+        return str(text)
+    return _TAG.sub("&lt;", str(text)).replace("](", "]\\(")
+
+
 def cell(text: object) -> str:
     """A Markdown table cell: pipes escaped, on one line."""
-    return str(text).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+    return md_text(text).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
 def md_table(header: list[str], rows: list[list[str]]) -> str:
@@ -68,14 +80,14 @@ def md_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def to_markdown(doc: Doc) -> str:
-    out = [f"# {doc.title}", "", doc.subtitle, ""]
+    out = [f"# {md_text(doc.title)}", "", md_text(doc.subtitle), ""]
     for section in doc.sections:
         out += [f"## {section.title}", ""]
         for block in section.blocks:
             if isinstance(block, Para):
-                out.append(block.text)
+                out.append(md_text(block.text))
             elif isinstance(block, Bullets):
-                out += [f"- {item}" for item in block.items]
+                out += [f"- {md_text(item)}" for item in block.items]
             elif isinstance(block, Table):
                 out.append(md_table(block.header, block.rows))
             elif isinstance(block, Image):
@@ -91,15 +103,45 @@ _CODE = re.compile(r"`([^`]+)`")
 LOCAL_LINK = re.compile(
     r"\.\./\.\./trials/\d+/(?:stdout\.log|stderr\.log|diff\.patch)|diffs/trial-\d+\.patch"
 )
-_LINK = re.compile(  # http(s) or one of the local shapes: never javascript: nor a free path
-    rf"\[([^\]]+)\]\((https?://[^)\s\"'<>]+|{LOCAL_LINK.pattern})\)"
-)
+_HREF = re.compile(rf"https?://[^)\s\"'<>]+|{LOCAL_LINK.pattern}")
+
+
+class Linked(str):
+    """A cell whose links nightlab made itself (a trial's files, its MLflow run, a cached
+    paper): Markdown `[label](href) · …` as a string, `<a>` tags in HTML. Links reach the
+    HTML only this way: text an agent or a trial wrote (a hypothesis, a failure reason) that
+    looks like `[stdout](../../trials/3/stdout.log)` or `[x](https://…)` stays text, so it
+    can neither link outside the lab nor pass another trial's log off as its own."""
+
+    links: tuple[tuple[str, str], ...]
+    after: str
+
+    def __new__(cls, links: list[tuple[str, str]], after: str = "", empty: str = "—") -> Linked:
+        # a link of any other shape (javascript:, a free path) is shown as its label alone
+        links = [(label, href if _HREF.fullmatch(href) else "") for label, href in links]
+        shown = " · ".join(
+            f"[{_TAG.sub('&lt;', label)}]({href})" if href else md_text(label)
+            for label, href in links
+        )
+        obj = super().__new__(cls, (shown or (empty if not after else "")) + after)
+        obj.links, obj.after = tuple(links), after
+        return obj
 
 
 def inline_html(text: str) -> Markup:
-    """Escape `text` for HTML, then turn `**bold**`, `` `code` `` and `[text](https://…)`
-    (or a link of `LOCAL_LINK`'s shape) into tags."""
+    """Escape `text` for HTML, then turn `**bold**` and `` `code` `` into tags; a `Linked`
+    cell's own links (and only those) become `<a>` tags."""
+    if isinstance(text, Linked):
+        tags = " · ".join(
+            f'<a href="{html.escape(href, quote=True)}" rel="noopener noreferrer">'
+            f"{html.escape(label, quote=True)}</a>"
+            if href
+            else html.escape(label, quote=True)
+            for label, href in text.links
+        )
+        if not tags and not text.after:
+            return Markup(html.escape(str(text)))
+        return Markup(tags + html.escape(text.after, quote=True))
     escaped = html.escape(str(text), quote=True)
     escaped = _CODE.sub(r"<code>\1</code>", escaped)
-    escaped = _LINK.sub(r'<a href="\2" rel="noopener noreferrer">\1</a>', escaped)
     return Markup(_BOLD.sub(r"<strong>\1</strong>", escaped))

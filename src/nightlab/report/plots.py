@@ -6,6 +6,7 @@ can say so instead of leaving a hole.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,14 +57,26 @@ def _save(fig: Any, out: Path, name: str) -> str:
     return file
 
 
+def guarded(name: str, draw: Callable[..., Any], *args: Any) -> Any:
+    """`draw(*args)`, or the plot skipped when matplotlib cannot draw it: a trial's values
+    are the trial's to choose, and finite ones as extreme as ±1e308 make its scaling raise
+    (`arange: cannot compute length`, a singular matrix); the report is written all the same."""
+    try:
+        return draw(*args)
+    except (ValueError, ArithmeticError) as exc:
+        _pyplot().close("all")
+        why = f"matplotlib could not draw it ({type(exc).__name__}): values too extreme to scale"
+        return Plot(name, name.replace("_", " "), None, why)
+
+
 def draw_all(night: Night, candidates: list[Candidate], out: Path) -> list[Plot]:
     """Every plot of the report, drawn into `out`."""
     return [
-        objective_per_trial(night, out),
-        best_so_far(night, out),
-        by_dimension(night, out),
-        spread(night, candidates, out),
-        sigma_over_night(night, out),
+        guarded("objective_per_trial", objective_per_trial, night, out),
+        guarded("best_so_far", best_so_far, night, out),
+        guarded("by_dimension", by_dimension, night, out),
+        guarded("seed_spread", spread, night, candidates, out),
+        guarded("sigma_over_night", sigma_over_night, night, out),
     ]
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from nightlab.agents.literature import net
 from nightlab.report.data import Night
-from nightlab.report.doc import Para, Section, Table
+from nightlab.report.doc import Linked, Para, Section, Table
 from nightlab.store import queries, read
 
 MAX_LISTED = 50  # papers in the table
@@ -61,9 +61,10 @@ def section(got: dict[str, Any]) -> Section | None:
         authors = p.get("authors") if isinstance(p.get("authors"), list) else []
         first = net.text(authors[0], net.NAME_CHARS) if authors else None
         by = (first + (" et al." if len(authors) > 1 else "")) if first else ""
-        shown = f"[{title}]({url})" if url else title
         year = net.text(str(p.get("year") or "n.d."), 10)
-        rows.append([key, f"{shown} — {by} ({year})", net.text(p.get("venue"), net.VENUE_CHARS)
+        tail = f" — {by} ({year})"
+        shown = Linked([(title, url)], tail) if url else f"{title}{tail}"
+        rows.append([key, shown, net.text(p.get("venue"), net.VENUE_CHARS)
                      or "", ", ".join(dict.fromkeys(who))])  # fmt: skip
     if rows:
         part.blocks.append(Table(["id", "paper", "venue", "cited by"], rows))
