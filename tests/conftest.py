@@ -337,6 +337,20 @@ def status(lab: Path) -> dict:
     return json.loads(cli("status", str(lab), "--json").stdout)
 
 
+def sigterm_timed(proc: subprocess.Popen, timeout: float) -> tuple[str, str, float]:
+    """SIGTERM `proc` (it is killed afterwards, whatever happened); (stdout, stderr, seconds it
+    took to exit)."""
+    import signal
+
+    try:
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=timeout)
+        return out, err, time.monotonic() - sent
+    finally:
+        proc.kill()
+
+
 def wait_for(predicate: Callable[[], object], timeout: float = 60, what: str = "") -> object:
     deadline = time.time() + timeout
     while time.time() < deadline:

@@ -10,9 +10,10 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
+
+from conftest import sigterm_timed
 
 pytest.importorskip("lightning")
 
@@ -166,12 +167,10 @@ def test_sigterm_mid_fit_exits_0_with_last_pt(tmp_path):
     )  # fmt: skip
     try:
         assert proc.stdout.readline().strip() == "training", proc.stderr.read()
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
-        took = time.monotonic() - sent
-    finally:
+    except BaseException:
         proc.kill()
+        raise
+    out, err, took = sigterm_timed(proc, 30)
     assert proc.returncode == 0, err
     assert took < 3.0, took  # within nightlab's grace before SIGKILL
     assert "stopped=True" in out

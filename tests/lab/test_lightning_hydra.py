@@ -18,7 +18,7 @@ import pytest
 from nightlab.config import load_config
 from nightlab.lab import templates
 
-from conftest import cli, git, rows, status
+from conftest import cli, git, rows, sigterm_timed, status
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "lightning-hydra"
@@ -305,9 +305,6 @@ def test_init_and_a_search_night_with_hydra_overrides_and_mlflow(lh, tmp_path):
 
 @pytest.mark.slow
 def test_sigterm_stops_the_template_cleanly_with_last_pt(lh, tmp_path):
-    import signal
-    import time
-
     import torch
 
     lab = example_copy(tmp_path / "lab")
@@ -324,12 +321,10 @@ def test_sigterm_stops_the_template_cleanly_with_last_pt(lh, tmp_path):
                 break
         else:
             pytest.fail(f"no epoch reported: {proc.stderr.read()}")
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
-        took = time.monotonic() - sent
-    finally:
+    except BaseException:
         proc.kill()
+        raise
+    out, err, took = sigterm_timed(proc, 60)
     assert proc.returncode == 0, err
     assert took < 3.0, took  # inside nightlab's grace period before SIGKILL
     assert "stopped: SIGTERM" in err and "checkpoint:" not in out
