@@ -13,6 +13,7 @@ from pydantic_ai.messages import ModelResponse, ToolCallPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from agents.literature.servers import Library as Server
+from agents.literature.servers import scripted_lab
 from nightlab import Lab
 
 from conftest import rows
@@ -58,13 +59,7 @@ def test_hostile_cites_and_a_secret_query_neither_crash_forge_nor_leak(make_lab,
     monkeypatch.setattr(llm, "resolve_model", lambda spec, cfg, role="worker": FunctionModel(
         hostile_worker))  # fmt: skip
     with Server() as papers:
-        lab = make_lab(max_trials=4)
-        toml = lab / "nightlab.toml"
-        toml.write_text(
-            toml.read_text().replace('worker = "search"', 'worker = "function:scripted"')
-            + f'\n[literature]\narxiv_url = "{papers.url}/api"\n'
-            f'openalex_url = "{papers.url}/openalex"\nsources = ["arxiv", "openalex"]\n'
-        )  # fmt: skip
+        lab = scripted_lab(make_lab(max_trials=4), papers.url, 'sources = ["arxiv", "openalex"]\n')
         final = Lab(lab).run(report=lambda line: None)
         assert final["state"] == "finished", final
         # the secret never reached a server

@@ -141,6 +141,18 @@ def _send(
         pass
 
 
+def scripted_lab(lab: Path, url: str, extra: str = "") -> Path:
+    """`lab` (conftest's tiny lab) with a model worker the test scripts (`function:scripted`,
+    its model patched in) and `[literature]` on the stand-in at `url`; `extra` ends that
+    section."""
+    toml = lab / "nightlab.toml"
+    toml.write_text(
+        toml.read_text().replace('worker = "search"', 'worker = "function:scripted"')
+        + f'\n[literature]\narxiv_url = "{url}/api"\nopenalex_url = "{url}/openalex"\n{extra}'
+    )
+    return lab
+
+
 def dead_url() -> str:
     """A base URL on 127.0.0.1 where nothing listens (a port just freed)."""
     with socket.socket() as s:

@@ -14,7 +14,7 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from nightlab import Lab
 
-from .servers import Library
+from .servers import Library, scripted_lab
 from conftest import cli, rows
 
 pytestmark = pytest.mark.slow
@@ -55,14 +55,9 @@ def test_a_worker_researches_reads_and_cites_and_the_report_lists_it(make_lab, m
     monkeypatch.setattr(llm, "resolve_model", lambda spec, cfg, role="worker": FunctionModel(
         worker_model))  # fmt: skip
     with Library() as papers:
-        lab = make_lab(max_trials=4)
+        lab = scripted_lab(make_lab(max_trials=4), papers.url)
         toml = lab / "nightlab.toml"
-        toml.write_text(
-            toml.read_text().replace('worker = "search"', 'worker = "function:scripted"')
-            .replace("auto = false", "auto = true")
-            + f'\n[literature]\narxiv_url = "{papers.url}/api"\n'
-            f'openalex_url = "{papers.url}/openalex"\n'
-        )  # fmt: skip
+        toml.write_text(toml.read_text().replace("auto = false", "auto = true"))  # the report
         final = Lab(lab).run(report=lambda line: None)
         searched = len(papers.requests)
 
