@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nightlab.trials.workspace import Workspace, WorkspaceError
+from nightlab.trials.workspace import Workspace, WorkspaceError, diff_text
 
 from conftest import git
 
@@ -172,6 +172,30 @@ def test_diff_between_commits(lab):
     assert "+lr = 0.3" in patch
     assert "notes.txt" not in patch
     assert ws.diff(base, base) == ""
+
+
+def test_diff_text_of_a_huge_commit_is_cut_without_reading_it_whole(lab):
+    """A trial that commits a 24 MB file: the report's diff is cut at its limit, says the
+    whole size, and reading it never holds the whole diff in memory."""
+    import tracemalloc
+
+    ws = make_ws(lab)
+    base = ws.snapshot()
+    line = "x" * 99 + "\n"
+    new = ws.commit_files(base, {"blob.txt": line * 240_000}, "a huge file")
+    tracemalloc.start()
+    try:
+        text = diff_text(lab, base, new, 4096)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert text is not None
+    assert text.startswith("diff --git a/blob.txt b/blob.txt")
+    head, _, tail = text.rpartition("\n… cut at 4096 bytes of ")
+    assert len(head.encode()) == 4096
+    assert int(tail.strip()) > 24_000_000
+    assert peak < 2_000_000, f"diff_text held {peak} bytes"
+    assert diff_text(lab, base, "no-such-commit", 4096) is None
 
 
 def test_refs_for_trials_and_best_branch(lab):

@@ -16,6 +16,7 @@ import re
 import shutil
 import stat
 import subprocess
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -374,16 +375,21 @@ def diff_numstat(lab: Path, base: str, commit: str) -> str | None:
 
 def diff_text(lab: Path, base: str, commit: str, max_bytes: int) -> str | None:
     """`git diff base commit` in `lab`, cut at `max_bytes` (a last line says so), or None when
-    git cannot tell. Read-only."""
-    try:
-        proc = subprocess.run(
-            ["git", *SAFE, "diff", base, commit], cwd=lab, capture_output=True, timeout=60
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if proc.returncode != 0:
-        return None
-    text = proc.stdout[:max_bytes].decode(errors="replace")
-    if len(proc.stdout) > max_bytes:
-        text += f"\n… cut at {max_bytes} bytes of {len(proc.stdout)}\n"
+    git cannot tell. Read-only. git writes to a temporary file, so a huge diff (a trial that
+    commits a big file) costs disk for a moment, never memory."""
+    with tempfile.TemporaryFile() as out:
+        try:
+            proc = subprocess.run(
+                ["git", *SAFE, "diff", base, commit],
+                cwd=lab, stdout=out, stderr=subprocess.DEVNULL, timeout=60,
+            )  # fmt: skip
+        except (OSError, subprocess.SubprocessError):
+            return None
+        if proc.returncode != 0:
+            return None
+        size = os.fstat(out.fileno()).st_size
+        out.seek(0)
+        text = out.read(max_bytes).decode(errors="replace")
+    if size > max_bytes:
+        text += f"\n… cut at {max_bytes} bytes of {size}\n"
     return text
