@@ -144,3 +144,39 @@ def test_remember_stores_a_paper_without_a_query(store):
     assert papers.remember(store, [rec("Read", arxiv="7")]) == ["arxiv:7"]
     assert papers.paper(store, "arxiv:7")["title"] == "Read"
     assert papers.recent(store, 3) == []
+
+
+def test_an_agent_flooding_distinct_queries_cannot_grow_the_cache_without_end(store, monkeypatch):
+    """Past the caps the oldest answers and papers go, and the answers naming a paper that
+    went (never served half); the newest answers stay whole, and a paper an answer brought
+    back recently stays however long ago it was first stored."""
+    monkeypatch.setattr(papers, "MAX_QUERIES", 40)
+    monkeypatch.setattr(papers, "MAX_PAPERS", 100)
+    papers.put(store, "arxiv", "the classic", [rec("Classic", arxiv="c")], now=0.0)
+    for i in range(1, 301):
+        found = [rec(f"P{i}.{j}", doi=f"10.{i}/{j}") for j in range(4)]
+        if i % 50 == 0:
+            found.append(rec("Classic", arxiv="c"))  # a later answer finds it again
+        papers.put(store, "arxiv", f"flood {i}", found, now=float(i))
+        papers.remember(store, [rec(f"Read{i}", arxiv=f"r{i}")], now=float(i))
+    with sqlite3.connect(store.path) as conn:
+        n_queries = conn.execute("select count(*) from paper_queries").fetchone()[0]
+        n_papers = conn.execute("select count(*) from papers").fetchone()[0]
+        keys = {k for (k,) in conn.execute("select key from papers")}
+        orphans = conn.execute(
+            "select count(*) from paper_ids where key not in (select key from papers)"
+        ).fetchone()[0]
+    assert 10 <= n_queries <= 40
+    assert 90 <= n_papers <= 100
+    assert orphans == 0
+    for i in range(1, 301):
+        answer = papers.stale(store, "arxiv", f"flood {i}")
+        assert answer is None or len(answer) == 4 + (i % 50 == 0), (i, answer)
+    assert [p["title"] for p in papers.stale(store, "arxiv", "flood 300")] == [
+        "P300.0", "P300.1", "P300.2", "P300.3", "Classic",
+    ]  # fmt: skip
+    assert papers.paper(store, "arxiv:r300")["title"] == "Read300"
+    assert papers.paper(store, "arxiv:c")["title"] == "Classic"
+    assert papers.stale(store, "arxiv", "the classic") is None
+    assert papers.stale(store, "arxiv", "flood 1") is None
+    assert "doi:10.1/0" not in keys

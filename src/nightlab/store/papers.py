@@ -10,7 +10,11 @@ lower case); a source's newer answer to a query replaces its older one.
 
 Everything is bounded: at most MAX_PER_QUERY papers per answer, each record's strings cut
 (an abstract at ABSTRACT_CHARS) and the whole record under MAX_RECORD_CHARS of JSON;
-values that are not JSON scalars are kept as text.
+values that are not JSON scalars are kept as text. The whole cache too: past MAX_QUERIES
+answers or MAX_PAPERS papers the oldest go (down to nine tenths, so trimming is rare), with
+every answer that named a paper that went, so an agent asking thousands of distinct
+queries cannot grow the lab's store without end. A paper's time is when it was last
+stored, so papers of recent answers stay.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from nightlab.store.db import Store
@@ -40,6 +44,8 @@ ABSTRACT_CHARS = 4000
 TEXT_CHARS = {"title": 500, "venue": 300, "url": 1000, "abstract": ABSTRACT_CHARS}
 OTHER_CHARS = 300  # any other string, and each list item
 MAX_RECORD_CHARS = 16_000
+MAX_QUERIES = 2_000
+MAX_PAPERS = 10_000
 _SPACE = re.compile(r"\s+")
 
 __all__ = ["normal_query", "put", "remember", "entry", "cached", "stale", "paper", "recent"]
@@ -67,6 +73,7 @@ def put(
         q = normal_query(query)
         s.execute(delete(PaperQuery).where(PaperQuery.source == source, PaperQuery.query == q))
         s.add(PaperQuery(source=str(source)[:100], query=q, fetched_at=now, keys=keys))
+        _trim(s)
     return keys
 
 
@@ -76,7 +83,9 @@ def remember(
     """Store papers without a query (a paper read by its id); returns their keys."""
     now = time.time() if now is None else now
     with store.tx() as s:
-        return _remember_all(s, papers, now)
+        keys = _remember_all(s, papers, now)
+        _trim(s)
+        return keys
 
 
 def entry(store: Store, source: str, query: str) -> tuple[float, list[dict[str, Any]]] | None:
@@ -151,6 +160,31 @@ def recent(store: Store, n: int, per_query: int = 3) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------ inside
+def _trim(s: Session) -> None:
+    """Drop the oldest answers past MAX_QUERIES and the oldest papers (with their ids) past
+    MAX_PAPERS, down to nine tenths of each, and every answer naming a dropped paper (so a
+    cached answer is whole or gone: the source is asked again, never half-served)."""
+    s.flush()
+    if ids := _oldest(s, PaperQuery.id, PaperQuery.fetched_at, MAX_QUERIES):
+        s.execute(delete(PaperQuery).where(PaperQuery.id.in_(ids)))
+    if keys := _oldest(s, Paper.key, Paper.fetched_at, MAX_PAPERS):
+        gone = set(keys) | set(s.scalars(select(PaperId.id).where(PaperId.key.in_(keys))))
+        naming = [
+            row.id for row in s.execute(select(PaperQuery.id, PaperQuery.keys))
+            if isinstance(row.keys, list) and gone.intersection(map(str, row.keys))
+        ]  # fmt: skip
+        s.execute(delete(PaperQuery).where(PaperQuery.id.in_(naming)))
+        s.execute(delete(PaperId).where(PaperId.key.in_(keys)))
+        s.execute(delete(Paper).where(Paper.key.in_(keys)))
+
+
+def _oldest(s: Session, column: Any, when: Any, cap: int) -> list[Any]:
+    count = s.scalar(select(func.count(column))) or 0
+    if count <= cap:
+        return []
+    return list(s.scalars(select(column).order_by(when, column).limit(count - cap * 9 // 10)))
+
+
 def _remember_all(s: Session, papers: Iterable[Mapping[str, Any]], now: float) -> list[str]:
     keys: list[str] = []
     for record in list(papers)[:MAX_PER_QUERY]:
