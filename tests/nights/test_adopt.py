@@ -59,3 +59,23 @@ def test_adopt_refuses_a_file_changed_since_the_night(make_lab):
     with pytest.raises(LabError, match="changed on your branch since the night started"):
         Lab(lab).adopt(trial)
     assert "# mine" in (lab / "train.py").read_text()
+
+
+def test_adopt_names_each_uncommitted_file_it_would_touch_whole(make_lab):
+    """Uncommitted changes in files adopt would write: refused, each file named exactly
+    (the first one lost its first letter), an odd name unquoted, nothing written."""
+    lab, trial = night_with_a_kept_edit(make_lab)
+    (lab / "train.py").write_text((lab / "train.py").read_text() + "# unsaved work\n")
+    with pytest.raises(LabError, match=r"uncommitted changes in train\.py: commit or stash"):
+        Lab(lab).adopt(trial)
+    assert "# unsaved work" in (lab / "train.py").read_text()
+    git(lab, "checkout", "--", "train.py")
+    odd = 'ünïcode "name".txt'
+    (lab / odd).write_text("x\n")
+    git(lab, "add", odd)
+    git(lab, "commit", "-qm", "odd")
+    git(lab, "mv", odd, "train.py.orig")  # a staged rename: its source path is not a file
+    from nightlab.trials.workspace import Workspace
+
+    ws = Workspace(lab, lab / ".nightlab", "my lab")
+    assert ws.user_dirty(["train.py.orig", odd, "train.py"]) == ["train.py.orig"]

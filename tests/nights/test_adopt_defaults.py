@@ -146,3 +146,71 @@ def test_adopt_rewrites_the_hydra_yaml_config_not_through_a_link(make_lab):
     assert '[search."model.width"]\nchoices = [16, 32, 64]\n\n' in toml  # left out: still
     assert (lab / "train.py").read_text() == APP
     assert outside.read_text() == CONF
+
+
+GROUPS_APP = """
+from hydra_zen import make_config, store, zen
+
+BASE_LR = 0.01
+store(make_config(lr=BASE_LR, name="adam"), group="optim", name="adam")
+store(make_config(lr=0.01, momentum=0.9), group="optim", name="sgd")  # not selected
+Config = make_config(hydra_defaults=["_self_", {"optim": "adam"}], optim=None)
+
+
+def train(optim):
+    print(f"score={optim.lr * 10}", flush=True)
+
+
+if __name__ == "__main__":
+    store(Config, name="config")
+    store.add_to_hydra_store()
+    zen(train).hydra_main(config_name="config", config_path=None, version_base="1.3")
+"""
+
+
+def test_adopt_never_rewrites_a_literal_the_app_does_not_compose(make_lab):
+    """The selected optimiser's lr is not a literal; an unselected one's holds the same
+    value. Rewriting that one would change nothing the app runs: adopt checks the rewrite
+    against the composed config (in a sealed copy), leaves the code alone, says so, and
+    nightlab.toml carries the value."""
+    knobs = 'params = "hydra"\n\n[search."optim.lr"]\nlow = 0.0\nhigh = 1.0\n'
+    lab = make_lab(trial_extra=knobs, max_trials=1, baseline_repeats=1)
+    (lab / "train.py").write_text(GROUPS_APP)
+    (lab / ".gitignore").write_text("outputs/\n")
+    without_boost(lab)
+    replayed(lab, {"rationale": "a faster optimiser", "params": {"optim.lr": 0.5}})
+    out = cli("adopt", str(lab), "2").stdout
+    assert (lab / "train.py").read_text() == GROUPS_APP
+    assert "optim.lr: NOT carried into the project's code" in out
+    assert "would not change the project's composed config" in out
+    assert "set optim.lr = 0.5 there by hand" in out
+    assert "default = 0.5" in (lab / "nightlab.toml").read_text()
+    assert not list((lab / ".nightlab").glob("adopt-*"))  # the sealed copy is gone
+    assert git(lab, "status", "--porcelain") == ""
+
+
+def test_the_check_of_a_rewrite_runs_the_trials_code_sealed(make_lab):
+    """The check runs code an agent wrote: a trial whose config read tries to write into
+    the lab (its nightlab.toml, its store folder) reaches neither; the rewrite is still
+    checked and carried."""
+    lab = make_lab(trial_extra=ZEN_KNOBS, max_trials=1, baseline_repeats=1)
+    (lab / "train.py").write_text(ZEN_APP)
+    (lab / ".gitignore").write_text("outputs/\n")
+    without_boost(lab)
+    escape = (
+        "import sys\n"
+        "if '--cfg' in sys.argv:\n"
+        f"    for name in ({str(lab / 'nightlab.toml')!r}, {str(lab / '.nightlab' / 'x')!r}):\n"
+        "        try:\n"
+        "            open(name, 'a').write('# escaped\\n')\n"
+        "        except OSError:\n"
+        "            pass\n"
+    )
+    edit = {"file": "train.py", "search": "BASE = 16\n", "replace": "BASE = 16\n" + escape}
+    replayed(lab, {"rationale": "a faster optimiser", "params": {"optim.lr": 0.9},
+                   "edits": [edit]})  # fmt: skip
+    done = Lab(lab).adopt(2)
+    assert done["carried"] == {"optim.lr": "train.py:12"}
+    assert 'make_config(lr=0.9, name="adam")' in (lab / "train.py").read_text()
+    assert "# escaped" not in (lab / "nightlab.toml").read_text()
+    assert not (lab / ".nightlab" / "x").exists()

@@ -47,6 +47,11 @@ def adopt(lab: Lab, trial_id: int) -> dict[str, Any]:
             k: v for k, v in row.params.items() if k in cfg.search and cfg.search[k].default != v
         }
         code = _carry(lab, cfg, ws, row.commit, changed, params_changed, composed_values)
+        if missed := _not_taken(lab, cfg, ws, row.commit, code, params_changed):
+            kept = {k: v for k, v in params_changed.items() if k not in missed}
+            code = _carry(lab, cfg, ws, row.commit, changed, kept, composed_values)
+            code.not_carried = {k: code.not_carried.get(k) or missed[k] for k in params_changed
+                                if k in missed or k in code.not_carried}  # fmt: skip
         edited = [rel for rel in code.edits if rel not in changed]
         touched = changed + edited + ([CONFIG_NAME] if params_changed else [])
         if not touched:
@@ -151,6 +156,53 @@ def _carry(
             files[rel] = path.read_bytes
     before = {k: composed_values.get(k, cfg.search[k].default) for k in params}
     return adopt_code.carry(params, before, files, hydra=cfg.trial.params == "hydra")
+
+
+def _not_taken(
+    lab: Lab, cfg: Any, ws: Workspace, commit: str, code: adopt_code.Carried,
+    params: dict[str, Any],
+) -> dict[str, str]:
+    """The carried knobs the project's composed config would not give after the rewrite
+    (a literal of a config the app does not compose looks the same), each with why: the
+    trial's code with the rewrites, in a sealed copy, read with Hydra's --cfg. Only for
+    `params = "hydra"`: a `nightlab.params(...)` literal is the value itself."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+    from tarfile import TarError
+
+    from nightlab.trials import composed, smoke
+
+    if not code.carried or cfg.trial.params != "hydra":
+        return {}
+    by_hand = {name: f"set {name} = {params[name]!r} there by hand" for name in code.carried}
+    copy = Path(tempfile.mkdtemp(prefix="adopt-", dir=lab.state if lab.state.is_dir() else None))
+    try:
+        smoke.export(ws, commit, copy, links=False)
+        for rel, data in code.edits.items():
+            target = copy / rel
+            if target.is_symlink() or not target.resolve().is_relative_to(copy.resolve()):
+                raise OSError(f"{rel} is not a plain file of the trial's code")
+            target.write_bytes(data)
+        config = composed.read(cfg, lab.path, tree=copy)
+    except (composed.ComposedConfigError, WorkspaceError, OSError, ValueError, TarError) as exc:
+        why = f"the rewritten config could not be checked ({exc})"
+        return {name: f"{why}; {by_hand[name]}" for name in code.carried}
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
+    missed = {}
+    for name, where in code.carried.items():
+        try:
+            got = repr(cfg.normalize({name: composed.lookup(config, name)})[name])
+        except composed.ComposedConfigError:
+            got = "nothing"
+        if got != repr(cfg.normalize({name: params[name]})[name]):
+            missed[name] = (
+                f"rewriting {where} would not change the project's composed config (it "
+                f"would give {got}: the app composes another place), so it was left as it "
+                f"was; {by_hand[name]}"
+            )
+    return missed
 
 
 def _set_defaults(lab: Lab, params: dict[str, Any], in_code: set[str]) -> None:

@@ -39,16 +39,25 @@ def command_of(cfg: Config) -> str:
     return f"{cfg.trial.command} {FLAGS}"
 
 
-def read(cfg: Config, lab: Path, timeout_s: float | None = None) -> dict[str, Any]:
-    """The composed config of the lab's training command, as a mapping."""
+def read(
+    cfg: Config, lab: Path, timeout_s: float | None = None, *, tree: Path | None = None
+) -> dict[str, Any]:
+    """The composed config of the lab's training command, as a mapping: run in the lab
+    folder (the user's own code), or in `tree` (a copy holding code an agent wrote), then
+    sealed like a smoke check (sandbox.smoke_box: that copy and nothing else of the lab)."""
+    from nightlab.trials import sandbox
+
     timeout = timeout_s or min(cfg.trial.budget_seconds, MAX_SECONDS)
+    where = lab if tree is None else tree
+    seal = [] if tree is None else sandbox.prefix(cfg, lab, sandbox.smoke_box(cfg, lab, tree))
     env = trial_env(cfg)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.update(PYTHONUNBUFFERED="1", NIGHTLAB_LAB_DIR=str(lab))
+    env.update(PYTHONUNBUFFERED="1", NIGHTLAB_LAB_DIR=str(where))
     for name in ("NIGHTLAB_PARAMS", "NIGHTLAB_METRICS", "NIGHTLAB_TEST", "MLFLOW_RUN_ID"):
         env.pop(name, None)
     shown = command_of(cfg)
-    with tempfile.TemporaryDirectory(prefix="nightlab-cfg-") as tmp:
+    # in the copy when sealed: the box's own /tmp is not the host's
+    with tempfile.TemporaryDirectory(prefix="nightlab-cfg-", dir=tree) as tmp:
         out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
         script = f"{{ {shown}\n}} 2>{shlex.quote(str(err))}"  # newline: a trailing # comment
 
@@ -56,8 +65,8 @@ def read(cfg: Config, lab: Path, timeout_s: float | None = None) -> dict[str, An
             return sum(p.stat().st_size for p in (out, err) if p.exists()) <= MAX_BYTES
 
         try:
-            done = process.run(["/bin/sh", "-c", script], cwd=lab, env=env, timeout=timeout,
-                               log=out, tick=small)  # fmt: skip
+            done = process.run([*seal, "/bin/sh", "-c", script], cwd=where, env=env,
+                               timeout=timeout, log=out, tick=small)  # fmt: skip
         except OSError as exc:
             raise ComposedConfigError(f"`{shown}` could not start: {exc}") from None
         errors = _head(err, MAX_BYTES).decode("utf-8", "replace")[-_TAIL:].strip()

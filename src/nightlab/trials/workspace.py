@@ -293,8 +293,16 @@ class Workspace:
         return self.git("symbolic-ref", "--short", "-q", "HEAD", check=False)
 
     def user_dirty(self, paths: list[str]) -> list[str]:
-        out = self.git("status", "--porcelain", "--", *paths) or ""
-        return [line[3:] for line in out.splitlines()]
+        """Which of `paths` have uncommitted changes (as git names them, unquoted)."""
+        out = self.git("status", "--porcelain", "-z", "--", *paths, strip=False) or ""
+        entries = iter(out.split("\0"))
+        dirty = []
+        for entry in entries:
+            if len(entry) > 3:
+                dirty.append(entry[3:])
+                if entry[0] in "RC":  # a rename or copy: its source path comes next
+                    next(entries, None)
+        return dirty
 
     def commit_user(self, paths: list[str], message: str) -> str:
         """Commit `paths` of the user's working tree on their branch (`nightlab adopt`);
