@@ -24,11 +24,13 @@ def no_jobs_left(slurm_cluster):
     slurm_cluster.run(["scancel", "--user", "root"], check=False)
 
 
-def loop_lab(make_lab, cluster, *, max_trials: int, name: str = "looplab") -> Path:
+def loop_lab(
+    make_lab, cluster, *, max_trials: int, name: str = "looplab", sleep: float = SLEEP_S
+) -> Path:
     """One trial job at a time next to the loop job (the node has two CPUs)."""
     decisions = [
         {"action": "run", "rationale": f"probe {i} of a slow trial",
-         "params": {"sleep": SLEEP_S, "boost": i / 100}}
+         "params": {"sleep": sleep, "boost": i / 100}}
         for i in range(1, 20)
     ]  # fmt: skip
     lab = make_lab(decisions=decisions, max_trials=max_trials, name=name, budget=120,
@@ -107,9 +109,10 @@ def test_the_loop_job_is_requeued_twice_and_the_night_completes_once(make_lab, s
 
 
 def test_stop_cancels_a_loop_job_waiting_to_resume(make_lab, slurm_cluster):
-    lab = loop_lab(make_lab, slurm_cluster, max_trials=3, name="stoplab")
+    lab = loop_lab(make_lab, slurm_cluster, max_trials=3, name="stoplab", sleep=30)
     job = submit(lab)
-    wait_for(lambda: running_trial(lab, 0), timeout=60, what="a trial job running")
+    wait_for(lambda: running_trial(lab, 1), timeout=60, what="a worker's trial job running")
+    trial_job = running_trial(lab, 1)[1]  # sleeps 30 s: runs on past the stop
     slurm_cluster.run(["scontrol", "requeue", job])
     wait_for(lambda: status(lab)["state"] == "requeued", timeout=60, what="the loop detached")
     wait_for(lambda: status(lab)["loop_job"]["queue"] == "PENDING", timeout=60,
@@ -131,6 +134,11 @@ def test_stop_cancels_a_loop_job_waiting_to_resume(make_lab, slurm_cluster):
     wait_for(lambda: slurm_cluster.state(job) == "", timeout=30, what="the job gone")
     final = status(lab)
     assert final["state"] == "stopped" and "waited to resume" in final["end_reason"]
+    assert "1 trial job(s) the loop left run on" in done.stdout
+    assert slurm_cluster.state(trial_job) == "RUNNING"
+    killed = cli("stop", str(lab), "--now")  # the trial job it left: cancelled, by name only
+    assert f"cancelled the trial jobs the loop left ({trial_job})" in killed.stdout
+    wait_for(lambda: slurm_cluster.state(trial_job) == "", timeout=30, what="the trial job gone")
     again = cli("start", str(lab), "--slurm")  # a stopped night may be started again
     assert "submitted" in again.stdout
 

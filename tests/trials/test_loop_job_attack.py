@@ -401,3 +401,36 @@ def test_a_percent_in_the_lab_path_is_not_an_sbatch_pattern(tmp_path):
     toml.write_text(toml.read_text() + '\n[executor]\nkind = "slurm"\n')
     text = loop_job.script(load_config(lab), lab, lab / ".nightlab", [])
     assert f"#SBATCH --output='{tmp_path}/lab 100%%j/.nightlab/loop.log'" in text
+
+
+def test_stop_now_cancels_only_this_labs_trial_jobs(tmp_path, monkeypatch):
+    """`stop --now` after the loop is gone scancels the trial jobs the store names — only
+    ones Slurm has under this lab's trial job name, never an id that is an option."""
+    from conftest import cli, execute
+
+    lab = build_lab(tmp_path / "lab", decisions=[])
+    requeued_night(lab)
+    for trial, job in ((1, "777"), (2, "--user=root"), (3, "778")):
+        execute(lab, "INSERT INTO trials (id, run_id, cycle_id, decision_id, kind, status, "
+                     "params, seed, slot, \"commit\", base_commit, hypothesis, started_at, "
+                     f"metrics) VALUES ({trial}, 1, 1, 1, 'worker', 'running', '{{}}', 0, 0, "
+                     "'a', 'a', '', 0, '{}')")  # fmt: skip
+        store = Store(lab / ".nightlab" / "state.db")
+        try:
+            with store.tx() as s:
+                Store.event(s, "trial_started", trial_id=trial, executor="slurm", job_id=job)
+        finally:
+            store.close()
+    execute(lab, "UPDATE trials SET status = 'succeeded' WHERE id = 3")  # recorded: not left
+    scancelled = tmp_path / "fakebin" / "scancelled"
+    fake_slurm(tmp_path, monkeypatch, "RUNNING", name="my-week-long-training")
+    out = cli("stop", str(lab), "--now")
+    assert "cancelled the trial jobs the loop left (none were still queued" in out.stdout
+    assert not scancelled.exists()
+    fake_slurm(tmp_path, monkeypatch, "RUNNING", name="nightlab-tiny")
+    out = cli("stop", str(lab), "--now")
+    assert "cancelled the trial jobs the loop left (777)" in out.stdout
+    assert scancelled.read_text().split() == ["777"]
+    scancelled.unlink()
+    out = cli("stop", str(lab))  # without --now: nothing is cancelled
+    assert "nothing to stop" in out.stdout and not scancelled.exists()

@@ -179,15 +179,16 @@ class Lab:
 
     def stop(self, *, now: bool = False, wait: bool = False, timeout: float = 3600) -> dict:
         """Ask the running loop to stop after its running trials (`now`: kill them too).
-        A lab not running is left as it is (`not_running` set); a queued loop job cancelled."""
+        A lab not running is left as it is (`not_running` set; with `now`, the Slurm trial
+        jobs its loop left running are cancelled); a queued loop job cancelled."""
         from nightlab.lab import slurm_loop
 
         current = self.status()
         job = slurm_loop.stop(self, current, now) if current.get("loop_job") else None
         if job is not None:
             return job
-        if current["state"] != "running":
-            return {**current, "not_running": True}
+        if current["state"] != "running":  # `now`: the Slurm trial jobs it left, cancelled
+            return {**current, "not_running": True, **slurm_loop.left_trials(self, now)}
         from nightlab.store.db import Store
 
         store = Store(self.db)

@@ -255,6 +255,9 @@ def stop(
         _left_running(final)
         return
     if final.get("not_running"):  # nothing to do is not an error: exit 0
+        if "cancelled_trial_jobs" in final:
+            _left_running(final)
+            return
         said = f"{final['lab']} is not running (state: {final['state']}); nothing to stop"
         _console().print(said, soft_wrap=True, markup=False)
         return
@@ -262,9 +265,15 @@ def stop(
 
 
 def _left_running(st: dict[str, Any]) -> None:
-    if running := st["trials"]["running"]:
-        _console().print(f"{running} trial job(s) the loop left run on: `nightlab run` records "
-                         "them, or scancel them", soft_wrap=True, markup=False)  # fmt: skip
+    """The trial jobs a loop job left behind: cancelled (`--now`), or still running."""
+    if (cancelled := st.get("cancelled_trial_jobs")) is not None:
+        jobs = ", ".join(cancelled) or "none were still queued or running"
+        _console().print(f"cancelled the trial jobs the loop left ({jobs}): the next "
+                         "`nightlab run` records them", soft_wrap=True, markup=False)  # fmt: skip
+    elif running := st["trials"]["running"]:
+        _console().print(f"{running} trial job(s) the loop left run on: "
+                         "`nightlab run` records them, `nightlab stop --now` cancels them",
+                         soft_wrap=True, markup=False)  # fmt: skip
 
 
 @app.command()

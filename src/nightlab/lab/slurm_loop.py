@@ -84,7 +84,7 @@ def stop(lab: Lab, current: dict[str, Any], now: bool) -> dict[str, Any] | None:
     loop, and `--now` reaches it with SIGUSR2. None: not a loop job's business."""
     queued = queued_job(lab)
     if queued is None:
-        return _left_queue(lab, current)
+        return _left_queue(lab, current, now)
     job, state = queued
     if current["state"] == "running":
         if now and (error := loop_job.signal(job, "USR2")):
@@ -102,7 +102,7 @@ def stop(lab: Lab, current: dict[str, Any], now: bool) -> dict[str, Any] | None:
             "to resume (scancel)", by=os.getpid()))  # fmt: skip
     if error := loop_job.cancel(job):
         raise LabError(f"could not cancel the loop job {job} ({state}): {error}")
-    return {**lab.status(), "cancelled_job": job}
+    return {**lab.status(), "cancelled_job": job, **left_trials(lab, now)}
 
 
 def _store(lab: Lab, do: Any) -> None:
@@ -115,7 +115,7 @@ def _store(lab: Lab, do: Any) -> None:
         store.close()
 
 
-def _left_queue(lab: Lab, current: dict[str, Any]) -> dict[str, Any] | None:
+def _left_queue(lab: Lab, current: dict[str, Any], now: bool) -> dict[str, Any] | None:
     """A night `requeued` whose loop job has left the queue (cancelled with a plain scancel,
     failed, timed out: the loop cannot tell these from a preemption) would stay `requeued`
     for good, `stop` saying "nothing to stop": stopping it ends it."""
@@ -124,4 +124,27 @@ def _left_queue(lab: Lab, current: dict[str, Any]) -> dict[str, Any] | None:
     _store(lab, lambda s: s.end_run(
         current["run"], "stopped", "stopped by the user: its loop job had left Slurm's queue "
         "without resuming the night", by=os.getpid()))  # fmt: skip
-    return {**lab.status(), "ended_requeued": True}
+    return {**lab.status(), "ended_requeued": True, **left_trials(lab, now)}
+
+
+def left_trials(lab: Lab, now: bool) -> dict[str, list[str]]:
+    """With `now`, once no loop holds the night: scancel the Slurm jobs of the trials it left
+    running (the store names them; only jobs Slurm has under this lab's trial job name).
+    They stay `running` in the record until the next `nightlab run` re-attaches and records
+    them. {"cancelled_trial_jobs": [...]}, or {} without `now` or such trials."""
+    if not now or not lab.db.is_file():
+        return {}
+    from sqlalchemy import select
+
+    from nightlab.store import history
+    from nightlab.store.db import Store, Trial
+
+    store = Store(lab.db)
+    try:
+        with store.tx() as s:
+            running = list(s.scalars(select(Trial.id).where(Trial.status == "running")))
+        started = [history.started_as(store, trial) for trial in running]
+    finally:
+        store.close()
+    jobs = [job for kind, job in started if kind == "slurm" and job]
+    return {"cancelled_trial_jobs": loop_job.cancel_trials(jobs, lab.name)} if jobs else {}

@@ -122,10 +122,28 @@ def job_name(lab_name: str) -> str:
     return f"nightlab-loop-{lab_name}"[:64]
 
 
+def trial_job_name(lab_name: str) -> str:
+    """A trial job's Slurm name (trials/slurm.py submits under it)."""
+    return f"nightlab-{lab_name}"[:64]
+
+
 def queue_state(job: str, lab_name: str) -> str | None:
     """The job's state while Slurm has it queued or running (PENDING, RUNNING, REQUEUED…);
     None once it has left the queue, when squeue cannot say, or when the job there is not
     this lab's loop job (a record naming another job is not obeyed: `stop` would cancel it)."""
+    return _queued_as(job, job_name(lab_name))
+
+
+def cancel_trials(jobs: list[str], lab_name: str) -> list[str]:
+    """scancel those of `jobs` Slurm still has as this lab's trial jobs (by name: a record
+    naming someone else's job cancels nothing); the ones cancelled."""
+    name = trial_job_name(lab_name)
+    return [job for job in dict.fromkeys(jobs) if _queued_as(job, name) and cancel(job) is None]
+
+
+def _queued_as(job: str, name: str) -> str | None:
+    if not job.replace("_", "").isdigit():  # a job id (an array task: 12_3), never an option
+        return None
     try:
         out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T|%j"], capture_output=True,
                              text=True, timeout=30)  # fmt: skip
@@ -134,8 +152,8 @@ def queue_state(job: str, lab_name: str) -> str | None:
     found = out.stdout.strip().splitlines()
     if out.returncode != 0 or not found:
         return None
-    state, _, name = found[0].strip().partition("|")
-    return state.strip() if name.strip() == job_name(lab_name) else None
+    state, _, named = found[0].strip().partition("|")
+    return state.strip() if named.strip() == name else None
 
 
 def signal(job: str, name: str) -> str | None:

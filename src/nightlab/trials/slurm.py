@@ -27,7 +27,7 @@ from typing import Any
 from nightlab import UserError
 from nightlab.config import Config, require
 from nightlab.store import files
-from nightlab.trials import sacct
+from nightlab.trials import loop_job, sacct
 from nightlab.trials.local import conclude, limit_broken, reader_for, sandboxed_wrapper
 from nightlab.trials.metrics import MetricReader
 from nightlab.trials.watch import Handle, Outcome, TrialSpec
@@ -102,7 +102,7 @@ def executor(cfg: Config, folder: Path) -> Any:
     params: dict[str, Any] = {
         "time": math.ceil(cfg.trial.budget_seconds / 60) + 1,
         "cpus_per_task": ex.cpus_per_trial,
-        "job_name": f"nightlab-{cfg.lab.name}"[:64],
+        "job_name": loop_job.trial_job_name(cfg.lab.name),
         "use_srun": False,
     }
     optional = {"partition": ex.partition, "account": ex.account, "qos": ex.qos,
