@@ -214,3 +214,30 @@ def test_the_check_of_a_rewrite_runs_the_trials_code_sealed(make_lab):
     assert 'make_config(lr=0.9, name="adam")' in (lab / "train.py").read_text()
     assert "# escaped" not in (lab / "nightlab.toml").read_text()
     assert not (lab / ".nightlab" / "x").exists()
+
+
+def checked_night(make_lab, escape: str) -> Path:
+    """A night whose trial 2 carries `escape` (run when its code prints its config)."""
+    lab = make_lab(trial_extra=ZEN_KNOBS, max_trials=1, baseline_repeats=1)
+    (lab / "train.py").write_text(ZEN_APP)
+    (lab / ".gitignore").write_text("outputs/\n")
+    without_boost(lab)
+    code = f"import os, sys\nif '--cfg' in sys.argv:\n    {escape}\n"
+    edit = {"file": "train.py", "search": "BASE = 16\n", "replace": "BASE = 16\n" + code}
+    replayed(lab, {"rationale": "a faster optimiser", "params": {"optim.lr": 0.9},
+                   "edits": [edit]})  # fmt: skip
+    return lab
+
+
+def test_a_check_that_leaves_fifos_and_locked_folders_neither_hangs_nor_stays(make_lab):
+    """The trial's code swaps the files its config is read from for FIFOs (the host would
+    wait on them for ever) and leaves a folder it cannot be emptied of: adopt still ends,
+    and its sealed copy is gone."""
+    lab = checked_night(make_lab, "import glob; [(os.unlink(f), os.mkfifo(f)) for f in glob."
+                        "glob(os.environ['NIGHTLAB_LAB_DIR'] + '/nightlab-cfg-*/std*')]; "
+                        "os.makedirs('trap/in'); os.chmod('trap', 0o500)")  # fmt: skip
+    out = cli("adopt", str(lab), "2", timeout=90).stdout
+    assert "optim.lr: NOT carried into the project's code" in out
+    assert "default = 0.9" in (lab / "nightlab.toml").read_text()  # carried there instead
+    assert not list((lab / ".nightlab").glob("adopt-*"))
+

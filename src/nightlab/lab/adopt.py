@@ -166,7 +166,6 @@ def _not_taken(
     (a literal of a config the app does not compose looks the same), each with why: the
     trial's code with the rewrites, in a sealed copy, read with Hydra's --cfg. Only for
     `params = "hydra"`: a `nightlab.params(...)` literal is the value itself."""
-    import shutil
     import tempfile
     from pathlib import Path
     from tarfile import TarError
@@ -176,7 +175,12 @@ def _not_taken(
     if not code.carried or cfg.trial.params != "hydra":
         return {}
     by_hand = {name: f"set {name} = {params[name]!r} there by hand" for name in code.carried}
-    copy = Path(tempfile.mkdtemp(prefix="adopt-", dir=lab.state if lab.state.is_dir() else None))
+    # TemporaryDirectory: its cleanup also empties a folder the code made read-only
+    scratch = tempfile.TemporaryDirectory(
+        prefix="adopt-", dir=lab.state if lab.state.is_dir() else None,
+        ignore_cleanup_errors=True,
+    )  # fmt: skip
+    copy = Path(scratch.name)
     try:
         smoke.export(ws, commit, copy, links=False)
         for rel, data in code.edits.items():
@@ -189,7 +193,7 @@ def _not_taken(
         why = f"the rewritten config could not be checked ({exc})"
         return {name: f"{why}; {by_hand[name]}" for name in code.carried}
     finally:
-        shutil.rmtree(copy, ignore_errors=True)
+        scratch.cleanup()
     missed = {}
     for name, where in code.carried.items():
         try:

@@ -94,10 +94,16 @@ def read(
 
 
 def _head(path: Path, size: int) -> bytes:
-    if not path.exists():
+    """Up to `size` bytes of the regular file `path`; nothing from what a sealed command may
+    have swapped it for (a FIFO the read would wait on for ever, a link out of its copy)."""
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
         return b""
-    with path.open("rb") as fh:
-        return fh.read(size)
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read(size) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
 
 
 def parse(text: str, shown: str = "the command") -> dict[str, Any]:
