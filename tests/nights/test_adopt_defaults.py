@@ -241,3 +241,26 @@ def test_a_check_that_leaves_fifos_and_locked_folders_neither_hangs_nor_stays(ma
     assert "default = 0.9" in (lab / "nightlab.toml").read_text()  # carried there instead
     assert not list((lab / ".nightlab").glob("adopt-*"))
 
+
+def test_the_check_of_a_rewrite_does_not_show_credentials(make_lab, monkeypatch):
+    """A trial never sees the user's credentials; nor does its code when adopt checks it
+    (what it prints lands in adopt's answer and the record)."""
+    import shutil
+    import tempfile
+
+    home = Path(tempfile.mkdtemp(dir="/var/tmp"))  # not under /tmp: every box has its own
+    (home / ".aws").mkdir(parents=True)
+    (home / ".aws" / "credentials").write_text("aws_secret_access_key = HUSH-HUSH\n")
+    secret = str(home / ".aws" / "credentials")
+    lab = checked_night(make_lab, f"sys.exit(open({secret!r}).read())")
+    monkeypatch.setenv("HOME", str(home))
+    for who in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{who}_NAME", "t")
+        monkeypatch.setenv(f"GIT_{who}_EMAIL", "t@t")
+    try:
+        done = Lab(lab).adopt(2)
+    finally:
+        shutil.rmtree(home)
+    assert "HUSH-HUSH" not in json.dumps(done)
+    assert "could not be checked" in done["not_carried"]["optim.lr"]
+    assert "HUSH-HUSH" not in "".join(r["data"] for r in rows(lab, "SELECT data FROM events"))
