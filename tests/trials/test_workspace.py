@@ -304,3 +304,18 @@ def test_lab_in_a_subfolder_of_a_bigger_repository(tmp_path):
     assert work.parts[-2:] == ("labs", "a")
     assert (work / "train.py").read_text() == "lr = 0.3\n"
     assert user_state(repo) == before
+
+
+def test_user_dirty_names_a_rename_in_the_working_tree_once(tmp_path):
+    """A rename git sees in the working tree (an intent-to-add file, ` R new\\0old`) carries
+    its source path next, as an index rename does: not one more, mangled, file."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "train.py").write_text("print('a long enough line to be seen as renamed')\n")
+    git(repo, "add", "train.py")
+    git(repo, "commit", "-qm", "start")
+    (repo / "train.py").rename(repo / "model.py")
+    git(repo, "add", "-N", "model.py")
+    ws = make_ws(repo)
+    assert ws.user_dirty(["train.py", "model.py"]) == ["model.py"]

@@ -300,7 +300,8 @@ class Workspace:
         for entry in entries:
             if len(entry) > 3:
                 dirty.append(entry[3:])
-                if entry[0] in "RC":  # a rename or copy: its source path comes next
+                if {"R", "C"} & set(entry[:2]):  # a rename or copy (index or working
+                    # tree: an intent-to-add file): its source path comes next
                     next(entries, None)
         return dirty
 
