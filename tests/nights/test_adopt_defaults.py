@@ -264,3 +264,13 @@ def test_the_check_of_a_rewrite_does_not_show_credentials(make_lab, monkeypatch)
     assert "HUSH-HUSH" not in json.dumps(done)
     assert "could not be checked" in done["not_carried"]["optim.lr"]
     assert "HUSH-HUSH" not in "".join(r["data"] for r in rows(lab, "SELECT data FROM events"))
+
+
+def test_what_a_checked_config_gives_is_said_in_a_bounded_line(make_lab):
+    """The value the trial's code composes is its to choose: a huge one is cut in adopt's
+    answer and in the record, not copied whole."""
+    lab = checked_night(make_lab, "print('optim:\\n  lr: ' + 'x' * 100000); sys.exit(0)")
+    done = Lab(lab).adopt(2)
+    assert "would not change the project's composed config" in done["not_carried"]["optim.lr"]
+    assert len(done["not_carried"]["optim.lr"]) < 1000
+    assert max(len(r["data"]) for r in rows(lab, "SELECT data FROM events")) < 20000

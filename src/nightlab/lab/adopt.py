@@ -201,6 +201,7 @@ def _not_taken(
         except composed.ComposedConfigError:
             got = "nothing"
         if got != repr(cfg.normalize({name: params[name]})[name]):
+            got = got if len(got) <= 200 else f"{got[:200]}…"  # the trial's code chose it
             missed[name] = (
                 f"rewriting {where} would not change the project's composed config (it "
                 f"would give {got}: the app composes another place), so it was left as it "
