@@ -49,7 +49,7 @@ def read(
 
     timeout = timeout_s or min(cfg.trial.budget_seconds, MAX_SECONDS)
     where = lab if tree is None else tree
-    seal = [] if tree is None else sandbox.prefix(cfg, lab, _box(cfg, lab, tree))
+    seal = [] if tree is None else sandbox.prefix(cfg, lab, sandbox.smoke_box(cfg, lab, tree))
     env = trial_env(cfg)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update(PYTHONUNBUFFERED="1", NIGHTLAB_LAB_DIR=str(where))
@@ -91,17 +91,6 @@ def read(
             f"{done.exit_code}: {errors or '(nothing on stderr)'}; {fix}"
         )
     return parse(text.decode("utf-8", "replace"), shown)
-
-
-def _box(cfg: Config, lab: Path, tree: Path) -> Any:
-    """A smoke check's box, the user's credentials masked as in a trial's (what the code
-    prints reaches adopt's answer and the record)."""
-    import dataclasses
-
-    from nightlab.trials import sandbox
-
-    box = sandbox.smoke_box(cfg, lab, tree)
-    return dataclasses.replace(box, masked=(*box.masked, *sandbox.credentials()))
 
 
 def _head(path: Path, size: int) -> bytes:

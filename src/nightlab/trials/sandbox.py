@@ -159,11 +159,12 @@ def trial_box(
 
 
 def smoke_box(cfg: Config, lab: Path, scratch: Path) -> Box:
-    """A smoke check's box: its throwaway copy of the code, nothing else of the lab."""
+    """A smoke check's box: its throwaway copy of the code, nothing else of the lab, and,
+    as in a trial's, none of the user's credentials (what it prints is recorded)."""
     return Box(
         writable=(scratch,),
         readonly=tuple(training_python(cfg, lab)),
-        masked=tuple(test_paths(cfg, lab, scratch)),
+        masked=(*credentials(), *test_paths(cfg, lab, scratch)),
     )
 
 

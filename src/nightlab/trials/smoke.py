@@ -52,8 +52,10 @@ def vet(
     if not modules:
         return []
     state = lab / ".nightlab"
-    scratch = Path(tempfile.mkdtemp(prefix="smoke-", dir=state if state.is_dir() else None))
-    try:
+    # TemporaryDirectory's cleanup also removes folders the checked code made read-only
+    with tempfile.TemporaryDirectory(prefix="smoke-", dir=state if state.is_dir() else None,
+                                     ignore_cleanup_errors=True) as tmp:  # fmt: skip
+        scratch = Path(tmp)
         try:
             export(ws, commit, scratch)
             (scratch / SCRIPT).unlink(missing_ok=True)  # never copied through a committed link
@@ -62,8 +64,6 @@ def vet(
             why = f"the code of {commit[:12]} cannot be exported for the check: {exc}"
             return [f"generated module {m} failed its smoke check: {why}" for m in modules]
         return [r for m in modules if (r := _check(cfg, lab, scratch, m, tick))]
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def export(ws: Workspace, commit: str, dest: Path, links: bool = True) -> list[str]:
