@@ -186,10 +186,11 @@ def test_no_confirmation_run_starts_after_the_finish_up_window(make_lab, request
     """Asked for the report now, or a finish-up window of 3 s that one more run of ~4 s
     cannot fit: the second confirmation run started anyway (the ratchet's runs came before
     finish-up's rule that no trial starts which cannot finish before the window ends).
-    (A confirmation run lasts 4 s: the loop hears the request within a 2 s heartbeat.)"""
+    (A confirmation run lasts 4 s: the loop hears the request within a 2 s heartbeat; the
+    baseline and the screen run at once.)"""
     lab = make_lab(
         decisions=[{"action": "run", "rationale": WHY, "params": {"boost": 0.5}}],
-        trial=SLOW, modes=("first_seed_only",), confirm_runs=2, max_trials=4, sleep=3.0,
+        trial=SLOW, modes=("first_seed_only",), confirm_runs=2, max_trials=4,
         toml_extra=KNOBS.replace("default = 0.0", "default = 4.0", 1),
     )  # fmt: skip
     final = finish_up_while_confirming(lab, **request_)
