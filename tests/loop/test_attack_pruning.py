@@ -298,3 +298,30 @@ def test_a_study_file_broken_mid_night_leaves_a_search_night_running(tmp_path):
     )
     ids = sorted(t.user_attrs["nightlab_trial"] for t in study.trials)
     assert ids == list(range(1, len(statuses(lab)) + 1)), "every store trial, once"
+
+
+def test_forged_curves_cannot_get_an_honest_trial_pruned(tmp_path):
+    """Two trials print a loss of 0.001 at every step and end with 0.9: finished curves
+    are the pruner's reference, so the honest trial at 0.3 (better than both results and
+    the baseline's 0.5) was stopped as hopeless. A curve now counts only up to its result."""
+    p, night, _ = opened(tmp_path)
+    ends = {1: ("baseline", 0.5, 0.5), 2: ("trial", 0.001, 0.9), 3: ("trial", 0.001, 0.9)}
+    for trial_id, (kind, printed, final) in ends.items():
+        p.started(trial_id, kind, {}, None)
+        ref = Trial(tmp_path / f"t{trial_id}")
+        ref.prints(*(f"step={s} loss={printed}" for s in range(5)), f"loss={final}")
+        p.outcome(trial_id, outcome(ref, objective=final))
+        p.ended(types.SimpleNamespace(id=trial_id, kind=kind, status="succeeded",
+                                      objective=final))  # fmt: skip
+    p.started(4, "trial", {}, None)
+    honest = Trial(tmp_path / "t4")
+    honest.prints(*(f"step={s} loss=0.3" for s in range(5)))
+    p.check(4, "trial", honest)
+    assert honest.killed == []
+    assert curve(p, 2) == {s: 0.9 for s in range(5)}  # bounded by its result
+    assert curve(p, 1) == {s: 0.5 for s in range(5)}  # an honest curve as it was
+    p.started(5, "trial", {}, None)
+    hopeless = Trial(tmp_path / "t5")  # pruning still works: worse than every result
+    hopeless.prints("step=0 loss=9.0", "step=1 loss=9.0")
+    p.check(5, "trial", hopeless)
+    assert hopeless.killed and hopeless.killed[0][0] == "pruned"

@@ -8,7 +8,9 @@ What is compared: only points the trial gave a step (`step=N` or `epoch=N` on th
 trial's best value so far against the reference over the finished curves (baseline repeats
 included) at the same step. Baseline repeats are reported but never pruned; confirmation,
 finish-up and test runs are neither. A curve is the trial's own claim: it can stop the
-trial, never keep it, so a forged curve wastes runs but cannot win one.
+trial, never keep it, so a forged curve wastes runs but cannot win one; and as a reference
+it counts only up to its trial's final objective (LabStudy.finish), so it cannot get
+honest trials pruned either.
 
 The study mirrors the store: if it fails (a full disk), the night goes on without pruning.
 """

@@ -226,7 +226,26 @@ class LabStudy:
             return
         number = self.storage.get_trial_number_from_id(sid)
         state, value = self._ending(row)
+        if value is not None:
+            self._bound_curve(sid, value)
         self.study.tell(number, value, state=state)
+
+    def _bound_curve(self, sid: int, value: float) -> None:
+        """A finished curve is a reference only up to what its trial delivered: each point
+        better than the final objective counts as the final objective. A curve is the
+        trial's own claim; forged points far better than its result would otherwise make
+        the pruner stop honest trials (an honest peak above the result only makes pruning
+        a little less eager). Hyperband's rung values likewise, once the trial ends."""
+        maximize = self.cfg.objective.direction == "maximize"
+        frozen = self.storage.get_trial(sid)
+        for step, point in frozen.intermediate_values.items():
+            if point > value if maximize else point < value:
+                self.storage.set_trial_intermediate_value(sid, step, value)
+        for key, point in frozen.system_attrs.items():  # hyperband's rung values
+            if key.startswith("completed_rung_") and isinstance(point, int | float) and (
+                point > value if maximize else point < value
+            ):
+                self.storage.set_trial_system_attr(sid, key, value)
 
     # ------------------------------------------------------------------ the live curve
     def steps(self, trial_id: int) -> set[int]:
