@@ -143,3 +143,20 @@ def test_a_night_uses_a_good_generated_model_and_never_runs_a_bad_one(make_lab):
         for reasons in rejected
         for r in reasons
     ), rejected
+
+
+def test_a_check_cut_short_by_the_night_stopping_is_not_called_a_failure(make_lab):
+    """The loop detached (a Slurm requeue) or stopped mid-check: the record said the module
+    "failed its smoke check", and the resumed night's worker read that as a verdict."""
+    lab = make_lab(trial_extra=GENERATED)
+    (lab / "generated").mkdir()
+    (lab / "generated" / "util_slow.py").write_text("import time\ntime.sleep(60)\n")
+    cfg = load_config(lab)
+    (lab / ".nightlab").mkdir()
+    ws = Workspace(lab, lab / ".nightlab", "tiny")
+    ticks = iter([True] * 10)  # the night stops after ~1 s of the check
+    [reason] = vet(cfg, lab, ws, ws.snapshot(), ["generated/util_slow.py"],
+                   tick=lambda: next(ticks, False))  # fmt: skip
+    assert "failed" not in reason
+    assert "cut short, the night is stopping; not judged" in reason
+    assert not list((lab / ".nightlab").glob("smoke-*"))

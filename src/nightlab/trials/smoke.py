@@ -122,8 +122,9 @@ def _check(
     )  # fmt: skip
     if done.killed == "deadline":
         return f"{fail}: it ran past {cfg.smoke.timeout_seconds:g} s ([smoke] timeout_seconds)"
-    if done.killed is not None:
-        return f"{fail}: the night is stopping"
+    if done.killed is not None:  # not a verdict on the module: a resumed night may retry it
+        return (f"generated module {module}: its smoke check ({kind}) was cut short, the "
+                "night is stopping; not judged")  # fmt: skip
     if done.ok:
         return None
     lines = [line for line in done.errors.strip().splitlines() if line.strip()]
