@@ -412,3 +412,39 @@ def test_a_notify_url_without_a_service_is_refused_without_echoing_it(tmp_path):
 def test_a_bad_min_interval_is_refused(tmp_path, value):
     lab = write_lab(tmp_path / "lab", BASE + f"[notify]\nmin_interval_s = {value}\n")
     assert "[notify] min_interval_s" in load_error(lab)
+
+
+def with_test_paths(paths: str, trial: str = "") -> str:
+    objective = f'direction = "maximize"\ntest_paths = {paths}\n'
+    return BASE.replace('direction = "maximize"\n', objective) + trial
+
+
+@pytest.mark.parametrize("entry", ["../test.csv", "data/../../x", "", "  "])
+def test_a_test_path_through_dotdot_or_empty_is_refused(tmp_path, entry):
+    msg = load_error(write_lab(tmp_path / "lab", with_test_paths(f'["{entry}"]')))
+    assert "test_paths" in msg and "no plain path" in msg
+
+
+def test_an_absolute_test_path_outside_the_lab_loads_and_one_inside_is_refused(tmp_path):
+    outside = tmp_path / "held-out"
+    cfg = load_config(write_lab(tmp_path / "lab", with_test_paths(f'["{outside}"]')))
+    assert cfg.objective.test_paths == [str(outside)]
+    inside = tmp_path / "lab" / "data" / "test"
+    msg = load_error(write_lab(tmp_path / "lab", with_test_paths(f'["{inside}"]')))
+    assert "is inside the lab" in msg
+
+
+@pytest.mark.parametrize(("editable", "hit"), [
+    ('["data/test.csv"]', "data/test.csv"),
+    ('["data/**"]', "data/test"),
+    ('["**/*.csv"]', "data/test/labels.csv"),
+])  # fmt: skip
+def test_a_test_path_an_agent_may_edit_or_read_is_refused(tmp_path, editable, hit):
+    """An editable glob reaching the test data: an LLM's read_file/grep would read the
+    labels, and an edit could rewrite the ones the final test run uses."""
+    files = ("IDEA.md", "data/test/labels.csv", "data/test.csv", "data/train.csv")
+    toml = with_test_paths('["data/test", "data/test.csv"]', f"editable = {editable}\n")
+    msg = load_error(write_lab(tmp_path / "lab", toml, files=files))
+    assert "is editable" in msg and repr(hit) in msg and "narrow those globs" in msg
+    ok = with_test_paths('["data/test"]', 'editable = ["data/train.csv"]\n')
+    assert load_config(write_lab(tmp_path / "lab2", ok, files=files)).objective.test_paths

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import itertools
 import math
 import os
 import re
@@ -766,15 +767,41 @@ def _check_files(cfg: Config, lab: Path, path: Path) -> None:
                 "list it there too"
             )
     for entry in cfg.objective.test_paths:
-        if Path(entry).is_absolute() or ".." in Path(entry).parts or not entry.strip():
-            raise ConfigError(
-                f"{path}: [objective] test_paths entry {entry!r} leaves the lab; "
-                "use paths relative to the lab folder"
-            )
+        _check_test_path(cfg, lab, path, entry)
     if cfg.trial.evaluate and not cfg.trial.protected:
         raise ConfigError(
             f"{path}: [trial] evaluate runs the base commit's protected files, but [trial] "
             "protected is empty: list the evaluation script (and what it imports) there"
+        )
+
+
+def _check_test_path(cfg: Config, lab: Path, path: Path, entry: str) -> None:
+    """A test path is out of every agent's reach: lab-relative or absolute (outside the lab,
+    e.g. /data/test), never through "..", and no `editable`/`generated` glob matches it or
+    a file in it (an agent would read it with its tools, or rewrite the labels the final
+    test run uses)."""
+    where = Path(entry)
+    if not entry.strip() or ".." in where.parts:
+        raise ConfigError(
+            f"{path}: [objective] test_paths entry {entry!r} is no plain path: write it "
+            "relative to the lab folder (or absolute, outside it), without '..'"
+        )
+    if where.is_absolute():
+        if where.resolve().is_relative_to(lab.resolve()):
+            raise ConfigError(
+                f"{path}: [objective] test_paths entry {entry!r} is inside the lab: write it "
+                f"relative to {lab}"
+            )
+        return
+    files = [where.as_posix()]
+    if (lab / where).is_dir():  # its files as agents would name them (the first 10,000)
+        found = itertools.islice((lab / where).rglob("*"), 10_000)
+        files += [f.relative_to(lab).as_posix() for f in found if f.is_file()]
+    if hit := next((f for f in files if matches(f, cfg.editable_files)), None):
+        raise ConfigError(
+            f"{path}: [objective] test_paths entry {entry!r} is editable ({hit!r} matches "
+            "[trial] editable, spec or generated): an agent could read the held-out test "
+            "data or rewrite it; narrow those globs"
         )
 
 

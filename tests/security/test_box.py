@@ -133,6 +133,10 @@ def test_the_night_says_at_start_what_it_cannot_seal(lab):
     assert sandbox.unsealed_warning(cfg) is None
     none = cfg.model_copy(update={"trial": cfg.trial.model_copy(update={"sandbox": "none"})})
     assert "unsealed" in sandbox.unsealed_warning(none)
+    assert "test data" not in sandbox.unsealed_warning(none)
+    held = none.model_copy(update={"objective": none.objective.model_copy(
+        update={"test_paths": ["data/test.csv"]})})  # fmt: skip
+    assert "every trial and agent can read the test data" in sandbox.unsealed_warning(held)
     slurm = cfg.model_copy(update={"executor": cfg.executor.model_copy(update={"kind": "slurm"})})
     assert "node without it does not run" in sandbox.unsealed_warning(slurm)
 
@@ -241,3 +245,35 @@ def test_the_mlflow_mirror_writes_only_under_the_labs_artifact_folder(tmp_path):
     assert not guard.sealed(f"file://{root}/1/../../elsewhere", root)
     (root / "2").symlink_to(tmp_path)  # a link the trial planted on the way
     assert not guard.sealed((root / "2" / "run" / "artifacts").as_uri(), root)
+
+
+def test_test_data_outside_the_lab_is_absent_from_every_box_but_the_test_runs(lab):
+    """`test_paths` may name data outside the lab (/data/test): every box but the final
+    pick's test run hides it — a trial's, a smoke check's, a coding agent's."""
+    far = Path(tempfile.mkdtemp(prefix="nightlab-test-data-", dir="/var/tmp"))
+    try:
+        (far / "test").mkdir()
+        (far / "test" / "labels.csv").write_text("held,out")
+        (far / "train.csv").write_text("train")
+        toml = lab / "nightlab.toml"
+        toml.write_text(toml.read_text().replace(
+            'direction = "maximize"', f'direction = "maximize"\ntest_paths = ["{far / "test"}"]'))
+        cfg = load_config(lab)
+        tree, out = lab / ".nightlab" / "worktrees" / "t0", lab / ".nightlab" / "trials" / "1"
+        tree.mkdir(parents=True)
+        boxes = {
+            "trial": sandbox.trial_box(cfg, lab, tree, tree, out, []),
+            "smoke": sandbox.smoke_box(cfg, lab, tree),
+            "agent": sandbox.agent_box(cfg, lab, tree, lab / "IDEA.md", []),
+            "test run": sandbox.trial_box(cfg, lab, tree, tree, out, [], test=True),
+        }
+        script = f"cat {far}/test/labels.csv 2>/dev/null; cat {far}/train.csv"
+        seen = {}
+        for name, box in boxes.items():
+            done = subprocess.run([*sandbox.prefix(cfg, lab, box), "/bin/sh", "-c", script],
+                                  cwd=tree, capture_output=True, text=True, timeout=60)  # fmt: skip
+            seen[name] = done.stdout
+        assert seen == {"trial": "train", "smoke": "train", "agent": "train",
+                        "test run": "held,outtrain"}  # fmt: skip
+    finally:
+        shutil.rmtree(far)

@@ -193,3 +193,15 @@ def test_ordinary_edits_still_pass_and_a_name_at_the_limit_checks_out(base):
     tree = ws.checkout("t1", new, share=[])  # what the night does before a trial
     assert (tree / "gen" / longest).read_text() == "y = 2\n"
     assert (tree / "datasets").is_symlink()  # the user's link is theirs, untouched
+
+
+@pytest.mark.parametrize("path", ["data/test/labels.csv", "data/test/new.csv", "data/test",
+                                  "data/test.csv"])  # fmt: skip
+def test_held_out_test_data_is_never_written_by_a_decision(path):
+    """Whatever the globs say (load refuses an editable glob over existing test files; a
+    generated glob could still reach a new one): no decision writes under a test path."""
+    cfg = make_config(trial={"editable": ["**"]},
+                      objective={"metric": "score", "direction": "maximize",
+                                 "test_paths": ["data/test/", "data/test.csv", "/abs/test"]})
+    refused(path, "held-out test data ([objective] test_paths)", cfg)
+    assert judge("data/testing.py", cfg).accepted and judge("data/train.csv", cfg).accepted

@@ -13,6 +13,7 @@ import posixpath
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 
 from nightlab.agents.decision import Decision
 from nightlab.config import CONFIG_NAME, Config, matches
@@ -105,6 +106,11 @@ def refused(path: str, cfg: Config) -> str | None:
         return f"{name} is refused: git's own folder is never edited"
     if ".nightlab" in parts:
         return f"{name} is refused: nightlab's state folder (.nightlab/) is never edited"
+    if any(PurePosixPath(path).is_relative_to(t) for t in _test_data(cfg)):
+        return (
+            f"{name} is refused: it is held-out test data ([objective] test_paths), never "
+            "read or edited by a decision"
+        )
     lowered = path.lower()
     if lowered == CONFIG_NAME:
         return (
@@ -117,6 +123,12 @@ def refused(path: str, cfg: Config) -> str | None:
             "every prompt and never edited by a decision (whatever [trial] editable says)"
         )
     return None
+
+
+def _test_data(cfg: Config) -> list[str]:
+    """The lab-relative `[objective] test_paths`, normalised ("data/test/" → "data/test")."""
+    paths = (posixpath.normpath(t) for t in cfg.objective.test_paths if t.strip())
+    return [t for t in paths if not t.startswith("/")]
 
 
 def _instructions(cfg: Config) -> set[str]:

@@ -70,9 +70,13 @@ def unsealed_warning(cfg: Config) -> str | None:
     """What the night cannot seal, said at start: nothing under `sandbox = "none"`; on
     Slurm, a node without bubblewrap (checked only there, when a job starts)."""
     if cfg.trial.sandbox == "none":
+        test = (
+            "; nor is [objective] test_paths hidden: every trial and agent can read the test data"
+            if cfg.objective.test_paths else ""
+        )  # fmt: skip
         return (
             'warning: [trial] sandbox = "none": trials and agents run unsealed, with your '
-            "user's rights over the lab, its record and the network"
+            f"user's rights over the lab, its record and the network{test}"
         )
     if cfg.executor.kind == "slurm":
         return (
@@ -197,6 +201,9 @@ def test_paths(cfg: Config, lab: Path, tree: Path) -> list[Path]:
     """Where `[objective] test_paths` are, in the trial's tree and in the shared data."""
     out = []
     for entry in cfg.objective.test_paths:
+        if os.path.isabs(entry):  # outside the lab (config checks): masked where it is
+            out += [Path(entry), Path(os.path.realpath(entry))]
+            continue
         inside = tree / entry  # unless a link (the share's) leads elsewhere: masked there
         if os.path.realpath(inside.parent) == os.path.abspath(inside.parent):
             out.append(inside)
