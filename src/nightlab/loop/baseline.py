@@ -57,4 +57,23 @@ class Baseline:
         if done < repeats:
             return Next.WAIT
         self.done = True
+        self._spread()
         return None
+
+    def _spread(self) -> None:
+        """Repeats over different seeds that all gave the same value measure no noise: the
+        command ignores NIGHTLAB_SEED (or is deterministic), and any gain above
+        `min_delta` will pass as beating the noise. Said once (a warning, an event)."""
+        night, ratchet = self.night, self.night.cfg.ratchet
+        values, said = history.baseline_values(night.store)
+        if said or len(values) < 2 or len(set(values)) > 1:
+            return
+        night.event("baseline_no_spread", run_id=night.run_id, value=values[0],
+                    repeats=len(values))  # fmt: skip
+        night.report.warning(
+            f"warning: the {len(values)} baseline repeats, each on its own seed, all gave "
+            f"{night.cfg.objective.metric} = {values[0]:.6g}: the command ignores "
+            "NIGHTLAB_SEED or is deterministic, so no noise is measured and any gain above "
+            f"[ratchet] min_delta ({ratchet.min_delta:g}) counts as beating it. Seed the "
+            "training from NIGHTLAB_SEED, or set min_delta to the smallest gain worth keeping"
+        )

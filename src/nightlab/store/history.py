@@ -40,6 +40,20 @@ def baseline_states(store: Store) -> list[tuple[int, str, str | None]]:
         return [tuple(r) for r in s.execute(query)]
 
 
+def baseline_values(store: Store) -> tuple[list[float], bool]:
+    """The objectives of the succeeded baseline repeats (id order), and whether a
+    `baseline_no_spread` event was recorded already (it is said once per night)."""
+    with store.tx() as s:
+        query = (
+            select(Trial.objective)
+            .where(Trial.kind == "baseline", Trial.status == "succeeded")
+            .order_by(Trial.id)
+        )
+        values = [v for v in s.scalars(query) if v is not None]
+        said = s.scalar(select(Event.id).where(Event.kind == "baseline_no_spread").limit(1))
+    return values, said is not None
+
+
 def decision_body(store: Store, decision_id: int) -> dict[str, Any]:
     with store.tx() as s:
         return dict(s.get(DecisionRow, decision_id).body)
