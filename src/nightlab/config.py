@@ -353,6 +353,16 @@ class BudgetSection(_Section):
     max_trials: int | None = Field(None, ge=1, description="Stop once the lab holds this many.")
     max_tokens: int | None = Field(None, ge=1, description="Stop once agents used this many.")
     max_usd: float | None = Field(None, gt=0, description="Stop once agents cost this much.")
+    finishup_minutes: float | None = Field(
+        None, gt=0, description="The night's last minutes are its finish-up (needs hours, "
+        "here or --run-hours); as --finishup-minutes, which wins.",
+    )  # fmt: skip
+    final_rounds: int = Field(
+        1, ge=0, description="Finish-up's confirmation runs per candidate (--final-rounds)."
+    )
+    confirm_top: int = Field(
+        3, ge=1, description="How many top candidates finish-up confirms (--confirm-top)."
+    )
 
 
 class Price(_Section):

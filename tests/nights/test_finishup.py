@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from nightlab import Lab
+from nightlab.lab.errors import LabError
 
 from conftest import cli, git, rows, status, wait_for
 
@@ -166,3 +167,44 @@ def test_a_running_loop_takes_a_request_within_a_heartbeat(make_lab):
     assert final["state"] == "finished" and final["end_reason"] == "finish-up complete"
     kinds = [k for (k,) in rows(lab, "SELECT kind FROM trials ORDER BY id")]
     assert kinds[-2:] == ["confirm", "test"] and "trial" not in kinds[kinds.index("confirm") :]
+
+
+def budget_keys(lab, keys: str) -> None:
+    toml = lab / "nightlab.toml"
+    toml.write_text(toml.read_text().replace("[budget]\n", f"[budget]\n{keys}\n"))
+
+
+def test_a_night_set_up_in_nightlab_toml_alone_finishes_up(make_lab):
+    """[budget] finishup_minutes, final_rounds and confirm_top: the SPEC's budget keys. A
+    night configured in nightlab.toml alone never finished up (only flags could ask)."""
+    lab = make_lab(max_trials=3)
+    budget_keys(lab, "hours = 2\nfinishup_minutes = 30\nfinal_rounds = 2\nconfirm_top = 4")
+    Lab(lab).run(report=lambda line: None)
+    wanted = Lab(lab).finish_up_show()
+    assert (wanted["run_hours"], wanted["minutes_left"]) == (2, 30)
+    assert (wanted["final_rounds"], wanted["top_k"]) == (2, 4)
+    # `finishup` without --final-rounds / --confirm-top takes them too; a flag wins
+    Lab(lab).finish_up(minutes_left=10)
+    assert (Lab(lab).finish_up_show()["final_rounds"], Lab(lab).finish_up_show()["top_k"]) == (2, 4)
+    Lab(lab).finish_up(minutes_left=10, final_rounds=0, top_k=1)
+    assert (Lab(lab).finish_up_show()["final_rounds"], Lab(lab).finish_up_show()["top_k"]) == (0, 1)
+
+
+def test_finishup_minutes_without_the_nights_length_is_refused_naming_both(make_lab):
+    lab = make_lab(max_trials=3)
+    budget_keys(lab, "finishup_minutes = 30")
+    with pytest.raises(LabError, match=r"\[budget\] finishup_minutes\) needs the night's length"):
+        Lab(lab).run(report=lambda line: None)
+    assert Lab(lab).run(report=lambda line: None, hours=1)["state"] == "finished"
+
+
+@pytest.mark.parametrize("keys", ["finishup_minutes = 0", "finishup_minutes = nan",
+                                  "final_rounds = -1", "confirm_top = 0", "confirm_top = 2.5",
+                                  'final_rounds = "two"'])  # fmt: skip
+def test_hostile_finish_up_budget_keys_fail_at_load(make_lab, keys):
+    from nightlab.config import ConfigError, load_config
+
+    lab = make_lab()
+    budget_keys(lab, keys)
+    with pytest.raises(ConfigError, match=keys.split(" = ")[0]):
+        load_config(lab)

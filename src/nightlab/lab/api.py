@@ -84,8 +84,8 @@ class Lab:
         report: Callable[[str], None] | None = None,
         progress: Callable[[int, int | None], None] | None = None,
         finishup_minutes: float | None = None,
-        final_rounds: int = 1,
-        top_k: int = 3,
+        final_rounds: int | None = None,
+        top_k: int | None = None,
         finishup_note: str = "",
     ) -> dict[str, Any]:
         """Run the loop in this process until a stop condition; returns the final status.
@@ -95,24 +95,28 @@ class Lab:
         shows them. `report`, if given, also receives each line (the older way);
         `progress(ended, max_trials)` is called after every recorded trial.
         `finishup_minutes` makes the last minutes of an `hours`-long night its finish-up
-        (see `finish_up`)."""
+        (see `finish_up`); each of the three finish-up settings left out is nightlab.toml's
+        `[budget]` one."""
         from nightlab.loop.loop import Loop
 
         if hours is not None and hours <= 0:
             raise LabError(f"hours must be more than 0 (got {hours}); leave it out for no limit")
-        finish = None
+        budget, finish = self.config.budget, None
+        if finishup_minutes is None:
+            finishup_minutes = budget.finishup_minutes
         if finishup_minutes is not None:
             from nightlab.loop import finish_request
 
-            hours = hours if hours is not None else self.config.budget.hours
+            hours = hours if hours is not None else budget.hours
             if hours is None:
                 raise LabError(
-                    "--finishup-minutes needs the night's length: give --run-hours H "
-                    "(or [budget] hours)"
+                    "--finishup-minutes (or [budget] finishup_minutes) needs the night's "
+                    "length: give --run-hours H (or [budget] hours)"
                 )
             finish = finish_request.request(
-                run_hours=hours, minutes_left=finishup_minutes, final_rounds=final_rounds,
-                top_k=top_k, note=finishup_note,
+                run_hours=hours, minutes_left=finishup_minutes,
+                final_rounds=budget.final_rounds if final_rounds is None else final_rounds,
+                top_k=budget.confirm_top if top_k is None else top_k, note=finishup_note,
             )  # fmt: skip
 
         loop = Loop(
@@ -229,7 +233,10 @@ class Lab:
         `report_now` and no loop running, the report is written at once."""
         from nightlab.loop import finish_request
 
-        _ = self.config  # a broken nightlab.toml fails here, not in the loop
+        budget = self.config.budget  # a broken nightlab.toml fails here, not in the loop
+        for key, default in (("final_rounds", budget.final_rounds), ("top_k", budget.confirm_top)):
+            if request.get(key) is None:
+                request[key] = default
         wanted = finish_request.request(**request)
         self._store_finish(wanted)
         shown = self.finish_up_show()

@@ -17,9 +17,13 @@ from nightlab import UserError
 LabArg = Annotated[Path, typer.Argument(help="The lab folder (holds nightlab.toml).")]
 HERE = Path(".")
 Port = Annotated[int, typer.Option(min=1, max=65535, help="The dashboard's port.")]
-FinalRounds = Annotated[int, typer.Option(min=0, help="Confirmation runs per candidate.")]
-ConfirmTop = Annotated[int, typer.Option(
-    "--confirm-top", min=1, help="How many top candidates get the confirmation runs.")]  # fmt: skip
+FinalRounds = Annotated[int | None, typer.Option(
+    min=0, help="Confirmation runs per candidate (default: [budget] final_rounds, 1).",
+)]  # fmt: skip
+ConfirmTop = Annotated[int | None, typer.Option(
+    "--confirm-top", min=1,
+    help="How many top candidates get the confirmation runs (default: [budget] confirm_top, 3).",
+)]  # fmt: skip
 # `--top-k` was the spelling of --confirm-top (it read like the leaderboard's --top): kept, hidden
 OldTopK = Annotated[int | None, typer.Option(
     "--top-k", min=1, hidden=True, help="Old spelling of --confirm-top.")]  # fmt: skip

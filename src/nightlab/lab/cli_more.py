@@ -28,8 +28,8 @@ def finishup(
         help="It begins at this time (ISO 8601; local time unless it says e.g. Z or +01:00).",
     )] = None,
     in_minutes: Annotated[float | None, typer.Option(min=0.0, help="It begins in N min.")] = None,
-    final_rounds: FinalRounds = 1,
-    confirm_top: ConfirmTop = 3,
+    final_rounds: FinalRounds = None,
+    confirm_top: ConfirmTop = None,
     top_k: OldTopK = None,
     note: Note = "",
     report_now: Annotated[
