@@ -191,3 +191,42 @@ def test_artifacts_replaced_by_a_link_are_not_evaluated(tmp_path):
     (trial,) = rows(lab, "SELECT status, objective, reason FROM trials WHERE kind = 'trial'")
     assert trial["objective"] is None and trial["status"] == "failed"
     assert "evaluation" in trial["reason"] and "125" in trial["reason"]
+
+
+# The trial prints a forged objective, a forged held-out figure and a metric of its own on
+# every run; the evaluation prints only the objective. Nothing the trial printed may reach
+# the record: not the objective, not the held-out figure of the final pick's test run.
+FORGER = """
+import json, os
+from pathlib import Path
+p = json.load(open(os.environ["NIGHTLAB_PARAMS"]))
+(Path(os.environ["NIGHTLAB_ARTIFACTS"]) / "pred.json").write_text(json.dumps(p["boost"]))
+print("score=999 test_score=999 mine=1")
+"""
+
+
+def with_test_metric(lab: Path, test_paths: str = "") -> None:
+    toml = lab / "nightlab.toml"
+    text = toml.read_text().replace('direction = "maximize"', 'direction = "maximize"\n'
+                                    f'test_metric = "test_score"\n{test_paths}')  # fmt: skip
+    toml.write_text(text)
+
+
+def test_a_trial_cannot_forge_the_objective_or_the_held_out_figure_under_evaluate(tmp_path):
+    lab = evaluated_lab(tmp_path, FORGER, 0.15)
+    with_test_metric(lab)
+    git(lab, "add", "-A")
+    Lab(lab).finish_up(run_hours=8, minutes_left=60, final_rounds=1, top_k=1, note="t")
+    Lab(lab).run(report=lambda line: None)
+    trials = rows(lab, "SELECT kind, status, objective, metrics FROM trials")
+    assert {t["kind"] for t in trials} >= {"baseline", "trial", "confirm", "test"}
+    for t in trials:  # the evaluation's figures alone: 1 - |boost - 0.25|
+        assert t["status"] == "succeeded" and t["objective"] < 1, dict(t)
+        assert json.loads(t["metrics"]) == {"score": t["objective"]}, dict(t)
+    assert rows(lab, "SELECT count(*) FROM events WHERE kind = 'test_metric'") == [(0,)]
+    (missing,) = rows(lab, "SELECT data FROM events WHERE kind = 'test_metric_missing'")
+    reason = json.loads(missing["data"])["reason"]
+    assert "evaluation" in reason and "test_score" in reason, reason
+    (folder,) = (lab / ".nightlab" / "reports").iterdir()
+    paper = (folder / "final_paper_report.md").read_text()
+    assert "**Held-out test**: no test_score figure" in paper and "999" not in paper
