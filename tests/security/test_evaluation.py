@@ -5,7 +5,8 @@ night's base commit in a box of its own on the trial's artifacts: what the trial
 (an `atexit` hook's extra `score=` line), a package shadowing a protected module, or a
 swap of the protected evaluation script during the run change nothing. With
 `[objective] test_paths`, the test data is absent from every box but the test run's, and
-only the loop sets NIGHTLAB_TEST."""
+only the loop sets NIGHTLAB_TEST. The evaluation reads labels in a `[trial] share` folder
+(read-only), the test data there only in the test run."""
 
 from __future__ import annotations
 
@@ -230,3 +231,49 @@ def test_a_trial_cannot_forge_the_objective_or_the_held_out_figure_under_evaluat
     (folder,) = (lab / ".nightlab" / "reports").iterdir()
     paper = (folder / "final_paper_report.md").read_text()
     assert "**Held-out test**: no test_score figure" in paper and "999" not in paper
+
+
+# The labels live in an untracked, shared folder (`[trial] share`), the held-out test among
+# them: the evaluation reads the validation labels there on every run, the test labels only
+# in the test run. The trial still prints a forged held-out figure.
+SHARED_EVALUATE = """
+import json, os
+from pathlib import Path
+pred = json.loads((Path(os.environ["NIGHTLAB_ARTIFACTS"]) / "pred.json").read_text())
+test = Path("data/test.json")
+Path("seen.json").write_text(json.dumps({"test": test.is_file() and test.read_text()}))
+print(f"score={1 - abs(pred - json.loads(Path('data/val.json').read_text()))}")
+if os.environ.get("NIGHTLAB_TEST") == "1":
+    print(f"test_score={1 - abs(pred - json.loads(test.read_text()))}")
+"""
+
+
+def test_the_evaluation_reads_shared_labels_and_the_test_labels_only_in_the_test_run(tmp_path):
+    lab = build_lab(
+        tmp_path / "lab", trial=FORGER, max_trials=4,
+        decisions=[{"action": "run", "rationale": "try this boost on the evaluation",
+                    "params": {"boost": 0.15}}],
+        trial_extra='evaluate = "python evaluate.py"\nprotected = ["evaluate.py"]\n'
+        'share = ["data"]',
+    )  # fmt: skip
+    with_test_metric(lab, 'test_paths = ["data/test.json"]')
+    (lab / "evaluate.py").write_text(SHARED_EVALUATE)
+    (lab / "data").mkdir()
+    (lab / "data" / "val.json").write_text("0.25")
+    (lab / "data" / "test.json").write_text("0.35")
+    (lab / ".gitignore").write_text("data/\n")  # untracked: reached only through `share`
+    git(lab, "add", "-A")
+    Lab(lab).finish_up(run_hours=8, minutes_left=60, final_rounds=1, top_k=1, note="t")
+    Lab(lab).run(report=lambda line: None)
+    seen = {}
+    for t in rows(lab, "SELECT id, kind, status, objective FROM trials"):
+        assert t["status"] == "succeeded", dict(t)
+        if t["kind"] == "trial":  # boost 0.15 against the shared labels' 0.25
+            assert t["objective"] == pytest.approx(0.90)
+        path = lab / ".nightlab" / "trials" / str(t["id"]) / "eval" / "seen.json"
+        seen.setdefault(t["kind"], []).append(json.loads(path.read_text()))
+    assert seen.pop("test") == [{"test": "0.35"}]
+    assert all(not s["test"] for runs in seen.values() for s in runs), seen
+    (event,) = rows(lab, "SELECT data FROM events WHERE kind = 'test_metric'")
+    assert json.loads(event["data"])["value"] == pytest.approx(0.80)  # the evaluation's
+    assert (lab / "data" / "test.json").read_text() == "0.35"
