@@ -5,7 +5,8 @@ night's base commit in a box of its own on the trial's artifacts: what the trial
 (an `atexit` hook's extra `score=` line), a package shadowing a protected module, or a
 swap of the protected evaluation script during the run change nothing. With
 `[objective] test_paths`, the test data is absent from every box but the test run's, and
-only the loop sets NIGHTLAB_TEST."""
+only the loop sets NIGHTLAB_TEST. The evaluation reads labels in a `[trial] share` folder
+(read-only), the test data there only in the test run."""
 
 from __future__ import annotations
 
@@ -191,3 +192,88 @@ def test_artifacts_replaced_by_a_link_are_not_evaluated(tmp_path):
     (trial,) = rows(lab, "SELECT status, objective, reason FROM trials WHERE kind = 'trial'")
     assert trial["objective"] is None and trial["status"] == "failed"
     assert "evaluation" in trial["reason"] and "125" in trial["reason"]
+
+
+# The trial prints a forged objective, a forged held-out figure and a metric of its own on
+# every run; the evaluation prints only the objective. Nothing the trial printed may reach
+# the record: not the objective, not the held-out figure of the final pick's test run.
+FORGER = """
+import json, os
+from pathlib import Path
+p = json.load(open(os.environ["NIGHTLAB_PARAMS"]))
+(Path(os.environ["NIGHTLAB_ARTIFACTS"]) / "pred.json").write_text(json.dumps(p["boost"]))
+print("score=999 test_score=999 mine=1")
+"""
+
+
+def with_test_metric(lab: Path, test_paths: str = "") -> None:
+    toml = lab / "nightlab.toml"
+    text = toml.read_text().replace('direction = "maximize"', 'direction = "maximize"\n'
+                                    f'test_metric = "test_score"\n{test_paths}')  # fmt: skip
+    toml.write_text(text)
+
+
+def test_a_trial_cannot_forge_the_objective_or_the_held_out_figure_under_evaluate(tmp_path):
+    lab = evaluated_lab(tmp_path, FORGER, 0.15)
+    with_test_metric(lab)
+    git(lab, "add", "-A")
+    Lab(lab).finish_up(run_hours=8, minutes_left=60, final_rounds=1, top_k=1, note="t")
+    Lab(lab).run(report=lambda line: None)
+    trials = rows(lab, "SELECT kind, status, objective, metrics FROM trials")
+    assert {t["kind"] for t in trials} >= {"baseline", "trial", "confirm", "test"}
+    for t in trials:  # the evaluation's figures alone: 1 - |boost - 0.25|
+        assert t["status"] == "succeeded" and t["objective"] < 1, dict(t)
+        assert json.loads(t["metrics"]) == {"score": t["objective"]}, dict(t)
+    assert rows(lab, "SELECT count(*) FROM events WHERE kind = 'test_metric'") == [(0,)]
+    (missing,) = rows(lab, "SELECT data FROM events WHERE kind = 'test_metric_missing'")
+    reason = json.loads(missing["data"])["reason"]
+    assert "evaluation" in reason and "test_score" in reason, reason
+    (folder,) = (lab / ".nightlab" / "reports").iterdir()
+    paper = (folder / "final_paper_report.md").read_text()
+    assert "**Held-out test**: no test_score figure" in paper and "999" not in paper
+
+
+# The labels live in an untracked, shared folder (`[trial] share`), the held-out test among
+# them: the evaluation reads the validation labels there on every run, the test labels only
+# in the test run. The trial still prints a forged held-out figure.
+SHARED_EVALUATE = """
+import json, os
+from pathlib import Path
+pred = json.loads((Path(os.environ["NIGHTLAB_ARTIFACTS"]) / "pred.json").read_text())
+test = Path("data/test.json")
+Path("seen.json").write_text(json.dumps({"test": test.is_file() and test.read_text()}))
+print(f"score={1 - abs(pred - json.loads(Path('data/val.json').read_text()))}")
+if os.environ.get("NIGHTLAB_TEST") == "1":
+    print(f"test_score={1 - abs(pred - json.loads(test.read_text()))}")
+"""
+
+
+def test_the_evaluation_reads_shared_labels_and_the_test_labels_only_in_the_test_run(tmp_path):
+    lab = build_lab(
+        tmp_path / "lab", trial=FORGER, max_trials=4,
+        decisions=[{"action": "run", "rationale": "try this boost on the evaluation",
+                    "params": {"boost": 0.15}}],
+        trial_extra='evaluate = "python evaluate.py"\nprotected = ["evaluate.py"]\n'
+        'share = ["data"]',
+    )  # fmt: skip
+    with_test_metric(lab, 'test_paths = ["data/test.json"]')
+    (lab / "evaluate.py").write_text(SHARED_EVALUATE)
+    (lab / "data").mkdir()
+    (lab / "data" / "val.json").write_text("0.25")
+    (lab / "data" / "test.json").write_text("0.35")
+    (lab / ".gitignore").write_text("data/\n")  # untracked: reached only through `share`
+    git(lab, "add", "-A")
+    Lab(lab).finish_up(run_hours=8, minutes_left=60, final_rounds=1, top_k=1, note="t")
+    Lab(lab).run(report=lambda line: None)
+    seen = {}
+    for t in rows(lab, "SELECT id, kind, status, objective FROM trials"):
+        assert t["status"] == "succeeded", dict(t)
+        if t["kind"] == "trial":  # boost 0.15 against the shared labels' 0.25
+            assert t["objective"] == pytest.approx(0.90)
+        path = lab / ".nightlab" / "trials" / str(t["id"]) / "eval" / "seen.json"
+        seen.setdefault(t["kind"], []).append(json.loads(path.read_text()))
+    assert seen.pop("test") == [{"test": "0.35"}]
+    assert all(not s["test"] for runs in seen.values() for s in runs), seen
+    (event,) = rows(lab, "SELECT data FROM events WHERE kind = 'test_metric'")
+    assert json.loads(event["data"])["value"] == pytest.approx(0.80)  # the evaluation's
+    assert (lab / "data" / "test.json").read_text() == "0.35"

@@ -123,13 +123,19 @@ class Finisher:
     # ------------------------------------------------------------------ test metric
     def screen(self, trial_id: int, kind: str, out: Any) -> Any:
         """Selection sees validation metrics only: a test metric a trial printed is dropped,
-        except in the final pick's test run, where it is recorded as the `test_metric`."""
+        except in the final pick's test run, where it is recorded as the `test_metric`. With
+        `[trial] evaluate` the metrics are the evaluation's alone (local.conclude): when it
+        does not report the test metric, the figure is missing, never the trial's own."""
         metric = self.night.cfg.objective.test_metric
         if not metric or metric not in out.metrics:
             if kind == "test":
+                reason = out.reason
+                if reason is None and self.night.cfg.trial.evaluate:
+                    reason = (f"the evaluation ([trial] evaluate) did not report {metric!r}; "
+                              "what the trial printed does not count")  # fmt: skip
                 with self.night.store.tx() as s:
                     Store.event(s, "test_metric_missing", trial_id=trial_id, metric=metric,
-                                status=out.status, reason=out.reason)  # fmt: skip
+                                status=out.status, reason=reason)  # fmt: skip
             return out
         value = out.metrics[metric]
         metrics = {k: v for k, v in out.metrics.items() if k != metric}

@@ -8,6 +8,7 @@ Local and Slurm trials are told apart only here and in trials/.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -125,7 +126,8 @@ class Slots:
         return trial_id
 
     def _evaluation_files(self, folder: Path) -> None:
-        """The night's base commit's protected files, each checked against its hash."""
+        """The night's base commit's protected files, each checked against its hash, and
+        links to the `[trial] share` entries (as in a trial's tree; read-only in its box)."""
         night = self.night
         for path, digest in night.protected.items():
             data = night.ws.blob(night.base_commit, path)
@@ -134,6 +136,11 @@ class Slots:
             target = folder / path
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
+        for entry in night.cfg.trial.share:
+            link = folder / entry
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not os.path.lexists(link):
+                link.symlink_to(Path(night.lab).resolve() / entry)
 
     def _unlaunchable(self, trial_id: int, trace: str, kind: str, reason: str) -> None:
         outcome = local.Outcome(

@@ -111,7 +111,8 @@ def build(
     tracking options, `[tracking] trial_run`) the trial first opens its own MLflow run.
     The trial's box shows it its `tree` (default `workdir`, the lab's folder in it) and
     its output folder (`out/` of its trial folder) and, read-only, the `protected` files
-    (lab-relative); only a `test` run sees the held-out test data and gets NIGHTLAB_TEST=1."""
+    (lab-relative); only a `test` run sees the held-out test data and gets NIGHTLAB_TEST=1.
+    With `[trial] evaluate`, the evaluation's own box (sandbox.eval_box) follows."""
     env = trial_env(cfg)  # agents' keys stay out unless [trial] pass_env lists them
     env.pop("NIGHTLAB_TEST", None)  # only the loop says a run is the test run
     env["NIGHTLAB_SLOT"] = str(slot)
@@ -163,12 +164,8 @@ def build(
     )
     if cfg.trial.evaluate:
         spec.evaluate = cfg.trial.evaluate
-        evaluation = trial_dir / paths.EVAL
-        box = sandbox.Box(
-            writable=(evaluation,),
-            readonly=(out / paths.ARTIFACTS, *(evaluation / p for p in protected)),
-            masked=() if test else tuple(sandbox.test_paths(cfg, lab, evaluation)),
-            network=cfg.trial.network,
+        box = sandbox.eval_box(
+            cfg, lab, trial_dir / paths.EVAL, out / paths.ARTIFACTS, protected, test=test
         )
         spec.eval_sandbox = sandbox.prefix(cfg, lab, box)
     return spec

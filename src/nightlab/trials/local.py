@@ -243,8 +243,11 @@ def conclude(
     wall_s: float,
     peak_rss_mb: float | None,
 ) -> Outcome:
-    """How a trial ended, from its exit status, its metrics and why it was killed; with a
-    sealed evaluation the objective is what the evaluation reported, never the trial."""
+    """How a trial ended, from its exit status, its metrics and why it was killed. With a
+    sealed evaluation the objective and every recorded metric (the held-out test metric
+    among them) are what the evaluation reported, never the trial: what the trial printed
+    stays in its history only, as its own points (`source` stdout/log, the evaluation's
+    `eval`)."""
     objective = reader.reduce(spec.reduce, spec.maximize)
     metrics, history = reader.last(), list(reader.history)
     evaluated, eval_code = None, None
@@ -253,8 +256,7 @@ def conclude(
     if spec.evaluate:
         evaluated, eval_code = evaluation(spec)
         objective = evaluated.reduce(spec.reduce, spec.maximize)
-        metrics.pop(spec.metric, None)  # the trial's own claim does not count
-        metrics.update(evaluated.last())
+        metrics = evaluated.last()  # the trial's own claims do not count, none of them
         if kill is None and evaluated.flood:
             kill = ("killed", evaluated.flood)
         history += [{**p, "source": "eval"} for p in evaluated.history]

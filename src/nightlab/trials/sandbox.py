@@ -4,7 +4,8 @@ A box sees the system read-only, a private /tmp, /run and /dev (GPU devices pass
 through), its own PID, IPC and network namespaces (the loop and the host's ports are out
 of sight), no capabilities even when nightlab runs as root, and dies with its parent.
 Of the lab it sees only what it is given: its own tree and output folder (writable),
-`[trial] share` paths (read-only unless `share_writable`), the Python nightlab runs with.
+`[trial] share` paths (read-only unless `share_writable`; always read-only to a sealed
+evaluation), the Python nightlab runs with.
 Hidden entirely: the lab folder (the user's tree: nightlab.toml, the brief, their code),
 the repository around it, its `.git` and `.nightlab/` (the store, trial folders, other
 trees, locks). Protected files are read-only binds; `[objective] test_paths` are masked.
@@ -158,6 +159,24 @@ def trial_box(
         readonly=(*shared, *training_python(cfg, lab), LabPaths(lab).repair / "clones",
                   *(workdir / p for p in protected)),  # fmt: skip
         masked=(*credentials(), *(() if test else test_paths(cfg, lab, workdir))),
+        network=cfg.trial.network,
+    )
+
+
+def eval_box(
+    cfg: Config, lab: Path, folder: Path, artifacts: Path, protected: Iterable[str], *,
+    test: bool = False,
+) -> Box:
+    """A sealed evaluation's box: its own folder (the base's protected files, links to the
+    `share` entries) writable, the trial's artifacts, its protected files and the shared
+    data read-only (`share_writable` too: an evaluation writes none of it), the held-out
+    test data absent unless this is the test run, as in a trial's box."""
+    lab = Path(lab).resolve()
+    return Box(
+        writable=(folder,),
+        readonly=(artifacts, *(folder / p for p in protected),
+                  *(lab / entry for entry in cfg.trial.share)),  # fmt: skip
+        masked=() if test else tuple(test_paths(cfg, lab, folder)),
         network=cfg.trial.network,
     )
 
