@@ -1,10 +1,15 @@
 """Finish-up: scheduled or forced by a limit, it stops exploring, confirms the top candidates
 on new seeds, computes the held-out test metric once for the final pick, writes the report
-and ends the night; `--show`, `--cancel` and `--report-now` behave."""
+and ends the night; `--show`, `--cancel` and `--report-now` behave. A loop killed during
+finish-up (while the test run is in flight, or after it ended) never runs a second one."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -13,16 +18,19 @@ import pytest
 from nightlab import Lab
 from nightlab.lab.errors import LabError
 
-from conftest import cli, git, rows, status, wait_for
+from conftest import cli, git, rows, spawn_loop, status, try_rows, wait_for, wait_until
 
 # score = 1 + boost + seed noise; the test split is read only when NIGHTLAB_TEST is set (each
-# read is logged in the trial's artifacts), and a `leak` parameter prints it anyway.
+# read is logged in the trial's artifacts), and a `leak` parameter prints it anyway. The test
+# run alone sleeps TEST_RUN_SLEEP seconds (0 unless a test sets it): time to kill its loop.
 TRAIN = """
 import json, os, time
 from pathlib import Path
 p = json.load(open(os.environ["NIGHTLAB_PARAMS"]))
 seed = int(os.environ["NIGHTLAB_SEED"])
 time.sleep(p.get("sleep", 0.0))
+if os.environ.get("NIGHTLAB_TEST"):
+    time.sleep(float(os.environ.get("TEST_RUN_SLEEP", "0")))
 score = 1.0 + p.get("boost", 0.0) + 0.01 * ((seed * 7) % 3 - 1)
 print(f"score={score}")
 if os.environ.get("NIGHTLAB_TEST") or p.get("leak"):
@@ -208,3 +216,125 @@ def test_hostile_finish_up_budget_keys_fail_at_load(make_lab, keys):
     budget_keys(lab, keys)
     with pytest.raises(ConfigError, match=keys.split(" = ")[0]):
         load_config(lab)
+
+
+# ------------------------------------------------------- a loop killed during finish-up
+def night_at_finishup(make_lab) -> Path:
+    """Baseline (3) and one probe that is kept, then finish-up: one confirmation run of
+    the pick, then its test run."""
+    lab = lab_with_test_metric(make_lab, [probe(1, 0.5)], max_trials=4)
+    Lab(lab).finish_up(run_hours=8, minutes_left=60, final_rounds=1, top_k=1)
+    return lab
+
+
+def resume(lab: Path, log: Path) -> str:
+    """The restarted loop (`nightlab run`), to its end; its output."""
+    loop = spawn_loop(lab, log=log)
+    assert loop.wait(timeout=120) == 0, log.read_text()[-2000:]
+    return log.read_text()
+
+
+def assert_tested_once(lab: Path) -> tuple:
+    """The night ended `finish-up complete` after a crash, with exactly one test run (its
+    id, status, reason); its report written."""
+    assert [s for (s,) in rows(lab, "SELECT state FROM runs ORDER BY id")] == [
+        "crashed", "finished"]  # fmt: skip
+    assert status(lab)["end_reason"] == "finish-up complete"
+    (test,) = rows(lab, "SELECT id, status, reason FROM trials WHERE kind='test'")
+    assert rows(lab, "SELECT count(*) FROM trials WHERE status='running'") == [(0,)]
+    marks = (lab / ".nightlab" / "trials").glob("*/out/artifacts/test_read")
+    read = [int(p.parts[-4]) for p in marks]
+    assert read in ([test[0]], [])  # the test data: read by that run alone (unless it died first)
+    result = lab / ".nightlab" / "trials" / str(test[0]) / "result.json"
+    assert json.loads(result.read_text())["status"] == test[1]
+    return test
+
+
+def paper(lab: Path) -> str:
+    (folder,) = (lab / ".nightlab" / "reports").iterdir()
+    return (folder / "final_paper_report.md").read_text()
+
+
+@pytest.mark.parametrize("trial_survives", [True, False], ids=["reattached", "lost"])
+def test_a_loop_killed_while_the_test_run_is_in_flight_never_tests_again(
+    make_lab, tmp_path, trial_survives
+):
+    """SIGKILL of the loop while the test run sleeps. A test run that outlives its loop is
+    watched to its end by the next one and its figure recorded; one lost with its loop is
+    recorded as interrupted, and the report says why the held-out figure is missing."""
+    lab = night_at_finishup(make_lab)
+    sleep = "2" if trial_survives else "60"
+    loop = spawn_loop(lab, log=tmp_path / "first.log", env={"TEST_RUN_SLEEP": sleep})
+    running = "SELECT id, pid FROM trials WHERE kind='test' AND status='running' AND pid > 0"
+    found = wait_until(lambda: try_rows(lab, running), 60, proc=loop)
+    assert found, (tmp_path / "first.log").read_text()[-2000:]
+    (test_id, pid), *_ = found
+    time.sleep(0.2)
+    os.killpg(loop.pid, signal.SIGKILL)  # the loop and its git children; the trial has its own
+    loop.wait()
+    if not trial_survives:
+        os.killpg(pid, signal.SIGKILL)  # the machine lost the test run as well
+
+    out = resume(lab, tmp_path / "again.log")
+    test = assert_tested_once(lab)
+    assert test[0] == test_id
+    figures = [json.loads(d) for (d,) in rows(
+        lab, "SELECT data FROM events WHERE kind='test_metric'")]  # fmt: skip
+    if trial_survives:
+        assert f"trial {test_id} still running" in out
+        assert test[1] == "succeeded"
+        assert [f["test_trial"] for f in figures] == [test_id]
+        assert "**Held-out test**: test_score = **" in paper(lab)
+    else:
+        assert test[1] == "killed" and test[2].startswith("interrupted")
+        assert figures == []
+        (missing,) = [json.loads(d) for (d,) in rows(
+            lab, "SELECT data FROM events WHERE kind='test_metric_missing'")]  # fmt: skip
+        assert "interrupted" in missing["reason"] and "not run again" in missing["reason"]
+        summary = paper(lab)
+        assert "**Held-out test**: no test_score figure" in summary
+        assert f"the test run (trial {test_id}) was interrupted" in summary
+
+
+# The loop as a user runs it, with one change: writing the test run's result.json first reads
+# a FIFO, so the loop blocks right after the store recorded the test run and its figure.
+TRAPPED_LOOP = """
+import os, sys
+from pathlib import Path
+from nightlab.store import folder
+real = folder.finish
+def finish(trial_dir, result, history):
+    if result.get("kind") == "test":
+        Path(os.environ["NIGHTLAB_TEST_TRAP"]).read_text()
+    real(trial_dir, result, history)
+folder.finish = finish
+from nightlab.__main__ import main
+sys.argv = ["nightlab", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_loop_killed_after_the_test_run_ended_does_not_test_again(make_lab, tmp_path):
+    lab = night_at_finishup(make_lab)
+    trap = tmp_path / "trap"
+    os.mkfifo(trap)
+    with open(tmp_path / "first.log", "ab") as log:
+        loop = subprocess.Popen(
+            [sys.executable, "-c", TRAPPED_LOOP, "run", str(lab)],
+            env={**os.environ, "NIGHTLAB_PLAIN": "1", "NIGHTLAB_TEST_TRAP": str(trap)},
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    figure = "SELECT trial_id FROM events WHERE kind='test_metric'"
+    recorded = wait_until(lambda: try_rows(lab, figure), 60, proc=loop)
+    time.sleep(0.2)
+    blocked = loop.poll() is None
+    os.killpg(loop.pid, signal.SIGKILL)
+    loop.wait()
+    assert recorded and blocked, (tmp_path / "first.log").read_text()[-2000:]
+    (test_id,) = rows(lab, "SELECT id FROM trials WHERE kind='test'")[0]
+
+    resume(lab, tmp_path / "again.log")
+    assert assert_tested_once(lab)[:2] == (test_id, "succeeded")
+    assert len(rows(lab, figure)) == 1
+    assert "**Held-out test**: test_score = **" in paper(lab)

@@ -4,7 +4,9 @@ over new seeds, compute the held-out test metric once for the final pick, write 
 and end the night.
 
 Everything is rebuilt from the store, so a loop restarted mid-finish-up carries on: the
-confirmation runs already made (or still running) count.
+confirmation runs already made (or still running) count, and so does the test run: one that
+exists — running (re-attached by the restarted loop, see Slots.reattach), ended, or lost with
+its loop and recorded as interrupted — is never started again.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from nightlab.agents.decision import Decision
 from nightlab.loop import finish_request
 from nightlab.loop.confirm import new_seeds
 from nightlab.loop.night import Next, Night, Run
-from nightlab.store import queries, read
+from nightlab.store import kinds, queries, read
 from nightlab.store.db import Store
 
 WORKER = "finish-up"
@@ -38,7 +40,6 @@ class Finisher:
         self.request: finish_request.FinishUp | None = None
         self.forced: str | None = None  # a limit reached while finish-up was pending
         self.queue: list[tuple[Any, int]] | None = None  # (candidate, seed) still to run
-        self.tested = False
         self.night_started: float | None = None
 
     # ------------------------------------------------------------------ state
@@ -130,7 +131,11 @@ class Finisher:
         if not metric or metric not in out.metrics:
             if kind == "test":
                 reason = out.reason
-                if reason is None and self.night.cfg.trial.evaluate:
+                if kinds.interrupted(out.status, out.reason):  # e.g. lost with its loop
+                    reason = (f"the test run (trial {trial_id}) was {out.reason}; not run "
+                              "again: the held-out data is read once")  # fmt: skip
+                    self.night.report(f"held-out {metric}: none, {reason}")
+                elif reason is None and self.night.cfg.trial.evaluate:
                     reason = (f"the evaluation ([trial] evaluate) did not report {metric!r}; "
                               "what the trial printed does not count")  # fmt: skip
                 with self.night.store.tx() as s:
@@ -179,10 +184,8 @@ class Finisher:
             return self._run(candidate, "confirm", seed)
         if running:
             return Next.WAIT
-        if not self.tested:
-            self.tested = True
-            if (test := self._test_run(now, est, ends)) is not None:
-                return test
+        if not self._tested() and (test := self._test_run(now, est, ends)) is not None:
+            return test
         self._phase("reporting")  # the loop writes it once the run is closed, then `done`
         return Done(request.top_k)
 
@@ -231,6 +234,12 @@ class Finisher:
             seeds = new_seeds(self.night, {t["seed"] for t in candidate.trials})
             todo += [(candidate, next(seeds)) for _ in range(request.final_rounds - made)]
         return todo
+
+    def _tested(self) -> bool:
+        """Whether this night has its test run, from the store (not from this loop's memory:
+        a loop killed during finish-up must not look at the test data twice)."""
+        with read.connect(self.night.store.path) as conn:
+            return bool(queries.test_runs(conn))
 
     def _test_run(self, now: float, est: float, ends: float | None) -> Run | None:
         """Run the final pick once with NIGHTLAB_TEST=1 for `[objective] test_metric`."""

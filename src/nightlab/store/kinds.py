@@ -45,5 +45,6 @@ INTERRUPTED_SQL = (  # `interrupted()` over the trials table (GLOB: case-sensiti
 
 def interrupted(status: str, reason: str | None) -> bool:
     """Whether a trial was cut short by nightlab's own fate (a stop, a dead loop, no slot
-    after a restart) rather than by anything it did: such a trial may run again."""
+    after a restart) rather than by anything it did: such a trial may run again (not a
+    held-out test run: the test data is read once a night)."""
     return status in CUT_SHORT and (reason or "").startswith(INTERRUPTED)

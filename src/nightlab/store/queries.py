@@ -117,6 +117,12 @@ def last_finished_trials(conn: sqlite3.Connection, n: int) -> list[tuple[str, st
     return [(r[0], r[1]) for r in rows]
 
 
+def test_runs(conn: sqlite3.Connection) -> list[int]:
+    """Ids of the night's held-out test runs (kind `test`), running or ended, however they
+    ended: finish-up starts one only while there is none (the test data is read once)."""
+    return [r[0] for r in conn.execute("SELECT id FROM trials WHERE kind='test' ORDER BY id")]
+
+
 def settled_trial_ids(conn: sqlite3.Connection) -> list[int]:
     """Ids of every trial that is no longer running (its result.json is due)."""
     return [r[0] for r in conn.execute("SELECT id FROM trials WHERE status != 'running'")]
