@@ -7,8 +7,6 @@ SQLAlchemy nor pydantic, so `nightlab status --json` answers fast on a big lab.
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -182,42 +180,11 @@ class Lab:
         return slurm_loop.submit(self, _flags(options))
 
     def stop(self, *, now: bool = False, wait: bool = False, timeout: float = 3600) -> dict:
-        """Ask the running loop to stop after its running trials (`now`: kill them too).
-        A lab not running is left as it is (`not_running` set; with `now`, the Slurm trial
-        jobs its loop left running are cancelled); a queued loop job cancelled."""
-        from nightlab.lab import slurm_loop
+        """Ask the running loop to stop after its running trials (`now`: kill them too);
+        see lab/stopping.py. Returns the status after it."""
+        from nightlab.lab.stopping import stop
 
-        current = self.status()
-        job = slurm_loop.stop(self, current, now) if current.get("loop_job") else None
-        if job is not None:
-            return job
-        if current["state"] != "running":  # `now`: the Slurm trial jobs it left, cancelled
-            return {**current, "not_running": True, **slurm_loop.left_trials(self, now)}
-        from nightlab.store.db import Store
-
-        store = Store(self.db)
-        try:
-            store.request_stop(current["run"], now=now, by=os.getpid())
-        finally:
-            store.close()
-        as_job = (current.get("loop_job") or {}).get("queue") == "RUNNING"
-        if now and not as_job:  # a loop job got its signal through Slurm
-            if current["host"] != socket.gethostname():
-                raise LabError(
-                    f"the loop runs on {current['host']}: `stop --now` works only "
-                    "there; a graceful stop has been requested"
-                )
-            try:
-                os.kill(current["pid"], signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        if wait:
-            deadline = time.time() + timeout
-            while self.status()["state"] == "running":
-                if time.time() > deadline:
-                    raise LabError(f"still running after {timeout:g}s")
-                time.sleep(0.2)
-        return self.status()
+        return stop(self, now=now, wait=wait, timeout=timeout)
 
     def extend(self, hours: float) -> dict[str, Any]:
         """Give the running night `hours` more (see lab/extend.py); the loop takes it within

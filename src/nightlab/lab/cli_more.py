@@ -1,12 +1,12 @@
-"""`nightlab finishup`, `report`, `adopt` and `schema`: the commands around a night's end
-(registered in cli.py, in the order of --help)."""
+"""`nightlab stop`, `finishup`, `report`, `adopt` and `schema`: the commands around a
+night's end (registered in cli.py, in the order of --help)."""
 
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -14,6 +14,47 @@ from nightlab.lab.cli_common import HERE, ConfirmTop, FinalRounds, LabArg, Note,
 from nightlab.lab.cli_common import console as _console
 from nightlab.lab.cli_common import guard as _guard
 from nightlab.lab.cli_common import lab as _lab
+
+
+def stop(
+    lab: LabArg = HERE,
+    now: Annotated[bool, typer.Option(help="Kill running trials instead of waiting.")] = False,
+    wait: Annotated[bool, typer.Option(help="Return once the loop has stopped.")] = False,
+) -> None:
+    """Stop the loop gracefully: no new trials, running ones finish (or --now: killed)."""
+    final = _guard(_lab(lab).stop, now=now, wait=wait)
+    if job := final.get("cancelled_job"):
+        _console().print(f"cancelled the loop job {job}; state: {final['state']}")
+        _left_running(final)
+        return
+    if job := final.get("resuming_job"):
+        _console().print(f"stop requested: the loop job {job}, resuming now, stops after its "
+                         "running trials")  # fmt: skip
+        return
+    if final.get("ended_requeued"):
+        _console().print(f"the night's loop job had left Slurm's queue; state: {final['state']}")
+        _left_running(final)
+        return
+    if final.get("not_running"):  # nothing to do is not an error: exit 0
+        if "cancelled_trial_jobs" in final:
+            _left_running(final)
+            return
+        said = f"{final['lab']} is not running (state: {final['state']}); nothing to stop"
+        _console().print(said, soft_wrap=True, markup=False)
+        return
+    _console().print(f"stop requested; state: {final['state']}")
+
+
+def _left_running(st: dict[str, Any]) -> None:
+    """The trial jobs a loop job left behind: cancelled (`--now`), or still running."""
+    if (cancelled := st.get("cancelled_trial_jobs")) is not None:
+        jobs = ", ".join(cancelled) or "none were still queued or running"
+        _console().print(f"cancelled the trial jobs the loop left ({jobs}): the next "
+                         "`nightlab run` records them", soft_wrap=True, markup=False)  # fmt: skip
+    elif running := st["trials"]["running"]:
+        _console().print(f"{running} trial job(s) the loop left run on: "
+                         "`nightlab run` records them, `nightlab stop --now` cancels them",
+                         soft_wrap=True, markup=False)  # fmt: skip
 
 
 def finishup(

@@ -17,14 +17,13 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nightlab import UserError
 
 if TYPE_CHECKING:
-    from nightlab.trials.process import Finished
+    pass
 
 MAX_UNTRACKED_MB = 50
 # nightlab's own git calls run no hook and no fsmonitor of the repository's config
@@ -33,18 +32,6 @@ SAFE = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false")
 
 class WorkspaceError(UserError):
     """Git refused or the lab's files are not in a state nightlab can snapshot."""
-
-
-def clone(
-    origin: str, dest: Path, ref: str | None, run: Callable[[list[str]], Finished]
-) -> list[Finished]:
-    """Clone the repository `origin` into `dest` (a repository of its own, not the lab's:
-    auto-repair's packages) and check out `ref`; each git command as `run` ran it, up to
-    the first that failed."""
-    steps = [run(["git", "clone", "--quiet", "--", origin, str(dest)])]
-    if steps[-1].ok and ref:
-        steps.append(run(["git", "-C", str(dest), "checkout", "--quiet", ref]))
-    return steps
 
 
 class Workspace:

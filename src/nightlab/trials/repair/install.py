@@ -12,13 +12,14 @@ import shlex
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nightlab.config import CloneSpec
 from nightlab.store.redact import trial_env
-from nightlab.trials import process, workspace
+from nightlab.trials import process
 from nightlab.trials.process import Finished
 from nightlab.trials.repair.failure import TAIL_CHARS, Failure, Retry, toml_key
 from nightlab.trials.repair.ledger import Ledger
@@ -228,7 +229,7 @@ def _clone(failure: Failure, plan: Plan) -> list[Finished]:
         shutil.rmtree(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     origin = _origin(failure, spec.repo)
-    steps = workspace.clone(origin, dest, spec.ref, lambda argv: _run(argv, failure))
+    steps = clone(origin, dest, spec.ref, lambda argv: _run(argv, failure))
     if steps[-1].ok and spec.subdir:
         target = (dest / spec.subdir).resolve()
         if not target.is_relative_to(dest.resolve()) or not target.is_dir():
@@ -277,3 +278,15 @@ def _data(step: Finished) -> dict[str, Any]:
         "seconds": round(step.seconds, 2),
         "output_tail": step.output[-TAIL_CHARS:],
     }
+
+
+def clone(
+    origin: str, dest: Path, ref: str | None, run: Callable[[list[str]], Finished]
+) -> list[Finished]:
+    """Clone the repository `origin` into `dest` (a repository of its own, not the lab's:
+    auto-repair's packages) and check out `ref`; each git command as `run` ran it, up to
+    the first that failed."""
+    steps = [run(["git", "clone", "--quiet", "--", origin, str(dest)])]
+    if steps[-1].ok and ref:
+        steps.append(run(["git", "-C", str(dest), "checkout", "--quiet", ref]))
+    return steps
