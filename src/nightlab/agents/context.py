@@ -45,10 +45,12 @@ def gather(
     in_flight: list[dict],
     stalled: str | None = None,
 ) -> dict[str, Any]:
-    """The evidence of this moment, from the store: what `render` turns into the prompt."""
+    """The evidence of this moment, from the store: what `render` turns into the prompt.
+    The held-out test run is no part of it (not the last trial, the leaderboard nor the
+    storyline), nor is its test metric: nothing that decides may see the test."""
     with read.connect(db) as conn:
         base, last = read.baseline(conn), read.last_trial(conn)
-        story = read.storyline(db, 8) if stalled else []
+        story = read.storyline(db, 8, held_out=False) if stalled else []
         todos, pad = read.todo_focus(conn), read.workpad_tail(conn)
         mentor = read.workpad_tail(conn, 800, mentor=True)
         priorities = signals.compute(conn, todos["open"])

@@ -121,7 +121,7 @@ def _grep(ctx: RunContext[LabView], text: str) -> str:
 
 
 def _tail_log(ctx: RunContext[LabView], trial: int, lines: int = 40) -> str:
-    """The last lines of a trial's stderr and stdout."""
+    """The last lines of a trial's stderr and stdout (the held-out test run's are refused)."""
     return ctx.deps.tail_log(trial, lines)
 
 
@@ -131,7 +131,7 @@ def _leaderboard(ctx: RunContext[LabView], top: int = 10) -> str:
 
 
 def _trial_diff(ctx: RunContext[LabView], trial: int) -> str:
-    """The code change a trial ran with."""
+    """The code change a trial ran with (the held-out test run's is refused)."""
     return ctx.deps.trial_diff(trial)
 
 

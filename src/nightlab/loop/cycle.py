@@ -20,7 +20,7 @@ from typing import Any
 from nightlab.agents import Worker, context
 from nightlab.agents.decision import Decision
 from nightlab.agents.gate import GateResult
-from nightlab.agents.tools import LabView
+from nightlab.agents.tools import LabView, Withheld
 from nightlab.loop import inflight
 from nightlab.loop.admission import Admission, admit
 from nightlab.loop.budget import Budget
@@ -197,7 +197,7 @@ class Cycles:
             "best": None
             if best is None
             else {"objective": best.objective, "trial": best.trial, "params": best.params},
-            "in_flight": [a.trial.spec.trial_id for a in self.slots.running.values()],
+            "in_flight": [f["trial"] for f in self._in_flight()],
             "deadline": night.deadline,
             "finishup": self.finisher.context(),
         }
@@ -210,20 +210,31 @@ class Cycles:
             night.cfg, night.lab, night.store.path,
             trials_left=self.budget.trials_left(), deadline=night.deadline,
             sigma=night.sigma(), stalled=self.stalled(),
-            in_flight=inflight.describe(night, self.slots.in_flight()),
+            in_flight=inflight.describe(night, self._in_flight()),
         )  # fmt: skip
+
+    def _in_flight(self) -> list[dict[str, Any]]:
+        """The running trials an agent is told of: the held-out test run is not one."""
+        return [f for f in self.slots.in_flight() if f["kind"] != "test"]
 
     def lab_view(self) -> LabView:
         """The worker's read-only window on the lab: files at the best code its thought
-        started from (what its edits are applied to; admission carries them further)."""
+        started from (what its edits are applied to; admission carries them further), and
+        the logs and diffs of the trials the store knows, the held-out test run's withheld."""
         night = self.night
 
         def base() -> str:
             return self._planned_on[0] if self._planned_on else night.base()
 
         def trial_file(trial: int, name: str) -> str | None:
+            # only a trial the store knows, never the held-out test run (nor its test metric)
+            with read.connect(night.store.path) as conn:
+                kind = queries.trial_kind(conn, trial)
+            if kind == "test":
+                raise Withheld(f"trial {trial} is the held-out test run: no agent may read it")
             path = night.trial_dir(int(trial)) / name  # never through a link a trial planted
-            return files.tail(path, max_bytes=1 << 20) if path.is_file() else None
+            ok = kind is not None and path.is_file()
+            return files.tail(path, max_bytes=1 << 20) if ok else None
 
         def export(dest: Path) -> None:  # the user's links to absolute paths are left out
             smoke.export(night.ws, base(), dest, links=False)

@@ -188,7 +188,8 @@ class Loop:
         self.repairs.resume(night.run_id)
         self.slots.open(opening.gpus(night), opening.trial_runs(night))
         night.ws.set_best(night.base())
-        finished = night.store.trials(Trial.status != "running")
+        # what the worker learns from again: never the held-out test run
+        finished = night.store.trials(Trial.status != "running", Trial.kind != "test")
         self.worker.resume(finished, history.decisions_by(night.store, self.worker.name))
         night.journal.render_storyline()
         self.record.tracking = opening.start_tracking(night)  # the recorder feeds it

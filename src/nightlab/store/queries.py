@@ -123,6 +123,12 @@ def test_runs(conn: sqlite3.Connection) -> list[int]:
     return [r[0] for r in conn.execute("SELECT id FROM trials WHERE kind='test' ORDER BY id")]
 
 
+def trial_kind(conn: sqlite3.Connection, trial_id: int) -> str | None:
+    """The kind of trial `trial_id` (None when the store has no such trial)."""
+    row = conn.execute("SELECT kind FROM trials WHERE id = ?", (int(trial_id),)).fetchone()
+    return None if row is None else row[0]
+
+
 def settled_trial_ids(conn: sqlite3.Connection) -> list[int]:
     """Ids of every trial that is no longer running (its result.json is due)."""
     return [r[0] for r in conn.execute("SELECT id FROM trials WHERE status != 'running'")]

@@ -255,20 +255,24 @@ def status(db: Path, lab_name: str) -> dict[str, Any]:
     return out
 
 
-def storyline(db: Path, last: int | None = None) -> list[str]:
+def storyline(db: Path, last: int | None = None, held_out: bool = True) -> list[str]:
+    """The cycles' lines, oldest first (the last `last`); without `held_out`, not the lines
+    of the held-out test runs' cycles (what an agent reads)."""
+    tests = "" if held_out else " AND id NOT IN (SELECT cycle_id FROM trials WHERE kind='test')"
     with connect(db) as conn:
         rows = conn.execute(
-            "SELECT summary FROM cycles WHERE summary IS NOT NULL ORDER BY id DESC"
+            f"SELECT summary FROM cycles WHERE summary IS NOT NULL{tests} ORDER BY id DESC"
             + ("" if last is None else f" LIMIT {int(last)}")
         ).fetchall()
     return [r[0] for r in reversed(rows)]
 
 
 def last_trial(conn: sqlite3.Connection) -> dict[str, Any] | None:
-    """The most recently finished trial (its log tail is kept only when it failed)."""
+    """The most recently finished trial (its log tail is kept only when it failed), as the
+    worker reads it: never the held-out test run."""
     row = conn.execute(
         "SELECT id, status, reason, objective, log_tail FROM trials "
-        "WHERE status != 'running' ORDER BY ended_at DESC, id DESC LIMIT 1"
+        "WHERE status != 'running' AND kind != 'test' ORDER BY ended_at DESC, id DESC LIMIT 1"
     ).fetchone()
     return None if row is None else dict(row)
 
