@@ -188,8 +188,7 @@ class Loop:
         self.repairs.resume(night.run_id)
         self.slots.open(opening.gpus(night), opening.trial_runs(night))
         night.ws.set_best(night.base())
-        # what the worker learns from again: never the held-out test run
-        finished = night.store.trials(Trial.status != "running", Trial.kind != "test")
+        finished = night.store.trials(Trial.status != "running", Trial.kind != "test")  # held out
         self.worker.resume(finished, history.decisions_by(night.store, self.worker.name))
         night.journal.render_storyline()
         self.record.tracking = opening.start_tracking(night)  # the recorder feeds it
