@@ -141,11 +141,12 @@ def test_the_night_says_at_start_what_it_cannot_seal(lab):
     assert "node without it does not run" in sandbox.unsealed_warning(slurm)
 
 
-@pytest.mark.parametrize("kind", ["trial", "smoke"])
+@pytest.mark.parametrize("kind", ["trial", "smoke", "evaluation"])
 def test_a_trials_box_hides_the_credentials_in_home(lab, home, kind):
     """$HOME is read-only for a trial, and the credentials there are not in its box at all
     (a link to them is masked where it leads); nor in a smoke check's (of a module an agent
-    wrote; also adopt's check of a rewritten config), whose output is recorded."""
+    wrote; also adopt's check of a rewritten config), whose output is recorded, nor in an
+    evaluation's (loading a trial's artifacts may run the trial's code)."""
     (home / ".ssh").mkdir()
     (home / ".ssh" / "id_ed25519").write_text("PRIVATE KEY")
     (home / ".netrc").write_text("machine hub password hunter2")
@@ -157,8 +158,9 @@ def test_a_trials_box_hides_the_credentials_in_home(lab, home, kind):
     tree, out = lab / ".nightlab" / "worktrees" / "t0", lab / ".nightlab" / "trials" / "1" / "out"
     tree.mkdir(parents=True)
     out.mkdir(parents=True)
-    box = (sandbox.trial_box(cfg, lab, tree, tree, out, []) if kind == "trial"
-           else sandbox.smoke_box(cfg, lab, tree))  # fmt: skip
+    box = {"trial": lambda: sandbox.trial_box(cfg, lab, tree, tree, out, []),
+           "smoke": lambda: sandbox.smoke_box(cfg, lab, tree),
+           "evaluation": lambda: sandbox.eval_box(cfg, lab, tree, out, [])}[kind]()
     script = "cat ~/.ssh/id_ed25519 ~/.netrc ~/.aws/credentials ~/notes.txt 2>/dev/null; true"
     done = subprocess.run([*sandbox.prefix(cfg, lab, box), "/bin/sh", "-c", script],
                           cwd=tree, capture_output=True, text=True, timeout=60)  # fmt: skip

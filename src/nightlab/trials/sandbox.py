@@ -170,13 +170,14 @@ def eval_box(
     """A sealed evaluation's box: its own folder (the base's protected files, links to the
     `share` entries) writable, the trial's artifacts, its protected files and the shared
     data read-only (`share_writable` too: an evaluation writes none of it), the held-out
-    test data absent unless this is the test run, as in a trial's box."""
+    test data absent unless this is the test run, and the user's credentials absent, as in
+    a trial's box (loading a trial's artifacts may run code the trial wrote)."""
     lab = Path(lab).resolve()
     return Box(
         writable=(folder,),
         readonly=(artifacts, *(folder / p for p in protected),
                   *(lab / entry for entry in cfg.trial.share)),  # fmt: skip
-        masked=() if test else tuple(test_paths(cfg, lab, folder)),
+        masked=(*credentials(), *(() if test else test_paths(cfg, lab, folder))),
         network=cfg.trial.network,
     )
 
