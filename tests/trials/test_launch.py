@@ -79,3 +79,19 @@ def test_without_nvidia_smi_torch_is_asked_when_the_lab_wants_gpus(tmp_path, mon
     broken.write_text("#!/bin/sh\necho 'ModuleNotFoundError: torch' >&2\nexit 1\n")
     broken.chmod(0o755)
     assert launch.detect_gpus(probe_torch=True, python=str(broken)) == []
+
+
+def test_a_lab_asking_for_gpus_on_a_machine_without_any_never_trains_on_the_cpu(make_lab,
+                                                                               monkeypatch):
+    """gpus_per_trial = 1 and no GPU found: the night ran every trial on the CPU, saying
+    nothing (hours slower, and not what the lab measured before). It fails at start now."""
+    from nightlab import Lab
+    from nightlab.loop.night import NightError
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # none visible: nothing else is asked
+    lab = make_lab()
+    toml = lab / "nightlab.toml"
+    toml.write_text(toml.read_text() + "\n[executor]\ngpus_per_trial = 1\n")
+    with pytest.raises(NightError, match=r"gpus_per_trial = 1 but no GPU was found"):
+        Lab(lab).run(report=lambda line: None)
+    assert not (lab / ".nightlab" / "trials" / "1").exists()  # nothing ran

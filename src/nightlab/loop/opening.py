@@ -175,6 +175,12 @@ def gpus(night: Night) -> list[str]:
         if ex.gpus is not None
         else launch.detect_gpus(ex.gpus_per_trial > 0, night.cfg.repair.interpreter(night.lab))
     )
+    if not found and ex.gpus_per_trial > 0 and ex.kind == "local":  # never CPU unsaid
+        raise NightError(
+            f"[executor] gpus_per_trial = {ex.gpus_per_trial} but no GPU was found "
+            "(CUDA_VISIBLE_DEVICES, nvidia-smi -L, torch.cuda of [repair] python): name them "
+            "with [executor] gpus = [...], or set gpus_per_trial = 0 to train on the CPU"
+        )
     if found:
         k = max(1, ex.gpus_per_trial)
         shared = " (more slots than GPU groups: some share)" if night.slots * k > len(found) else ""
