@@ -542,7 +542,8 @@ class NotifySection(_Section):
     urls: list[str] = Field(
         default_factory=list,
         description='Apprise URLs to notify, e.g. ["ntfy://ntfy.sh/my-topic"] (checked when '
-        "the night starts: one Apprise cannot read stops it, naming the URL).",
+        "the night starts: one Apprise cannot read stops it, naming the URL), or plugin:NAME "
+        "(a notifier registered under the nightlab.notifiers entry points).",
     )
     events: list[str] = Field(
         default_factory=lambda: list(NOTIFY_EVENTS),
@@ -560,6 +561,10 @@ class NotifySection(_Section):
     @classmethod
     def _urls(cls, urls: list[str]) -> list[str]:
         for i, url in enumerate(urls, 1):
+            if url.strip().startswith("plugin:"):
+                if not re.fullmatch(r"plugin:[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", url.strip()):
+                    raise ValueError(f"entry {i}: write a notifier plugin as plugin:NAME")
+                continue
             if "://" not in url.strip():  # (not shown: it may be a token pasted bare)
                 raise ValueError(
                     f"entry {i} is no Apprise URL (SERVICE://...), e.g. ntfy://ntfy.sh/TOPIC, "

@@ -103,9 +103,49 @@ def test_the_cli_shows_the_one_line_error_and_exits_2(make_lab, spec, expected):
 
 def test_a_registered_notifier_loads_by_name():
     notifier = notifiers.load("record")()
-    notifier("the night ended")
-    assert notifier.sent == ["the night ended"]
+    notifier.send("finished", "title", "the night ended")
+    assert notifier.sent == [("finished", "title", "the night ended")]
     assert notifiers.GROUP == "nightlab.notifiers"
+
+
+def with_notify(lab: Path, urls: str) -> Path:
+    toml = lab / "nightlab.toml"
+    toml.write_text(toml.read_text() + f"\n[notify]\nurls = {urls}\nmin_interval_s = 0\n")
+    return lab
+
+
+def test_a_notifier_plugin_gets_the_nights_messages_and_its_failures_are_recorded(make_lab):
+    """`[notify] urls = ["plugin:record"]`: the plugin was loadable but nightlab never called
+    it. It gets every message now, through the same queue, rate limit and record."""
+    from nightlab_plugin_worker import RecordingNotifier
+
+    RecordingNotifier.log.clear()
+    lab = with_notify(make_lab(max_trials=4), '["plugin:record"]')
+    Lab(lab).run(report=lambda line: None)
+    kinds = [kind for kind, _, _ in RecordingNotifier.log]
+    assert kinds[0] == "started" and kinds[-1] == "finished", kinds
+    sent = rows(lab, "SELECT data FROM events WHERE kind = 'notify_sent'")
+    assert sent and all(json.loads(d)["url"] == "plugin:record" for (d,) in sent)
+    RecordingNotifier.log.clear()  # a send that raises: one notify_failed, the night goes on
+    from nightlab.loop.notify import Message, targets
+
+    [target] = targets(["plugin:record"])
+    assert "ConnectionError: the pager service is down" in target.send(
+        Message("kept", "t", "FAIL-ME"))  # fmt: skip
+
+
+@pytest.mark.parametrize(("url", "said"), [
+    ("plugin:nobody", "no nightlab.notifiers plugin named 'nobody'"),
+    ("plugin:record-broken", f"package {PACKAGE}"),
+    ("plugin:../../etc", "write a notifier plugin as plugin:NAME"),
+    ("plugin:", "write a notifier plugin as plugin:NAME"),
+])  # fmt: skip
+def test_a_missing_broken_or_malformed_notifier_plugin_stops_the_start(make_lab, url, said):
+    lab = with_notify(make_lab(), f'["{url}"]')
+    proc = cli("run", str(lab), check=False)
+    assert proc.returncode == 2 and said in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (lab / ".nightlab" / "trials").exists()
 
 
 def test_a_missing_or_broken_notifier_is_a_one_line_user_error():

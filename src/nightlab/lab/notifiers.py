@@ -5,8 +5,9 @@ A package registers a notifier in its pyproject.toml:
     [project.entry-points."nightlab.notifiers"]
     mine = "my_package.notify:Notifier"
 
-and `load("mine")` returns that object (here, the class), imported. What nightlab calls on
-it, and when, arrives with the notifications issue; this module only finds and loads it.
+and `load("mine")` returns that object (here, the class), imported. A night with
+`[notify] urls = ["plugin:mine"]` calls it once with no arguments and sends each message to
+the result's `send(kind, title, body)` (loop/notify.py: PluginTarget).
 A name nobody registered, or a package that fails to import, raises `PluginError` (a
 `UserError`: the CLI prints its one line, naming the package, and exits with code 2).
 """

@@ -17,7 +17,8 @@ the loop only ever enqueues — a slow or dead receiver never blocks or crashes 
 
 Apprise is imported here only (when a night with `[notify] urls` starts, or by
 `nightlab notify-test`); its own timeouts (`cto`, `rto` on the URL: 4 s each by default)
-bound every HTTP attempt.
+bound every HTTP attempt. A `plugin:NAME` entry is a notifier another package registered
+(`nightlab.notifiers` entry points: PluginTarget), queued, rate-limited and recorded the same.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ ERROR_CHARS = 500
 MASK_MIN = 6  # shorter pieces of a URL are not masked in errors (they would blank words)
 LABEL_CHARS = 120  # a URL as shown and recorded (secrets masked by Apprise, then redacted)
 Record = Callable[[str, dict[str, Any]], None]  # (event kind, data) into the store
+PLUGINS = "nightlab.notifiers"  # the entry-point group of `plugin:NAME` entries
 
 
 class NotifyError(UserError):
@@ -89,16 +91,59 @@ class Target:
                       mask=self.secrets)  # fmt: skip
 
 
-def targets(urls: Sequence[str]) -> list[Target]:
-    """Every URL read by Apprise; NotifyError naming the first it cannot read."""
-    from nightlab.config import require
+@dataclass
+class PluginTarget:
+    """A `plugin:NAME` entry: a notifier another package registered under
+    `nightlab.notifiers`, made once per night (called with no arguments); its
+    `send(kind, title, body)` delivers, and raising means it failed."""
 
-    require("apprise", "notify", "[notify] urls")
-    import apprise
+    index: int
+    label: str
+    service: str
+    notifier: Any
+    secrets: tuple[str, ...] = ()
 
-    _quiet_apprise()
-    found = []
+    def send(self, message: Message) -> str | None:
+        try:
+            self.notifier.send(message.kind, message.title, message.body)
+        except Exception as exc:  # a plugin's bug is one failed delivery, not the thread's end
+            return _short(f"{type(exc).__name__}: {exc}")
+        return None
+
+
+def _plugin(index: int, name: str) -> PluginTarget:
+    from nightlab.config import plugin
+
+    factory = plugin(PLUGINS, name)  # PluginError: nobody registered it, or it is broken
+    try:
+        made = factory()
+    except Exception as exc:
+        raise NotifyError(
+            f"[notify] urls entry {index} (plugin:{name}) could not be made: "
+            + _short(f"{type(exc).__name__}: {exc}")
+        ) from None
+    if not callable(getattr(made, "send", None)):
+        raise NotifyError(
+            f"[notify] urls entry {index} (plugin:{name}): the notifier has no "
+            "send(kind, title, body) method"
+        )
+    return PluginTarget(index, f"plugin:{name}", name, made)
+
+
+def targets(urls: Sequence[str]) -> list[Target | PluginTarget]:
+    """Every URL read by Apprise, every `plugin:NAME` made; NotifyError naming the first
+    that cannot be (a missing or broken plugin: PluginError)."""
+    found: list[Target | PluginTarget] = []
     for i, url in enumerate(urls, 1):
+        if url.startswith("plugin:"):
+            found.append(_plugin(i, url.removeprefix("plugin:")))
+            continue
+        from nightlab.config import require
+
+        require("apprise", "notify", "[notify] urls")
+        import apprise
+
+        _quiet_apprise()
         obj = apprise.Apprise()
         if not obj.add(url) or len(obj) != 1:
             raise NotifyError(_unreadable(i, url))
@@ -164,7 +209,9 @@ def _schemas() -> list[str]:
 class Channel:
     """One URL: its queue and the thread that sends from it."""
 
-    def __init__(self, target: Target, min_interval_s: float, record: Record) -> None:
+    def __init__(
+        self, target: Target | PluginTarget, min_interval_s: float, record: Record
+    ) -> None:
         self.target, self.min_interval, self.record = target, min_interval_s, record
         self.queue: queue.Queue[Message | None] = queue.Queue()  # bounded by `pending`
         self.lock = threading.Lock()

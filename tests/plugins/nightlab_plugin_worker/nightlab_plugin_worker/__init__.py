@@ -45,10 +45,16 @@ def make(args: str, cfg: Config, lab: Path) -> StepsWorker:
 
 
 class RecordingNotifier:
-    """Remembers every message it is given (the notifications issue defines the calls)."""
+    """Remembers every message nightlab sends it (`[notify] urls = ["plugin:record"]`), in
+    `sent` and, across instances, in the class's `log` (kind, title, body)."""
+
+    log: list[tuple[str, str, str]] = []
 
     def __init__(self) -> None:
-        self.sent: list[str] = []
+        self.sent: list[tuple[str, str, str]] = []
 
-    def __call__(self, message: str) -> None:
-        self.sent.append(message)
+    def send(self, kind: str, title: str, body: str) -> None:
+        if "FAIL-ME" in body:
+            raise ConnectionError("the pager service is down")
+        self.sent.append((kind, title, body))
+        RecordingNotifier.log.append((kind, title, body))
