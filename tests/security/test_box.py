@@ -279,3 +279,38 @@ def test_test_data_outside_the_lab_is_absent_from_every_box_but_the_test_runs(la
                         "test run": "held,outtrain"}  # fmt: skip
     finally:
         shutil.rmtree(far)
+
+
+def test_under_evaluate_the_test_runs_training_never_sees_the_test_data(lab):
+    """With `[trial] evaluate` the held-out figure is the evaluation's: the test run's own
+    training step (the agent's code) must not see the test data — it could copy the labels
+    into its artifacts as its 'predictions' and score perfectly. Its evaluation sees them."""
+    (lab / "data").mkdir()
+    (lab / "data" / "test.csv").write_text("held,out")
+    (lab / "data" / "train.csv").write_text("train")
+    toml = lab / "nightlab.toml"
+    toml.write_text(
+        toml.read_text()
+        .replace("[trial]\n", '[trial]\nshare = ["data"]\nevaluate = "python train.py"\n'
+                 'protected = ["train.py"]\n')
+        .replace('direction = "maximize"', 'direction = "maximize"\ntest_paths = ["data/test.csv"]')
+    )  # fmt: skip
+    cfg = load_config(lab)
+    tree, out = lab / ".nightlab" / "worktrees" / "t0", lab / ".nightlab" / "trials" / "1" / "out"
+    folder = lab / ".nightlab" / "trials" / "1" / "eval"
+    for made in (tree, out / "artifacts", folder):
+        made.mkdir(parents=True)
+    for where in (tree, folder):
+        (where / "data").symlink_to(lab / "data")
+    boxes = {
+        "test run": (sandbox.trial_box(cfg, lab, tree, tree, out, [], test=True), tree),
+        "its evaluation": (sandbox.eval_box(cfg, lab, folder, out / "artifacts", [], test=True),
+                           folder),
+    }  # fmt: skip
+    seen = {}
+    for name, (box, cwd) in boxes.items():
+        done = subprocess.run([*sandbox.prefix(cfg, lab, box), "/bin/sh", "-c",
+                               "cat data/test.csv 2>/dev/null; cat data/train.csv"],
+                              cwd=cwd, capture_output=True, text=True, timeout=60)  # fmt: skip
+        seen[name] = done.stdout
+    assert seen == {"test run": "train", "its evaluation": "held,outtrain"}

@@ -146,9 +146,12 @@ def trial_box(
 ) -> Box:
     """A trial's box: its tree (the lab's folder in it is `workdir`) and output folder
     writable, its protected files (lab-relative paths) and shared data read-only, the
-    held-out test data absent unless this is the test run. Protected files are read-only
-    binds: they cannot be swapped during the run and restored before the end."""
+    held-out test data absent unless this is the test run (and even then under `[trial]
+    evaluate`: its evaluation alone reads it, else the training could plant the labels in
+    its artifacts as predictions). Protected files are read-only binds: they cannot be
+    swapped during the run and restored before the end."""
     lab = Path(lab).resolve()
+    test = test and not cfg.trial.evaluate
     writable = [lab / entry for entry in cfg.trial.share_writable]
     shared = [lab / entry for entry in cfg.trial.share if lab / entry not in writable]
     # every folder from the tree down to a protected file is a mount point of its own: it
