@@ -325,3 +325,28 @@ def test_forged_curves_cannot_get_an_honest_trial_pruned(tmp_path):
     hopeless.prints("step=0 loss=9.0", "step=1 loss=9.0")
     p.check(5, "trial", hopeless)
     assert hopeless.killed and hopeless.killed[0][0] == "pruned"
+
+
+def test_a_failed_trials_forged_rungs_are_no_hyperbands_rival(tmp_path):
+    """Hyperband ranks a trial against every rung value of its bracket, failed trials'
+    too: a trial printing loss=0.001 at each step, then exiting 1 (or killed), left its
+    forged rungs as rivals for good — no final objective bounded them. It delivered
+    nothing, so its rungs now count as the worst value."""
+    p, _, _ = opened(tmp_path, kind="hyperband")
+    p.started(9, "baseline", {}, None)
+    base = Trial(tmp_path / "t9")
+    base.prints(*(f"step={s} loss=0.5" for s in range(30)))
+    p.check(9, "baseline", base)
+    p.outcome(9, outcome(base, objective=0.5))
+    p.ended(types.SimpleNamespace(id=9, kind="baseline", status="succeeded", objective=0.5))
+    p.started(1, "trial", {}, None)
+    forger = Trial(tmp_path / "t1")
+    for s in range(30):
+        forger.prints(f"step={s} loss=0.001")
+        p.check(1, "trial", forger)
+    rungs = lambda: {k: v for k, v in p.study._frozen(1).system_attrs.items()  # noqa: E731
+                     if k.startswith("completed_rung_")}  # fmt: skip
+    assert rungs() and set(rungs().values()) == {0.001}
+    p.outcome(1, outcome(forger, status="failed", objective=None))
+    p.ended(types.SimpleNamespace(id=1, kind="trial", status="failed", objective=None))
+    assert rungs() and set(rungs().values()) == {float("inf")}

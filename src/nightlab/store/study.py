@@ -226,19 +226,23 @@ class LabStudy:
             return
         number = self.storage.get_trial_number_from_id(sid)
         state, value = self._ending(row)
+        maximize = self.cfg.objective.direction == "maximize"
         if value is not None:
             self._bound_curve(sid, value)
+        elif state == TrialState.FAIL:  # it delivered nothing: its rungs rival no one
+            self._bound_curve(sid, -math.inf if maximize else math.inf, points=False)
         self.study.tell(number, value, state=state)
 
-    def _bound_curve(self, sid: int, value: float) -> None:
+    def _bound_curve(self, sid: int, value: float, points: bool = True) -> None:
         """A finished curve is a reference only up to what its trial delivered: each point
         better than the final objective counts as the final objective. A curve is the
         trial's own claim; forged points far better than its result would otherwise make
         the pruner stop honest trials (an honest peak above the result only makes pruning
-        a little less eager). Hyperband's rung values likewise, once the trial ends."""
+        a little less eager). Hyperband's rung values likewise, once the trial ends (only
+        those without `points`: a failed trial's curve is no median's reference anyway)."""
         maximize = self.cfg.objective.direction == "maximize"
         frozen = self.storage.get_trial(sid)
-        for step, point in frozen.intermediate_values.items():
+        for step, point in frozen.intermediate_values.items() if points else ():
             if point > value if maximize else point < value:
                 self.storage.set_trial_intermediate_value(sid, step, value)
         for key, point in frozen.system_attrs.items():  # hyperband's rung values
