@@ -314,3 +314,34 @@ def test_under_evaluate_the_test_runs_training_never_sees_the_test_data(lab):
                               cwd=cwd, capture_output=True, text=True, timeout=60)  # fmt: skip
         seen[name] = done.stdout
     assert seen == {"test run": "train", "its evaluation": "held,outtrain"}
+
+
+def test_the_test_run_writes_nothing_a_later_trial_reads(lab):
+    """The test run sees the test data: `share_writable` (a cache every later trial, of
+    any later night too, reads) is read-only to it, or it could copy the labels there."""
+    (lab / "cache").mkdir()
+    (lab / "data").mkdir()
+    (lab / "data" / "test.csv").write_text("held,out")
+    toml = lab / "nightlab.toml"
+    toml.write_text(
+        toml.read_text()
+        .replace("[trial]\n", '[trial]\nshare = ["data", "cache"]\nshare_writable = ["cache"]\n')
+        .replace('direction = "maximize"', 'direction = "maximize"\ntest_paths = ["data/test.csv"]')
+    )  # fmt: skip
+    cfg = load_config(lab)
+    tree, out = lab / ".nightlab" / "worktrees" / "t0", lab / ".nightlab" / "trials" / "1" / "out"
+    for made in (tree, out):
+        made.mkdir(parents=True)
+    for entry in ("data", "cache"):
+        (tree / entry).symlink_to(lab / entry)
+    script = "cp data/test.csv cache/leak.csv 2>/dev/null; cat data/test.csv"
+    for test, leaked in ((False, False), (True, False)):
+        box = sandbox.trial_box(cfg, lab, tree, tree, out, [], test=test)
+        done = subprocess.run([*sandbox.prefix(cfg, lab, box), "/bin/sh", "-c", script],
+                              cwd=tree, capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert done.stdout == ("held,out" if test else ""), done.stderr
+        assert (lab / "cache" / "leak.csv").exists() == leaked
+    box = sandbox.trial_box(cfg, lab, tree, tree, out, [])
+    done = subprocess.run([*sandbox.prefix(cfg, lab, box), "/bin/sh", "-c", "echo ok > cache/x"],
+                          cwd=tree, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert (lab / "cache" / "x").read_text() == "ok\n", "an ordinary trial still writes its cache"

@@ -146,13 +146,15 @@ def trial_box(
 ) -> Box:
     """A trial's box: its tree (the lab's folder in it is `workdir`) and output folder
     writable, its protected files (lab-relative paths) and shared data read-only, the
-    held-out test data absent unless this is the test run (and even then under `[trial]
-    evaluate`: its evaluation alone reads it, else the training could plant the labels in
-    its artifacts as predictions). Protected files are read-only binds: they cannot be
-    swapped during the run and restored before the end."""
+    held-out test data absent unless this is the test run. That run writes no
+    `share_writable` entry (it could copy the labels where later trials read), and under
+    `[trial] evaluate` it does not see the test data either: its evaluation alone does (the
+    training could plant the labels in its artifacts as predictions). Protected files are
+    read-only binds: they cannot be swapped during the run and restored before the end."""
     lab = Path(lab).resolve()
     test = test and not cfg.trial.evaluate
-    writable = [lab / entry for entry in cfg.trial.share_writable]
+    # the run that sees the test data writes nothing a later trial reads: no share_writable
+    writable = [] if test else [lab / entry for entry in cfg.trial.share_writable]
     shared = [lab / entry for entry in cfg.trial.share if lab / entry not in writable]
     # every folder from the tree down to a protected file is a mount point of its own: it
     # cannot be renamed away with the file and replaced by a folder holding a forged one
