@@ -95,3 +95,20 @@ def test_a_lab_asking_for_gpus_on_a_machine_without_any_never_trains_on_the_cpu(
     with pytest.raises(NightError, match=r"gpus_per_trial = 1 but no GPU was found"):
         Lab(lab).run(report=lambda line: None)
     assert not (lab / ".nightlab" / "trials" / "1").exists()  # nothing ran
+
+
+def test_the_test_run_gets_no_mlflow_store_to_write(make_lab, tmp_path):
+    """[tracking] trial_run opens the local MLflow store to a trial's box; the test run sees
+    the test data, and could log the labels there for every later trial to read."""
+    lab = make_lab()
+    cfg = load_config(lab)
+    store = tmp_path / "mlflow.db"
+    store.write_text("")
+    mlflow = {"uri": f"sqlite:///{store}", "experiment": "e", "artifacts": str(tmp_path / "a"),
+              "night": "n"}  # fmt: skip
+    specs = {test: launch.build(cfg, lab, lab / ".nightlab" / "trials" / "1", 1, {}, 0, lab,
+                                mlflow=mlflow, test=test) for test in (False, True)}  # fmt: skip
+    assert "nightlab.tracking.trial_run" in specs[False].command
+    assert str(store) in specs[False].sandbox
+    assert specs[True].command == cfg.trial.command  # not wrapped: no run of its own
+    assert str(store) not in specs[True].sandbox and specs[True].env["NIGHTLAB_TEST"] == "1"

@@ -108,7 +108,8 @@ def build(
 ) -> TrialSpec:
     """The command and environment of one trial (parameters per `[trial] params`); with
     GPUs, slot i sees GPU i mod their number as its only device; with `mlflow` (the
-    tracking options, `[tracking] trial_run`) the trial first opens its own MLflow run.
+    tracking options, `[tracking] trial_run`) the trial first opens its own MLflow run
+    (never the test run).
     The trial's box shows it its `tree` (default `workdir`, the lab's folder in it) and
     its output folder (`out/` of its trial folder) and, read-only, the `protected` files
     (lab-relative); only a `test` run sees the held-out test data and gets NIGHTLAB_TEST=1.
@@ -133,6 +134,9 @@ def build(
     )
     if test:
         env["NIGHTLAB_TEST"] = "1"
+        # the one run that sees the test data gets no MLflow store to write: later trials
+        # with `trial_run` read it (nightlab mirrors the test run's figures itself)
+        mlflow = None
     protected = list(protected)
     box = sandbox.trial_box(cfg, lab, tree or workdir, workdir, out, protected, test=test)
     if mlflow:  # the trial logs into its own run: the local MLflow store is opened to it
